@@ -1,0 +1,53 @@
+/**
+ * Shared benchmark plumbing: every bench/<family>.bench.ts exports `name` and
+ * `run(ctx)`; ctx.report() collects rows, which bench/run.ts prints as tables (or JSON with
+ * --json). Timings come from tinybench; ratios are always computed within one run.
+ */
+import { Bench } from 'tinybench';
+
+export interface Row {
+  [column: string]: string | number;
+}
+
+export interface Report {
+  family: string;
+  title: string;
+  rows: Row[];
+  notes?: string[];
+}
+
+export interface BenchContext {
+  json: boolean;
+  /** Shorter runs (CI smoke, --quick). */
+  quick: boolean;
+  report(r: Report): void;
+  log(line: string): void;
+}
+
+export interface BenchModule {
+  name: string;
+  run(ctx: BenchContext): Promise<void>;
+}
+
+/** Runs tinybench tasks and returns mean time (ns) per task name. */
+export async function measure(tasks: Record<string, () => unknown | Promise<unknown>>, opts: { quick: boolean; time?: number }): Promise<Record<string, { meanNs: number; p99Ns: number; samples: number }>> {
+  const bench = new Bench({ time: opts.time ?? (opts.quick ? 100 : 500), warmupTime: opts.quick ? 20 : 100 });
+  for (const [name, fn] of Object.entries(tasks)) bench.add(name, fn);
+  await bench.run();
+  const out: Record<string, { meanNs: number; p99Ns: number; samples: number }> = {};
+  for (const t of bench.tasks) {
+    const r = t.result as unknown as { latency?: { mean: number; p99?: number; samples?: number[] | number }; samples?: number };
+    const lat = r?.latency;
+    if (!lat) throw new Error(`benchmark task ${t.name} failed: ${JSON.stringify((t.result as { error?: unknown })?.error ?? 'no result')}`);
+    const samples = Array.isArray(lat.samples) ? lat.samples.length : typeof lat.samples === 'number' ? lat.samples : 0;
+    out[t.name] = { meanNs: lat.mean * 1e6, p99Ns: (lat.p99 ?? lat.mean) * 1e6, samples };
+  }
+  return out;
+}
+
+export const fmt = {
+  gbps: (bytes: number, ns: number) => +(bytes / ns).toFixed(2),
+  us: (ns: number) => +(ns / 1000).toFixed(2),
+  ratio: (a: number, b: number) => +(a / b).toFixed(2),
+  pct: (a: number, b: number) => +((100 * a) / b).toFixed(2),
+};

@@ -1,0 +1,83 @@
+/**
+ * Shared CLI helpers: argument parsing on node:util parseArgs with clear errors, size and
+ * duration parsing, and a progress line on stderr that redraws in place on a TTY.
+ */
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+
+export class CliError extends Error {
+  constructor(message: string, readonly exitCode = 2) {
+    super(message);
+    this.name = 'CliError';
+  }
+}
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+/** parseArgs, with errors turned into CliError naming the command. */
+export function parse<O extends Options>(
+  cmd: string,
+  argv: string[],
+  options: O,
+  allowPositionals = false,
+): { values: Record<string, string | boolean | string[] | boolean[] | undefined>; positionals: string[] } {
+  try {
+    const r = parseArgs({ args: argv, options, allowPositionals, strict: true });
+    return { values: r.values as Record<string, string | boolean | string[] | boolean[] | undefined>, positionals: r.positionals };
+  } catch (err) {
+    throw new CliError(`${cmd}: ${(err as Error).message}; see \`understudy ${cmd} --help\``);
+  }
+}
+
+/** An integer option, within [min, max]. */
+export function intOption(cmd: string, name: string, value: string | undefined, dflt: number, min = 0, max = Number.MAX_SAFE_INTEGER): number {
+  if (value === undefined) return dflt;
+  if (!/^-?\d+$/.test(value)) throw new CliError(`${cmd}: --${name} must be an integer, got ${JSON.stringify(value)}`);
+  const n = Number(value);
+  if (n < min || n > max) throw new CliError(`${cmd}: --${name} must be from ${min} to ${max}, got ${n}`);
+  return n;
+}
+
+/** A duration: "25ms", "1s", "250us", or a bare number of milliseconds. Returns milliseconds. */
+export function durationOption(cmd: string, name: string, value: string | undefined, dfltMs: number): number {
+  if (value === undefined) return dfltMs;
+  const m = /^(\d+(?:\.\d+)?)(us|ms|s|m)?$/.exec(value.trim());
+  if (!m) throw new CliError(`${cmd}: --${name} must be a duration like 25ms or 1s, got ${JSON.stringify(value)}`);
+  const n = Number(m[1]);
+  const unit = m[2] ?? 'ms';
+  const ms = unit === 'us' ? n / 1000 : unit === 'ms' ? n : unit === 's' ? n * 1000 : n * 60_000;
+  if (!(ms > 0)) throw new CliError(`${cmd}: --${name} must be positive, got ${JSON.stringify(value)}`);
+  return ms;
+}
+
+/** HOST:PORT (IPv6 as [::1]:PORT). */
+export function hostPort(cmd: string, name: string, value: string | undefined): { host: string; port: number } {
+  if (!value) throw new CliError(`${cmd}: --${name} HOST:PORT is required`);
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(value);
+  if (!m) throw new CliError(`${cmd}: --${name} must be HOST:PORT, got ${JSON.stringify(value)}`);
+  const port = Number(m[3]);
+  if (port > 65535) throw new CliError(`${cmd}: --${name} port must be at most 65535, got ${port}`);
+  return { host: (m[1] ?? m[2])!, port };
+}
+
+/** A status line on stderr: redrawn in place on a terminal, one line per update otherwise (throttled). */
+export class Progress {
+  private last = 0;
+  private drawn = false;
+  constructor(private readonly minIntervalMs = process.stderr.isTTY ? 100 : 1000) {}
+  update(text: string, force = false): void {
+    const now = Date.now();
+    if (!force && now - this.last < this.minIntervalMs) return;
+    this.last = now;
+    if (process.stderr.isTTY) {
+      process.stderr.write(`\r\x1b[2K${text}`);
+      this.drawn = true;
+    } else {
+      process.stderr.write(text + '\n');
+    }
+  }
+  done(text?: string): void {
+    if (text !== undefined) this.update(text, true);
+    if (this.drawn) process.stderr.write('\n');
+    this.drawn = false;
+  }
+}

@@ -1,0 +1,17 @@
+// Kernel family "delta": the ops every ISA variant provides (see kernels/dispatch.h).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace kernels::delta {
+
+struct Ops {
+  const char* isa;
+};
+
+extern const Ops ops_scalar;
+extern const Ops ops_avx2;
+extern const Ops ops_avx512;
+
+}  // namespace kernels::delta
