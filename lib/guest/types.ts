@@ -1,0 +1,88 @@
+/**
+ * The Guest interface: the seam every backend (kvm, sim; later xen, qemu) fills.
+ *
+ * A guest runs a deterministic workload (lib/guest/workloads.ts names them) over guest memory
+ * that is mapped into this process. The checkpoint engine pauses it, takes the dirty log, copies
+ * the dirty pages and the CPU state, drains its output, and resumes it.
+ */
+import type { EventEmitter } from 'node:events';
+import type { GuestMemory } from '../kernels/memory.js';
+
+export type GuestType = 'kvm' | 'sim';
+export type WorkloadName = 'uniform' | 'hotset' | 'sequential' | 'sparse' | 'memcheck' | 'kv';
+
+/** What createGuest needs. */
+export interface GuestOptions {
+  /** 'auto' (default) picks kvm where it works and sim otherwise. */
+  type?: GuestType | 'auto';
+  workload: WorkloadName;
+  seed?: number | bigint;
+  /** Steps per vCPU. */
+  steps?: number;
+  /** Guest RAM in MiB (default 64). */
+  memoryMiB?: number;
+  vcpus?: number;
+  /** Mix in the host clock supplied at each pause (re-execution takes another path). */
+  nondeterministic?: boolean;
+  /** Start running at once (default true). */
+  start?: boolean;
+}
+
+/** A restored guest: memory image plus the blob saveCpu() returned. */
+export interface RestoreOptions {
+  type?: GuestType | 'auto';
+  memoryImage: Uint8Array;
+  cpu: Uint8Array;
+  start?: boolean;
+}
+
+/** Pages written since the previous takeDirty(). */
+export interface DirtyLog {
+  /** Bit i = page i (bit i&7 of byte i>>3), length ceil(pageCount/8). */
+  bitmap: Uint8Array;
+  /** Indices of the set bits, ascending. */
+  pfns: Uint32Array;
+}
+
+/** One output record, with the hash chain as in `understudy run --records`. */
+export interface OutputRecord {
+  seq: number;
+  /** The record's data bytes. */
+  data: Uint8Array;
+  /** 16 hex digits: XXH3-64 (seed 0) of the previous chain (8 bytes LE) followed by data. */
+  chain: string;
+}
+
+export interface GuestResult {
+  /** 16 hex digits. */
+  final: string;
+}
+
+export interface Guest extends EventEmitter {
+  readonly type: GuestType;
+  readonly pageSize: number;
+  readonly pageCount: number;
+  readonly vcpus: number;
+  readonly memory: GuestMemory;
+  /** Starts the vCPUs (no-op if running). */
+  start(): void;
+  /** Resolves once no vCPU can write guest memory. */
+  pause(): Promise<void>;
+  /** Lets the vCPUs go on (after setClock in nondeterministic mode). */
+  resume(): void;
+  /** The host value the guest mixes in at the next resume (nondeterministic mode). */
+  setClock(value: bigint): void;
+  /** Pages written since the last call, including pages the host itself wrote; clears the log. */
+  takeDirty(): DirtyLog;
+  /** Output records published since the last call (safe while running or paused). */
+  takeOutput(): OutputRecord[];
+  /** Versioned, checksummed blob of all vCPU state (call while paused). */
+  saveCpu(): Uint8Array;
+  /** Null until the workload has finished. */
+  readonly result: GuestResult | null;
+  /** Resolves when the workload finishes (rejects on a guest fault). */
+  wait(): Promise<GuestResult>;
+  /** Stops the vCPUs and releases the VM and its memory. */
+  close(): Promise<void>;
+  // events: 'exit' (GuestResult), 'error' (Error: fault, triple fault, panic)
+}
