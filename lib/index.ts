@@ -9,3 +9,10 @@ export type { IsaName } from './kernels/cpu.js';
 // guest memory
 export { allocateMemory, mapFile, GuestMemory } from './kernels/memory.js';
 export type { MapFileOptions } from './kernels/memory.js';
+// kernels: bitmap, copy, hash
+export { scanBitmap, countBitmap } from './kernels/bitmap.js';
+export type { ScanBitmapOptions } from './kernels/bitmap.js';
+export { gatherPages, scatterPages } from './kernels/copy.js';
+export type { GatherOptions, ScatterOptions } from './kernels/copy.js';
+export { hashPages, fingerprintPages, zeroPages, xxh3 } from './kernels/hash.js';
+export type { PageOptions, HashPagesOptions } from './kernels/hash.js';
