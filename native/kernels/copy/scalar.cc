@@ -8,7 +8,7 @@
 namespace kernels::copy {
 namespace scalar_isa {
 namespace {
-#define COPY_RUN(dst, src, bytes, next, stream) std::memcpy((dst), (src), (bytes))
+#define COPY_RUN(dst, src, bytes, next, stream) ((void)(next), (void)(stream), std::memcpy((dst), (src), (bytes)))
 #include "kernels/copy/generic.inc"
 #undef COPY_RUN
 }  // namespace
