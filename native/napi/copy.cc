@@ -74,7 +74,12 @@ Napi::Value Gather(const Napi::CallbackInfo& info) {
     const size_t alloc = (bytes + align - 1) / align * align;
     dst = static_cast<uint8_t*>(std::aligned_alloc(align, alloc));
     if (dst == nullptr) throw Napi::Error::New(env, "gatherPages: out of memory for " + std::to_string(bytes) + " bytes");
-    Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, dst, bytes, [](Napi::Env, void* p) { std::free(p); });
+    const int64_t size = static_cast<int64_t>(alloc);
+    Napi::MemoryManagement::AdjustExternalMemory(env, size);
+    Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, dst, bytes, [size](Napi::Env e, void* p) {
+      std::free(p);
+      Napi::MemoryManagement::AdjustExternalMemory(e, -size);
+    });
     result = Napi::Uint8Array::New(env, bytes, ab, 0);
   }
 
