@@ -106,6 +106,13 @@ describe('scanBitmap/countBitmap bad input', () => {
     );
   });
 
+  it('refuses an `out` that shares memory with the bitmap', () => {
+    const shared = new ArrayBuffer(64);
+    const bitmap = new Uint8Array(shared, 0, 32).fill(0xff);
+    expect(() => scanBitmap(bitmap, { out: new Uint32Array(shared) })).toThrow(new RangeError('`out` must not overlap `bitmap`'));
+    expect(bitmap.every((b) => b === 0xff)).toBe(true);
+  });
+
   it('rejects detached buffers', () => {
     expect(() => scanBitmap(detached())).toThrow(new TypeError('`bitmap` is detached (its buffer was transferred or its memory closed)'));
     expect(() => countBitmap(detached())).toThrow(TypeError);

@@ -138,6 +138,14 @@ describe('gatherPages/scatterPages bad input', () => {
     expect(() => scatterPages(buf.subarray(0, 4 * 4096), Uint32Array.of(0), buf.subarray(2 * 4096, 3 * 4096), { pageSize: 4096 })).toThrow(
       new RangeError('`pages` must not overlap `memory`'),
     );
+    const shared = new ArrayBuffer(8 * 4096);
+    const pfns = new Uint32Array(shared, 0, 2);
+    expect(() => gatherPages(new Uint8Array(4 * 4096), pfns, { pageSize: 4096, out: new Uint8Array(shared) })).toThrow(
+      new RangeError('`out` must not overlap `pfns`'),
+    );
+    expect(() => scatterPages(new Uint8Array(shared), pfns, new Uint8Array(2 * 4096), { pageSize: 4096 })).toThrow(
+      new RangeError('`pfns` must not overlap `memory`'),
+    );
   });
 
   it('rejects wrong types and detached buffers', () => {

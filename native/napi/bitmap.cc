@@ -74,6 +74,11 @@ Napi::Value Scan(const Napi::CallbackInfo& info) {
   if (info.Length() > 2 && !info[2].IsUndefined() && !info[2].IsNull()) {
     size_t cap = 0;
     uint32_t* out = napi_util::u32(info[2], "out", &cap);
+    // Writing indices into the bitmap being scanned would change its count mid-scan.
+    const uintptr_t o0 = reinterpret_cast<uintptr_t>(out), b0 = reinterpret_cast<uintptr_t>(bm.data);
+    if (cap != 0 && bm.length != 0 && o0 < b0 + bm.length && b0 < o0 + cap * 4) {
+      napi_util::throw_range(env, "`out` must not overlap `bitmap`");
+    }
     // All or nothing: when `out` might be too small, count first and refuse before writing.
     if (cap < 8 * bm.length) {
       const uint64_t total = ops.count(bm.data, bm.length);
