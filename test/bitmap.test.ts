@@ -1,3 +1,8 @@
+/**
+ * scanBitmap/countBitmap: every ISA path against the bit-by-bit TS reference (sizes around every
+ * block and chunk, densities 0-100 %, clustered, unaligned views, bases up to 2^32), the `out`
+ * option, and exact errors for hostile inputs.
+ */
 import { describe, expect, it } from 'vitest';
 import { countBitmap, scanBitmap } from '../lib/index.js';
 import { forEachIsa } from './each-isa.js';

@@ -1,3 +1,8 @@
+/**
+ * gatherPages/scatterPages: every ISA path against the page-by-page TS reference (page sizes,
+ * runs, repeats, 1 and 2 threads, streaming sizes, unaligned `out`), all-or-nothing pfn checks,
+ * and exact errors for hostile inputs (bad sizes, overlaps, wrong types, detached and closed memory).
+ */
 import { describe, expect, it } from 'vitest';
 import { allocateMemory, gatherPages, scatterPages } from '../lib/index.js';
 import { forEachIsa } from './each-isa.js';

@@ -24,7 +24,7 @@ export interface ScatterOptions {
 }
 
 /**
- * Copies page `pfns[i]` of `memory` to bytes `[i * pageSize, (i + 1) * pageSize)` of a new buffer
+ * Copies page `pfns[i]` of `memory` to bytes `[i * pageSize, (i + 1) * pageSize)` of a new Buffer
  * (or of `out`, then returning `out.subarray(0, pfns.length * pageSize)`).
  * @throws TypeError for a wrong argument type or a detached buffer; RangeError for a bad
  *   `pageSize` or `threads`, a pfn past the end of `memory` (naming its index), an `out` too small,
