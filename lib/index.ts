@@ -5,3 +5,15 @@
  */
 export { isa, supportedIsas, setIsa, isaWarning } from './kernels/cpu.js';
 export type { IsaName } from './kernels/cpu.js';
+
+// Delta codec (issue 3): lib/kernels/delta.ts
+export {
+  encodeDelta,
+  applyDelta,
+  encodePages,
+  encodePagesSync,
+  applyPages,
+  applyPagesAsync,
+  inspectFrame,
+} from './kernels/delta.js';
+export type { EncodeDeltaOptions, EncodePagesOptions, ApplyPagesOptions, FrameInfo } from './kernels/delta.js';

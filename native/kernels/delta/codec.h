@@ -32,7 +32,7 @@ class Workspace {
   void* lz4_ = nullptr;
 };
 
-// Encodes one n-byte page (n <= ws.max_page()) into `out` (capacity >= n). With `compress`,
+// Encodes one n-byte page (n <= ws.max_page()) into `out` (capacity >= n + 64). With `compress`,
 // XRLE and RAW bodies are replaced by their lz4 form when that saves at least 1/16 of the body.
 Kind encode_page(const Ops& ops, uint8_t* prev, const uint8_t* next, size_t n, bool update_prev,
                  bool compress, uint8_t* out, size_t* out_len, Workspace& ws);

@@ -25,13 +25,14 @@ constexpr uint8_t kKindCount = 6;
 
 // Scratch a caller hands to encode_page (one per thread; sized for the largest page).
 struct Scratch {
-  uint8_t* xor_buf;    // n bytes (n rounded up to 64)
+  uint8_t* xor_buf;    // n rounded up to 64, plus 64 bytes of slack
   uint64_t* mask;      // (n + 63) / 64 words
 };
 
 struct Ops {
   const char* isa;
-  // Encodes `next` against `prev` (both n bytes) into `out` (capacity n bytes) and returns the
+  // Encodes `next` against `prev` (both n bytes) into `out` (capacity n + 64 bytes: literals
+  // are copied in 16/32-byte blocks) and returns the
   // kind; *out_len gets the body length (0 for SAME/ZERO, n for RAW, < n for XRLE).
   // When `update_prev` is true, prev is overwritten with next (only the 64-byte blocks that
   // differ are written), which is how encodePages keeps its shadow in step.

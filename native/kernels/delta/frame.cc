@@ -255,12 +255,12 @@ const char* encode_pages(const Ops& ops, uint8_t* shadow, const uint8_t* pages,
     Chunk c;
     c.begin = b;
     size_t cap = std::min<size_t>((e - b) * page_size, size_t{256} << 10);
-    cap = std::max(cap, page_size);
+    cap = std::max(cap, page_size + 64);
     c.buf = static_cast<uint8_t*>(std::malloc(cap));
     bool failed = c.buf == nullptr;
     for (size_t i = b; i < e && !failed; i++) {
-      if (cap - c.len < page_size) {
-        const size_t ncap = std::max(cap * 2, c.len + page_size);
+      if (cap - c.len < page_size + 64) {
+        const size_t ncap = std::max(cap * 2, c.len + page_size + 64);
         auto* nb = static_cast<uint8_t*>(std::realloc(c.buf, ncap));
         if (nb == nullptr) {
           failed = true;

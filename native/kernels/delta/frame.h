@@ -27,7 +27,7 @@ constexpr size_t kMaxPageSize = size_t{1} << 20;
 constexpr uint64_t kMaxDeltaLength = 0xffffffffu;
 
 // ---- single delta ----
-inline size_t delta_bound(size_t n) { return kDeltaHeader + n; }
+inline size_t delta_bound(size_t n) { return kDeltaHeader + n + 64; }  // 64: copy slack
 // Writes the delta of next against prev (n bytes each, n <= kMaxDeltaLength) to out (capacity
 // delta_bound(n)); returns its length. prev is not modified.
 size_t encode_delta(const Ops& ops, const uint8_t* prev, const uint8_t* next, size_t n,
