@@ -4,6 +4,7 @@
 
 #include <lz4.h>
 
+#include <cstdlib>
 #include <cstring>
 
 namespace kernels::delta {
@@ -15,11 +16,11 @@ Workspace::Workspace(size_t max_page)
       tmp_(max_page + 64) {}
 
 Workspace::~Workspace() {
-  if (lz4_ != nullptr) LZ4_freeStream(static_cast<LZ4_stream_t*>(lz4_));
+  std::free(lz4_);
 }
 
 void* Workspace::lz4_stream() {
-  if (lz4_ == nullptr) lz4_ = LZ4_createStream();
+  if (lz4_ == nullptr) lz4_ = std::malloc(static_cast<size_t>(LZ4_sizeofState()));
   return lz4_;
 }
 
@@ -67,10 +68,11 @@ constexpr int kLz4Acceleration = 4;
 // lz4 of src (n bytes) into dst if the block fits in `cap` bytes; 0 otherwise.
 size_t try_lz4(Workspace& ws, const uint8_t* src, size_t n, uint8_t* dst, size_t cap) {
   if (cap == 0 || n > static_cast<size_t>(LZ4_MAX_INPUT_SIZE)) return 0;
-  auto* s = static_cast<LZ4_stream_t*>(ws.lz4_stream());
-  if (s == nullptr) return 0;
-  LZ4_resetStream_fast(s);
-  const int r = LZ4_compress_fast_continue(s, reinterpret_cast<const char*>(src),
+  void* state = ws.lz4_stream();
+  if (state == nullptr) return 0;
+  // A fully reset state per page (not LZ4_resetStream_fast): the output must depend only on the
+  // page, so every ISA, thread count and call order gives the same bytes.
+  const int r = LZ4_compress_fast_extState(state, reinterpret_cast<const char*>(src),
                                            reinterpret_cast<char*>(dst), static_cast<int>(n),
                                            static_cast<int>(cap), kLz4Acceleration);
   return r > 0 ? static_cast<size_t>(r) : 0;

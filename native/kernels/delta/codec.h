@@ -21,7 +21,7 @@ class Workspace {
 
   Scratch scratch() { return Scratch{xor_.data(), mask_.data()}; }
   uint8_t* tmp() { return tmp_.data(); }
-  void* lz4_stream();  // created on first use
+  void* lz4_stream();  // lz4 state (LZ4_sizeofState bytes), allocated on first use
   size_t max_page() const { return max_page_; }
 
  private:
