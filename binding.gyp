@@ -27,7 +27,7 @@
         "<!@(node scripts/sources.mjs kernels)",
         "<!@(node scripts/sources.mjs addon)"
       ],
-      "libraries": ["-lpthread", "-llz4"]
+      "libraries": ["-lpthread", "-llz4", "-lzstd"]
     }
   ]
 }

@@ -8,16 +8,20 @@
 //   pages_apply(replica, frame, pageSize, threads)
 //   pages_apply_async(...same) -> Promise<void>
 //   frame_inspect(frame) -> { version, pageSize, count, pfns, bytes, payloadBytes }
+//   bench_xor_compress(prev, next, pageSize, level) -> bytes   (benchmark baseline only)
 //
 // Batch calls run on the runtime worker pool inside an AsyncWorker: arguments are unwrapped and
 // checked on the JS thread, buffers are held by reference while Execute() works on raw pointers
 // (no N-API calls there), and failures come back through SetError as a rejected promise
 // (RangeError for bad input).
+#include <lz4.h>
 #include <napi.h>
+#include <zstd.h>
 
 #include <cstdlib>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/napi_util.h"
 #include "kernels/delta/frame.h"
@@ -264,6 +268,34 @@ Napi::Value FrameInspect(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// Benchmark baseline only (bench/delta.bench.ts): XOR each page of `next` with `prev` and
+// compress it on its own with lz4 (level 0 = LZ4_compress_default) or zstd (level >= 1), like
+// the "XOR + general-purpose compressor" schemes the codec is compared with. Returns the total
+// compressed bytes. Single-threaded, synchronous.
+Napi::Value BenchXorCompress(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Bytes prev = napi_util::u8(info[0], "prev");
+  Bytes next = napi_util::u8(info[1], "next");
+  const size_t ps = napi_util::page_size(info[2]);
+  const int level = static_cast<int>(napi_util::uint(info[3], "level", 22));
+  if (prev.length != next.length || next.length % ps != 0) napi_util::throw_range(env, "`next` size");
+  std::vector<uint8_t> x(ps);
+  std::vector<uint8_t> out(ZSTD_compressBound(ps) + LZ4_compressBound(static_cast<int>(ps)));
+  ZSTD_CCtx* cctx = level > 0 ? ZSTD_createCCtx() : nullptr;
+  double total = 0;
+  for (size_t off = 0; off < next.length; off += ps) {
+    for (size_t i = 0; i < ps; i++) x[i] = prev.data[off + i] ^ next.data[off + i];
+    if (level == 0) {
+      total += LZ4_compress_default(reinterpret_cast<const char*>(x.data()), reinterpret_cast<char*>(out.data()),
+                                    static_cast<int>(ps), static_cast<int>(out.size()));
+    } else {
+      total += static_cast<double>(ZSTD_compressCCtx(cctx, out.data(), out.size(), x.data(), ps, level));
+    }
+  }
+  if (cctx) ZSTD_freeCCtx(cctx);
+  return Napi::Number::New(env, total);
+}
+
 }  // namespace
 
 void InitDelta(Napi::Env env, Napi::Object exports) {
@@ -274,4 +306,5 @@ void InitDelta(Napi::Env env, Napi::Object exports) {
   exports.Set("pages_apply", Napi::Function::New(env, PagesApply, "pages_apply"));
   exports.Set("pages_apply_async", Napi::Function::New(env, PagesApplyAsync, "pages_apply_async"));
   exports.Set("frame_inspect", Napi::Function::New(env, FrameInspect, "frame_inspect"));
+  exports.Set("bench_xor_compress", Napi::Function::New(env, BenchXorCompress, "bench_xor_compress"));
 }

@@ -65,13 +65,21 @@ namespace {
 // little on the long repeats that make lz4 worth it on a page.
 constexpr int kLz4Acceleration = 4;
 
-// lz4 of src (n bytes) into dst if the block fits in `cap` bytes; 0 otherwise.
+// lz4 of src (n bytes) into dst if the block fits in `cap` bytes; 0 otherwise. Inputs above
+// 2 KiB are first probed on their first 1 KiB: if that does not shrink by 1/8, the rest is
+// unlikely to pay (random or already-compressed data) and the full attempt is skipped.
 size_t try_lz4(Workspace& ws, const uint8_t* src, size_t n, uint8_t* dst, size_t cap) {
   if (cap == 0 || n > static_cast<size_t>(LZ4_MAX_INPUT_SIZE)) return 0;
   void* state = ws.lz4_stream();
   if (state == nullptr) return 0;
-  // A fully reset state per page (not LZ4_resetStream_fast): the output must depend only on the
+  // A fully reset state per call (not LZ4_resetStream_fast): the output must depend only on the
   // page, so every ISA, thread count and call order gives the same bytes.
+  if (n > 2048) {
+    const int probe = LZ4_compress_fast_extState(state, reinterpret_cast<const char*>(src),
+                                                 reinterpret_cast<char*>(dst), 1024, 1024 - 128,
+                                                 kLz4Acceleration);
+    if (probe <= 0) return 0;
+  }
   const int r = LZ4_compress_fast_extState(state, reinterpret_cast<const char*>(src),
                                            reinterpret_cast<char*>(dst), static_cast<int>(n),
                                            static_cast<int>(cap), kLz4Acceleration);
