@@ -237,8 +237,45 @@ namespace {
 struct Chunk {
   size_t begin = 0;
   uint8_t* buf = nullptr;
+  size_t cap = 0;
   size_t len = 0;
 };
+
+// Chunk buffers are recycled between calls: a fresh multi-MiB malloc is fresh mmap memory, and
+// faulting it in page by page cost ~15 % of encodePages. A few buffers (<= 64 MiB each) stay.
+// Intentionally leaked (reachable from a global): pool threads may outlive static destructors.
+std::mutex& g_spare_mu = *new std::mutex;
+std::vector<std::pair<uint8_t*, size_t>>& g_spare = *new std::vector<std::pair<uint8_t*, size_t>>;
+constexpr size_t kMaxSpare = 16;
+constexpr size_t kMaxSpareBytes = size_t{64} << 20;
+
+void take_buffer(Chunk* c, size_t want) {
+  {
+    std::lock_guard<std::mutex> lock(g_spare_mu);
+    if (!g_spare.empty()) {
+      c->buf = g_spare.back().first;
+      c->cap = g_spare.back().second;
+      g_spare.pop_back();
+    }
+  }
+  if (c->cap < want) {
+    std::free(c->buf);
+    c->buf = static_cast<uint8_t*>(std::malloc(want));
+    c->cap = c->buf ? want : 0;
+  }
+}
+
+void give_buffer(Chunk* c) {
+  if (c->buf != nullptr && c->cap <= kMaxSpareBytes) {
+    std::lock_guard<std::mutex> lock(g_spare_mu);
+    if (g_spare.size() < kMaxSpare) {
+      g_spare.emplace_back(c->buf, c->cap);
+      c->buf = nullptr;
+    }
+  }
+  std::free(c->buf);
+  c->buf = nullptr;
+}
 
 }  // namespace
 
@@ -254,20 +291,19 @@ const char* encode_pages(const Ops& ops, uint8_t* shadow, const uint8_t* pages,
     Workspace ws(page_size);
     Chunk c;
     c.begin = b;
-    size_t cap = std::min<size_t>((e - b) * page_size, size_t{256} << 10);
-    cap = std::max(cap, page_size + 64);
-    c.buf = static_cast<uint8_t*>(std::malloc(cap));
+    // Room for the worst case of one page; grows by doubling when a page might not fit.
+    take_buffer(&c, std::min<size_t>((e - b) * (page_size + 64), size_t{1} << 20) + page_size + 64);
     bool failed = c.buf == nullptr;
     for (size_t i = b; i < e && !failed; i++) {
-      if (cap - c.len < page_size + 64) {
-        const size_t ncap = std::max(cap * 2, c.len + page_size + 64);
+      if (c.cap - c.len < page_size + 64) {
+        const size_t ncap = std::max(c.cap * 2, c.len + page_size + 64);
         auto* nb = static_cast<uint8_t*>(std::realloc(c.buf, ncap));
         if (nb == nullptr) {
           failed = true;
           break;
         }
         c.buf = nb;
-        cap = ncap;
+        c.cap = ncap;
       }
       size_t blen = 0;
       // SAFETY: pfns were checked < shadow pages; pages holds count * page_size bytes.
@@ -311,7 +347,7 @@ const char* encode_pages(const Ops& ops, uint8_t* shadow, const uint8_t* pages,
     }
     put64(f + 24, XXH3_64bits(f + kFrameHeader, size - kFrameHeader));
   }
-  for (Chunk& c : chunks) std::free(c.buf);
+  for (Chunk& c : chunks) give_buffer(&c);
   if (f == nullptr) return "out of memory";
   out->data = f;
   out->length = size;
