@@ -394,6 +394,28 @@ describe('hostile frames', () => {
   });
 });
 
+describe('page generators', () => {
+  it('realistic pages have a median of about 700 changed bytes in many short runs', () => {
+    const { old, next } = pagePairs(77, 'realistic', 1001);
+    const changed: number[] = [];
+    let runs = 0;
+    for (let p = 0; p < 1001; p++) {
+      let c = 0;
+      for (let i = p * PS; i < (p + 1) * PS; i++) {
+        if (old[i] !== next[i]) {
+          c++;
+          if (i === p * PS || old[i - 1] === next[i - 1]) runs++;
+        }
+      }
+      changed.push(c);
+    }
+    changed.sort((a, b) => a - b);
+    expect(changed[500]).toBeGreaterThanOrEqual(660);
+    expect(changed[500]).toBeLessThanOrEqual(740);
+    expect(runs / 1001).toBeGreaterThan(80);
+  });
+});
+
 describe('reference decoder agrees with native bodies', () => {
   it('decodes what encodeBody makes', () => {
     const { old, next } = pagePairs(13, 'realistic', 4);
