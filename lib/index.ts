@@ -9,3 +9,15 @@ export type { IsaName } from './kernels/cpu.js';
 // guest memory
 export { allocateMemory, mapFile, GuestMemory } from './kernels/memory.js';
 export type { MapFileOptions } from './kernels/memory.js';
+
+// Delta codec (issue 3): lib/kernels/delta.ts
+export {
+  encodeDelta,
+  applyDelta,
+  encodePages,
+  encodePagesSync,
+  applyPages,
+  applyPagesAsync,
+  inspectFrame,
+} from './kernels/delta.js';
+export type { EncodeDeltaOptions, EncodePagesOptions, ApplyPagesOptions, FrameInfo } from './kernels/delta.js';
