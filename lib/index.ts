@@ -21,3 +21,10 @@ export {
   inspectFrame,
 } from './kernels/delta.js';
 export type { EncodeDeltaOptions, EncodePagesOptions, ApplyPagesOptions, FrameInfo } from './kernels/delta.js';
+// kernels: bitmap, copy, hash
+export { scanBitmap, countBitmap } from './kernels/bitmap.js';
+export type { ScanBitmapOptions } from './kernels/bitmap.js';
+export { gatherPages, scatterPages } from './kernels/copy.js';
+export type { GatherOptions, ScatterOptions } from './kernels/copy.js';
+export { hashPages, fingerprintPages, zeroPages, xxh3 } from './kernels/hash.js';
+export type { PageOptions, HashPagesOptions } from './kernels/hash.js';
