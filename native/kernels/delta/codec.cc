@@ -213,6 +213,7 @@ const char* check_page(uint8_t kind, const uint8_t* body, size_t len, size_t n, 
 
 void apply_page(uint8_t* target, uint8_t kind, const uint8_t* body, size_t len, size_t n,
                 Workspace& ws) {
+  if (n == 0) return;  // nothing to write (and target may be null for an empty buffer)
   switch (kind) {
     case kSame:
       return;
