@@ -96,3 +96,21 @@ void us_vcpu_main(uint8_t *mem, uint32_t vcpu) {
   for (;;) __asm__ volatile("cli; hlt");
 }
 #endif
+
+int us_effective_params(uint32_t workload, uint64_t mem_size, uint32_t vcpus, const uint64_t *in, uint64_t *out) {
+  struct us_ctx c;
+  if (!us_partition(mem_size, vcpus, 0, &c.region, &c.region_size)) return 0;
+  for (int i = 0; i < 8; i++) c.p[i] = in[i];
+  switch (workload) {
+    case US_WL_UNIFORM: us_prepare_uniform(&c); break;
+    case US_WL_HOTSET: us_prepare_hotset(&c); break;
+    case US_WL_SEQUENTIAL: us_prepare_sequential(&c); break;
+    case US_WL_SPARSE: us_prepare_sparse(&c); break;
+    case US_WL_MEMCHECK: us_prepare_memcheck(&c); break;
+    case US_WL_KV: us_prepare_kv(&c); break;
+    default: return 0;
+  }
+  if (workload != US_WL_KV) c.p[7] = us_clamp(c.p[7] ? c.p[7] : 64, 1, 1ull << 32);
+  for (int i = 0; i < 8; i++) out[i] = c.p[i];
+  return 1;
+}

@@ -67,6 +67,12 @@ uint64_t us_memcheck_verify(const uint8_t *mem, uint64_t mem_size);
  * partition (then *start and *size are 0). */
 int us_partition(uint64_t mem_size, uint32_t vcpus, uint32_t vcpu, uint64_t *start, uint64_t *size);
 
+/* The parameters a workload actually runs with, given the requested ones (0 = default): each
+ * workload's own clamping and defaults, so the host never duplicates them. The host writes the
+ * result into control->params before the first run. Returns 0 for an unknown workload or a
+ * geometry with no partition. */
+int us_effective_params(uint32_t workload, uint64_t mem_size, uint32_t vcpus, const uint64_t *in, uint64_t *out);
+
 #ifdef __cplusplus
 }
 #endif
