@@ -39,6 +39,7 @@ SimGuest::SimGuest(std::shared_ptr<runtime::Mapping> mem, bool dirty_tracking, E
   dirty_.reset(new std::atomic<uint64_t>[dirty_words_]);
   for (size_t i = 0; i < dirty_words_; i++) dirty_[i].store(0, std::memory_order_relaxed);
   tracking_ = dirty_tracking;
+  mark(US_CONTROL_GPA);  // the host just set it up (or it came from an image)
 }
 
 SimGuest::~SimGuest() { close(); }
