@@ -61,6 +61,7 @@ function opts(workload: WorkloadName, seed: number, extra: Partial<GuestOptions>
 
 /** Runs a guest to the end, pausing `pauses` times at random instants (0: never). */
 async function finish(g: Guest, rand: () => number, pauses: number, records: OutputRecord[] = [], clock?: () => bigint): Promise<Run> {
+  if (clock) g.setClock(clock()); // before the first step, so the run always diverges
   g.start();
   let n = 0;
   while (!g.result && n < pauses) {
@@ -172,7 +173,7 @@ describe('save and restore', () => {
           await g.pause();
           // Take output on some pauses only, so blobs carry undelivered records too.
           if (rand() < 0.5) delivered.push(...g.takeOutput());
-          if (rand() < 0.1) saves.push({ image: g.memory.view.slice(), cpu: g.saveCpu(), delivered: delivered.length });
+          if (rand() < 0.1 || pauses === 3) saves.push({ image: g.memory.view.slice(), cpu: g.saveCpu(), delivered: delivered.length });
           g.resume();
           pauses++;
           if (pauses % 16 === 0) await tick();
@@ -257,17 +258,22 @@ describe('the sim dirty log', () => {
 });
 
 describe('memcheck detects corruption', () => {
-  const mc = (seed: number) => opts('memcheck', seed, { steps: 4000, params: { workingSet: 256 * 1024, pagesPerStep: 2 } });
+  // 64 pages, 2 per step: a sweep every 32 steps.
+  const mc = (seed: number) => opts('memcheck', seed, { steps: 40_000, params: { workingSet: 256 * 1024, pagesPerStep: 2 } });
 
   async function saveMidway(seed: number): Promise<{ image: Uint8Array; cpu: Uint8Array; older: Uint8Array; final: string }> {
     const g = await createGuest(mc(seed));
     g.start();
     let older: Uint8Array | null = null;
+    let olderSteps = 0;
     while (!g.result) {
       await g.pause();
       const { stepsDone } = (g as unknown as { progress(): { stepsDone: number } }).progress();
-      if (!older && stepsDone >= 500) older = g.memory.view.slice();
-      if (older && stepsDone >= 1500) {
+      if (!older && stepsDone >= 500) {
+        older = g.memory.view.slice();
+        olderSteps = stepsDone;
+      } else if (older && stepsDone >= olderSteps + 100) {
+        // At least three sweeps later: every page has a newer counter than in `older`.
         const image = g.memory.view.slice();
         const cpu = g.saveCpu();
         g.resume();
