@@ -9,3 +9,7 @@ export type { IsaName } from './kernels/cpu.js';
 // guest memory
 export { allocateMemory, mapFile, GuestMemory } from './kernels/memory.js';
 export type { MapFileOptions } from './kernels/memory.js';
+
+// guests (guest-sim branch)
+export { createGuest, restoreGuest, resolveGuestOptions, SimGuest, GuestError, WORKLOADS, WORKLOAD_NAMES, recordLine, endLine, readProgress } from './guest/index.js';
+export type { Guest, GuestOptions, RestoreOptions, GuestType, WorkloadName, DirtyLog, OutputRecord, GuestResult, GuestProgress, ResolvedGuestOptions } from './guest/index.js';

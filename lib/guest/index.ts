@@ -7,14 +7,14 @@
  * restoreKvmGuest); a build without it falls back to sim under 'auto'.
  */
 import { native } from '../native.js';
-import { createSimGuest, restoreSimGuest, type SimCreate } from './sim.js';
-import type { Guest, GuestOptions, GuestType, RestoreOptions } from './types.js';
+import { createSimGuest, restoreSimGuest } from './sim.js';
+import type { Guest, GuestOptions, GuestType, ResolvedGuestOptions, RestoreOptions } from './types.js';
 import { WORKLOADS, checkWorkload, resolveParams } from './workloads.js';
 
 /** What the KVM module (lib/guest/kvm.ts) exports. */
 export interface KvmBackend {
   kvmAvailable(): { ok: boolean; reason?: string };
-  createKvmGuest(opts: SimCreate): Promise<Guest>;
+  createKvmGuest(opts: ResolvedGuestOptions): Promise<Guest>;
   restoreKvmGuest(opts: { memoryImage: Uint8Array; cpu: Uint8Array; start: boolean; typeReason?: string }): Promise<Guest>;
 }
 
@@ -74,7 +74,7 @@ function checkSeed(v: unknown): bigint {
 }
 
 /** The options createGuest would run with (defaults filled in), for display and for tests. */
-export function resolveGuestOptions(opts: GuestOptions): SimCreate & { type: GuestType | 'auto' } {
+export function resolveGuestOptions(opts: GuestOptions): ResolvedGuestOptions & { type: GuestType | 'auto' } {
   if (opts === null || typeof opts !== 'object') throw new TypeError('`options` must be an object');
   const type = checkType(opts.type);
   const workload = checkWorkload(opts.workload);

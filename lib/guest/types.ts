@@ -35,6 +35,27 @@ export interface GuestOptions {
   dirtyTracking?: boolean;
 }
 
+/**
+ * createGuest's options after validation, with every default filled in: what a backend
+ * (createSimGuest, the KVM module's createKvmGuest) receives. `params` is control->params
+ * (effective values, native/workloads/abi.h); pass workloadId..params to the native
+ * guest_setup(memory, workloadId, vcpus, seed, steps, flags, params) to fill the control page.
+ */
+export interface ResolvedGuestOptions {
+  workloadId: number;
+  memBytes: number;
+  vcpus: number;
+  seed: bigint;
+  steps: number;
+  /** enum us_flags: 1 = nondeterministic. */
+  flags: number;
+  params: number[];
+  dirtyTracking: boolean;
+  start: boolean;
+  /** Set by createGuest when it chose the backend under 'auto'. */
+  typeReason?: string;
+}
+
 /** A restored guest: memory image plus the blob saveCpu() returned. */
 export interface RestoreOptions {
   type?: GuestType | 'auto';
