@@ -109,6 +109,15 @@ describe('sim workloads are deterministic', () => {
     });
   }
 
+  it('params by name and as the raw control->params array run the same configuration', async () => {
+    const a = await runOnce(opts('uniform', 4, { params: { writesPerStep: 16, recordEvery: 8 } }));
+    const b = await runOnce(opts('uniform', 4, { params: [0, 16, 0, 0, 0, 0, 0, 8n] }));
+    expect(b.lines).toEqual(a.lines);
+    expect(b.final).toBe(a.final);
+    expect(a.final).not.toBe((await runOnce(opts('uniform', 4))).final);
+    expect(a.records.length).toBe(STEPS.uniform / 8);
+  });
+
   it('kv records follow the documented response layout', async () => {
     const { records } = await ref('kv', 1);
     for (const r of records.slice(0, 200)) {
