@@ -1,4 +1,6 @@
-// N-API bindings for the guest family.
+// N-API bindings for the guest family: each backend registers its own exports.
 #include <napi.h>
 
-void InitGuest(Napi::Env env, Napi::Object exports) {}
+void InitGuestKvm(Napi::Env env, Napi::Object exports);
+
+void InitGuest(Napi::Env env, Napi::Object exports) { InitGuestKvm(env, exports); }
