@@ -86,7 +86,7 @@ const WORKLOAD_IDS: Record<WorkloadName, number> = {
 const PAGE = 4096;
 const RECORD_BYTES = 64;
 const MIN_MIB = 8;
-const MAX_MIB = 13 * 1024;
+const MAX_MIB = 12 * 1024;
 const MAX_VCPUS = 16;
 
 let probed: KvmInfo | undefined;
@@ -158,11 +158,14 @@ class KvmGuest extends EventEmitter implements Guest {
   }
 
   get result(): GuestResult | null {
+    // The event may still be queued behind the caller's synchronous work: ask the VM directly.
+    if (!this.#result && this.#vm && this.#vm.final() !== null) this.#onEvent('finished');
     return this.#result;
   }
 
   /** The fault that stopped the guest, if any. */
   get error(): Error | null {
+    if (!this.#error && this.#vm && this.#vm.error() !== null) this.#onEvent('error');
     return this.#error;
   }
 

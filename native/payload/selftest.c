@@ -9,8 +9,8 @@
  *   0xF2  triple fault (zero the IDT, ud2) -> 'error' event
  *   0xF3  toucher: forever write one word in each of params[1] pages from data page params[0]
  *         at a stride of params[2] pages; vcpu[i].step counts completed passes
- *   0xF4  mix: `steps` steps of xorshift; write a word to a random data page; every 16 steps
- *         emit a 16-byte output record (vCPU 0 only emits)
+ *   0xF4  mix: `steps` steps of xorshift; write a word to a random page of this vCPU's part of
+ *         the data region; every 16 steps emit a 16-byte output record (vCPU 0 only emits)
  *   0xF5  panic: OUT to US_PORT_PANIC with code 77
  */
 #include "workloads/abi.h"
@@ -53,7 +53,8 @@ static void toucher(uint8_t *mem, uint32_t vcpu) {
 
 static void mix(uint8_t *mem, uint32_t vcpu) {
   volatile struct us_vcpu_state *st = &CTL->vcpu[vcpu];
-  const uint64_t pages = (CTL->mem_size - US_DATA_GPA) / US_PAGE_SIZE;
+  const uint64_t pages = (CTL->mem_size - US_DATA_GPA) / US_PAGE_SIZE / CTL->vcpus;
+  uint8_t *base = mem + US_DATA_GPA + (uint64_t)vcpu * pages * US_PAGE_SIZE;
   uint64_t x = st->rng[0];
   if (st->step == 0 && x == 0) x = CTL->seed * 0x9e3779b97f4a7c15ull + vcpu + 1;
   uint64_t sum = st->checksum;
@@ -62,7 +63,7 @@ static void mix(uint8_t *mem, uint32_t vcpu) {
     x ^= x >> 7;
     x ^= x << 17;
     if (CTL->flags & US_FLAG_NONDETERMINISTIC) x ^= CTL->clock;
-    volatile uint64_t *w = (volatile uint64_t *)(mem + US_DATA_GPA + (x % pages) * US_PAGE_SIZE + (x >> 52) * 8 % US_PAGE_SIZE);
+    volatile uint64_t *w = (volatile uint64_t *)(base + (x % pages) * US_PAGE_SIZE + (x >> 52) * 8 % US_PAGE_SIZE);
     *w += x;
     sum = (sum ^ *w) * 0x100000001b3ull;
     st->rng[0] = x;
