@@ -283,7 +283,7 @@ suite('kvm guest', () => {
     await expect(createKvmGuest({ workload: 'nope' } as unknown as KvmGuestOptions)).rejects.toThrow(
       new RangeError('`workload` must be one of uniform, hotset, sequential, sparse, memcheck, kv, got nope'),
     );
-    await expect(createKvmGuest(opts({ dirty: 'log' as 'ring' }))).rejects.toThrow(new RangeError("`dirty` must be 'bitmap' or 'ring', got log"));
+    await expect(createKvmGuest(opts({ dirty: 'log' as 'ring' }))).rejects.toThrow(new RangeError("`dirty` must be 'bitmap', 'ring' or 'none', got log"));
   });
 });
 

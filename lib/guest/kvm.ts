@@ -11,8 +11,8 @@ import { native } from '../native.js';
 import { allocateMemory, type GuestMemory } from '../kernels/memory.js';
 import type { DirtyLog, Guest, GuestOptions, GuestResult, OutputRecord, RestoreOptions, WorkloadName } from './types.js';
 
-/** How the KVM guest tracks dirty pages. */
-export type KvmDirtyMode = 'bitmap' | 'ring';
+/** How the KVM guest tracks dirty pages ('none' only for benchmarks: takeDirty() then reports host writes only). */
+export type KvmDirtyMode = 'bitmap' | 'ring' | 'none';
 
 /** What /dev/kvm offers on this machine (see `understudy info`). */
 export interface KvmInfo {
@@ -242,8 +242,8 @@ class KvmGuest extends EventEmitter implements Guest {
 }
 
 function checkDirty(dirty: unknown, ringEntries: unknown): void {
-  if (dirty !== undefined && dirty !== 'bitmap' && dirty !== 'ring') {
-    throw new RangeError(`\`dirty\` must be 'bitmap' or 'ring', got ${String(dirty)}`);
+  if (dirty !== undefined && dirty !== 'bitmap' && dirty !== 'ring' && dirty !== 'none') {
+    throw new RangeError(`\`dirty\` must be 'bitmap', 'ring' or 'none', got ${String(dirty)}`);
   }
   if (ringEntries !== undefined) {
     if (typeof ringEntries !== 'number') throw new TypeError(`\`ringEntries\` must be a number, got ${typeof ringEntries}`);

@@ -90,7 +90,8 @@ class KvmVm : public Napi::ObjectWrap<KvmVm> {
     if (dirty.IsString()) {
       const std::string d = dirty.As<Napi::String>().Utf8Value();
       if (d == "ring") cfg.dirty = vmm::DirtyMode::ring;
-      else if (d != "bitmap") throw_range(env, "`dirty` must be 'bitmap' or 'ring', got " + d);
+      else if (d == "none") cfg.dirty = vmm::DirtyMode::none;
+      else if (d != "bitmap") throw_range(env, "`dirty` must be 'bitmap', 'ring' or 'none', got " + d);
     }
     if (o.Has("ringEntries") && !o.Get("ringEntries").IsUndefined()) {
       const uint64_t n = napi_util::uint(o.Get("ringEntries"), "ringEntries", 1u << 20);
@@ -269,7 +270,7 @@ class KvmVm : public Napi::ObjectWrap<KvmVm> {
     o.Set("doorbells", static_cast<double>(s.doorbells));
     o.Set("kicks", static_cast<double>(s.kicks));
     o.Set("ringFull", static_cast<double>(s.ring_full));
-    o.Set("dirty", vm_->dirty_mode() == vmm::DirtyMode::ring ? "ring" : "bitmap");
+    o.Set("dirty", vm_->dirty_mode() == vmm::DirtyMode::ring ? "ring" : vm_->dirty_mode() == vmm::DirtyMode::none ? "none" : "bitmap");
     return o;
   }
 

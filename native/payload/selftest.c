@@ -12,6 +12,7 @@
  *   0xF4  mix: `steps` steps of xorshift; write a word to a random page of this vCPU's part of
  *         the data region; every 16 steps emit a 16-byte output record (vCPU 0 only emits)
  *   0xF5  panic: OUT to US_PORT_PANIC with code 77
+ *   0xF6  doorbells: `steps` OUTs to US_PORT_DOORBELL (measures the cost of one exit)
  */
 #include "workloads/abi.h"
 
@@ -102,6 +103,9 @@ void us_selftest_main(uint8_t *mem, uint32_t vcpu) {
       break;
     case 0xF5:
       outl(US_PORT_PANIC, 77);
+      break;
+    case 0xF6:
+      for (uint64_t s = 0; s < CTL->steps; ++s) outb(US_PORT_DOORBELL, 0);
       break;
     default:
       outl(US_PORT_PANIC, 0xbad);

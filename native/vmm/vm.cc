@@ -89,7 +89,7 @@ Vm::Vm(uint8_t* mem, uint64_t size, const VmConfig& cfg, Notify notify)
       cap.cap = KVM_CAP_DIRTY_LOG_RING;
       cap.args[0] = ring_bytes;
       xioctl(vm_fd_, KVM_ENABLE_CAP, &cap, "KVM_ENABLE_CAP(DIRTY_LOG_RING)");
-    } else {
+    } else if (cfg_.dirty == DirtyMode::bitmap) {
       // Manual protect: GET_DIRTY_LOG no longer clears; we clear exactly what we fetched.
       // Not INITIALLY_SET: a fresh slot has no mappings, so write-protecting it costs nothing,
       // and the first fetch then reports only what was really written.
@@ -101,7 +101,7 @@ Vm::Vm(uint8_t* mem, uint64_t size, const VmConfig& cfg, Notify notify)
     }
     kvm_userspace_memory_region region{};
     region.slot = 0;
-    region.flags = KVM_MEM_LOG_DIRTY_PAGES;
+    region.flags = cfg_.dirty == DirtyMode::none ? 0 : KVM_MEM_LOG_DIRTY_PAGES;
     region.guest_phys_addr = 0;
     region.memory_size = size_;
     region.userspace_addr = reinterpret_cast<uint64_t>(mem_);
@@ -559,6 +559,8 @@ uint64_t Vm::take_dirty(uint64_t* bitmap) {
         xioctl(vm_fd_, KVM_CLEAR_DIRTY_LOG, &clr, "KVM_CLEAR_DIRTY_LOG");
       }
     }
+  } else if (cfg_.dirty == DirtyMode::none) {
+    std::fill(fetched_.begin(), fetched_.end(), 0);
   } else {
     std::fill(fetched_.begin(), fetched_.end(), 0);
     for (auto& v : vcpus_) harvest_ring(*v);

@@ -27,7 +27,7 @@ namespace vmm {
 
 class Kvm;
 
-enum class DirtyMode { bitmap, ring };
+enum class DirtyMode { bitmap, ring, none };  // none: no dirty logging (benchmarks only)
 
 struct VmConfig {
   uint32_t vcpus = 1;
