@@ -12,6 +12,7 @@ import { describe, expect, it } from 'vitest';
 import { xxh3 } from '@node-rs/xxhash';
 import { createKvmGuest, kvmAvailable, restoreKvmGuest, type KvmGuestOptions } from '../lib/guest/kvm.js';
 import type { Guest, OutputRecord } from '../lib/guest/types.js';
+import { createGuest } from '../lib/guest/index.js';
 
 const avail = kvmAvailable();
 const skip = !avail.ok && process.env.UNDERSTUDY_SKIP_KVM === '1';
@@ -180,7 +181,8 @@ suite('kvm guest', () => {
       await g2.pause();
       cpu2 = g2.saveCpu();
       await g2.close();
-      expect(new TextDecoder().decode(cpu.subarray(0, 8))).toBe('USCPUSTA');
+      expect(new TextDecoder().decode(cpu.subarray(0, 4))).toBe('USCP');
+      expect(cpu[6]).toBe(2); // type kvm
     });
     const restore = (c: Uint8Array, m = image) => restoreKvmGuest({ memoryImage: m, cpu: c, start: false });
     const patched = (f: (b: Uint8Array) => void) => {
@@ -189,28 +191,35 @@ suite('kvm guest', () => {
       return b;
     };
     it('bad magic', async () => {
-      await expect(restore(patched((b) => (b[0] = 0x58)))).rejects.toThrow(new RangeError('`cpu` is not an understudy CPU state blob (bad magic)'));
+      await expect(restore(patched((b) => (b[0] = 0x58)))).rejects.toThrow(new RangeError('`cpu` is not a CPU state blob (bad magic)'));
     });
     it('truncation', async () => {
       await expect(restore(cpu.subarray(0, 10))).rejects.toThrow(
-        new RangeError('`cpu` is truncated: got 10 bytes, a CPU state blob has at least 56'),
+        new RangeError('`cpu` is not a CPU state blob: 10 bytes is shorter than the 40-byte minimum'),
       );
       await expect(restore(cpu.subarray(0, cpu.length - 1))).rejects.toThrow(
-        new RangeError(`\`cpu\` is truncated: its header says ${cpu.length} bytes, got ${cpu.length - 1}`),
+        new RangeError(`\`cpu\` is truncated or padded: its header says ${cpu.length} bytes, got ${cpu.length - 1}`),
       );
     });
     it('bad checksum', async () => {
-      await expect(restore(patched((b) => (b[200] ^= 1)))).rejects.toThrow(new RangeError('`cpu` checksum mismatch: the blob is corrupt'));
+      await expect(restore(patched((b) => (b[200] ^= 1)))).rejects.toThrow(new RangeError('`cpu` is corrupt (checksum mismatch)'));
     });
     it('wrong version', async () => {
-      await expect(restore(patched((b) => (b[8] = 2)))).rejects.toThrow(
-        new RangeError('`cpu` has format version 2; this build reads version 1'),
+      await expect(restore(patched((b) => (b[4] = 2)))).rejects.toThrow(
+        new RangeError('`cpu` is a CPU state blob of version 2; this build reads version 1'),
       );
     });
-    it('foreign type', async () => {
-      await expect(restore(patched((b) => b.set([0x73, 0x69, 0x6d, 0], 12)))).rejects.toThrow(
-        new RangeError("`cpu` holds the state of a 'sim' guest, not 'kvm'"),
-      );
+    it('foreign type: a sim blob, and a kvm blob relabelled with a valid checksum', async () => {
+      const sim = await createGuest({ type: 'sim', workload: 'uniform', memoryMiB: 32, steps: 100, start: false });
+      await sim.pause();
+      const simCpu = sim.saveCpu();
+      await sim.close();
+      await expect(restore(simCpu)).rejects.toThrow(new RangeError('`cpu` is a sim CPU state blob; a kvm guest cannot restore it'));
+      const relabelled = patched((b) => {
+        b[6] = 1;
+        new DataView(b.buffer).setBigUint64(b.length - 8, xxh3.xxh64(b.subarray(0, b.length - 8), 0n), true);
+      });
+      await expect(restore(relabelled)).rejects.toThrow(new RangeError('`cpu` is a sim CPU state blob; a kvm guest cannot restore it'));
     });
     it('vCPU count mismatch', async () => {
       await expect(restore(cpu2)).rejects.toThrow(
@@ -225,7 +234,7 @@ suite('kvm guest', () => {
       );
       await expect(restore(cpu, image.subarray(0, image.length - 100))).rejects.toThrow(
         new RangeError(
-          `\`memoryImage\` must be a whole number of 4096-byte pages from 8 MiB to 12288 MiB, got ${image.length - 100} bytes`,
+          `\`memoryImage\` must be a whole number of 4096-byte pages from 8 MiB to 9216 MiB, got ${image.length - 100} bytes`,
         ),
       );
       await expect(restoreKvmGuest({ memoryImage: 'x' as unknown as Uint8Array, cpu })).rejects.toThrow(
@@ -266,7 +275,7 @@ suite('kvm guest', () => {
   });
 
   it('close() always works: while running, twice, and then every call says the guest is closed', async () => {
-    const g = await createKvmGuest(opts({ testEntry: TOUCHER, params: [0, 1000, 1], steps: 1 }));
+    const g = await createKvmGuest(opts({ testEntry: TOUCHER, rawParams: [0, 1000, 1], steps: 1 }));
     spin(2000);
     const waiting = g.wait();
     await g.close();
@@ -279,9 +288,9 @@ suite('kvm guest', () => {
 
   it('rejects bad options with messages naming them', async () => {
     await expect(createKvmGuest(opts({ vcpus: 17 }))).rejects.toThrow(new RangeError('`vcpus` must be an integer from 1 to 16, got 17'));
-    await expect(createKvmGuest(opts({ memoryMiB: 4 }))).rejects.toThrow(new RangeError('`memoryMiB` must be an integer from 8 to 12288, got 4'));
+    await expect(createKvmGuest(opts({ memoryMiB: 4 }))).rejects.toThrow(new RangeError('`memoryMiB` must be an integer from 8 to 9216, got 4'));
     await expect(createKvmGuest({ workload: 'nope' } as unknown as KvmGuestOptions)).rejects.toThrow(
-      new RangeError('`workload` must be one of uniform, hotset, sequential, sparse, memcheck, kv, got nope'),
+      new RangeError('`workload` must be one of uniform, hotset, sequential, sparse, memcheck, kv, got "nope"'),
     );
     await expect(createKvmGuest(opts({ dirty: 'log' as 'ring' }))).rejects.toThrow(new RangeError("`dirty` must be 'bitmap', 'ring' or 'none', got log"));
   });

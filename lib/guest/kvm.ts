@@ -10,6 +10,7 @@ import { EventEmitter } from 'node:events';
 import { native } from '../native.js';
 import { allocateMemory, type GuestMemory } from '../kernels/memory.js';
 import type { DirtyLog, Guest, GuestOptions, GuestResult, OutputRecord, RestoreOptions, WorkloadName } from './types.js';
+import { WORKLOADS, checkWorkload, resolveParams, workloadById } from './workloads.js';
 
 /** How the KVM guest tracks dirty pages ('none' only for benchmarks: takeDirty() then reports host writes only). */
 export type KvmDirtyMode = 'bitmap' | 'ring' | 'none';
@@ -39,15 +40,31 @@ export interface KvmGuestOptions extends GuestOptions {
   dirty?: KvmDirtyMode;
   /** Dirty ring entries per vCPU (power of two, default 65536). */
   ringEntries?: number;
-  /** Workload parameters (control page params[0..7]); 0 means the workload's default. */
-  params?: Array<number | bigint>;
   /** @internal the VMM's own test entries (ids >= 0xF0, native/payload/selftest.c) */
   testEntry?: number;
+  /** @internal control-page params[0..7] for a test entry */
+  rawParams?: Array<number | bigint>;
+}
+
+/** What lib/guest/index.ts passes after resolving the common options. */
+interface ResolvedCreate {
+  workloadId: number;
+  memBytes: number;
+  vcpus: number;
+  seed: bigint;
+  steps: number;
+  flags: number;
+  params: number[];
+  start: boolean;
+  typeReason?: string;
+  dirty?: KvmDirtyMode;
+  ringEntries?: number;
 }
 
 export interface KvmRestoreOptions extends RestoreOptions {
   dirty?: KvmDirtyMode;
   ringEntries?: number;
+  typeReason?: string;
 }
 
 /** Counters of one VM. */
@@ -74,19 +91,10 @@ interface NativeVm {
   final(): bigint | null;
 }
 
-const WORKLOAD_IDS: Record<WorkloadName, number> = {
-  uniform: 1,
-  hotset: 2,
-  sequential: 3,
-  sparse: 4,
-  memcheck: 5,
-  kv: 6,
-};
-
 const PAGE = 4096;
 const RECORD_BYTES = 64;
 const MIN_MIB = 8;
-const MAX_MIB = 12 * 1024;
+const MAX_MIB = 9 * 1024;
 const MAX_VCPUS = 16;
 
 let probed: KvmInfo | undefined;
@@ -116,6 +124,8 @@ const hex16 = (v: bigint) => v.toString(16).padStart(16, '0');
 
 class KvmGuest extends EventEmitter implements Guest {
   readonly type = 'kvm' as const;
+  readonly typeReason?: string;
+  readonly workload: WorkloadName;
   readonly pageSize = PAGE;
   readonly pageCount: number;
   readonly vcpus: number;
@@ -127,9 +137,12 @@ class KvmGuest extends EventEmitter implements Guest {
   #error: Error | null = null;
   #waiters: Array<{ resolve: (r: GuestResult) => void; reject: (e: Error) => void }> = [];
 
-  constructor(memory: GuestMemory, vcpus: number, create: (onEvent: (kind: string) => void) => NativeVm) {
+  constructor(memory: GuestMemory, vcpus: number, create: (onEvent: (kind: string) => void) => NativeVm, typeReason?: string) {
     super();
     this.memory = memory;
+    this.typeReason = typeReason;
+    // The control page says which workload runs (test entries report as 'uniform').
+    this.workload = workloadById(new DataView(memory.view.buffer, memory.view.byteOffset).getUint32(0x10008, true)) ?? 'uniform';
     this.pageCount = memory.byteLength / PAGE;
     this.vcpus = vcpus;
     this.#vm = create((kind) => this.#onEvent(kind));
@@ -272,49 +285,66 @@ function u64Opt(name: string, v: unknown, dflt: bigint): bigint {
 }
 
 /**
- * Creates a KVM guest running `opts.workload`.
+ * Creates a KVM guest running `opts.workload` (lib/guest/index.ts createGuest({ type: 'kvm' })
+ * calls this with the options already resolved).
  * @throws TypeError/RangeError for bad options; Error (with code/errno/syscall and advice) when
  *   KVM refuses.
  */
-export async function createKvmGuest(opts: KvmGuestOptions): Promise<Guest> {
+export async function createKvmGuest(opts: KvmGuestOptions | ResolvedCreate): Promise<Guest> {
   if (opts === null || typeof opts !== 'object') throw new TypeError('`options` must be an object');
-  let workload: number;
-  if (opts.testEntry !== undefined) {
-    workload = intOpt('testEntry', opts.testEntry, 0, 0xf0, 0xff);
+  const o = opts as Partial<KvmGuestOptions & ResolvedCreate>;
+  checkDirty(o.dirty, o.ringEntries);
+  let memBytes: number;
+  let vcpus: number;
+  let setup: (memory: GuestMemory) => Record<string, unknown>;
+  if (typeof o.workloadId === 'number') {
+    const r = opts as ResolvedCreate;
+    memBytes = r.memBytes;
+    vcpus = r.vcpus;
+    setup = (memory) => {
+      native.guest_setup(memory.handle, r.workloadId, r.vcpus, r.seed, r.steps, r.flags, r.params);
+      return {};
+    };
   } else {
-    if (typeof opts.workload !== 'string') throw new TypeError(`\`workload\` must be a string, got ${typeof opts.workload}`);
-    const id = WORKLOAD_IDS[opts.workload];
-    if (id === undefined) {
-      throw new RangeError(`\`workload\` must be one of ${Object.keys(WORKLOAD_IDS).join(', ')}, got ${opts.workload}`);
+    const mib = intOpt('memoryMiB', o.memoryMiB, 64, MIN_MIB, MAX_MIB);
+    memBytes = mib * 1024 * 1024;
+    vcpus = intOpt('vcpus', o.vcpus, 1, 1, MAX_VCPUS);
+    const seed = u64Opt('seed', o.seed, 1n);
+    if (o.nondeterministic !== undefined && typeof o.nondeterministic !== 'boolean') {
+      throw new TypeError(`\`nondeterministic\` must be a boolean, got ${typeof o.nondeterministic}`);
     }
-    workload = id;
+    const flags = o.nondeterministic ? 1 : 0;
+    if (o.testEntry !== undefined) {
+      const testEntry = intOpt('testEntry', o.testEntry, 0, 0xf0, 0xff);
+      const steps = u64Opt('steps', o.steps, 100_000n);
+      const params = (o.rawParams ?? []).map((p, i) => u64Opt(`rawParams[${i}]`, p, 0n));
+      if (params.length > 8) throw new RangeError(`\`rawParams\` holds at most 8 values, got ${params.length}`);
+      setup = () => ({ testEntry, vcpus, seed, steps, params, flags });
+    } else {
+      const workload = checkWorkload(o.workload);
+      const steps = intOpt('steps', o.steps, WORKLOADS[workload].defaultSteps, 0, 2 ** 48);
+      const params = resolveParams(workload, memBytes, vcpus, o.params);
+      setup = (memory) => {
+        native.guest_setup(memory.handle, WORKLOADS[workload].id, vcpus, seed, steps, flags, params);
+        return {};
+      };
+    }
   }
-  const mib = intOpt('memoryMiB', opts.memoryMiB, 64, MIN_MIB, MAX_MIB);
-  const vcpus = intOpt('vcpus', opts.vcpus, 1, 1, MAX_VCPUS);
-  const steps = u64Opt('steps', opts.steps, 100_000n);
-  const seed = u64Opt('seed', opts.seed, 1n);
-  checkDirty(opts.dirty, opts.ringEntries);
-  const params = (opts.params ?? []).map((p, i) => u64Opt(`params[${i}]`, p, 0n));
-  if (params.length > 8) throw new RangeError(`\`params\` holds at most 8 values, got ${params.length}`);
-  if (opts.nondeterministic !== undefined && typeof opts.nondeterministic !== 'boolean') {
-    throw new TypeError(`\`nondeterministic\` must be a boolean, got ${typeof opts.nondeterministic}`);
-  }
-  const memory = allocateMemory(mib * 1024 * 1024);
+  const memory = allocateMemory(memBytes);
   let guest: KvmGuest;
   try {
-    guest = new KvmGuest(memory, vcpus, (onEvent) =>
-      native.kvm_create(memory.handle, {
-        vcpus, workload, seed, steps, params,
-        flags: opts.nondeterministic ? 1 : 0,
-        dirty: opts.dirty ?? 'bitmap',
-        ringEntries: opts.ringEntries,
-      }, onEvent) as NativeVm,
+    const extra = setup(memory);
+    guest = new KvmGuest(
+      memory,
+      vcpus,
+      (onEvent) => native.kvm_create(memory.handle, { ...extra, dirty: o.dirty ?? 'bitmap', ringEntries: o.ringEntries }, onEvent) as NativeVm,
+      o.typeReason,
     );
   } catch (err) {
     memory.close();
     throw err;
   }
-  if (opts.start !== false) guest.start();
+  if (o.start !== false) guest.start();
   return guest;
 }
 
@@ -343,8 +373,8 @@ export async function restoreKvmGuest(opts: KvmRestoreOptions): Promise<Guest> {
     guest = new KvmGuest(memory, 0, (onEvent) => {
       const vm = native.kvm_create(memory.handle, { cpu, dirty: opts.dirty ?? 'bitmap', ringEntries: opts.ringEntries }, onEvent) as NativeVm;
       return vm;
-    });
-    vcpus = new DataView(cpu.buffer, cpu.byteOffset, cpu.byteLength).getUint32(16, true);
+    }, opts.typeReason);
+    vcpus = new DataView(cpu.buffer, cpu.byteOffset, cpu.byteLength).getUint32(12, true);
     Object.defineProperty(guest, 'vcpus', { value: vcpus });
   } catch (err) {
     memory.close();

@@ -26,6 +26,13 @@ export interface GuestOptions {
   nondeterministic?: boolean;
   /** Start running at once (default true). */
   start?: boolean;
+  /**
+   * Workload parameters by name (see lib/guest/workloads.ts `WORKLOADS[name].params`); unset
+   * ones take the workload's default.
+   */
+  params?: Record<string, number>;
+  /** sim only: software dirty tracking on (default). Off, takeDirty() reports every page. */
+  dirtyTracking?: boolean;
 }
 
 /** A restored guest: memory image plus the blob saveCpu() returned. */
@@ -34,6 +41,8 @@ export interface RestoreOptions {
   memoryImage: Uint8Array;
   cpu: Uint8Array;
   start?: boolean;
+  /** sim only: software dirty tracking on (default). */
+  dirtyTracking?: boolean;
 }
 
 /** Pages written since the previous takeDirty(). */
@@ -60,6 +69,9 @@ export interface GuestResult {
 
 export interface Guest extends EventEmitter {
   readonly type: GuestType;
+  /** Why this backend was chosen when the caller asked for 'auto' (else undefined). */
+  readonly typeReason?: string;
+  readonly workload: WorkloadName;
   readonly pageSize: number;
   readonly pageCount: number;
   readonly vcpus: number;

@@ -12,6 +12,8 @@
 #include <string>
 
 #include "common/napi_util.h"
+#include "guest/control.h"
+#include "guest/ring.h"
 #include "napi/memory.h"
 #include "payload_image.h"
 #include "vmm/cpu_blob.h"
@@ -23,6 +25,8 @@
 namespace {
 
 using napi_util::throw_range;
+
+constexpr uint32_t kFirstTestEntry = 0xf0;  // native/payload/selftest.c
 using napi_util::throw_type;
 
 [[noreturn]] void throw_sys(Napi::Env env, const vmm::SysError& se) {
@@ -114,7 +118,12 @@ class KvmVm : public Napi::ObjectWrap<KvmVm> {
                              std::to_string(parsed.memory_bytes) + " bytes");
       }
       // SAFETY: size >= US_MIN_MEMORY, so the control page is inside the mapping.
-      if (ctl->magic != US_ABI_MAGIC || ctl->abi_version != US_ABI_VERSION) {
+      if (ctl->workload < kFirstTestEntry) {
+        const std::string bad = guest::check_control(mapping_->data(), mapping_->size(), "memoryImage");
+        if (!bad.empty()) throw_range(env, bad);
+        const std::string badp = guest::check_pending(mapping_->data(), parsed.pending, "cpu");
+        if (!badp.empty()) throw_range(env, badp);
+      } else if (ctl->magic != US_ABI_MAGIC || ctl->abi_version != US_ABI_VERSION) {
         throw_range(env, "`memoryImage` has no valid control page (bad magic or ABI version)");
       }
       if (ctl->vcpus != parsed.vcpus.size()) {
@@ -122,13 +131,16 @@ class KvmVm : public Napi::ObjectWrap<KvmVm> {
                              " vCPUs but `memoryImage` was saved from a guest with " + std::to_string(ctl->vcpus));
       }
       cfg.vcpus = static_cast<uint32_t>(parsed.vcpus.size());
-    } else {
+    } else if (!o.Get("testEntry").IsUndefined()) {
+      // The VMM's own test entries: a minimal control page (the workloads' is set up by
+      // guest_setup before kvm_create).
       cfg.vcpus = static_cast<uint32_t>(napi_util::uint(o.Get("vcpus"), "vcpus", US_MAX_VCPUS));
       if (cfg.vcpus < 1) throw_range(env, "`vcpus` must be from 1 to 16, got 0");
       std::memset(ctl, 0, sizeof(us_control));
       ctl->magic = US_ABI_MAGIC;
       ctl->abi_version = US_ABI_VERSION;
-      ctl->workload = static_cast<uint32_t>(napi_util::uint(o.Get("workload"), "workload", 0xffff));
+      ctl->workload = static_cast<uint32_t>(napi_util::uint(o.Get("testEntry"), "testEntry", 0xff));
+      if (ctl->workload < kFirstTestEntry) throw_range(env, "`testEntry` must be from 0xf0 to 0xff");
       ctl->vcpus = cfg.vcpus;
       ctl->seed = big_u64(o.Get("seed"), "seed");
       ctl->steps = big_u64(o.Get("steps"), "steps");
@@ -140,6 +152,10 @@ class KvmVm : public Napi::ObjectWrap<KvmVm> {
         if (a.Length() > 8) throw_range(env, "`params` holds at most 8 values");
         for (uint32_t i = 0; i < a.Length(); ++i) ctl->params[i] = big_u64(a.Get(i), "params");
       }
+    } else {
+      const std::string bad = guest::check_control(mapping_->data(), mapping_->size(), "memory");
+      if (!bad.empty()) throw_range(env, bad);
+      cfg.vcpus = ctl->vcpus;
     }
     tsfn_ = Napi::ThreadSafeFunction::New(env, cb, "understudy-kvm-events", 0, 1);
     tsfn_.Unref(env);
@@ -155,6 +171,7 @@ class KvmVm : public Napi::ObjectWrap<KvmVm> {
         vm_ = std::make_unique<vmm::Vm>(mapping_->data(), mapping_->size(), cfg, notify);
         if (!cpu.IsUndefined()) {
           vm_->load(parsed.vcpus);
+          vm_->set_pending_output(std::move(parsed.pending));
         } else {
           vm_->boot(vmm::kPayloadImage, vmm::kPayloadSize);
         }
@@ -228,16 +245,20 @@ class KvmVm : public Napi::ObjectWrap<KvmVm> {
     return pfns;
   }
 
-  // take_output() -> { records: Uint8Array (n x 64 bytes, struct us_record), chains: BigUint64Array }
+  // take_output() -> { records: Uint8Array (n x 64 bytes: u64 seq, u32 len, u32 0, 48 data),
+  // chains: BigUint64Array }
   Napi::Value TakeOutput(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    std::vector<vmm::OutRecord> recs;
-    vm(env).take_output(recs);
-    Napi::Uint8Array records = Napi::Uint8Array::New(env, recs.size() * sizeof(us_record));
+    std::vector<guest::Record> recs;
+    guarded(env, [&] { vm(env).take_output(recs); });
+    Napi::Uint8Array records = Napi::Uint8Array::New(env, recs.size() * 64);
     Napi::BigUint64Array chains = Napi::BigUint64Array::New(env, recs.size());
     for (size_t i = 0; i < recs.size(); ++i) {
-      // SAFETY: records holds recs.size() records of sizeof(us_record) bytes.
-      std::memcpy(records.Data() + i * sizeof(us_record), &recs[i].rec, sizeof(us_record));
+      // SAFETY: records holds recs.size() slots of 64 bytes; each write stays inside slot i.
+      uint8_t* slot = records.Data() + i * 64;
+      std::memcpy(slot, &recs[i].seq, 8);
+      std::memcpy(slot + 8, &recs[i].len, 4);
+      std::memcpy(slot + 16, recs[i].data, US_RECORD_DATA);
       chains[i] = recs[i].chain;
     }
     Napi::Object o = Napi::Object::New(env);
@@ -250,7 +271,10 @@ class KvmVm : public Napi::ObjectWrap<KvmVm> {
     Napi::Env env = info.Env();
     vmm::Vm& v = vm(env);
     if (!v.paused()) throw Napi::Error::New(env, "saveCpu() needs a paused guest: call pause() first");
-    const std::vector<uint8_t> blob = guarded(env, [&] { return vmm::cpu_blob::encode(v.save(), v.size()); });
+    // SAFETY: the mapping is >= US_MIN_MEMORY bytes, so the control page is inside it.
+    const uint32_t workload = reinterpret_cast<const us_control*>(mapping_->data() + US_CONTROL_GPA)->workload;
+    const std::vector<uint8_t> blob =
+        guarded(env, [&] { return vmm::cpu_blob::encode(v.save(), v.size(), workload, v.pending_output()); });
     Napi::Uint8Array out = Napi::Uint8Array::New(env, blob.size());
     std::memcpy(out.Data(), blob.data(), blob.size());
     return out;

@@ -89,8 +89,8 @@ void us_selftest_main(uint8_t *mem, uint32_t vcpu) {
       *(volatile uint64_t *)(mem + CTL->mem_size + 0x1000) = 1;
       break;
     case 0xF2: {
-      /* The IDT (0x400..0x600, VMM-private) is mapped like all RAM: clear it, then fault. */
-      volatile uint64_t *idt = (volatile uint64_t *)(mem + 0x400);
+      /* The IDT (0x200..0x400, VMM-private) is mapped like all RAM: clear it, then fault. */
+      volatile uint64_t *idt = (volatile uint64_t *)(mem + 0x200);
       for (int i = 0; i < 64; ++i) idt[i] = 0;
       __asm__ volatile("ud2");
       break;

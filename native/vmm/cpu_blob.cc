@@ -1,122 +1,84 @@
-// CPU state blob encode/decode (layout in cpu_blob.h and docs/FORMAT-kvm.md). All integers are
+// CPU state blob encode/decode for the KVM guest (layout in docs/FORMAT-kvm.md). All integers
 // little-endian; the kernel structs are copied raw (x86-64 KVM UAPI, a stable ABI).
 #include "vmm/cpu_blob.h"
 
-#define XXH_INLINE_ALL
-#include <xxhash.h>
-
 #include <cstring>
+
+#include "guest/blob.h"
 
 namespace vmm {
 namespace cpu_blob {
 
 namespace {
 
-constexpr char kType[4] = {'k', 'v', 'm', 0};
+constexpr size_t kFixed = sizeof(kvm_regs) + sizeof(kvm_sregs) + sizeof(kvm_xcrs) + sizeof(kvm_vcpu_events);
 
 template <typename T>
-void put(std::vector<uint8_t>& out, const T& v) {
+void put_raw(std::vector<uint8_t>& out, const T& v) {
   const auto* p = reinterpret_cast<const uint8_t*>(&v);
   out.insert(out.end(), p, p + sizeof(T));
 }
 
-template <typename T>
-T get(const uint8_t* p) {
-  T v;
-  std::memcpy(&v, p, sizeof(T));
-  return v;
-}
-
-constexpr size_t kFixed = sizeof(kvm_regs) + sizeof(kvm_sregs) + sizeof(kvm_xcrs) + sizeof(kvm_vcpu_events);
-
-std::string printable(const uint8_t* p, size_t n) {
-  std::string s;
-  for (size_t i = 0; i < n && p[i]; ++i) s += (p[i] >= 0x20 && p[i] < 0x7f) ? static_cast<char>(p[i]) : '?';
-  return s;
-}
-
 }  // namespace
 
-std::vector<uint8_t> encode(const std::vector<VcpuState>& vcpus, uint64_t memory_bytes) {
+std::vector<uint8_t> encode(const std::vector<VcpuState>& vcpus, uint64_t memory_bytes, uint32_t workload,
+                            const std::vector<guest::Record>& pending) {
   std::vector<uint8_t> out;
-  out.insert(out.end(), kMagic, kMagic + 8);
-  put<uint32_t>(out, kVersion);
-  out.insert(out.end(), kType, kType + 4);
-  put<uint32_t>(out, static_cast<uint32_t>(vcpus.size()));
-  put<uint32_t>(out, 0);  // flags
-  put<uint64_t>(out, memory_bytes);
-  const size_t total_at = out.size();
-  put<uint64_t>(out, 0);  // total length, patched below
-  put<uint64_t>(out, 0);  // reserved
+  guest::blob_begin(&out, guest::kBlobKvm, static_cast<uint32_t>(vcpus.size()), memory_bytes, workload);
   for (size_t i = 0; i < vcpus.size(); ++i) {
     const VcpuState& s = vcpus[i];
     const size_t rec = kRecordHeader + kFixed + s.xsave.size() + s.msrs.size() * sizeof(kvm_msr_entry);
-    put<uint32_t>(out, static_cast<uint32_t>(rec));
-    put<uint32_t>(out, static_cast<uint32_t>(i));
-    put<uint32_t>(out, s.finished ? 1u : 0u);
-    put<uint32_t>(out, static_cast<uint32_t>(s.xsave.size()));
-    put<uint32_t>(out, static_cast<uint32_t>(s.msrs.size()));
-    put<uint32_t>(out, 0);
-    put(out, s.regs);
-    put(out, s.sregs);
-    put(out, s.xcrs);
-    put(out, s.events);
+    guest::put_u32(&out, static_cast<uint32_t>(rec));
+    guest::put_u32(&out, static_cast<uint32_t>(i));
+    guest::put_u32(&out, s.finished ? 1u : 0u);
+    guest::put_u32(&out, static_cast<uint32_t>(s.xsave.size()));
+    guest::put_u32(&out, static_cast<uint32_t>(s.msrs.size()));
+    guest::put_u32(&out, 0);
+    put_raw(out, s.regs);
+    put_raw(out, s.sregs);
+    put_raw(out, s.xcrs);
+    put_raw(out, s.events);
     out.insert(out.end(), s.xsave.begin(), s.xsave.end());
-    for (const auto& m : s.msrs) put(out, m);
+    for (const auto& m : s.msrs) put_raw(out, m);
   }
-  const uint64_t total = out.size() + kTrailerSize;
-  std::memcpy(out.data() + total_at, &total, 8);
-  put<uint64_t>(out, XXH3_64bits(out.data(), out.size()));
+  guest::put_u32(&out, static_cast<uint32_t>(pending.size()));
+  for (const guest::Record& r : pending) {
+    guest::put_u64(&out, r.seq);
+    guest::put_u32(&out, r.len);
+    guest::put_u32(&out, 0);
+    out.insert(out.end(), r.data, r.data + US_RECORD_DATA);
+    guest::put_u64(&out, r.chain);
+  }
+  guest::blob_finish(&out);
   return out;
 }
 
 Parsed decode(const uint8_t* p, size_t len) {
-  if (len < kHeaderSize + kTrailerSize) {
-    throw BadBlob("`cpu` is truncated: got " + std::to_string(len) + " bytes, a CPU state blob has at least " +
-                  std::to_string(kHeaderSize + kTrailerSize));
-  }
-  if (std::memcmp(p, kMagic, 8) != 0) throw BadBlob("`cpu` is not an understudy CPU state blob (bad magic)");
-  const uint32_t version = get<uint32_t>(p + 8);
-  if (version != kVersion) {
-    throw BadBlob("`cpu` has format version " + std::to_string(version) + "; this build reads version " +
-                  std::to_string(kVersion));
-  }
-  if (std::memcmp(p + 12, kType, 4) != 0) {
-    throw BadBlob("`cpu` holds the state of a '" + printable(p + 12, 4) + "' guest, not 'kvm'");
-  }
-  const uint64_t total = get<uint64_t>(p + 32);
-  if (total > len) {
-    throw BadBlob("`cpu` is truncated: its header says " + std::to_string(total) + " bytes, got " +
-                  std::to_string(len));
-  }
-  if (total < len) {
-    throw BadBlob("`cpu` has " + std::to_string(len - total) + " bytes after the end its header gives (" +
-                  std::to_string(total) + ")");
-  }
-  const uint64_t stored = get<uint64_t>(p + len - kTrailerSize);
-  if (XXH3_64bits(p, len - kTrailerSize) != stored) {
-    throw BadBlob("`cpu` checksum mismatch: the blob is corrupt");
-  }
-  const uint32_t n = get<uint32_t>(p + 16);
-  if (n < 1 || n > US_MAX_VCPUS) {
-    throw BadBlob("`cpu` holds " + std::to_string(n) + " vCPUs; 1 to " + std::to_string(US_MAX_VCPUS) +
+  guest::BlobHeader h;
+  const std::string err = guest::blob_check(p, len, guest::kBlobKvm, &h, "cpu");
+  if (!err.empty()) throw BadBlob(err);
+  if (h.vcpus < 1 || h.vcpus > US_MAX_VCPUS) {
+    throw BadBlob("`cpu` holds " + std::to_string(h.vcpus) + " vCPUs; 1 to " + std::to_string(US_MAX_VCPUS) +
                   " are allowed");
   }
   Parsed out;
-  out.memory_bytes = get<uint64_t>(p + 24);
-  size_t off = kHeaderSize;
-  const size_t end = len - kTrailerSize;
-  for (uint32_t i = 0; i < n; ++i) {
+  out.memory_bytes = h.mem_size;
+  out.workload = h.workload;
+  const size_t end = len - guest::kBlobTrailer;
+  size_t off = guest::kBlobHeader;
+  for (uint32_t i = 0; i < h.vcpus; ++i) {
     const std::string bad = "`cpu` vCPU record " + std::to_string(i) + " is malformed";
     if (end - off < kRecordHeader) throw BadBlob(bad + " (truncated)");
-    const uint32_t rec = get<uint32_t>(p + off);
-    const uint32_t index = get<uint32_t>(p + off + 4);
-    const uint32_t finished = get<uint32_t>(p + off + 8);
-    const uint32_t xsave = get<uint32_t>(p + off + 12);
-    const uint32_t nmsrs = get<uint32_t>(p + off + 16);
+    guest::Reader r{p + off, kRecordHeader};
+    const uint32_t rec = r.u32();
+    const uint32_t index = r.u32();
+    const uint32_t finished = r.u32();
+    const uint32_t xsave = r.u32();
+    const uint32_t nmsrs = r.u32();
     if (index != i || finished > 1 || xsave < 512 || xsave > (1u << 20) || nmsrs > 1024) throw BadBlob(bad);
     const uint64_t want = kRecordHeader + kFixed + uint64_t(xsave) + uint64_t(nmsrs) * sizeof(kvm_msr_entry);
     if (rec != want || rec > end - off) throw BadBlob(bad + " (length)");
+    // SAFETY: off + rec <= end (checked above); each copy below stays inside the record.
     const uint8_t* q = p + off + kRecordHeader;
     VcpuState s;
     s.finished = finished == 1;
@@ -135,7 +97,21 @@ Parsed decode(const uint8_t* p, size_t len) {
     out.vcpus.push_back(std::move(s));
     off += rec;
   }
-  if (off != end) throw BadBlob("`cpu` has unexpected bytes after the last vCPU record");
+  guest::Reader r{p + off, end - off};
+  const uint32_t count = r.u32();
+  if (!r.ok || count > US_RING_RECORDS || uint64_t(count) * kOutRecord != end - off - 4) {
+    throw BadBlob("`cpu` has a malformed list of pending output records");
+  }
+  for (uint32_t k = 0; k < count; ++k) {
+    guest::Record rec;
+    rec.seq = r.u64();
+    rec.len = r.u32();
+    r.u32();
+    r.bytes(rec.data, US_RECORD_DATA);
+    rec.chain = r.u64();
+    if (rec.len > US_RECORD_DATA) throw BadBlob("`cpu` pending output record " + std::to_string(k) + " is malformed");
+    out.pending.push_back(rec);
+  }
   return out;
 }
 

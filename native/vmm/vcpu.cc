@@ -66,7 +66,7 @@ void Vcpu::set_cpuid(const Kvm& kvm) {
 
 void Vcpu::boot_long_mode(uint64_t rip, uint64_t rsp, uint64_t rdi, uint64_t rsi, uint64_t gdt_base,
                           uint16_t gdt_limit, uint64_t idt_base, uint16_t idt_limit, uint64_t tss_base,
-                          uint64_t cr3) {
+                          uint16_t tss_selector, uint64_t cr3) {
   kvm_sregs s{};
   xioctl(fd_, KVM_GET_SREGS, &s, "KVM_GET_SREGS");
   // The payload runs in ring 3. Nested under PVM (kvm_pvm) guest supervisor code is emulated
@@ -95,7 +95,7 @@ void Vcpu::boot_long_mode(uint64_t rip, uint64_t rsp, uint64_t rdi, uint64_t rsi
   kvm_segment tr{};
   tr.base = tss_base;
   tr.limit = 0x67;
-  tr.selector = 0x28;
+  tr.selector = tss_selector;
   tr.type = 11;  // 64-bit busy TSS
   tr.present = 1;
   kvm_segment ldt{};

@@ -42,7 +42,7 @@ class Vcpu {
   // paging at cr3, ring-0 exception stack from the TSS at tss_base.
   void boot_long_mode(uint64_t rip, uint64_t rsp, uint64_t rdi, uint64_t rsi, uint64_t gdt_base,
                       uint16_t gdt_limit, uint64_t idt_base, uint16_t idt_limit, uint64_t tss_base,
-                      uint64_t cr3);
+                      uint16_t tss_selector, uint64_t cr3);
 
   VcpuState save(const std::vector<uint32_t>& msr_indices) const;
   void load(const VcpuState& s);

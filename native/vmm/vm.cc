@@ -10,7 +10,7 @@
 #include <cstring>
 #include <stdexcept>
 
-#include "vmm/ring_drain.h"
+#include "guest/control.h"
 #include "vmm/ioctls.h"
 #include "vmm/kvm.h"
 
@@ -159,14 +159,18 @@ void Vm::boot(const uint8_t* payload, size_t payload_len) {
   gdt[3] = 0x00affb000000ffffull;  // 0x18: 64-bit code, DPL 3 (the payload)
   gdt[4] = 0x00cff3000000ffffull;  // 0x20: data, DPL 3
   const uint64_t tss_limit = 0x67;
-  gdt[5] = (tss_limit & 0xffff) | ((kTssGpa & 0xffffff) << 16) | (0x8bull << 40) |
-           (((tss_limit >> 16) & 0xf) << 48) | (((kTssGpa >> 24) & 0xff) << 56);  // 0x28: busy TSS
-  gdt[6] = kTssGpa >> 32;
-  // SAFETY: the TSS is 104 bytes at kTssGpa (< kIdtGpa): RSP0 (offset 4) is the ring-0 stack an
-  // exception switches to; the I/O map base points past the end (no bitmap; IOPL 3 allows I/O).
-  const uint64_t rsp0 = kFaultStackTop;  // the page below US_CONTROL_GPA
-  std::memcpy(mem_ + kTssGpa + 4, &rsp0, 8);
-  *reinterpret_cast<uint16_t*>(mem_ + kTssGpa + 0x66) = 0x68;
+  for (uint32_t i = 0; i < US_MAX_VCPUS; ++i) {
+    const uint64_t tss = kTssGpa + i * kTssStride;
+    // 0x28 + 16 * i: 64-bit busy TSS of vCPU i (two GDT slots).
+    gdt[5 + 2 * i] = (tss_limit & 0xffff) | ((tss & 0xffffff) << 16) | (0x8bull << 40) |
+                     (((tss_limit >> 16) & 0xf) << 48) | (((tss >> 24) & 0xff) << 56);
+    gdt[6 + 2 * i] = tss >> 32;
+    // SAFETY: TSS i is 104 bytes at tss (< kPml4Gpa, static_assert in vm.h): RSP0 (offset 4) is
+    // the ring-0 stack an exception switches to; the I/O map base points past the end.
+    const uint64_t rsp0 = kFaultStacksGpa + (i + 1) * kFaultStackSize;
+    std::memcpy(mem_ + tss + 4, &rsp0, 8);
+    *reinterpret_cast<uint16_t*>(mem_ + tss + 0x66) = 0x68;
+  }
   for (uint32_t v = 0; v < 32; ++v) {
     const uint64_t stub = kStubsGpa + v * 16;
     // SAFETY: 32 stubs of 16 bytes fill [kStubsGpa, kStubsGpa + 0x200) below kPml4Gpa.
@@ -203,7 +207,7 @@ void Vm::boot(const uint8_t* payload, size_t payload_len) {
   auto* pdpt = reinterpret_cast<uint64_t*>(mem_ + kPdptGpa);
   pml4[0] = kPdptGpa | 0x27;
   for (uint64_t i = 0; i < pds; ++i) pdpt[i] = (kPdGpa + i * US_PAGE_SIZE) | 0x27;
-  // SAFETY: pds <= 12 (size_ <= kMaxMemory), so the PDs end below the fault stack.
+  // SAFETY: pds <= 9 (size_ <= kMaxMemory), so the PDs end below the fault stacks.
   auto* pd = reinterpret_cast<uint64_t*>(mem_ + kPdGpa);
   for (uint64_t j = 0; j < big; ++j) pd[j] = (j << 21) | 0xe7;
   // SAFETY: payload_len <= US_PAYLOAD_MAX, so it fits [US_PAYLOAD_GPA, US_STACKS_GPA).
@@ -212,7 +216,9 @@ void Vm::boot(const uint8_t* payload, size_t payload_len) {
   mark_host_dirty(US_PAYLOAD_GPA, payload_len);
   for (uint32_t i = 0; i < cfg_.vcpus; ++i) {
     vcpus_[i]->boot_long_mode(US_PAYLOAD_GPA, US_STACKS_GPA + (i + 1) * uint64_t(US_STACK_SIZE), 0, i,
-                              kGdtGpa, 7 * 8 - 1, kIdtGpa, 32 * 16 - 1, kTssGpa, kPml4Gpa);
+                              kGdtGpa, static_cast<uint16_t>((5 + 2 * US_MAX_VCPUS) * 8 - 1), kIdtGpa,
+                              32 * 16 - 1, kTssGpa + i * kTssStride, static_cast<uint16_t>(0x28 + 16 * i),
+                              kPml4Gpa);
   }
 }
 
@@ -221,6 +227,7 @@ void Vm::load(const std::vector<VcpuState>& states) {
   for (uint32_t i = 0; i < cfg_.vcpus; ++i) {
     vcpus_[i]->load(states[i]);
     finished_[i] = states[i].finished ? 1 : 0;
+    halted_[i] = finished_[i];  // a finished vCPU never runs again
   }
   mark_host_dirty(0, size_);  // every page came from the host
 }
@@ -232,8 +239,12 @@ void Vm::start() {
     if (threads_.empty()) {
       state_ = State::running;
       for (uint32_t i = 0; i < cfg_.vcpus; ++i) threads_.emplace_back(&Vm::thread_main, this, i);
+      bool all = true;
+      for (uint8_t h : halted_) all = all && h;
+      if (all) finish_locked();  // restored after every vCPU had finished
     }
   }
+  if (state_ == State::finished) notify_(Event::finished);
   resume();
 }
 
@@ -387,9 +398,7 @@ bool Vm::on_port(uint32_t i, uint16_t port, uint64_t value) {
   switch (port) {
     case US_PORT_DOORBELL: {
       doorbells_.fetch_add(1, std::memory_order_relaxed);
-      std::lock_guard<std::mutex> lk(out_mu_);
-      drain_locked();
-      return true;
+      return drain(i);
     }
     case US_PORT_EXIT: {
       // Finished: this vCPU never runs again (its HLT loop would fault in ring 3).
@@ -503,32 +512,31 @@ void Vm::fail(uint32_t i, const std::string& msg) {
   notify_(Event::error);
 }
 
-void Vm::drain_locked() {
-  // SAFETY: the control page and the ring lie inside guest RAM (size_ >= US_MIN_MEMORY).
-  auto* ctl = reinterpret_cast<us_control*>(mem_ + US_CONTROL_GPA);
-  auto* ring = reinterpret_cast<us_record*>(mem_ + US_RING_GPA);
-  if (ring_drain::drain(ctl, ring, pending_out_) > 0) mark_host_dirty(US_CONTROL_GPA, US_PAGE_SIZE);
+bool Vm::drain(uint32_t i) {
+  size_t n = 0;
+  const std::string err = out_.drain(mem_, &n);
+  if (n) mark_host_dirty(US_CONTROL_GPA, US_PAGE_SIZE);
+  if (!err.empty()) {
+    fail(i, "vCPU " + std::to_string(i) + ": " + err);
+    return false;
+  }
+  return true;
 }
 
 void Vm::finish_locked() {
-  {
-    std::lock_guard<std::mutex> lk(out_mu_);
-    drain_locked();
-  }
-  // SAFETY: as in drain_locked().
-  final_ = ring_drain::final_checksum(reinterpret_cast<const us_control*>(mem_ + US_CONTROL_GPA));
+  size_t n = 0;
+  out_.drain(mem_, &n);
+  if (n) mark_host_dirty(US_CONTROL_GPA, US_PAGE_SIZE);
+  final_ = guest::final_checksum(mem_);
   state_ = State::finished;
 }
 
-void Vm::take_output(std::vector<OutRecord>& out) {
-  std::lock_guard<std::mutex> lk(out_mu_);
-  drain_locked();
-  if (out.empty()) {
-    out.swap(pending_out_);
-  } else {
-    out.insert(out.end(), pending_out_.begin(), pending_out_.end());
-    pending_out_.clear();
-  }
+void Vm::take_output(std::vector<guest::Record>& out) {
+  size_t n = 0;
+  const std::string err = out_.drain(mem_, &n);
+  if (n) mark_host_dirty(US_CONTROL_GPA, US_PAGE_SIZE);
+  if (!err.empty()) throw std::runtime_error(err);
+  out_.take(&out);
 }
 
 void Vm::set_clock(uint64_t v) {

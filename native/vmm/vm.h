@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "guest/ring.h"
 #include "vmm/vcpu.h"
 #include "workloads/abi.h"
 
@@ -33,12 +34,6 @@ struct VmConfig {
   uint32_t vcpus = 1;
   DirtyMode dirty = DirtyMode::bitmap;
   uint32_t ring_entries = 65536;  // per vCPU, power of two (ring mode)
-};
-
-// One drained output record plus the hash chain after it.
-struct OutRecord {
-  us_record rec;
-  uint64_t chain;
 };
 
 struct VmStats {
@@ -76,7 +71,10 @@ class Vm {
   uint64_t take_dirty(uint64_t* bitmap);
 
   // Drains the output ring (any time); appends records to `out`.
-  void take_output(std::vector<OutRecord>& out);
+  void take_output(std::vector<guest::Record>& out);
+  // Undelivered drained records (saved in the CPU blob) and their replacement on restore.
+  std::vector<guest::Record> pending_output() const { return out_.pending(); }
+  void set_pending_output(std::vector<guest::Record> r) { out_.set_pending(std::move(r)); }
   void set_clock(uint64_t v);
 
   std::vector<VcpuState> save() const;  // paused only
@@ -105,7 +103,8 @@ class Vm {
   bool emulate_out(uint32_t i, uint16_t* port, uint32_t* value);
   void fail(uint32_t i, const std::string& msg);
   void finish_locked();
-  void drain_locked();
+  // Drains the ring; a corrupt ring fails the guest (returns false).
+  bool drain(uint32_t i);
   std::string fault_message(uint32_t i, uint32_t vector);
   void mark_host_dirty(uint64_t gpa, uint64_t len);
   void harvest_ring(Vcpu& v);
@@ -135,8 +134,7 @@ class Vm {
   std::string error_;
   uint64_t final_ = 0;
 
-  std::mutex out_mu_;
-  std::vector<OutRecord> pending_out_;
+  guest::OutputQueue out_;
 
   std::mutex dirty_mu_;
   std::vector<uint64_t> host_dirty_;  // pages the host wrote / ring harvests
@@ -145,16 +143,21 @@ class Vm {
   std::atomic<uint64_t> exits_{0}, io_exits_{0}, doorbells_{0}, kicks_{0}, ring_full_{0};
 };
 
-// Guest-physical layout of the VMM-private low memory.
-constexpr uint64_t kGdtGpa = 0x0;
-constexpr uint64_t kTssGpa = 0x80;
-constexpr uint64_t kIdtGpa = 0x400;
-constexpr uint64_t kStubsGpa = 0x800;
+// Guest-physical layout of the VMM-private low memory [0, US_CONTROL_GPA). Each vCPU has its own
+// TSS and ring-0 stack: two vCPUs faulting at once must not share an exception frame.
+constexpr uint64_t kGdtGpa = 0x0;      // 5 segment descriptors + 16 TSS descriptors (0x128 bytes)
+constexpr uint64_t kIdtGpa = 0x200;    // 32 gates x 16 bytes
+constexpr uint64_t kStubsGpa = 0x400;  // 32 exception stubs x 16 bytes
+constexpr uint64_t kTssGpa = 0x800;    // TSS of vCPU i at kTssGpa + i * kTssStride
+constexpr uint64_t kTssStride = 0x80;
 constexpr uint64_t kPml4Gpa = 0x1000;
 constexpr uint64_t kPdptGpa = 0x2000;
-constexpr uint64_t kPdGpa = 0x3000;
-constexpr uint64_t kFaultStackTop = US_CONTROL_GPA;  // ring-0 stack page [0xf000, 0x10000)
-constexpr uint64_t kMaxMemory = (kFaultStackTop - US_PAGE_SIZE - kPdGpa) / US_PAGE_SIZE * (1ull << 30);  // 12 GiB
+constexpr uint64_t kPdGpa = 0x3000;    // up to 9 page directories (9 GiB)
+constexpr uint64_t kFaultStacksGpa = 0xc000;  // ring-0 stack of vCPU i: 1 KiB, top at +(i+1) KiB
+constexpr uint64_t kFaultStackSize = 0x400;
+constexpr uint64_t kMaxMemory = (kFaultStacksGpa - kPdGpa) / US_PAGE_SIZE * (1ull << 30);  // 9 GiB
+static_assert(kFaultStacksGpa + US_MAX_VCPUS * kFaultStackSize <= US_CONTROL_GPA, "fault stacks fit");
+static_assert(kTssGpa + US_MAX_VCPUS * kTssStride <= kPml4Gpa, "TSSs fit");
 constexpr uint16_t kFaultPort = 0x13;  // exception stubs write the vector here
 
 }  // namespace vmm
