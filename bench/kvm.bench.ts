@@ -48,7 +48,7 @@ async function pauseLatency(ctx: BenchContext): Promise<void> {
   const rows: Row[] = [];
   const n = ctx.quick ? 300 : 1500;
   for (const vcpus of [1, 2]) {
-    const g = await createKvmGuest({ workload: 'uniform', testEntry: TOUCHER, params: [0, 2048, 1], memoryMiB: 64, vcpus } as KvmGuestOptions);
+    const g = await createKvmGuest({ workload: 'uniform', testEntry: TOUCHER, rawParams: [0, 2048, 1], memoryMiB: 64, vcpus } as KvmGuestOptions);
     await waitPasses(g, 1n);
     const native: number[] = [];
     const wall: number[] = [];
@@ -89,7 +89,7 @@ async function dirtyFetch(ctx: BenchContext): Promise<void> {
       const stride = Math.floor(dataPages / count);
       for (const dirty of modes) {
         const g = await createKvmGuest({
-          workload: 'uniform', testEntry: TOUCHER, params: [0, count, stride], memoryMiB: mib, dirty,
+          workload: 'uniform', testEntry: TOUCHER, rawParams: [0, count, stride], memoryMiB: mib, dirty,
         } as KvmGuestOptions);
         await waitPasses(g, 1n);
         const times: number[] = [];

@@ -9,3 +9,7 @@ export type { IsaName } from './kernels/cpu.js';
 // guest memory
 export { allocateMemory, mapFile, GuestMemory } from './kernels/memory.js';
 export type { MapFileOptions } from './kernels/memory.js';
+
+// KVM guest (lib/guest/kvm.ts)
+export { kvmAvailable, kvmInfo, createKvmGuest, restoreKvmGuest, GuestFaultError } from './guest/kvm.js';
+export type { KvmInfo, KvmDirtyMode, KvmGuestOptions, KvmRestoreOptions, KvmStats } from './guest/kvm.js';
