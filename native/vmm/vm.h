@@ -129,7 +129,7 @@ class Vm {
   std::condition_variable parked_cv_;  // pause() waits here
   bool pause_requested_ = true;      // threads start parked until start()
   bool stop_ = false;
-  uint32_t parked_ = 0;
+  std::atomic<uint32_t> parked_{0};  // changed under mu_, polled without it by pause()
   std::atomic<State> state_{State::created};
   std::string error_;
   uint64_t final_ = 0;
