@@ -13,3 +13,7 @@ export type { MapFileOptions } from './kernels/memory.js';
 // KVM guest (lib/guest/kvm.ts)
 export { kvmAvailable, kvmInfo, createKvmGuest, restoreKvmGuest, GuestFaultError } from './guest/kvm.js';
 export type { KvmInfo, KvmDirtyMode, KvmGuestOptions, KvmRestoreOptions, KvmStats } from './guest/kvm.js';
+
+// guests (guest-sim branch)
+export { createGuest, restoreGuest, resolveGuestOptions, SimGuest, GuestError, WORKLOADS, WORKLOAD_NAMES, recordLine, endLine, readProgress } from './guest/index.js';
+export type { Guest, GuestOptions, RestoreOptions, GuestType, WorkloadName, DirtyLog, OutputRecord, GuestResult, GuestProgress, ResolvedGuestOptions } from './guest/index.js';

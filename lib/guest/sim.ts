@@ -10,7 +10,7 @@ import { EventEmitter } from 'node:events';
 import { allocateMemory, type GuestMemory } from '../kernels/memory.js';
 import { native } from '../native.js';
 import { recordsFromNative, type NativeRecords } from './records.js';
-import type { DirtyLog, Guest, GuestResult, OutputRecord, WorkloadName } from './types.js';
+import type { DirtyLog, Guest, GuestResult, OutputRecord, ResolvedGuestOptions, WorkloadName } from './types.js';
 import { workloadById } from './workloads.js';
 
 interface NativeSim {
@@ -158,18 +158,7 @@ export class SimGuest extends EventEmitter implements Guest {
 }
 
 /** @internal resolved options for a fresh sim guest */
-export interface SimCreate {
-  workloadId: number;
-  memBytes: number;
-  vcpus: number;
-  seed: bigint;
-  steps: number;
-  flags: number;
-  params: number[];
-  dirtyTracking: boolean;
-  start: boolean;
-  typeReason?: string;
-}
+export type SimCreate = ResolvedGuestOptions;
 
 /** @internal */
 export function createSimGuest(o: SimCreate): SimGuest {

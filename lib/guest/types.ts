@@ -27,12 +27,34 @@ export interface GuestOptions {
   /** Start running at once (default true). */
   start?: boolean;
   /**
-   * Workload parameters by name (see lib/guest/workloads.ts `WORKLOADS[name].params`); unset
-   * ones take the workload's default.
+   * Workload parameters: by name (see lib/guest/workloads.ts `WORKLOADS[name].params`), or as
+   * the raw control->params array (index meanings in native/workloads/abi.h). Unset or 0 takes
+   * the workload's default.
    */
-  params?: Record<string, number>;
+  params?: Record<string, number> | Array<number | bigint>;
   /** sim only: software dirty tracking on (default). Off, takeDirty() reports every page. */
   dirtyTracking?: boolean;
+}
+
+/**
+ * createGuest's options after validation, with every default filled in: what a backend
+ * (createSimGuest, the KVM module's createKvmGuest) receives. `params` is control->params
+ * (effective values, native/workloads/abi.h); pass workloadId..params to the native
+ * guest_setup(memory, workloadId, vcpus, seed, steps, flags, params) to fill the control page.
+ */
+export interface ResolvedGuestOptions {
+  workloadId: number;
+  memBytes: number;
+  vcpus: number;
+  seed: bigint;
+  steps: number;
+  /** enum us_flags: 1 = nondeterministic. */
+  flags: number;
+  params: number[];
+  dirtyTracking: boolean;
+  start: boolean;
+  /** Set by createGuest when it chose the backend under 'auto'. */
+  typeReason?: string;
 }
 
 /** A restored guest: memory image plus the blob saveCpu() returned. */

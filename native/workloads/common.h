@@ -85,6 +85,15 @@ static inline void us_mark(const struct us_ctx *c, uint64_t gpa) {
 }
 #endif
 
+/* Marks every page of [gpa, gpa + len) (len > 0). */
+static inline void us_mark_range(const struct us_ctx *c, uint64_t gpa, uint64_t len) {
+#ifdef US_PAYLOAD
+  (void)c, (void)gpa, (void)len;
+#else
+  for (uint64_t p = gpa & ~(uint64_t)(US_PAGE_SIZE - 1); p < gpa + len; p += US_PAGE_SIZE) us_mark(c, p);
+#endif
+}
+
 /* SAFETY: every gpa a workload passes is inside its partition, the ring or the control page:
  * the workloads derive addresses only from clamped parameters and us_below()/masks. */
 static inline uint64_t us_load64(const struct us_ctx *c, uint64_t gpa) {
@@ -94,6 +103,11 @@ static inline uint64_t us_load64(const struct us_ctx *c, uint64_t gpa) {
 static inline void us_store64(const struct us_ctx *c, uint64_t gpa, uint64_t v) {
   *(uint64_t *)(c->mem + gpa) = v;
   us_mark(c, gpa);
+}
+
+/* A store whose page the caller marks itself (us_mark_range) before the step ends. */
+static inline void us_store64_unmarked(const struct us_ctx *c, uint64_t gpa, uint64_t v) {
+  *(uint64_t *)(c->mem + gpa) = v;
 }
 
 #ifdef US_PAYLOAD

@@ -18,12 +18,17 @@ uint64_t us_step_sequential(struct us_ctx *c, uint64_t step, uint64_t *s, uint64
   uint64_t acc = *h;
   const uint64_t r = us_next(s);
   uint64_t v = 0;
+  uint64_t run_start = cur;
   for (uint64_t i = 0; i < c->p[1]; i++) {
     const uint64_t gpa = base + cur * 8;
     v = us_load64(c, gpa) + (r ^ (cur * US_K2));
-    us_store64(c, gpa, v);
-    if (++cur == words) cur = 0;
+    us_store64_unmarked(c, gpa, v);
+    if (++cur == words) {
+      us_mark_range(c, base + run_start * 8, (words - run_start) * 8);
+      cur = run_start = 0;
+    }
   }
+  if (cur > run_start) us_mark_range(c, base + run_start * 8, (cur - run_start) * 8);
   acc = us_mix(acc, v);
   c->st->scratch[0] = cur;
   *h = acc;
