@@ -14,6 +14,7 @@
 #include "common/napi_util.h"
 #include "guest/control.h"
 #include "guest/ring.h"
+#include "kernels/dispatch.h"
 #include "napi/memory.h"
 #include "payload_image.h"
 #include "vmm/cpu_blob.h"
@@ -231,17 +232,14 @@ class KvmVm : public Napi::ObjectWrap<KvmVm> {
     const uint64_t count = guarded(env, [&] { return v.take_dirty(words_.data()); });
     // SAFETY: out.length == ceil(pages/8) <= words_.size() * 8.
     std::memcpy(out.data, words_.data(), out.length);
-    Napi::Uint32Array pfns = Napi::Uint32Array::New(env, count);
-    uint32_t* p = pfns.Data();
-    uint64_t k = 0;
-    for (uint64_t w = 0; w < words_.size() && k < count; ++w) {
-      uint64_t b = words_[w];
-      while (b) {
-        // SAFETY: k < count, the number of set bits.
-        p[k++] = static_cast<uint32_t>(w * 64 + static_cast<uint64_t>(__builtin_ctzll(b)));
-        b &= b - 1;
-      }
-    }
+    // The bitmap scan kernel (SIMD, word-skipping); it may use 64 scratch slots per word.
+    scratch_.resize(words_.size() * 64);
+    const size_t n = kernels::active().bitmap->scan(reinterpret_cast<const uint8_t*>(words_.data()),
+                                                    words_.size() * 8, 0, scratch_.data());
+    if (n != count) throw Napi::Error::New(env, "internal error: dirty bitmap scan disagrees with its count");
+    Napi::Uint32Array pfns = Napi::Uint32Array::New(env, n);
+    // SAFETY: n <= scratch_.size() and pfns holds n entries.
+    if (n) std::memcpy(pfns.Data(), scratch_.data(), n * sizeof(uint32_t));
     return pfns;
   }
 
@@ -337,6 +335,7 @@ class KvmVm : public Napi::ObjectWrap<KvmVm> {
   bool has_tsfn_ = false;
   bool refd_ = false;
   std::vector<uint64_t> words_;
+  std::vector<uint32_t> scratch_;
 };
 
 Napi::FunctionReference* KvmVm::ctor = nullptr;
