@@ -9,6 +9,22 @@ export type { IsaName } from './kernels/cpu.js';
 // guest memory
 export { allocateMemory, mapFile, GuestMemory } from './kernels/memory.js';
 export type { MapFileOptions } from './kernels/memory.js';
+
+// KVM guest (lib/guest/kvm.ts)
+export { kvmAvailable, kvmInfo, createKvmGuest, restoreKvmGuest, GuestFaultError } from './guest/kvm.js';
+export type { KvmInfo, KvmDirtyMode, KvmGuestOptions, KvmRestoreOptions, KvmStats } from './guest/kvm.js';
+
+// Delta codec (issue 3): lib/kernels/delta.ts
+export {
+  encodeDelta,
+  applyDelta,
+  encodePages,
+  encodePagesSync,
+  applyPages,
+  applyPagesAsync,
+  inspectFrame,
+} from './kernels/delta.js';
+export type { EncodeDeltaOptions, EncodePagesOptions, ApplyPagesOptions, FrameInfo } from './kernels/delta.js';
 // kernels: bitmap, copy, hash
 export { scanBitmap, countBitmap } from './kernels/bitmap.js';
 export type { ScanBitmapOptions } from './kernels/bitmap.js';
@@ -16,3 +32,6 @@ export { gatherPages, scatterPages } from './kernels/copy.js';
 export type { GatherOptions, ScatterOptions } from './kernels/copy.js';
 export { hashPages, fingerprintPages, zeroPages, xxh3 } from './kernels/hash.js';
 export type { PageOptions, HashPagesOptions } from './kernels/hash.js';
+// guests (guest-sim branch)
+export { createGuest, restoreGuest, resolveGuestOptions, SimGuest, GuestError, WORKLOADS, WORKLOAD_NAMES, recordLine, endLine, readProgress } from './guest/index.js';
+export type { Guest, GuestOptions, RestoreOptions, GuestType, WorkloadName, DirtyLog, OutputRecord, GuestResult, GuestProgress, ResolvedGuestOptions } from './guest/index.js';
