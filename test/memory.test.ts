@@ -1,0 +1,92 @@
+import { mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { allocateMemory, mapFile } from '../lib/index.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'understudy-mem-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('allocateMemory', () => {
+  it('returns zeroed, page-aligned memfd memory rounded up to whole pages', () => {
+    const m = allocateMemory(10_000);
+    expect(m.byteLength).toBe(12_288);
+    expect(m.view.length).toBe(12_288);
+    expect(m.view.every((b) => b === 0)).toBe(true);
+    expect(m.fd).toBeGreaterThanOrEqual(0);
+    m.view[12_287] = 7;
+    expect(m.view[12_287]).toBe(7);
+    m.close();
+  });
+
+  it('detaches every view on close: no crash, zero length', () => {
+    const m = allocateMemory(4096 * 4);
+    const whole = m.view;
+    const part = whole.subarray(4096, 8192);
+    part[0] = 1;
+    m.close();
+    expect(m.closed).toBe(true);
+    expect(whole.length).toBe(0);
+    expect(part.length).toBe(0);
+    expect(whole[5]).toBeUndefined();
+    expect(m.byteLength).toBe(0);
+    expect(m.fd).toBe(-1);
+    m.close(); // idempotent
+  });
+
+  it('allows zero bytes', () => {
+    const m = allocateMemory(0);
+    expect(m.view.length).toBe(0);
+    m.close();
+  });
+
+  it('rejects bad sizes naming the argument', () => {
+    expect(() => allocateMemory(-1)).toThrow(new RangeError('`bytes` must be an integer from 0 to 70368744177664, got -1'));
+    expect(() => allocateMemory(1.5)).toThrow(RangeError);
+    expect(() => allocateMemory('4096' as never)).toThrow(new TypeError('`bytes` must be a number, got string'));
+  });
+});
+
+describe('mapFile', () => {
+  it('maps a file read-only as a private copy-on-write view', () => {
+    const p = join(dir, 'ro.img');
+    writeFileSync(p, Buffer.from([1, 2, 3, 4, 5]));
+    const m = mapFile(p);
+    expect(Array.from(m.view)).toEqual([1, 2, 3, 4, 5]);
+    m.view[0] = 99; // private: never reaches the file, never faults
+    m.close();
+    expect(Array.from(readFileSync(p))).toEqual([1, 2, 3, 4, 5]);
+  });
+
+  it('maps writable files shared', () => {
+    const p = join(dir, 'rw.img');
+    writeFileSync(p, Buffer.alloc(8192));
+    const m = mapFile(p, { writable: true });
+    m.view[8191] = 0xab;
+    m.close();
+    expect(readFileSync(p)[8191]).toBe(0xab);
+  });
+
+  it('maps an empty file as an empty view', () => {
+    const p = join(dir, 'empty.img');
+    writeFileSync(p, Buffer.alloc(0));
+    const m = mapFile(p);
+    expect(m.view.length).toBe(0);
+    m.close();
+  });
+
+  it('reports system errors with code, errno and syscall', () => {
+    let err: NodeJS.ErrnoException | undefined;
+    try {
+      mapFile(join(dir, 'missing.img'));
+    } catch (e) {
+      err = e as NodeJS.ErrnoException;
+    }
+    expect(err?.code).toBe('ENOENT');
+    expect(err?.syscall).toBe('open');
+    expect(err?.message).toBe(`mapFile(${join(dir, 'missing.img')}): open failed: No such file or directory`);
+    expect(() => mapFile(dir)).toThrow(/mapFile\(.*\): fstat failed: Invalid argument/);
+    expect(() => mapFile(5 as never)).toThrow(new TypeError('`path` must be a string, got number'));
+    expect(() => mapFile(join(dir, 'x'), { writable: 'yes' as never })).toThrow(TypeError);
+  });
+});
