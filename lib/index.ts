@@ -9,3 +9,7 @@ export type { IsaName } from './kernels/cpu.js';
 // guest memory
 export { allocateMemory, mapFile, GuestMemory } from './kernels/memory.js';
 export type { MapFileOptions } from './kernels/memory.js';
+
+// checkpoint store
+export { Store, CheckpointWriter, CheckpointError, StoreFormatError, SHARED_NAMESPACE } from './store/index.js';
+export type { StoreOptions, CheckpointInfo, PageMap, CommitOptions, WriterOptions, VerifyReport, VerifyProblem, ManifestMeta } from './store/index.js';
