@@ -79,6 +79,11 @@ export interface PageMap {
 export interface CommitOptions {
   /** Pages written since the parent (ascending pfns); omitted: every page. */
   dirty?: Uint32Array | null;
+  /**
+   * The dirty pages already gathered (dirty.length * pageSize bytes, in `dirty` order), so that the
+   * guest can run again while this commit encodes and writes them. Ignored by the first commit.
+   */
+  pages?: Uint8Array;
   /** CPU state blob (saveCpu()); empty for stopped images. */
   cpu?: Uint8Array;
   label?: string;
@@ -991,6 +996,11 @@ export class CheckpointWriter {
     }
   }
 
+  /** The memory as of the last commit (or the parent), when incremental; do not modify. */
+  get baseline(): Uint8Array | null {
+    return this.shadow;
+  }
+
   /** The last committed checkpoint of this writer (or the parent it started from). */
   get head(): string | null {
     return this.parent;
@@ -1031,7 +1041,15 @@ export class CheckpointWriter {
       }
     }
     const cpu = options.cpu ?? new Uint8Array(0);
-    const pages = dirty ? k.gatherPages(memory, dirty, { pageSize: ps }) : memory;
+    let pages: Uint8Array;
+    if (dirty && options.pages) {
+      if (!(options.pages instanceof Uint8Array) || options.pages.byteLength !== dirty.length * ps) {
+        throw new RangeError(`\`pages\` must hold ${dirty.length} pages (${dirty.length * ps} bytes), got ${options.pages.byteLength}`);
+      }
+      pages = options.pages;
+    } else {
+      pages = dirty ? k.gatherPages(memory, dirty, { pageSize: ps }) : memory;
+    }
     const n = dirty ? dirty.length : pageCount;
     const zero = k.zeroPages(pages, { pageSize: ps });
     const nonZero = k.scanBitmap(invertBitmap(zero, n));
