@@ -77,3 +77,180 @@ describe('store round trips', () => {
     s.close();
   });
 });
+
+function segFiles(d: string): string[] {
+  return fs.readdirSync(join(d, 'segments')).sort().map((f) => join(d, 'segments', f));
+}
+
+describe('dedup', () => {
+  it('is scoped to a namespace unless the shared namespace is asked for', () => {
+    const img = makeImage(rng(3), 64, PS, { zero: 0, library: 0, text: 1 });
+    const s = Store.open(dir, { create: true });
+    const a = s.writer({ namespace: 'tenant-a', incremental: false }).commit(img);
+    const b = s.writer({ namespace: 'tenant-b', incremental: false }).commit(img);
+    const a2 = s.writer({ namespace: 'tenant-a', incremental: false }).commit(img);
+    expect([a.stats.dedupPages, b.stats.dedupPages, a2.stats.dedupPages]).toEqual([0, 0, 64]);
+    const d = s.writer({ incremental: false }).commit(img);
+    expect(d.namespace).toBe('default');
+    expect(d.stats.dedupPages).toBe(0);
+    const sh1 = s.writer({ shared: true, incremental: false }).commit(img);
+    const sh2 = s.writer({ shared: true, incremental: false }).commit(img);
+    expect([sh1.namespace, sh1.stats.dedupPages, sh2.stats.dedupPages]).toEqual(['shared', 0, 64]);
+    for (const id of ['1', '2', '3', '4', '5', '6']) expect(same(s.readMemory(id).memory, img)).toBe(true);
+    expect(() => s.writer({ namespace: 'no/slash' })).toThrow(RangeError);
+    s.close();
+  });
+
+  it('never deduplicates a crafted fingerprint collision', () => {
+    const P = new Uint8Array(PS).fill(0x11);
+    const Q = new Uint8Array(PS).fill(0x22);
+    const s = Store.open(dir, { create: true });
+    const q = s.writer({ incremental: false }).commit(Q);
+    expect(q.stats.newPages).toBe(1);
+    s.close();
+    // Forge: the record holding Q now claims P's fingerprint (CRC fixed up, so it looks valid).
+    const seg = segFiles(dir)[0]!;
+    const bytes = new Uint8Array(fs.readFileSync(seg));
+    const off = 32;
+    const fpP = (() => {
+      const s2 = Store.open(dir);
+      const w = s2.writer({ namespace: 'probe', incremental: false });
+      w.commit(P);
+      w.close();
+      const b2 = new Uint8Array(fs.readFileSync(segFiles(dir)[1]!));
+      s2.close();
+      return b2.slice(32 + 32, 32 + 48);
+    })();
+    fs.rmSync(join(dir, 'manifests', '00000002.man'));
+    fs.rmSync(segFiles(dir)[1]!);
+    bytes.set(fpP, off + 32);
+    const dv = new DataView(bytes.buffer);
+    const plen = dv.getUint32(off + 8, true);
+    const c = crc32(bytes.subarray(off + 24, off + 48), crc32(bytes.subarray(off, off + 20)));
+    dv.setUint32(off + 20, crc32(bytes.subarray(off + 48, off + 48 + plen), c), true);
+    fs.writeFileSync(seg, bytes);
+    const s3 = Store.open(dir);
+    const p = s3.writer({ incremental: false }).commit(P);
+    expect([p.stats.dedupPages, p.stats.newPages]).toEqual([0, 1]);
+    expect(same(s3.readMemory(p.id).memory, P)).toBe(true);
+    expect(same(s3.readMemory('1').memory, Q)).toBe(true);
+    s3.close();
+  });
+});
+
+describe('corruption', () => {
+  function twoCheckpoints(): { imgs: Uint8Array[] } {
+    const r = rng(4);
+    const img = makeImage(r, 64, PS, { zero: 0.2, library: 0, text: 0 });
+    const s = Store.open(dir, { create: true });
+    const w = s.writer();
+    w.commit(img);
+    const first = img.slice();
+    w.close();
+    s.close();
+    // a second session (its own segment) with whole-page changes
+    const s2 = Store.open(dir);
+    const w2 = s2.writer({ parent: '1' });
+    const dirty = mutate(r, img, PS, 8, 'whole');
+    w2.commit(img, { dirty });
+    w2.close();
+    s2.close();
+    return { imgs: [first, img.slice()] };
+  }
+
+  it('a flipped bit in a record is reported with the checkpoints it hurts; older ones stay intact', () => {
+    const { imgs } = twoCheckpoints();
+    const seg2 = segFiles(dir)[1]!;
+    const b = fs.readFileSync(seg2);
+    b[32 + 48 + 100]! ^= 0x04; // inside the first record's payload of segment 2
+    fs.writeFileSync(seg2, b);
+    const s = Store.open(dir);
+    const r = s.verify();
+    expect(r.ok).toBe(false);
+    expect(r.corrupt).toEqual([{ file: seg2, offset: 32, problem: 'record at offset 32 fails its checksum' }]);
+    expect(r.checkpoints[0]).toEqual({ id: '1', ok: true, problems: [] });
+    expect(r.checkpoints[1]!.ok).toBe(false);
+    expect(r.checkpoints[1]!.problems).toEqual([`1 page(s): record 2:32 is missing or corrupt`]);
+    expect(same(s.readMemory('1').memory, imgs[0]!)).toBe(true);
+    expect(() => s.readMemory('2')).toThrow(new StoreFormatError(seg2, 'record at offset 32 fails its checksum'));
+    s.close();
+  });
+
+  it('a truncated segment is reported; the earlier checkpoint restores', () => {
+    const { imgs } = twoCheckpoints();
+    const seg2 = segFiles(dir)[1]!;
+    const size = fs.statSync(seg2).size;
+    fs.truncateSync(seg2, size - 10);
+    const s = Store.open(dir);
+    const r = s.verify();
+    expect(r.ok).toBe(false);
+    expect(r.corrupt.map((c) => c.problem)).toContain(`segment is ${size - 10} bytes but ${size} were committed (truncated)`);
+    expect(r.checkpoints.map((c) => c.ok)).toEqual([true, false]);
+    expect(same(s.readMemory('1').memory, imgs[0]!)).toBe(true);
+    s.close();
+  });
+
+  it('corrupt and truncated manifests give clear errors and hurt only their checkpoint', () => {
+    const { imgs } = twoCheckpoints();
+    const m2 = join(dir, 'manifests', '00000002.man');
+    const b = fs.readFileSync(m2);
+    b[60]! ^= 1;
+    fs.writeFileSync(m2, b);
+    const s = Store.open(dir);
+    expect(() => s.readMemory('2')).toThrow(new StoreFormatError(m2, 'manifest checksum mismatch'));
+    let r = s.verify();
+    expect(r.ok).toBe(false);
+    expect(r.corrupt).toEqual([{ file: m2, offset: null, problem: 'manifest checksum mismatch' }]);
+    expect(r.checkpoints.map((c) => c.ok)).toEqual([true, false]);
+    fs.writeFileSync(m2, b.subarray(0, 30));
+    expect(() => s.readMemory('2')).toThrow(new StoreFormatError(m2, 'manifest is truncated (30 bytes, header needs 48)'));
+    fs.writeFileSync(m2, b.subarray(0, b.length - 5));
+    expect(() => s.info('2')).toThrow(new StoreFormatError(m2, `manifest is ${b.length - 5} bytes but its header describes ${b.length} (truncated or corrupt)`));
+    r = s.verify();
+    expect(r.checkpoints.map((c) => c.ok)).toEqual([true, false]);
+    expect(same(s.readMemory('1').memory, imgs[0]!)).toBe(true);
+    const listed = s.list();
+    expect(listed.checkpoints.map((c) => c.id)).toEqual(['1']);
+    expect(listed.problems.length).toBe(1);
+    s.close();
+  });
+
+  it('rejects foreign and future-version files', () => {
+    fs.writeFileSync(join(dir, 'STORE'), Buffer.alloc(32));
+    expect(() => Store.open(dir)).toThrow(new StoreFormatError(join(dir, 'STORE'), 'not an understudy store (bad magic)'));
+    expect(() => Store.open(join(dir, 'nope'))).toThrow(new StoreFormatError(join(dir, 'nope'), 'no store here (missing STORE file)'));
+  });
+});
+
+describe('prune and compact', () => {
+  it('keeps every page the kept checkpoints need and reclaims the rest', () => {
+    const r = rng(5);
+    const img = makeImage(r, 96, PS);
+    const s = Store.open(dir, { create: true });
+    const w = s.writer();
+    const images: Uint8Array[] = [];
+    w.commit(img);
+    images.push(img.slice());
+    for (let c = 0; c < 11; c++) {
+      w.commit(img, { dirty: mutate(r, img, PS, 12, c % 3 ? 'sparse' : 'whole') });
+      images.push(img.slice());
+    }
+    w.close();
+    const before = segFiles(dir).reduce((a, f) => a + fs.statSync(f).size, 0);
+    const p = s.prune({ keep: 3 });
+    expect(p.removed).toEqual(['1', '2', '3', '4', '5', '6', '7', '8', '9']);
+    expect(p.rewritten).toEqual(['10']);
+    expect(s.ids()).toEqual(['10', '11', '12']);
+    const c = s.compact();
+    expect(c.bytesBefore).toBe(before);
+    expect(c.bytesAfter).toBeLessThan(before);
+    for (const id of ['10', '11', '12']) expect(same(s.readMemory(id).memory, images[Number(id) - 1]!)).toBe(true);
+    expect(s.verify().ok).toBe(true);
+    // a new writer continues the chain after compaction
+    const w2 = s.writer({ parent: '12' });
+    const info = w2.commit(img, { dirty: mutate(r, img, PS, 5, 'sparse') });
+    expect(info.id).toBe('13');
+    expect(same(s.readMemory('13').memory, img)).toBe(true);
+    s.close();
+  });
+});

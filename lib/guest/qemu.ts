@@ -203,7 +203,7 @@ export async function captureQemu(options: QemuCaptureOptions): Promise<QemuCapt
     let memory: Uint8Array;
     try {
       mem = mapFile(options.memPath, { writable: false });
-      memory = mem.view.slice();
+      memory = Uint8Array.prototype.slice.call(mem.view);
     } finally {
       if (running) await qmp.execute('cont');
     }

@@ -290,7 +290,7 @@ export function decodeManifestHead(file: string, b: Uint8Array): { full: boolean
     || typeof meta.extents !== 'object' || meta.extents === null || typeof meta.stats !== 'object' || meta.stats === null) {
     throw new StoreFormatError(file, 'manifest metadata lacks id, parent, extents or stats');
   }
-  const cpu = b.slice(48 + metaLen, 48 + metaLen + cpuLen);
+  const cpu = Uint8Array.prototype.slice.call(b, 48 + metaLen, 48 + metaLen + cpuLen);
   const map = b.subarray(48 + metaLen + cpuLen);
   return { full: (flags & 1) === 1, pageSize, pageCount, entries, meta, cpu, map };
 }

@@ -126,6 +126,8 @@ export class CheckpointError extends Error {
   }
 }
 
+/** A copy (Buffer#slice would return a view). */
+const copyOf = (u: Uint8Array, start?: number, end?: number): Uint8Array => Uint8Array.prototype.slice.call(u, start, end);
 const pad = (n: number) => String(n).padStart(8, '0');
 const refKey = (seg: number, off: number) => seg * 4294967296 + off;
 
@@ -473,8 +475,8 @@ export class Store {
     if (!header) throw new StoreFormatError(file, `no valid record at offset ${off}`);
     const all = this.readAt(seg, off, RECORD_HEADER_BYTES + header.payloadLength);
     if (all.byteLength < RECORD_HEADER_BYTES + header.payloadLength) throw new StoreFormatError(file, `record at offset ${off} is truncated`);
-    const h = all.slice(0, RECORD_HEADER_BYTES);
-    const payload = all.slice(RECORD_HEADER_BYTES);
+    const h = copyOf(all, 0, RECORD_HEADER_BYTES);
+    const payload = copyOf(all, RECORD_HEADER_BYTES);
     if (!recordCrcOk(h, payload)) throw new StoreFormatError(file, `record at offset ${off} fails its checksum`);
     const parsed = parseRecordHeader(h, this.pageSize)!;
     return { header: parsed, payload };
@@ -594,7 +596,7 @@ export class Store {
         if (!hb) return { end: off, problem: `truncated record header at offset ${off}`, bytesRead };
         const h = parseRecordHeader(hb, this.pageSize);
         if (!h) return { end: off, problem: `no valid record header at offset ${off}`, bytesRead };
-        const hcopy = { ...h, namespace: h.namespace.slice(), fingerprint: h.fingerprint.slice() };
+        const hcopy = { ...h, namespace: copyOf(h.namespace), fingerprint: copyOf(h.fingerprint) };
         let ok = true;
         if (checkCrc) {
           const all = view(off, RECORD_HEADER_BYTES + h.payloadLength);
@@ -769,9 +771,10 @@ export class Store {
   }
 
   /** Rewrites a manifest with its whole page map, optionally remapping record refs. */
-  private rewriteFull(id: string, remap: ((seg: number, off: number) => number) | null, extents?: Record<string, number>): void {
+  private rewriteFull(id: string, remap: ((seg: number, off: number) => number) | null, extents?: Record<string, number>, resolved?: PageMap): void {
     const head = this.readManifestHead(id);
-    const map = this.pageMap(id);
+    // Maps must be resolved before any manifest of the chain is rewritten (compact passes them in).
+    const map = resolved ?? this.pageMap(id);
     const present = kernels().scanBitmap(this.presentBitmap(map.segments));
     const n = present.length;
     const segs = new Uint32Array(n);
@@ -858,7 +861,11 @@ export class Store {
     }
     fsyncDir(join(this.dir, 'segments'));
     for (const id of ids) {
-      this.rewriteFull(id, (s, o) => remap.get(refKey(s, o))!, extents);
+      this.rewriteFull(id, (s, o) => {
+        const k = remap.get(refKey(s, o));
+        if (k === undefined) throw new Error(`compact: record ${s}:${o} of checkpoint ${id} was not copied`);
+        return k;
+      }, extents, maps.get(id));
     }
     for (const s of oldSegs) {
       const w = this.windows.get(s);
@@ -1198,7 +1205,7 @@ export class CheckpointWriter {
       this.offsets = offs;
       this.depths = depths;
       if (this.incremental) {
-        if (!this.shadow) this.shadow = memory.slice();
+        if (!this.shadow) this.shadow = copyOf(memory);
         else if (dirty) k.scatterPages(this.shadow, dirty, pages, { pageSize: ps });
         else this.shadow.set(memory);
       }
