@@ -11,5 +11,9 @@ export { allocateMemory, mapFile, GuestMemory } from './kernels/memory.js';
 export type { MapFileOptions } from './kernels/memory.js';
 
 // checkpoint store
-export { Store, CheckpointWriter, CheckpointError, StoreFormatError, SHARED_NAMESPACE } from './store/index.js';
+export { Store, CheckpointWriter, CheckpointError, StoreFormatError, SHARED_NAMESPACE, changedPages } from './store/index.js';
 export type { StoreOptions, CheckpointInfo, PageMap, CommitOptions, WriterOptions, VerifyReport, VerifyProblem, ManifestMeta } from './store/index.js';
+
+// QEMU guests (memory-only checkpoints through QMP and a shared memory-backend-file)
+export { QmpClient, QmpError, captureQemu } from './guest/qemu.js';
+export type { QemuCaptureOptions, QemuCapture } from './guest/qemu.js';

@@ -6,7 +6,7 @@
  * Memory only: device state (virtio queues, disk, timers) is QEMU's and out of scope, so a QEMU
  * checkpoint can be exported and inspected but not resumed by understudy. We cannot read QEMU's
  * KVM dirty log from outside, so the pages that changed since the previous checkpoint are found by
- * comparing 128-bit page fingerprints (native batch hashing) of the two images.
+ * comparing 128-bit page fingerprints of the two images (changedPages in lib/store/diff.ts).
  *
  * QMP is JSON, one message per line: the server greets with {"QMP": ...}; the client must send
  * {"execute": "qmp_capabilities"} first; each command gets {"return": ...} or {"error": {...}};
@@ -15,7 +15,6 @@
 import net from 'node:net';
 import fs from 'node:fs';
 import { mapFile, type GuestMemory } from '../kernels/memory.js';
-import * as root from '../index.js';
 
 /** QEMU answered a command with an error. */
 export class QmpError extends Error {
@@ -213,24 +212,4 @@ export async function captureQemu(options: QemuCaptureOptions): Promise<QemuCapt
     mem?.close();
     qmp.close();
   }
-}
-
-/**
- * Pages whose 128-bit fingerprints differ between two images of the same size (ascending). The
- * hashing is one native batch call per image; this loop only compares 16-byte digests.
- */
-export function changedPages(prev: Uint8Array, next: Uint8Array, pageSize = 4096): Uint32Array {
-  if (prev.byteLength !== next.byteLength) throw new RangeError(`\`prev\` (${prev.byteLength} bytes) and \`next\` (${next.byteLength} bytes) differ in size`);
-  const fp = (root as unknown as { fingerprintPages?(d: Uint8Array, o: { pageSize: number }): Uint8Array }).fingerprintPages;
-  if (typeof fp !== 'function') throw new Error('changedPages needs the native kernel `fingerprintPages`, which this build does not export');
-  const aligned = (u: Uint8Array) => (u.byteOffset % 8 ? u.slice() : u);
-  const a = aligned(fp(prev, { pageSize }));
-  const b = aligned(fp(next, { pageSize }));
-  const wa = new BigUint64Array(a.buffer, a.byteOffset, a.byteLength / 8);
-  const wb = new BigUint64Array(b.buffer, b.byteOffset, b.byteLength / 8);
-  const n = prev.byteLength / pageSize;
-  const out = new Uint32Array(n);
-  let k = 0;
-  for (let i = 0; i < n; i++) if (wa[2 * i] !== wb[2 * i] || wa[2 * i + 1] !== wb[2 * i + 1]) out[k++] = i;
-  return out.slice(0, k);
 }

@@ -5,4 +5,5 @@
 export { Store, CheckpointWriter, CheckpointError, SHARED_NAMESPACE, MAX_DELTA_DEPTH, FULL_MAP_EVERY } from './store.js';
 export type { StoreOptions, CheckpointInfo, PageMap, CommitOptions, WriterOptions, VerifyReport, VerifyProblem } from './store.js';
 export { StoreFormatError } from './format.js';
+export { changedPages } from './diff.js';
 export type { ManifestMeta } from './format.js';

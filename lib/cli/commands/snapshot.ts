@@ -9,8 +9,9 @@ import os from 'node:os';
 import { join, resolve } from 'node:path';
 import { parse, intOption, durationOption, CliError } from '../util.js';
 import { openStore, guests, guestType, bytes, WORKLOADS } from '../store-util.js';
-import { Store, type CheckpointInfo } from '../../store/index.js';
-import { captureQemu, changedPages } from '../../guest/qemu.js';
+
+import { captureQemu } from '../../guest/qemu.js';
+import { Store, changedPages, type CheckpointInfo } from '../../store/index.js';
 
 export const summary = 'snapshot several guests, raw images or a QEMU VM into one deduplicated store';
 export const usage = `usage: understudy snapshot --to DIR --vms N [--workload NAME[,NAME...]] [--seed N] [--steps N]
