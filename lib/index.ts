@@ -10,6 +10,18 @@ export type { IsaName } from './kernels/cpu.js';
 export { allocateMemory, mapFile, GuestMemory } from './kernels/memory.js';
 export type { MapFileOptions } from './kernels/memory.js';
 
+// Delta codec (issue 3): lib/kernels/delta.ts
+export {
+  encodeDelta,
+  applyDelta,
+  encodePages,
+  encodePagesSync,
+  applyPages,
+  applyPagesAsync,
+  inspectFrame,
+} from './kernels/delta.js';
+export type { EncodeDeltaOptions, EncodePagesOptions, ApplyPagesOptions, FrameInfo } from './kernels/delta.js';
+
 // checkpoint store
 export { Store, CheckpointWriter, CheckpointError, StoreFormatError, SHARED_NAMESPACE, changedPages } from './store/index.js';
 export type { StoreOptions, CheckpointInfo, PageMap, CommitOptions, WriterOptions, VerifyReport, VerifyProblem, ManifestMeta } from './store/index.js';
