@@ -126,7 +126,7 @@ describe('dedup', () => {
     bytes.set(fpP, off + 32);
     const dv = new DataView(bytes.buffer);
     const plen = dv.getUint32(off + 8, true);
-    const c = crc32(bytes.subarray(off + 24, off + 48), crc32(bytes.subarray(off, off + 20)));
+    const c = crc32(bytes.subarray(off + 24, off + 48), crc32(bytes.subarray(off + 4, off + 20)));
     dv.setUint32(off + 20, crc32(bytes.subarray(off + 48, off + 48 + plen), c), true);
     fs.writeFileSync(seg, bytes);
     const s3 = Store.open(dir);

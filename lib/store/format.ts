@@ -12,10 +12,13 @@
  *   16 created ms u64           16 segment number u32            8  payload length u32
  *   24 reserved u32 = 0         20 reserved (8 bytes, 0)         12 base segment u32 (delta)
  *   28 CRC-32 of bytes 0..27    28 CRC-32 of bytes 0..27         16 base offset u32 (delta)
- *                                                                20 CRC-32 (header w/o CRC + payload)
+ *                                                                20 CRC-32 of bytes 24..end
  *                                                                24 namespace tag (8 bytes)
  *                                                                32 fingerprint of the page (16 bytes)
  *                                                                48 payload
+ * The record CRC covers the namespace, fingerprint and payload, and bytes 4..19 are folded into
+ * it too (see recordCrc), so one contiguous pass plus a 16-byte one checks everything but the
+ * magic.
  * All integers little-endian.
  */
 import { crc32 } from 'node:zlib';
@@ -29,6 +32,8 @@ export const SEGMENT_HEADER_BYTES = 32;
 export const RECORD_HEADER_BYTES = 48;
 export const MANIFEST_HEADER_BYTES = 48;
 export const RECORD_MAGIC = 0x31435255;
+/** Largest guest a manifest may describe: 2^26 pages (256 GiB of 4 KiB pages). */
+export const MAX_PAGES = 1 << 26;
 
 export const KIND_PAGE = 1;
 export const KIND_DELTA = 2;
@@ -142,43 +147,50 @@ export function writeRecordHeader(out: Uint8Array, h: Omit<RecordHeader, 'crc' |
   v.setUint32(16, h.baseOffset, true);
   out.set(h.namespace.subarray(0, 8), 24);
   out.set(h.fingerprint.subarray(0, 16), 32);
-  v.setUint32(20, crc(out.subarray(0, 20), out.subarray(24, 48), payload), true);
+  v.setUint32(20, crc32(payload, crc32(out.subarray(24, 48), crc32(out.subarray(4, 20)))) >>> 0, true);
 }
 
 /**
- * Parses a record header; returns null when the bytes are not a plausible record (bad magic, kind,
- * codec or a payload that cannot be a page's encoding). The CRC is checked separately.
+ * Parses a record header from `b` (which may extend past the record); returns null when the
+ * bytes are not a plausible record (bad magic, kind, codec, depth, or a payload length that
+ * cannot be a page's encoding). The CRC is checked separately (recordCrcOk).
  */
 export function parseRecordHeader(b: Uint8Array, pageSize: number): RecordHeader | null {
   if (b.byteLength < RECORD_HEADER_BYTES) return null;
-  const v = dv(b);
-  if (v.getUint32(0, true) !== RECORD_MAGIC) return null;
+  const u32 = (o: number) => (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24)) >>> 0;
+  if (u32(0) !== RECORD_MAGIC) return null;
   const kind = b[4]!;
   const codec = b[5]!;
   if (kind !== KIND_PAGE && kind !== KIND_DELTA) return null;
   if (codec !== CODEC_RAW && codec !== CODEC_ZSTD) return null;
-  const payloadLength = v.getUint32(8, true);
+  const payloadLength = u32(8);
   // A delta of a page is at most a little larger than the page; zstd output likewise.
   if (payloadLength === 0 || payloadLength > pageSize * 2 + 64) return null;
   if (kind === KIND_PAGE && codec === CODEC_RAW && payloadLength !== pageSize) return null;
-  const depth = v.getUint16(6, true);
+  const depth = b[6]! | (b[7]! << 8);
   if ((kind === KIND_PAGE) !== (depth === 0)) return null;
   return {
     kind,
     codec,
     depth,
     payloadLength,
-    baseSegment: v.getUint32(12, true),
-    baseOffset: v.getUint32(16, true),
-    crc: v.getUint32(20, true),
+    baseSegment: u32(12),
+    baseOffset: u32(16),
+    crc: u32(20),
     namespace: b.subarray(24, 32),
     fingerprint: b.subarray(32, 48),
   };
 }
 
+/** Whether the CRC in `header` (at least 48 bytes) matches it and `payload`. */
 export function recordCrcOk(header: Uint8Array, payload: Uint8Array): boolean {
-  const v = dv(header);
-  return v.getUint32(20, true) === crc(header.subarray(0, 20), header.subarray(24, 48), payload);
+  const want = (header[20]! | (header[21]! << 8) | (header[22]! << 16) | (header[23]! << 24)) >>> 0;
+  const c = crc32(header.subarray(4, 20));
+  if (payload.byteOffset === header.byteOffset + RECORD_HEADER_BYTES && payload.buffer === header.buffer) {
+    // contiguous: one pass over namespace, fingerprint and payload
+    return (crc32(new Uint8Array(header.buffer, header.byteOffset + 24, 24 + payload.byteLength), c) >>> 0) === want;
+  }
+  return (crc32(payload, crc32(header.subarray(24, 48), c)) >>> 0) === want;
 }
 
 // ---------------------------------------------------------------- manifests
@@ -279,6 +291,7 @@ export function decodeManifestHead(file: string, b: Uint8Array): { full: boolean
   if (!isPowerOfTwoPageSize(pageSize)) throw new StoreFormatError(file, `bad page size ${pageSize}`);
   const pageCount = v.getUint32(20, true);
   const entries = v.getUint32(24, true);
+  if (pageCount > MAX_PAGES) throw new StoreFormatError(file, `page count ${pageCount} is more than this build supports (${MAX_PAGES})`);
   if (entries > pageCount) throw new StoreFormatError(file, `map has ${entries} entries for ${pageCount} pages`);
   let meta: ManifestMeta;
   try {
@@ -304,7 +317,7 @@ export function decodeManifestMap(file: string, head: { pageCount: number; entri
   }
   const n = head.entries;
   if (raw.byteLength !== n * 12) throw new StoreFormatError(file, `manifest map is ${raw.byteLength} bytes, expected ${n * 12}`);
-  const copy = new Uint8Array(raw); // aligned copy
+  const copy = raw.byteOffset % 4 === 0 ? raw : new Uint8Array(raw); // Uint32Array views need alignment
   const pfns = new Uint32Array(copy.buffer, 0, n);
   const segments = new Uint32Array(copy.buffer, n * 4, n);
   const offsets = new Uint32Array(copy.buffer, n * 8, n);

@@ -22,11 +22,11 @@
 import fs from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import * as zstd from 'zstd-napi';
+import { zstdCompress, zstdDecompressInto } from './codec.js';
 import { kernels } from './kernels.js';
 import {
   CODEC_RAW, CODEC_ZSTD, KIND_DELTA, KIND_PAGE, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, STORE_HEADER_BYTES,
-  StoreFormatError, decodeManifestHead, decodeManifestMap, decodeSegmentHeader, decodeStoreHeader, encodeManifest,
+  MAX_PAGES, StoreFormatError, decodeManifestHead, decodeManifestMap, decodeSegmentHeader, decodeStoreHeader, encodeManifest,
   encodeSegmentHeader, encodeStoreHeader, isPowerOfTwoPageSize, parseRecordHeader, recordCrcOk, writeRecordHeader,
   type ManifestMeta,
 } from './format.js';
@@ -38,7 +38,8 @@ export const FULL_MAP_EVERY = 32;
 const DEFAULT_SEGMENT_BYTES = 1 << 30;
 const WRITE_CHUNK = 8 << 20;
 const READ_WINDOW = 8 << 20;
-const ZSTD_LEVEL = 1;
+const READ_BLOCK = 1 << 20;
+const READ_BLOCKS_CACHED = 32;
 
 /** The namespace every writer that asks for sharing uses. */
 export const SHARED_NAMESPACE = 'shared';
@@ -144,26 +145,31 @@ function fsyncDir(dir: string): void {
   }
 }
 
+/** zstd, copied out of the codec's scratch buffer (for callers that keep the result). */
 function compress(b: Uint8Array): Uint8Array {
-  return zstd.compress(b, { compressionLevel: ZSTD_LEVEL });
+  return copyOf(zstdCompress(b));
 }
 
-function decompressBounded(file: string, b: Uint8Array, max: number): Uint8Array {
-  let out: Uint8Array;
+/** Decompresses `src` into `dst`, which must end up exactly full. */
+function decompressExact(file: string, what: string, dst: Uint8Array, src: Uint8Array): void {
+  let n: number;
   try {
-    out = zstd.decompress(b);
+    n = zstdDecompressInto(dst, src);
   } catch (err) {
-    throw new StoreFormatError(file, `zstd payload does not decompress: ${(err as Error).message}`);
+    throw new StoreFormatError(file, `${what} does not decompress: ${(err as Error).message}`);
   }
-  if (out.byteLength > max) throw new StoreFormatError(file, `zstd payload decompresses to ${out.byteLength} bytes, more than ${max}`);
-  return out;
+  if (n !== dst.byteLength) throw new StoreFormatError(file, `${what} decompresses to ${n} bytes, expected ${dst.byteLength}`);
 }
 
-interface Window {
-  fd: number;
-  start: number;
-  buf: Buffer;
-  len: number;
+/** Decompresses `src` (at most `max` bytes out) into a scratch buffer; returns a view of it. */
+let deltaScratch = new Uint8Array(0);
+function decompressDelta(file: string, what: string, src: Uint8Array, max: number): Uint8Array {
+  if (deltaScratch.byteLength < max) deltaScratch = new Uint8Array(max);
+  try {
+    return deltaScratch.subarray(0, zstdDecompressInto(deltaScratch.subarray(0, max), src));
+  } catch (err) {
+    throw new StoreFormatError(file, `${what} does not decompress: ${(err as Error).message}`);
+  }
 }
 
 /** An open store directory. */
@@ -171,7 +177,11 @@ export class Store {
   readonly dir: string;
   readonly pageSize: number;
   readonly segmentBytes: number;
-  private readonly windows = new Map<number, Window>();
+  private readonly fds = new Map<number, number>();
+  private readonly blocks = new Map<number, { buf: Buffer; len: number }>();
+  private readonly spare: Buffer[] = [];
+  /** A record starting in a block always ends inside block + slack. */
+  private readonly slack: number;
   /** key: namespace tag + fingerprint (latin1) -> record refs */
   private index: Map<string, number[]> | null = null;
   private lockHeld = false;
@@ -181,6 +191,7 @@ export class Store {
     this.dir = dir;
     this.pageSize = pageSize;
     this.segmentBytes = segmentBytes;
+    this.slack = RECORD_HEADER_BYTES + pageSize * 2 + 64;
   }
 
   /**
@@ -228,8 +239,9 @@ export class Store {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    for (const w of this.windows.values()) fs.closeSync(w.fd);
-    this.windows.clear();
+    for (const fd of this.fds.values()) fs.closeSync(fd);
+    this.fds.clear();
+    this.blocks.clear();
     this.unlock();
   }
 
@@ -376,7 +388,11 @@ export class Store {
     for (let i = chain.length - 1; i >= 0; i--) {
       const h = chain[i]!;
       if (h.pageCount !== pageCount) throw new StoreFormatError(h.file, `page count ${h.pageCount} differs from ${pageCount} in the chain`);
-      const map = decodeManifestMap(h.file, h, (b) => decompressBounded(h.file, b, h.entries * 12));
+      const map = decodeManifestMap(h.file, h, (b) => {
+        const raw = new Uint8Array(h.entries * 12);
+        decompressExact(h.file, 'manifest map', raw, b);
+        return raw;
+      });
       for (let e = 0; e < map.pfns.length; e++) {
         const pfn = map.pfns[e]!;
         if (pfn >= pageCount) throw new StoreFormatError(h.file, `map entry ${e} names page ${pfn}, past the ${pageCount} pages`);
@@ -424,11 +440,10 @@ export class Store {
 
   // ------------------------------------------------------------------ reading records
 
-  private window(seg: number): Window {
-    let w = this.windows.get(seg);
-    if (!w) {
+  private segmentFd(seg: number): number {
+    let fd = this.fds.get(seg);
+    if (fd === undefined) {
       const file = this.segmentFile(seg);
-      let fd: number;
       try {
         fd = fs.openSync(file, 'r');
       } catch (err) {
@@ -442,69 +457,95 @@ export class Store {
         fs.closeSync(fd);
         throw err;
       }
-      w = { fd, start: 0, buf: Buffer.allocUnsafe(READ_WINDOW), len: 0 };
-      this.windows.set(seg, w);
+      this.fds.set(seg, fd);
     }
-    return w;
+    return fd;
   }
 
-  /** Bytes [off, off+len) of a segment (a view valid until the next read of that segment). */
+  /**
+   * Bytes [off, off+len) of a segment (a view valid until the next read), through a small LRU
+   * cache of aligned blocks: sequential reads cost one read() per block, and the jumps that
+   * deduplicated pages cause cost one block each.
+   */
   private readAt(seg: number, off: number, len: number): Uint8Array {
-    const w = this.window(seg);
-    if (off < w.start || off + len > w.start + w.len) {
-      w.start = off;
-      w.len = fs.readSync(w.fd, w.buf, 0, w.buf.length, off);
-      if (len > w.len) return w.buf.subarray(0, w.len);
+    const block = Math.floor(off / READ_BLOCK);
+    const key = seg * 1048576 + block;
+    let b = this.blocks.get(key);
+    if (b) {
+      this.blocks.delete(key);
+      this.blocks.set(key, b);
+    } else {
+      const fd = this.segmentFd(seg);
+      const buf = this.spare.pop() ?? Buffer.allocUnsafe(READ_BLOCK + this.slack);
+      const n = fs.readSync(fd, buf, 0, buf.length, block * READ_BLOCK);
+      b = { buf, len: n };
+      this.blocks.set(key, b);
+      if (this.blocks.size > READ_BLOCKS_CACHED) {
+        const oldest = this.blocks.keys().next().value as number;
+        this.spare.push(this.blocks.get(oldest)!.buf);
+        this.blocks.delete(oldest);
+      }
     }
-    return w.buf.subarray(off - w.start, off - w.start + len);
+    const rel = off - block * READ_BLOCK;
+    return b.buf.subarray(rel, Math.min(rel + len, b.len));
   }
 
   /** Forgets cached segment contents (after this process appended to a segment). */
   private invalidate(seg: number): void {
-    const w = this.windows.get(seg);
-    if (w) w.len = 0;
+    for (const key of [...this.blocks.keys()]) {
+      if (Math.floor(key / 1048576) === seg) {
+        this.spare.push(this.blocks.get(key)!.buf);
+        this.blocks.delete(key);
+      }
+    }
   }
 
-  /** The record at (seg, off): header and a copy of its payload, CRC checked. */
-  readRecord(seg: number, off: number): { header: NonNullable<ReturnType<typeof parseRecordHeader>>; payload: Uint8Array } {
-    const file = this.segmentFile(seg);
-    if (off < SEGMENT_HEADER_BYTES) throw new StoreFormatError(file, `record offset ${off} is inside the segment header`);
-    const hb = this.readAt(seg, off, RECORD_HEADER_BYTES);
-    if (hb.byteLength < RECORD_HEADER_BYTES) throw new StoreFormatError(file, `record at offset ${off} is truncated`);
-    const header = parseRecordHeader(hb, this.pageSize);
-    if (!header) throw new StoreFormatError(file, `no valid record at offset ${off}`);
-    const all = this.readAt(seg, off, RECORD_HEADER_BYTES + header.payloadLength);
-    if (all.byteLength < RECORD_HEADER_BYTES + header.payloadLength) throw new StoreFormatError(file, `record at offset ${off} is truncated`);
-    const h = copyOf(all, 0, RECORD_HEADER_BYTES);
-    const payload = copyOf(all, RECORD_HEADER_BYTES);
-    if (!recordCrcOk(h, payload)) throw new StoreFormatError(file, `record at offset ${off} fails its checksum`);
-    const parsed = parseRecordHeader(h, this.pageSize)!;
-    return { header: parsed, payload };
+  /**
+   * The record at (seg, off), CRC checked. `payload` is a view into the read cache, valid until
+   * the next read of the store; `copy: true` returns a copy.
+   */
+  readRecord(seg: number, off: number, copy = true): { header: NonNullable<ReturnType<typeof parseRecordHeader>>; payload: Uint8Array } {
+    if (off < SEGMENT_HEADER_BYTES) throw new StoreFormatError(this.segmentFile(seg), `record offset ${off} is inside the segment header`);
+    const all = this.readAt(seg, off, this.slack);
+    const header = parseRecordHeader(all, this.pageSize);
+    if (!header) {
+      const why = all.byteLength < RECORD_HEADER_BYTES ? 'is truncated' : 'is not a valid record';
+      throw new StoreFormatError(this.segmentFile(seg), `record at offset ${off} ${why}`);
+    }
+    const end = RECORD_HEADER_BYTES + header.payloadLength;
+    if (all.byteLength < end) throw new StoreFormatError(this.segmentFile(seg), `record at offset ${off} is truncated`);
+    const payload = all.subarray(RECORD_HEADER_BYTES, end);
+    if (!recordCrcOk(all, payload)) throw new StoreFormatError(this.segmentFile(seg), `record at offset ${off} fails its checksum`);
+    if (!copy) return { header, payload };
+    return { header: { ...header, namespace: copyOf(header.namespace), fingerprint: copyOf(header.fingerprint) }, payload: copyOf(payload) };
   }
 
   /** Writes the page stored at (seg, off) into `out` (pageSize bytes), following deltas. */
   readPage(seg: number, off: number, out: Uint8Array, expectDepth = -1): void {
-    const file = this.segmentFile(seg);
-    const { header, payload } = this.readRecord(seg, off);
-    if (expectDepth >= 0 && header.depth !== expectDepth) throw new StoreFormatError(file, `record at offset ${off} has delta depth ${header.depth}, expected ${expectDepth}`);
-    if (header.depth > MAX_DELTA_DEPTH) throw new StoreFormatError(file, `record at offset ${off} has delta depth ${header.depth} > ${MAX_DELTA_DEPTH}`);
+    const { header, payload } = this.readRecord(seg, off, false);
+    const bad = (what: string) => new StoreFormatError(this.segmentFile(seg), `record at offset ${off} ${what}`);
+    // (bad() only allocates on the error paths' calls)
+    if (expectDepth >= 0 && header.depth !== expectDepth) throw bad(`has delta depth ${header.depth}, expected ${expectDepth}`);
+    if (header.depth > MAX_DELTA_DEPTH) throw bad(`has delta depth ${header.depth} > ${MAX_DELTA_DEPTH}`);
     const ps = this.pageSize;
     if (header.kind === KIND_PAGE) {
-      const data = header.codec === CODEC_ZSTD ? decompressBounded(file, payload, ps) : payload;
-      if (data.byteLength !== ps) throw new StoreFormatError(file, `page record at offset ${off} holds ${data.byteLength} bytes, expected ${ps}`);
-      out.set(data);
+      if (header.codec === CODEC_ZSTD) {
+        decompressExact(this.segmentFile(seg), `page record at offset ${off}`, out, payload);
+      } else {
+        out.set(payload);
+      }
       return;
     }
-    if (header.baseSegment === 0) {
-      out.fill(0);
-    } else {
-      this.readPage(header.baseSegment, header.baseOffset, out, header.depth - 1);
-    }
-    const delta = header.codec === CODEC_ZSTD ? decompressBounded(file, payload, ps * 2 + 64) : payload;
+    // A delta: the payload view would not survive reading the base, so keep a copy.
+    const own = copyOf(payload);
+    const { baseSegment, baseOffset, codec, depth } = header;
+    if (baseSegment === 0) out.fill(0);
+    else this.readPage(baseSegment, baseOffset, out, depth - 1);
+    const delta = codec === CODEC_ZSTD ? decompressDelta(this.segmentFile(seg), `delta record at offset ${off}`, own, ps * 2 + 64) : own;
     try {
       kernels().applyDelta(out, delta);
     } catch (err) {
-      throw new StoreFormatError(file, `delta record at offset ${off} does not apply: ${(err as Error).message}`);
+      throw bad(`(a delta) does not apply: ${(err as Error).message}`);
     }
   }
 
@@ -868,11 +909,12 @@ export class Store {
       }, extents, maps.get(id));
     }
     for (const s of oldSegs) {
-      const w = this.windows.get(s);
-      if (w) {
-        fs.closeSync(w.fd);
-        this.windows.delete(s);
+      const fd = this.fds.get(s);
+      if (fd !== undefined) {
+        fs.closeSync(fd);
+        this.fds.delete(s);
       }
+      this.invalidate(s);
       fs.rmSync(this.segmentFile(s), { force: true });
     }
     fsyncDir(join(this.dir, 'segments'));
@@ -1034,6 +1076,7 @@ export class CheckpointWriter {
       throw new RangeError(`\`memory\` length must be a non-zero multiple of the page size ${ps}, got ${memory.byteLength}`);
     }
     const pageCount = memory.byteLength / ps;
+    if (pageCount > MAX_PAGES) throw new RangeError(`\`memory\` has ${pageCount} pages, more than the store supports (${MAX_PAGES})`);
     if (this.segments && this.segments.length !== pageCount) {
       throw new RangeError(`\`memory\` has ${pageCount} pages but this chain has ${this.segments.length}`);
     }
@@ -1135,7 +1178,7 @@ export class CheckpointWriter {
           let delta = k.encodeDelta(shadowPage, page);
           let codec = CODEC_RAW;
           if (delta.byteLength > 64) {
-            const z = compress(delta);
+            const z = zstdCompress(delta);
             if (z.byteLength < delta.byteLength) { delta = z; codec = CODEC_ZSTD; }
           }
           if (delta.byteLength < ps / 2) {
@@ -1151,7 +1194,7 @@ export class CheckpointWriter {
         // 3. the whole page, compressed where it pays
         let payload: Uint8Array = page;
         let codec = CODEC_RAW;
-        const z = compress(page);
+        const z = zstdCompress(page);
         if (z.byteLength < ps - ps / 8) { payload = z; codec = CODEC_ZSTD; }
         const off = app.append({ kind: KIND_PAGE, codec, depth: 0, baseSegment: 0, baseOffset: 0, namespace: this.tag, fingerprint: fps.subarray(i * 16, i * 16 + 16) }, payload);
         const r = refKey(app.seg, off);
