@@ -29,3 +29,10 @@ export type { StoreOptions, CheckpointInfo, PageMap, CommitOptions, WriterOption
 // QEMU guests (memory-only checkpoints through QMP and a shared memory-backend-file)
 export { QmpClient, QmpError, captureQemu } from './guest/qemu.js';
 export type { QemuCaptureOptions, QemuCapture } from './guest/qemu.js';
+// kernels: bitmap, copy, hash
+export { scanBitmap, countBitmap } from './kernels/bitmap.js';
+export type { ScanBitmapOptions } from './kernels/bitmap.js';
+export { gatherPages, scatterPages } from './kernels/copy.js';
+export type { GatherOptions, ScatterOptions } from './kernels/copy.js';
+export { hashPages, fingerprintPages, zeroPages, xxh3 } from './kernels/hash.js';
+export type { PageOptions, HashPagesOptions } from './kernels/hash.js';

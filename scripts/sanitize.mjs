@@ -85,6 +85,24 @@ if (!withLibFuzzer) {
   console.log('sanitize: clang libFuzzer runtime not available; running the deterministic drivers only');
 }
 
+// The libFuzzer variant: the same sources and per-ISA flags, compiled by clang into their own
+// objects (sanitizer runtimes of gcc and clang do not mix), linked with -fsanitize=fuzzer.
+let clangObjects = null;
+async function buildWithClang(harness, exe) {
+  const CLANG_SAN = ['-fsanitize=fuzzer-no-link,address,undefined', '-fno-sanitize-recover=all', '-g', '-O1'];
+  if (clangObjects === null) {
+    mkdirSync(join(out, 'obj-clang'), { recursive: true });
+    const objs = units.map((u) => join(out, 'obj-clang', basename(objName(u.src))));
+    const rc = await pool(units.map((u, i) => () => run('clang++', [...COMMON, ...CLANG_SAN, ...u.flags, '-c', u.src, '-o', objs[i]])), width);
+    if (rc.some((c) => c !== 0)) return 1;
+    clangObjects = objs;
+  }
+  return run('clang++', [
+    ...COMMON, '-fsanitize=fuzzer,address,undefined', '-fno-sanitize-recover=all', '-g', '-O1',
+    '-DUNDERSTUDY_LIBFUZZER', join('native', 'test', harness), ...clangObjects, ...LIBS, '-o', exe,
+  ]);
+}
+
 const builds = await pool(
   harnesses.map((h) => () => {
     const exe = join(out, basename(h, '.cc'));
@@ -114,13 +132,7 @@ for (const h of harnesses) {
   }
   if (withLibFuzzer) {
     const exe = join(out, `${name}-libfuzzer`);
-    const clangObjs = []; // libFuzzer build compiles everything with clang in one go
-    const b = await run('clang++', [
-      ...COMMON, '-fsanitize=fuzzer,address,undefined', '-fno-sanitize-recover=all', '-g', '-O1',
-      '-DUNDERSTUDY_LIBFUZZER', join('native', 'test', h),
-      ...units.flatMap((u) => (u.flags.length ? [] : [u.src])), ...clangObjs,
-      ...units.filter((u) => u.flags.length).map((u) => u.src), ...LIBS, '-o', exe,
-    ]);
+    const b = await buildWithClang(h, exe);
     if (b !== 0) {
       console.error(`sanitize: ${name} libFuzzer build failed`);
       failed++;

@@ -39,9 +39,11 @@ Napi::Uint8Array adopt(Napi::Env env, uint8_t* data, size_t len) {
   return Napi::Uint8Array::New(env, len, ab, 0);
 }
 
+// `threads`: undefined means every hardware thread; 0 is treated as 1.
 unsigned threads_arg(const Napi::Value& v) {
   if (v.IsUndefined()) return runtime::hardware_threads();
-  return static_cast<unsigned>(napi_util::uint(v, "threads", 256) == 0 ? 1 : napi_util::uint(v, "threads", 256));
+  const uint64_t t = napi_util::uint(v, "threads", 256);
+  return t == 0 ? 1u : static_cast<unsigned>(t);
 }
 
 Napi::Value DeltaEncode(const Napi::CallbackInfo& info) {

@@ -88,8 +88,8 @@ size_t try_lz4(Workspace& ws, const uint8_t* src, size_t n, uint8_t* dst, size_t
 
 // Smallest XRLE body worth handing to lz4. Fine-grained changes (a few hundred literal bytes in
 // short runs) have no 4-byte repeats for lz4 to find: trying costs ~1 us per page and never
-// pays, so only bulk changes (a quarter of the page or more) and RAW pages get the second stage.
-inline size_t lz4_min_xrle(size_t n) { return n / 4 > 96 ? n / 4 : 96; }
+// pays, so only bulk changes (a third of the page or more) and RAW pages get the second stage.
+inline size_t lz4_min_xrle(size_t n) { return n / 3 > 96 ? n / 3 : 96; }
 
 }  // namespace
 
@@ -213,6 +213,7 @@ const char* check_page(uint8_t kind, const uint8_t* body, size_t len, size_t n, 
 
 void apply_page(uint8_t* target, uint8_t kind, const uint8_t* body, size_t len, size_t n,
                 Workspace& ws) {
+  if (n == 0) return;  // nothing to write (and target may be null for an empty buffer)
   switch (kind) {
     case kSame:
       return;
