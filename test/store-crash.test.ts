@@ -12,8 +12,6 @@ import { Store, CheckpointError } from '../lib/store/index.js';
 import { rng, makeImage, mutate } from './helpers/images.js';
 import { root, script } from './helpers/cli.js';
 
-vi.mock('../lib/store/kernels.js', async (orig) => (await import('./helpers/kernels-mock.js')).mockKernels(await orig()));
-
 const PS = 4096;
 const child = join(root, 'test', 'helpers', 'store-child.ts');
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');

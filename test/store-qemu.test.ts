@@ -4,7 +4,7 @@
  * snapshots through QMP, incremental by page-fingerprint comparison, exported byte for byte.
  * Fails with the reason when QEMU or the packages are missing, unless UNDERSTUDY_SKIP_QEMU=1.
  */
-import { describe, expect, it, beforeAll, afterAll, vi } from 'vitest';
+import { describe, expect, it, beforeAll, afterAll } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -12,8 +12,6 @@ import { join } from 'node:path';
 import { QmpClient, QmpError } from '../lib/guest/qemu.js';
 import { cloudKernel, buildInitramfs, qemuMissing } from './helpers/qemu-guest.js';
 import { cli } from './helpers/cli.js';
-
-vi.mock('../lib/store/kernels.js', async (orig) => (await import('./helpers/kernels-mock.js')).mockKernels(await orig()));
 
 const skip = process.env.UNDERSTUDY_SKIP_QEMU === '1';
 if (skip) process.stdout.write('store-qemu: skipped because UNDERSTUDY_SKIP_QEMU=1\n');

@@ -3,15 +3,13 @@
  * scoped to namespaces, a crafted fingerprint collision, corruption (bit flips, truncation) of
  * segments and manifests, prune and compact.
  */
-import { describe, expect, it, vi, beforeEach, afterEach } from 'vitest';
+import { describe, expect, it, beforeEach, afterEach } from 'vitest';
 import fs from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { Store, StoreFormatError } from '../lib/store/index.js';
 import { rng, makeImage, mutate } from './helpers/images.js';
-
-vi.mock('../lib/store/kernels.js', async (orig) => (await import('./helpers/kernels-mock.js')).mockKernels(await orig()));
 
 const PS = 4096;
 let dir: string;

@@ -1,6 +1,5 @@
 /**
- * Test-only: runs the `understudy` CLI from source in a child process (tsx), with the kernel
- * stand-in loader until the native kernels are on main.
+ * Test-only: runs the `understudy` CLI (and helper scripts) from source in a child process (tsx).
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
@@ -8,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 
 export const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const main = join(root, 'lib', 'cli', 'main.ts');
-export const nodeArgs = ['--import', 'tsx', '--import', join(root, 'test', 'helpers', 'standin-register.mjs')];
+export const nodeArgs = ['--import', 'tsx'];
 
 export function cli(args: string[], opts: { env?: Record<string, string> } = {}): { status: number; stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, [...nodeArgs, main, ...args], { cwd: root, encoding: 'utf8', env: { ...process.env, ...opts.env }, timeout: 120_000 });
