@@ -252,3 +252,35 @@ describe('prune and compact', () => {
     s.close();
   });
 });
+
+describe('snapshot groups', () => {
+  it('siblings store pages as deltas against the first guest, and each restores exactly', () => {
+    const r = rng(31);
+    const base = makeImage(r, 128, PS, { zero: 0.2, library: 0, text: 0.8 });
+    const imgs = [base.slice(), base.slice(), base.slice()];
+    const changed = mutate(r, imgs[1]!, PS, 40, 'sparse');
+    mutate(r, imgs[2]!, PS, 40, 'whole');
+    // pages that were zero in the first guest have nothing to be a delta against
+    const overData = [...changed].filter((p) => base.subarray(p * PS, (p + 1) * PS).some((b) => b !== 0)).length;
+    const s = Store.open(dir, { create: true });
+    const first = s.writer();
+    const infos = [first.commit(imgs[0]!)];
+    for (const img of imgs.slice(1)) {
+      const w = first.sibling();
+      infos.push(w.commit(img));
+      w.close();
+    }
+    expect(infos.map((i) => [i.id, i.parent, i.full])).toEqual([['1', null, true], ['2', '1', true], ['3', '1', true]]);
+    expect(infos[1]!.stats.deltaPages).toBe(overData);
+    expect(infos[1]!.stats.newPages).toBe(40);
+    expect(infos[1]!.stats.unchangedPages).toBe(128 - 40 - infos[1]!.stats.zeroPages);
+    expect(infos[2]!.stats.deltaPages).toBe(0); // whole random pages: a delta does not pay
+    imgs.forEach((img, i) => expect(same(s.readMemory(String(i + 1)).memory, img)).toBe(true));
+    // the siblings' full maps survive pruning the reference
+    s.prune({ keep: 2 });
+    s.compact();
+    expect(same(s.readMemory('2').memory, imgs[1]!)).toBe(true);
+    expect(s.verify().ok).toBe(true);
+    s.close();
+  });
+});

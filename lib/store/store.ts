@@ -1045,6 +1045,27 @@ export class CheckpointWriter {
     }
   }
 
+  /**
+   * A writer for another member of a snapshot group (same page count), whose first commit stores
+   * every page of that guest as a delta against this writer's last committed version of the same
+   * page where that is smaller: guests started from one image hold similar pages at the same
+   * addresses. Its manifest carries the whole page map and names this writer's checkpoint as
+   * parent (the checkpoint its deltas refer to). Needs an incremental writer with a commit.
+   */
+  sibling(): CheckpointWriter {
+    if (!this.shadow || !this.segments || !this.offsets || !this.depths || this.parent === null) {
+      throw new Error('sibling() needs an incremental writer that has committed a checkpoint');
+    }
+    const w = new CheckpointWriter(this.store, { namespace: this.namespace, incremental: false });
+    w.segments = this.segments.slice();
+    w.offsets = this.offsets.slice();
+    w.depths = this.depths.slice();
+    w.shadow = this.shadow; // read only: a non-incremental writer never updates it
+    w.parent = this.parent;
+    w.chainLength = FULL_MAP_EVERY;
+    return w;
+  }
+
   /** The memory as of the last commit (or the parent), when incremental; do not modify. */
   get baseline(): Uint8Array | null {
     return this.shadow;

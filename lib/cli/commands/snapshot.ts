@@ -31,7 +31,9 @@ export const usage = `usage: understudy snapshot --to DIR --vms N [--workload NA
   state is not captured, so such a checkpoint cannot be resumed by understudy. A later snapshot of
   the same mem-path stores only the pages whose fingerprints changed since the previous one.
 Pages identical across the snapshots are stored once per namespace (default "default";
---shared uses "shared"). Unless --no-compare, the same images are also written to one temporary
+--shared uses "shared"); the first guest is stored whole, and a page of another guest that
+differs from the first guest's page at the same address is stored as a delta against it where
+that is smaller (such checkpoints name the first one as parent). Unless --no-compare, the same images are also written to one temporary
 store per VM, to report what deduplication across VMs saved.`;
 
 interface Item {
@@ -108,11 +110,15 @@ export async function run(argv: string[]): Promise<number> {
   const infos: CheckpointInfo[] = [];
   const t1 = performance.now();
   try {
+    // The first guest is stored whole; the others as deltas against its pages where smaller.
+    const first = store.writer({ ...ns, incremental: true });
     for (const it of items) {
-      const w = store.writer({ ...ns, incremental: false });
+      const sameSize = first.baseline !== null && first.baseline.byteLength === it.memory.byteLength;
+      const w = infos.length === 0 ? first : sameSize ? first.sibling() : store.writer({ ...ns, incremental: false });
       infos.push(w.commit(it.memory, { cpu: it.cpu, label: it.label, guest: it.guest }));
-      w.close();
+      if (w !== first) w.close();
     }
+    first.close();
   } finally {
     store.close();
   }
