@@ -997,6 +997,10 @@ export class SegmentAppender {
     this.store._invalidate(this.seg);
   }
 
+  get closed(): boolean {
+    return this.fd < 0;
+  }
+
   close(): void {
     if (this.fd >= 0) fs.closeSync(this.fd);
     this.fd = -1;
@@ -1021,6 +1025,7 @@ export class CheckpointWriter {
   private shadow: Uint8Array | null = null;
   private readonly incremental: boolean;
   private app: SegmentAppender | null = null;
+  private ownsApp = true;
   private closed = false;
 
   constructor(private readonly store: Store, options: WriterOptions) {
@@ -1063,6 +1068,9 @@ export class CheckpointWriter {
     w.shadow = this.shadow; // read only: a non-incremental writer never updates it
     w.parent = this.parent;
     w.chainLength = FULL_MAP_EVERY;
+    // Append to the same segment (one writer at a time: the group is committed one by one).
+    w.app = this.app;
+    w.ownsApp = false;
     return w;
   }
 
@@ -1077,9 +1085,10 @@ export class CheckpointWriter {
   }
 
   private ensureSegment(): SegmentAppender {
-    if (!this.app || this.app.size >= this.store.segmentBytes - (this.store.pageSize * 2 + 128)) {
-      if (this.app) this.app.close();
+    if (!this.app || this.app.closed || this.app.size >= this.store.segmentBytes - (this.store.pageSize * 2 + 128)) {
+      if (this.app && this.ownsApp) this.app.close();
       this.app = this.store._openSegment();
+      this.ownsApp = true;
     }
     return this.app;
   }
@@ -1301,7 +1310,7 @@ export class CheckpointWriter {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    if (this.app) this.app.close();
+    if (this.app && this.ownsApp) this.app.close();
     this.app = null;
   }
 }
