@@ -108,4 +108,19 @@ describe.skipIf(!haveGuests)('checkpoint + restore round trips (sim guest)', () 
       expect(r.stdout).toBe(`final ${final}\n`);
     });
   }
+
+  it('snapshot --vms 2: each guest restores from the group snapshot to its own final', () => {
+    const st = join(dir, 'group');
+    const finals = ['5', '6'].map((seed) => /^final ([0-9a-f]{16})$/m.exec(cli(['run', '--guest', 'sim', '--workload', 'kv', '--seed', seed, '--memory', '16']).stdout)?.[1]);
+    const s = cli(['snapshot', '--to', st, '--vms', '2', '--workload', 'kv', '--seed', '5', '--memory', '16', '--guest', 'sim', '--after', '20ms', '--json']);
+    expect(s.stderr).toBe('');
+    expect(s.status).toBe(0);
+    const rep = JSON.parse(s.stdout);
+    expect(rep.checkpoints.map((c: { id: string }) => c.id)).toEqual(['1', '2']);
+    for (const [i, id] of ['1', '2'].entries()) {
+      const r = cli(['restore', st, id, '--guest', 'sim']);
+      expect(r.status).toBe(0);
+      expect(r.stdout).toBe(`final ${finals[i]}\n`);
+    }
+  });
 });
