@@ -805,7 +805,9 @@ export class Store {
         rewritten.push(id);
       }
     }
-    for (const id of ids) if (remove.has(id)) fs.rmSync(this.manifestFile(id), { force: true });
+    // Newest first: a change-only manifest is always deleted before its parent, so a prune
+    // interrupted at any point leaves every remaining checkpoint readable.
+    for (const id of [...ids].reverse()) if (remove.has(id)) fs.rmSync(this.manifestFile(id), { force: true });
     fsyncDir(join(this.dir, 'manifests'));
     this.index = null;
     return { removed: ids.filter((id) => remove.has(id)), rewritten };
