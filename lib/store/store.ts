@@ -563,9 +563,18 @@ export class Store {
     const k = kernels();
     // Stored (non-zero) pages: the zero test of a map of u32 segment numbers gives runs to visit.
     const present = k.scanBitmap(this.presentBitmap(segments));
+    // A record shared by several pages (deduplicated) is decoded once; later pages copy it.
+    const firstPfn = new Map<number, number>();
     for (let i = 0; i < present.length; i++) {
       const pfn = present[i]!;
-      this.readPage(segments[pfn]!, offsets[pfn]!, memory.subarray(pfn * ps, pfn * ps + ps));
+      const key = refKey(segments[pfn]!, offsets[pfn]!);
+      const first = firstPfn.get(key);
+      if (first !== undefined) {
+        memory.copyWithin(pfn * ps, first * ps, first * ps + ps);
+      } else {
+        this.readPage(segments[pfn]!, offsets[pfn]!, memory.subarray(pfn * ps, pfn * ps + ps));
+        firstPfn.set(key, pfn);
+      }
     }
     return { memory, cpu: map.cpu, meta: map.meta, map };
   }
@@ -1159,6 +1168,8 @@ export class CheckpointWriter {
     })();
     const startSize = app.size;
     const scratch = new Uint8Array(ps);
+    /** record ref -> index in `pages` of the page it holds, for records written by this commit */
+    const writtenHere = new Map<number, number>();
     try {
       // Pages that became zero: an entry with segment 0 (only matters when the parent had data).
       const zeroIdx = k.scanBitmap(zero);
@@ -1188,15 +1199,21 @@ export class CheckpointWriter {
         let ref = -1;
         if (cands) {
           for (const c of cands) {
-            const cs = Math.floor(c / 4294967296);
-            const co = c % 4294967296;
-            if (cs === app.seg && !app.isFlushed(co)) app.flush();
-            try {
-              this.store.readPage(cs, co, scratch);
-            } catch {
-              continue; // a corrupt record is never a dedup target
+            // A record written by this commit is compared with its page in memory; an older one
+            // is read back (and CRC-checked) first.
+            const mine = writtenHere.get(c);
+            let other: Uint8Array;
+            if (mine !== undefined) {
+              other = pages.subarray(mine * ps, mine * ps + ps);
+            } else {
+              try {
+                this.store.readPage(Math.floor(c / 4294967296), c % 4294967296, scratch);
+              } catch {
+                continue; // a corrupt record is never a dedup target
+              }
+              other = scratch;
             }
-            if (Buffer.compare(scratch, page) === 0) { ref = c; break; }
+            if (Buffer.compare(other, page) === 0) { ref = c; break; }
           }
         }
         if (ref >= 0) {
@@ -1230,6 +1247,7 @@ export class CheckpointWriter {
         if (z.byteLength < ps - ps / 8) { payload = z; codec = CODEC_ZSTD; }
         const off = app.append({ kind: KIND_PAGE, codec, depth: 0, baseSegment: 0, baseOffset: 0, namespace: this.tag, fingerprint: fps.subarray(i * 16, i * 16 + 16) }, payload);
         const r = refKey(app.seg, off);
+        writtenHere.set(r, i);
         if (cands) cands.push(r);
         else index.set(key, [r]);
         added.push(key);
