@@ -1222,29 +1222,34 @@ export class CheckpointWriter {
           changes++;
           continue;
         }
-        // 2. a delta against the parent's version, when small
+        // 2. a delta against the parent's version: taken at once when tiny, else when it beats
+        //    the whole page compressed
+        let cand: { delta: Uint8Array; codec: number } | null = null;
         if (shadowPage && depths[pfn]! < MAX_DELTA_DEPTH) {
           let delta = k.encodeDelta(shadowPage, page);
           let codec = CODEC_RAW;
           if (delta.byteLength > 64) {
             const z = zstdCompress(delta);
-            if (z.byteLength < delta.byteLength) { delta = z; codec = CODEC_ZSTD; }
+            if (z.byteLength < delta.byteLength) { delta = copyOf(z); codec = CODEC_ZSTD; }
           }
-          if (delta.byteLength < ps / 2) {
-            const depth = depths[pfn]! + 1;
-            const off = app.append({ kind: KIND_DELTA, codec, depth, baseSegment: prevSeg, baseOffset: offs[pfn]!, namespace: this.tag, fingerprint: fps.subarray(i * 16, i * 16 + 16) }, delta);
-            stats.deltaPages++;
-            stats.newPages++;
-            chPfn[changes] = pfn; chSeg[changes] = app.seg; chOff[changes] = off; chDepth[changes] = depth;
-            changes++;
-            continue;
-          }
+          if (delta.byteLength < ps / 2) cand = { delta, codec };
         }
         // 3. the whole page, compressed where it pays
         let payload: Uint8Array = page;
         let codec = CODEC_RAW;
-        const z = zstdCompress(page);
-        if (z.byteLength < ps - ps / 8) { payload = z; codec = CODEC_ZSTD; }
+        if (!cand || cand.delta.byteLength >= ps / 16) {
+          const z = zstdCompress(page);
+          if (z.byteLength < ps - ps / 8) { payload = z; codec = CODEC_ZSTD; }
+        }
+        if (cand && (cand.delta.byteLength < ps / 16 || cand.delta.byteLength < payload.byteLength)) {
+          const depth = depths[pfn]! + 1;
+          const off = app.append({ kind: KIND_DELTA, codec: cand.codec, depth, baseSegment: prevSeg, baseOffset: offs[pfn]!, namespace: this.tag, fingerprint: fps.subarray(i * 16, i * 16 + 16) }, cand.delta);
+          stats.deltaPages++;
+          stats.newPages++;
+          chPfn[changes] = pfn; chSeg[changes] = app.seg; chOff[changes] = off; chDepth[changes] = depth;
+          changes++;
+          continue;
+        }
         const off = app.append({ kind: KIND_PAGE, codec, depth: 0, baseSegment: 0, baseOffset: 0, namespace: this.tag, fingerprint: fps.subarray(i * 16, i * 16 + 16) }, payload);
         const r = refKey(app.seg, off);
         writtenHere.set(r, i);
