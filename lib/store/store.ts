@@ -1222,7 +1222,7 @@ export class CheckpointWriter {
           changes++;
           continue;
         }
-        // 2. a delta against the parent's version: taken at once when tiny, else when it beats
+        // 2. a delta against the parent's version: taken at once when at most 64 bytes, else when it beats
         //    the whole page compressed
         let cand: { delta: Uint8Array; codec: number } | null = null;
         if (shadowPage && depths[pfn]! < MAX_DELTA_DEPTH) {
@@ -1237,11 +1237,11 @@ export class CheckpointWriter {
         // 3. the whole page, compressed where it pays
         let payload: Uint8Array = page;
         let codec = CODEC_RAW;
-        if (!cand || cand.delta.byteLength >= ps / 16) {
+        if (!cand || cand.delta.byteLength > 64) {
           const z = zstdCompress(page);
           if (z.byteLength < ps - ps / 8) { payload = z; codec = CODEC_ZSTD; }
         }
-        if (cand && (cand.delta.byteLength < ps / 16 || cand.delta.byteLength < payload.byteLength)) {
+        if (cand && (cand.delta.byteLength <= 64 || cand.delta.byteLength < payload.byteLength)) {
           const depth = depths[pfn]! + 1;
           const off = app.append({ kind: KIND_DELTA, codec: cand.codec, depth, baseSegment: prevSeg, baseOffset: offs[pfn]!, namespace: this.tag, fingerprint: fps.subarray(i * 16, i * 16 + 16) }, cand.delta);
           stats.deltaPages++;
