@@ -51,6 +51,8 @@ export interface StoreOptions {
   pageSize?: number;
   /** Roll over to a new segment file past this size (default 1 GiB, at most 4 GiB - 1). */
   segmentBytes?: number;
+  /** Records are written to the segment in chunks of this size (default 8 MiB, at least 64 KiB). */
+  writeBufferBytes?: number;
 }
 
 export interface CheckpointInfo {
@@ -186,6 +188,11 @@ export class Store {
   private index: Map<string, number[]> | null = null;
   private lockHeld = false;
   private closed = false;
+  /** committed segment lengths, kept while this process is the writer (see committedExtents) */
+  private extentsCache: Map<number, number> | null = null;
+
+  /** @internal */
+  writeBufferBytes = WRITE_CHUNK;
 
   private constructor(dir: string, pageSize: number, segmentBytes: number) {
     this.dir = dir;
@@ -207,6 +214,16 @@ export class Store {
     if (options.pageSize !== undefined && !isPowerOfTwoPageSize(options.pageSize)) {
       throw new RangeError(`\`pageSize\` must be a power of two from 512 to 1048576, got ${options.pageSize}`);
     }
+    const wb = options.writeBufferBytes ?? WRITE_CHUNK;
+    if (!Number.isInteger(wb) || wb < 65536 || wb > 1 << 30) {
+      throw new RangeError(`\`writeBufferBytes\` must be an integer from 65536 to 1073741824, got ${wb}`);
+    }
+    const store = Store.openInner(dir, options, segmentBytes);
+    store.writeBufferBytes = wb;
+    return store;
+  }
+
+  private static openInner(dir: string, options: StoreOptions, segmentBytes: number): Store {
     const headerFile = join(dir, 'STORE');
     if (!fs.existsSync(headerFile)) {
       if (!options.create) throw new StoreFormatError(dir, 'no store here (missing STORE file)');
@@ -422,6 +439,19 @@ export class Store {
 
   /** Committed length of each segment: the longest any readable manifest recorded. */
   committedExtents(): Map<number, number> {
+    // Cached only while this process holds the writer lock: nobody else can commit then.
+    if (this.extentsCache && this.lockHeld) return new Map(this.extentsCache);
+    const ext = this.scanExtents();
+    this.extentsCache = this.lockHeld ? ext : null;
+    return new Map(ext);
+  }
+
+  /** @internal a writer committed `len` bytes of segment `seg` */
+  _committed(seg: number, len: number): void {
+    if (this.extentsCache) this.extentsCache.set(seg, Math.max(this.extentsCache.get(seg) ?? 0, len));
+  }
+
+  private scanExtents(): Map<number, number> {
     const ext = new Map<number, number>();
     for (const id of this.ids()) {
       let meta: ManifestMeta;
@@ -707,7 +737,7 @@ export class Store {
     const corrupt: VerifyProblem[] = [];
     const tornTails: VerifyReport['tornTails'] = [];
     const good = new Map<number, { depth: number; kind: number; base: number }>();
-    const ext = this.committedExtents();
+    const ext = this.scanExtents();
     let records = 0;
     let bytesRead = 0;
     const segs = this.segmentNumbers();
@@ -819,6 +849,7 @@ export class Store {
     for (const id of [...ids].reverse()) if (remove.has(id)) fs.rmSync(this.manifestFile(id), { force: true });
     fsyncDir(join(this.dir, 'manifests'));
     this.index = null;
+    this.extentsCache = null;
     return { removed: ids.filter((id) => remove.has(id)), rewritten };
   }
 
@@ -930,6 +961,7 @@ export class Store {
     }
     fsyncDir(join(this.dir, 'segments'));
     this.index = null;
+    this.extentsCache = null;
     const bytesAfter = newSegs.reduce((a, s) => a + fs.statSync(this.segmentFile(s)).size, 0);
     return { segmentsBefore: oldSegs.length, segmentsAfter: newSegs.length, bytesBefore, bytesAfter, records: order.length };
   }
@@ -942,12 +974,13 @@ export class SegmentAppender {
   /** Bytes in the file (flushed + buffered). */
   size: number;
   private flushed: number;
-  private buf = Buffer.allocUnsafe(WRITE_CHUNK);
+  private buf: Buffer;
   private bufLen = 0;
   private readonly file: string;
 
   constructor(private readonly store: Store, seg: number) {
     this.seg = seg;
+    this.buf = Buffer.allocUnsafe(Math.max(store.writeBufferBytes, RECORD_HEADER_BYTES + store.pageSize * 2 + 64));
     this.file = store.segmentFile(seg);
     this.fd = fs.openSync(this.file, 'wx');
     const header = encodeSegmentHeader(store.pageSize, seg);
@@ -1293,6 +1326,7 @@ export class CheckpointWriter {
       }
       const bytes = encodeManifest({ full, pageSize: ps, pageCount, meta, cpu, pfns: mp, segments: ms, offsets: mo }, compress);
       this.store._writeManifest(id, bytes);
+      this.store._committed(app.seg, app.size);
 
       // Committed: advance the chain state.
       for (let c = 0; c < changes; c++) {

@@ -14,7 +14,8 @@ const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 if (mode === 'write') {
   const r = rng(Number(arg));
   const img = makeImage(r, 2048, PS);
-  const s = Store.open(dir!, { create: true, segmentBytes: 4 << 20 });
+  // Small write chunks: records reach the file as they are encoded, so kills leave torn tails.
+  const s = Store.open(dir!, { create: true, segmentBytes: 4 << 20, writeBufferBytes: 65536 });
   const ids = s.ids();
   const w = s.writer({ parent: ids.length ? ids[ids.length - 1]! : null });
   if (ids.length) img.set(s.readMemory(ids[ids.length - 1]!).memory);
