@@ -125,3 +125,24 @@ describe.skipIf(!haveGuests)('checkpoint + restore round trips (sim guest)', () 
     }
   });
 });
+
+const skipKvm = process.env.UNDERSTUDY_SKIP_KVM === '1';
+if (skipKvm) process.stdout.write('store-cli: kvm round trip skipped because UNDERSTUDY_SKIP_KVM=1\n');
+
+describe.skipIf(!haveGuests || skipKvm)('checkpoint + restore round trip (kvm guest)', () => {
+  it('kv on kvm: restore of a mid-run checkpoint finishes with the uninterrupted run\'s final', () => {
+    const common = ['--guest', 'kvm', '--workload', 'kv', '--seed', '3', '--memory', '16', '--steps', '50000'];
+    const ref = cli(['run', ...common]);
+    expect(ref.stderr).not.toMatch(/kvm guest unavailable/);
+    expect(ref.status).toBe(0);
+    const final = /^final ([0-9a-f]{16})$/m.exec(ref.stdout)?.[1];
+    const st = join(dir, 'kvm');
+    const c = cli(['checkpoint', ...common, '--to', st, '--every', '10ms']);
+    expect(c.status).toBe(0);
+    expect(c.stdout).toBe(`final ${final}\n`);
+    const ls = JSON.parse(cli(['ls', st, '--json']).stdout) as { id: string }[];
+    const r = cli(['restore', st, ls[Math.floor(ls.length / 2)]!.id, '--guest', 'kvm']);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toBe(`final ${final}\n`);
+  });
+});
