@@ -9,6 +9,14 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { rng, makeImage, mutate } from './helpers/images.js';
 import { cli, root } from './helpers/cli.js';
+import { Store } from '../lib/store/index.js';
+import type { Guest, GuestOptions } from '../lib/guest/types.js';
+
+// The guests, when this build has them (lib/guest/index.ts).
+async function createGuest(o: GuestOptions): Promise<Guest> {
+  const spec = '../lib/guest/index.js';
+  return ((await import(spec)) as { createGuest(o: GuestOptions): Promise<Guest> }).createGuest(o);
+}
 
 const PS = 4096;
 let dir: string;
@@ -88,21 +96,23 @@ const haveGuests = fs.existsSync(join(root, 'lib', 'guest', 'index.ts'));
 if (!haveGuests) process.stdout.write('store-cli: guest round trips skipped: lib/guest/index.ts (the sim guest) is not in this build yet\n');
 
 describe.skipIf(!haveGuests)('checkpoint + restore round trips (sim guest)', () => {
-  for (const workload of ['uniform', 'hotset', 'sequential', 'sparse', 'memcheck', 'kv']) {
-    it(`${workload}: restore of a mid-run checkpoint finishes with the uninterrupted run's final`, () => {
-      const common = ['--guest', 'sim', '--workload', workload, '--seed', '5', '--memory', '16', '--steps', '50000'];
-      const ref = cli(['run', ...common]);
-      expect(ref.status).toBe(0);
-      const final = /^final ([0-9a-f]{16})$/m.exec(ref.stdout)?.[1];
+  for (const workload of ['uniform', 'hotset', 'sequential', 'sparse', 'memcheck', 'kv'] as const) {
+    it(`${workload}: restore of a mid-run checkpoint finishes with the uninterrupted run's final`, async () => {
+      // the reference: an uninterrupted run, in process (the CLI's `run` prints the same value)
+      const g = await createGuest({ type: 'sim', workload, seed: 5, memoryMiB: 16, steps: 50000 });
+      const final = (await g.wait()).final;
+      await g.close();
       expect(final).toMatch(/^[0-9a-f]{16}$/);
       const st = join(dir, workload);
-      const c = cli(['checkpoint', ...common, '--to', st, '--every', '10ms']);
+      const c = cli(['checkpoint', '--guest', 'sim', '--workload', workload, '--seed', '5', '--memory', '16', '--steps', '50000', '--to', st, '--every', '10ms']);
       expect(c.status).toBe(0);
       expect(c.stdout).toBe(`final ${final}\n`);
-      const ls = JSON.parse(cli(['ls', st, '--json']).stdout) as { id: string; parent: string | null }[];
-      expect(ls.length).toBeGreaterThan(0);
-      ls.forEach((x, i) => expect(x.parent).toBe(i === 0 ? null : ls[i - 1]!.id));
-      const mid = ls[Math.floor(ls.length / 2)]!.id;
+      const s = Store.open(st);
+      const ids = s.ids();
+      expect(ids.length).toBeGreaterThan(0);
+      ids.forEach((id, i) => expect(s.info(id).parent).toBe(i === 0 ? null : ids[i - 1]));
+      s.close();
+      const mid = ids[Math.floor(ids.length / 2)]!;
       const r = cli(['restore', st, mid, '--guest', 'sim']);
       expect(r.stderr).toMatch(/^restored checkpoint \d+ into a sim guest/);
       expect(r.status).toBe(0);
@@ -110,9 +120,14 @@ describe.skipIf(!haveGuests)('checkpoint + restore round trips (sim guest)', () 
     });
   }
 
-  it('snapshot --vms 2: each guest restores from the group snapshot to its own final', () => {
+  it('snapshot --vms 2: each guest restores from the group snapshot to its own final', async () => {
     const st = join(dir, 'group');
-    const finals = ['5', '6'].map((seed) => /^final ([0-9a-f]{16})$/m.exec(cli(['run', '--guest', 'sim', '--workload', 'kv', '--seed', seed, '--memory', '16']).stdout)?.[1]);
+    const finals: string[] = [];
+    for (const seed of [5, 6]) {
+      const g = await createGuest({ type: 'sim', workload: 'kv', seed, memoryMiB: 16 });
+      finals.push((await g.wait()).final);
+      await g.close();
+    }
     const s = cli(['snapshot', '--to', st, '--vms', '2', '--workload', 'kv', '--seed', '5', '--memory', '16', '--guest', 'sim', '--after', '20ms', '--json']);
     expect(s.stderr).toBe('');
     expect(s.status).toBe(0);
