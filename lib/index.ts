@@ -25,6 +25,14 @@ export {
   inspectFrame,
 } from './kernels/delta.js';
 export type { EncodeDeltaOptions, EncodePagesOptions, ApplyPagesOptions, FrameInfo } from './kernels/delta.js';
+
+// checkpoint store
+export { Store, CheckpointWriter, CheckpointError, StoreFormatError, SHARED_NAMESPACE, changedPages } from './store/index.js';
+export type { StoreOptions, CheckpointInfo, PageMap, CommitOptions, WriterOptions, VerifyReport, VerifyProblem, ManifestMeta } from './store/index.js';
+
+// QEMU guests (memory-only checkpoints through QMP and a shared memory-backend-file)
+export { QmpClient, QmpError, captureQemu } from './guest/qemu.js';
+export type { QemuCaptureOptions, QemuCapture } from './guest/qemu.js';
 // kernels: bitmap, copy, hash
 export { scanBitmap, countBitmap } from './kernels/bitmap.js';
 export type { ScanBitmapOptions } from './kernels/bitmap.js';

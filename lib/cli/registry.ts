@@ -13,7 +13,7 @@ export interface Command {
 export const commands = [
   'demo', 'run', 'info', 'bench',
   'primary', 'backup', 'client', 'keygen',
-  'checkpoint', 'snapshot', 'restore', 'export', 'verify', 'ls', 'inspect',
+  'checkpoint', 'snapshot', 'restore', 'export', 'verify', 'ls', 'inspect', 'prune', 'compact',
 ] as const;
 
 export async function loadCommand(name: string): Promise<Command> {

@@ -1,0 +1,1392 @@
+/**
+ * The checkpoint store: a directory of append-only segment files holding content-addressed page
+ * records, and one manifest per checkpoint mapping each non-zero guest page to a record.
+ *
+ *   DIR/STORE                 versioned store header (page size)
+ *   DIR/segments/NNNNNNNN.seg append-only: segment header, then records (page or delta, CRC each)
+ *   DIR/manifests/NNNNNNNN.man one per checkpoint, written to a temporary name, fsynced, renamed,
+ *                             directory fsynced: a checkpoint exists exactly when its manifest does
+ *   DIR/LOCK                  held by the one writer (checkpoint, snapshot, prune, compact)
+ *
+ * Crash safety comes from ordering: records are appended and fsynced before the manifest that
+ * refers to them is renamed into place, and nothing is ever rewritten in place. A writer always
+ * appends to a fresh segment, so a torn tail from a crash is never appended to: on open, bytes past
+ * the longest length any manifest recorded as committed are ignored. Pages are deduplicated by
+ * XXH3-128 fingerprint within one namespace (tenant), always after a byte comparison with the
+ * stored page; incremental checkpoints store XOR deltas against the parent's version of a page when
+ * that is smaller, and zstd where it pays. Zero pages have no record at all.
+ *
+ * TypeScript here loops over records (one per stored page) and manifest entries; every pass over
+ * page bytes (fingerprints, zero tests, gather/scatter, deltas, compression) is a native call.
+ */
+import fs from 'node:fs';
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import { zstdCompress, zstdDecompressInto } from './codec.js';
+import { kernels } from './kernels.js';
+import {
+  CODEC_RAW, CODEC_ZSTD, KIND_DELTA, KIND_PAGE, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, STORE_HEADER_BYTES,
+  MAX_PAGES, StoreFormatError, decodeManifestHead, decodeManifestMap, decodeSegmentHeader, decodeStoreHeader, encodeManifest,
+  encodeSegmentHeader, encodeStoreHeader, isPowerOfTwoPageSize, parseRecordHeader, recordCrcOk, writeRecordHeader,
+  type ManifestMeta,
+} from './format.js';
+
+/** Longest chain of deltas before a page is stored whole again (bounds restore work). */
+export const MAX_DELTA_DEPTH = 8;
+/** Every this many checkpoints of a chain the manifest carries the whole page map again. */
+export const FULL_MAP_EVERY = 32;
+const DEFAULT_SEGMENT_BYTES = 1 << 30;
+const WRITE_CHUNK = 8 << 20;
+const READ_WINDOW = 8 << 20;
+const READ_BLOCK = 1 << 20;
+const READ_BLOCKS_CACHED = 32;
+
+/** The namespace every writer that asks for sharing uses. */
+export const SHARED_NAMESPACE = 'shared';
+
+export interface StoreOptions {
+  /** Create the directory and store if missing (default false). */
+  create?: boolean;
+  /** Page size of a new store (default 4096); an existing store's must match if given. */
+  pageSize?: number;
+  /** Roll over to a new segment file past this size (default 1 GiB, at most 4 GiB - 1). */
+  segmentBytes?: number;
+  /** Records are written to the segment in chunks of this size (default 8 MiB, at least 64 KiB). */
+  writeBufferBytes?: number;
+}
+
+export interface CheckpointInfo {
+  id: string;
+  parent: string | null;
+  created: string;
+  namespace: string;
+  label: string | null;
+  /** Whether the manifest holds the whole page map (else changes against its parent). */
+  full: boolean;
+  pageSize: number;
+  pageCount: number;
+  /** Bytes this checkpoint added: its records plus its manifest. */
+  bytes: number;
+  manifestBytes: number;
+  stats: ManifestMeta['stats'];
+  guest: Record<string, unknown> | null;
+}
+
+/** The resolved page map of one checkpoint: segment 0 means a zero page. */
+export interface PageMap {
+  pageCount: number;
+  segments: Uint32Array;
+  offsets: Uint32Array;
+}
+
+export interface CommitOptions {
+  /** Pages written since the parent (ascending pfns); omitted: every page. */
+  dirty?: Uint32Array | null;
+  /**
+   * The dirty pages already gathered (dirty.length * pageSize bytes, in `dirty` order), so that the
+   * guest can run again while this commit encodes and writes them. Ignored by the first commit.
+   */
+  pages?: Uint8Array;
+  /** CPU state blob (saveCpu()); empty for stopped images. */
+  cpu?: Uint8Array;
+  label?: string;
+  guest?: Record<string, unknown>;
+}
+
+export interface WriterOptions {
+  /** Dedup scope (default "default"); pages are never matched across namespaces. */
+  namespace?: string;
+  /** Use the shared namespace (overrides `namespace`). */
+  shared?: boolean;
+  /** Checkpoint to continue from (its pages become the delta bases). */
+  parent?: string | null;
+  /** Keep a copy of the last committed memory for deltas (default true). */
+  incremental?: boolean;
+}
+
+export interface VerifyProblem {
+  file: string;
+  offset: number | null;
+  problem: string;
+}
+
+export interface VerifyReport {
+  ok: boolean;
+  segments: number;
+  records: number;
+  bytesRead: number;
+  corrupt: VerifyProblem[];
+  /** Uncommitted bytes after the last committed record of a segment (crash leftovers; harmless). */
+  tornTails: { segment: number; bytes: number }[];
+  checkpoints: { id: string; ok: boolean; problems: string[] }[];
+}
+
+/** A checkpoint could not be written; nothing committed before it changed. */
+export class CheckpointError extends Error {
+  constructor(message: string, cause: unknown) {
+    super(message, { cause });
+    this.name = 'CheckpointError';
+  }
+}
+
+/** A copy (Buffer#slice would return a view). */
+const copyOf = (u: Uint8Array, start?: number, end?: number): Uint8Array => Uint8Array.prototype.slice.call(u, start, end);
+const pad = (n: number) => String(n).padStart(8, '0');
+const refKey = (seg: number, off: number) => seg * 4294967296 + off;
+
+function namespaceTag(name: string): Uint8Array {
+  return new Uint8Array(createHash('sha256').update(`understudy-namespace\0${name}`).digest().subarray(0, 8));
+}
+
+function fsyncDir(dir: string): void {
+  const fd = fs.openSync(dir, 'r');
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** zstd, copied out of the codec's scratch buffer (for callers that keep the result). */
+function compress(b: Uint8Array): Uint8Array {
+  return copyOf(zstdCompress(b));
+}
+
+/** Decompresses `src` into `dst`, which must end up exactly full. */
+function decompressExact(file: string, what: string, dst: Uint8Array, src: Uint8Array): void {
+  let n: number;
+  try {
+    n = zstdDecompressInto(dst, src);
+  } catch (err) {
+    throw new StoreFormatError(file, `${what} does not decompress: ${(err as Error).message}`);
+  }
+  if (n !== dst.byteLength) throw new StoreFormatError(file, `${what} decompresses to ${n} bytes, expected ${dst.byteLength}`);
+}
+
+/** Decompresses `src` (at most `max` bytes out) into a scratch buffer; returns a view of it. */
+let deltaScratch = new Uint8Array(0);
+function decompressDelta(file: string, what: string, src: Uint8Array, max: number): Uint8Array {
+  if (deltaScratch.byteLength < max) deltaScratch = new Uint8Array(max);
+  try {
+    return deltaScratch.subarray(0, zstdDecompressInto(deltaScratch.subarray(0, max), src));
+  } catch (err) {
+    throw new StoreFormatError(file, `${what} does not decompress: ${(err as Error).message}`);
+  }
+}
+
+/** An open store directory. */
+export class Store {
+  readonly dir: string;
+  readonly pageSize: number;
+  readonly segmentBytes: number;
+  private readonly fds = new Map<number, number>();
+  private readonly blocks = new Map<number, { buf: Buffer; len: number }>();
+  private readonly spare: Buffer[] = [];
+  /** A record starting in a block always ends inside block + slack. */
+  private readonly slack: number;
+  /** key: namespace tag + fingerprint (latin1) -> record refs */
+  private index: Map<string, number[]> | null = null;
+  private lockHeld = false;
+  private closed = false;
+  /** committed segment lengths, kept while this process is the writer (see committedExtents) */
+  private extentsCache: Map<number, number> | null = null;
+
+  /** @internal */
+  writeBufferBytes = WRITE_CHUNK;
+
+  private constructor(dir: string, pageSize: number, segmentBytes: number) {
+    this.dir = dir;
+    this.pageSize = pageSize;
+    this.segmentBytes = segmentBytes;
+    this.slack = RECORD_HEADER_BYTES + pageSize * 2 + 64;
+  }
+
+  /**
+   * Opens (or with `create`, creates) a store directory.
+   * @throws RangeError for bad options; StoreFormatError for a directory that is not a store.
+   */
+  static open(dir: string, options: StoreOptions = {}): Store {
+    if (typeof dir !== 'string' || dir === '') throw new TypeError('`dir` must be a non-empty string');
+    const segmentBytes = options.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
+    if (!Number.isInteger(segmentBytes) || segmentBytes < 65536 || segmentBytes > 0xffffffff) {
+      throw new RangeError(`\`segmentBytes\` must be an integer from 65536 to 4294967295, got ${segmentBytes}`);
+    }
+    if (options.pageSize !== undefined && !isPowerOfTwoPageSize(options.pageSize)) {
+      throw new RangeError(`\`pageSize\` must be a power of two from 512 to 1048576, got ${options.pageSize}`);
+    }
+    const wb = options.writeBufferBytes ?? WRITE_CHUNK;
+    if (!Number.isInteger(wb) || wb < 65536 || wb > 1 << 30) {
+      throw new RangeError(`\`writeBufferBytes\` must be an integer from 65536 to 1073741824, got ${wb}`);
+    }
+    const store = Store.openInner(dir, options, segmentBytes);
+    store.writeBufferBytes = wb;
+    return store;
+  }
+
+  private static openInner(dir: string, options: StoreOptions, segmentBytes: number): Store {
+    const headerFile = join(dir, 'STORE');
+    if (!fs.existsSync(headerFile)) {
+      if (!options.create) throw new StoreFormatError(dir, 'no store here (missing STORE file)');
+      const pageSize = options.pageSize ?? 4096;
+      fs.mkdirSync(join(dir, 'segments'), { recursive: true });
+      fs.mkdirSync(join(dir, 'manifests'), { recursive: true });
+      const tmp = join(dir, '.STORE.tmp');
+      const fd = fs.openSync(tmp, 'w');
+      try {
+        fs.writeSync(fd, encodeStoreHeader(pageSize, Date.now()));
+        fs.fsyncSync(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
+      fs.renameSync(tmp, headerFile);
+      fsyncDir(dir);
+      return new Store(dir, pageSize, segmentBytes);
+    }
+    const { pageSize } = decodeStoreHeader(headerFile, new Uint8Array(fs.readFileSync(headerFile)));
+    if (options.pageSize !== undefined && options.pageSize !== pageSize) {
+      throw new RangeError(`\`pageSize\` ${options.pageSize} differs from the store's ${pageSize}`);
+    }
+    for (const d of ['segments', 'manifests']) {
+      if (!fs.existsSync(join(dir, d))) throw new StoreFormatError(dir, `missing ${d}/ directory`);
+    }
+    return new Store(dir, pageSize, segmentBytes);
+  }
+
+  /** Closes cached file descriptors and releases the writer lock. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const fd of this.fds.values()) fs.closeSync(fd);
+    this.fds.clear();
+    this.blocks.clear();
+    this.unlock();
+  }
+
+  // ------------------------------------------------------------------ files
+
+  segmentFile(seg: number): string {
+    return join(this.dir, 'segments', `${pad(seg)}.seg`);
+  }
+
+  manifestFile(id: string): string {
+    return join(this.dir, 'manifests', `${pad(Number(id))}.man`);
+  }
+
+  /** Segment numbers present, ascending. */
+  segmentNumbers(): number[] {
+    return fs.readdirSync(join(this.dir, 'segments'))
+      .map((f) => /^(\d{8,})\.seg$/.exec(f))
+      .filter((m): m is RegExpExecArray => m !== null)
+      .map((m) => Number(m[1]))
+      .sort((a, b) => a - b);
+  }
+
+  /** Checkpoint ids present, in creation order. */
+  ids(): string[] {
+    return fs.readdirSync(join(this.dir, 'manifests'))
+      .map((f) => /^(\d{8,})\.man$/.exec(f))
+      .filter((m): m is RegExpExecArray => m !== null)
+      .map((m) => Number(m[1]))
+      .sort((a, b) => a - b)
+      .map(String);
+  }
+
+  /** Takes the writer lock (one writer per store; a lock left by a dead process is taken over). */
+  lock(): void {
+    if (this.lockHeld) return;
+    const file = join(this.dir, 'LOCK');
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        const fd = fs.openSync(file, 'wx');
+        fs.writeSync(fd, String(process.pid));
+        fs.closeSync(fd);
+        this.lockHeld = true;
+        return;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+        const pid = Number(fs.readFileSync(file, 'utf8'));
+        let alive = false;
+        if (Number.isInteger(pid) && pid > 0 && pid !== process.pid) {
+          try {
+            process.kill(pid, 0);
+            alive = true;
+          } catch (e) {
+            alive = (e as NodeJS.ErrnoException).code === 'EPERM';
+          }
+        }
+        if (alive) throw new Error(`store ${this.dir} is in use by process ${pid} (LOCK)`);
+        fs.rmSync(file, { force: true });
+      }
+    }
+    throw new Error(`could not take the lock of store ${this.dir}`);
+  }
+
+  unlock(): void {
+    if (!this.lockHeld) return;
+    this.lockHeld = false;
+    fs.rmSync(join(this.dir, 'LOCK'), { force: true });
+  }
+
+  // ------------------------------------------------------------------ manifests
+
+  private readManifestHead(id: string) {
+    const file = this.manifestFile(id);
+    const bytes = new Uint8Array(fs.readFileSync(file));
+    const head = decodeManifestHead(file, bytes);
+    if (head.pageSize !== this.pageSize) throw new StoreFormatError(file, `page size ${head.pageSize} differs from the store's ${this.pageSize}`);
+    if (head.meta.id !== id) throw new StoreFormatError(file, `manifest names checkpoint ${JSON.stringify(head.meta.id)}, expected ${id}`);
+    return { file, size: bytes.byteLength, ...head };
+  }
+
+  /** Metadata of one checkpoint. @throws StoreFormatError if its manifest is missing or corrupt. */
+  info(id: string): CheckpointInfo {
+    this.checkId(id);
+    const h = this.readManifestHead(id);
+    const m = h.meta;
+    return {
+      id: m.id, parent: m.parent, created: m.created, namespace: m.namespace, label: m.label ?? null,
+      full: h.full, pageSize: h.pageSize, pageCount: h.pageCount,
+      bytes: (m.stats.recordBytes ?? 0) + h.size, manifestBytes: h.size, stats: m.stats, guest: m.guest ?? null,
+    };
+  }
+
+  /** Every readable checkpoint in creation order, and the manifests that could not be read. */
+  list(): { checkpoints: CheckpointInfo[]; problems: VerifyProblem[] } {
+    const checkpoints: CheckpointInfo[] = [];
+    const problems: VerifyProblem[] = [];
+    for (const id of this.ids()) {
+      try {
+        checkpoints.push(this.info(id));
+      } catch (err) {
+        problems.push({ file: this.manifestFile(id), offset: null, problem: (err as Error).message });
+      }
+    }
+    return { checkpoints, problems };
+  }
+
+  private checkId(id: string): void {
+    if (typeof id !== 'string' || !/^\d{1,15}$/.test(id) || String(Number(id)) !== id) {
+      throw new RangeError(`\`checkpoint\` must be a checkpoint id (a decimal number), got ${JSON.stringify(id)}`);
+    }
+    if (!fs.existsSync(this.manifestFile(id))) throw new RangeError(`no checkpoint ${id} in ${this.dir}`);
+  }
+
+  /** Resolves `latest` or an id. */
+  resolveId(name: string): string {
+    if (name === 'latest') {
+      const ids = this.ids();
+      if (!ids.length) throw new RangeError(`store ${this.dir} has no checkpoints`);
+      return ids[ids.length - 1]!;
+    }
+    this.checkId(name);
+    return name;
+  }
+
+  /** The whole page map of a checkpoint (following the chain of change-only manifests). */
+  pageMap(id: string): PageMap & { cpu: Uint8Array; meta: ManifestMeta } {
+    this.checkId(id);
+    const chain: ReturnType<Store['readManifestHead']>[] = [];
+    let cur: string | null = id;
+    const seen = new Set<string>();
+    for (;;) {
+      if (cur === null) throw new StoreFormatError(this.manifestFile(id), 'change-only manifest chain has no full manifest at its root');
+      if (seen.has(cur)) throw new StoreFormatError(this.manifestFile(id), `manifest chain loops at ${cur}`);
+      seen.add(cur);
+      if (!fs.existsSync(this.manifestFile(cur))) throw new StoreFormatError(this.manifestFile(id), `parent checkpoint ${cur} is missing`);
+      const h = this.readManifestHead(cur);
+      chain.push(h);
+      if (h.full) break;
+      cur = h.meta.parent;
+    }
+    const top = chain[0]!;
+    const pageCount = top.pageCount;
+    const segments = new Uint32Array(pageCount);
+    const offsets = new Uint32Array(pageCount);
+    for (let i = chain.length - 1; i >= 0; i--) {
+      const h = chain[i]!;
+      if (h.pageCount !== pageCount) throw new StoreFormatError(h.file, `page count ${h.pageCount} differs from ${pageCount} in the chain`);
+      const map = decodeManifestMap(h.file, h, (b) => {
+        const raw = new Uint8Array(h.entries * 12);
+        decompressExact(h.file, 'manifest map', raw, b);
+        return raw;
+      });
+      for (let e = 0; e < map.pfns.length; e++) {
+        const pfn = map.pfns[e]!;
+        if (pfn >= pageCount) throw new StoreFormatError(h.file, `map entry ${e} names page ${pfn}, past the ${pageCount} pages`);
+        segments[pfn] = map.segments[e]!;
+        offsets[pfn] = map.offsets[e]!;
+      }
+    }
+    return { pageCount, segments, offsets, cpu: top.cpu, meta: top.meta };
+  }
+
+  private writeManifestAtomic(id: string, bytes: Uint8Array): void {
+    const tmp = join(this.dir, 'manifests', `.tmp-${pad(Number(id))}-${process.pid}`);
+    const fd = fs.openSync(tmp, 'w');
+    try {
+      let o = 0;
+      while (o < bytes.byteLength) o += fs.writeSync(fd, bytes, o, bytes.byteLength - o);
+      fs.fsyncSync(fd);
+    } catch (err) {
+      fs.closeSync(fd);
+      fs.rmSync(tmp, { force: true });
+      throw err;
+    }
+    fs.closeSync(fd);
+    fs.renameSync(tmp, this.manifestFile(id));
+    fsyncDir(join(this.dir, 'manifests'));
+  }
+
+  /** Committed length of each segment: the longest any readable manifest recorded. */
+  committedExtents(): Map<number, number> {
+    // Cached only while this process holds the writer lock: nobody else can commit then.
+    if (this.extentsCache && this.lockHeld) return new Map(this.extentsCache);
+    const ext = this.scanExtents();
+    this.extentsCache = this.lockHeld ? ext : null;
+    return new Map(ext);
+  }
+
+  /** @internal a writer committed `len` bytes of segment `seg` */
+  _committed(seg: number, len: number): void {
+    if (this.extentsCache) this.extentsCache.set(seg, Math.max(this.extentsCache.get(seg) ?? 0, len));
+  }
+
+  private scanExtents(): Map<number, number> {
+    const ext = new Map<number, number>();
+    for (const id of this.ids()) {
+      let meta: ManifestMeta;
+      try {
+        meta = this.readManifestHead(id).meta;
+      } catch {
+        continue;
+      }
+      for (const [k, v] of Object.entries(meta.extents)) {
+        const seg = Number(k);
+        if (Number.isInteger(seg) && seg > 0 && Number.isInteger(v) && v > 0) ext.set(seg, Math.max(ext.get(seg) ?? 0, v));
+      }
+    }
+    return ext;
+  }
+
+  // ------------------------------------------------------------------ reading records
+
+  private segmentFd(seg: number): number {
+    let fd = this.fds.get(seg);
+    if (fd === undefined) {
+      const file = this.segmentFile(seg);
+      try {
+        fd = fs.openSync(file, 'r');
+      } catch (err) {
+        throw new StoreFormatError(file, `segment is missing (${(err as NodeJS.ErrnoException).code})`);
+      }
+      const head = Buffer.alloc(SEGMENT_HEADER_BYTES);
+      const n = fs.readSync(fd, head, 0, SEGMENT_HEADER_BYTES, 0);
+      try {
+        decodeSegmentHeader(file, head.subarray(0, n), this.pageSize, seg);
+      } catch (err) {
+        fs.closeSync(fd);
+        throw err;
+      }
+      this.fds.set(seg, fd);
+    }
+    return fd;
+  }
+
+  /**
+   * Bytes [off, off+len) of a segment (a view valid until the next read), through a small LRU
+   * cache of aligned blocks: sequential reads cost one read() per block, and the jumps that
+   * deduplicated pages cause cost one block each.
+   */
+  private readAt(seg: number, off: number, len: number): Uint8Array {
+    const block = Math.floor(off / READ_BLOCK);
+    const key = seg * 1048576 + block;
+    let b = this.blocks.get(key);
+    if (b) {
+      this.blocks.delete(key);
+      this.blocks.set(key, b);
+    } else {
+      const fd = this.segmentFd(seg);
+      const buf = this.spare.pop() ?? Buffer.allocUnsafe(READ_BLOCK + this.slack);
+      const n = fs.readSync(fd, buf, 0, buf.length, block * READ_BLOCK);
+      b = { buf, len: n };
+      this.blocks.set(key, b);
+      if (this.blocks.size > READ_BLOCKS_CACHED) {
+        const oldest = this.blocks.keys().next().value as number;
+        this.spare.push(this.blocks.get(oldest)!.buf);
+        this.blocks.delete(oldest);
+      }
+    }
+    const rel = off - block * READ_BLOCK;
+    return b.buf.subarray(rel, Math.min(rel + len, b.len));
+  }
+
+  /** Forgets cached segment contents (after this process appended to a segment). */
+  private invalidate(seg: number): void {
+    for (const key of [...this.blocks.keys()]) {
+      if (Math.floor(key / 1048576) === seg) {
+        this.spare.push(this.blocks.get(key)!.buf);
+        this.blocks.delete(key);
+      }
+    }
+  }
+
+  /**
+   * The record at (seg, off), CRC checked. `payload` is a view into the read cache, valid until
+   * the next read of the store; `copy: true` returns a copy.
+   */
+  readRecord(seg: number, off: number, copy = true): { header: NonNullable<ReturnType<typeof parseRecordHeader>>; payload: Uint8Array } {
+    if (off < SEGMENT_HEADER_BYTES) throw new StoreFormatError(this.segmentFile(seg), `record offset ${off} is inside the segment header`);
+    const all = this.readAt(seg, off, this.slack);
+    const header = parseRecordHeader(all, this.pageSize);
+    if (!header) {
+      const why = all.byteLength < RECORD_HEADER_BYTES ? 'is truncated' : 'is not a valid record';
+      throw new StoreFormatError(this.segmentFile(seg), `record at offset ${off} ${why}`);
+    }
+    const end = RECORD_HEADER_BYTES + header.payloadLength;
+    if (all.byteLength < end) throw new StoreFormatError(this.segmentFile(seg), `record at offset ${off} is truncated`);
+    const payload = all.subarray(RECORD_HEADER_BYTES, end);
+    if (!recordCrcOk(all, payload)) throw new StoreFormatError(this.segmentFile(seg), `record at offset ${off} fails its checksum`);
+    if (!copy) return { header, payload };
+    return { header: { ...header, namespace: copyOf(header.namespace), fingerprint: copyOf(header.fingerprint) }, payload: copyOf(payload) };
+  }
+
+  /** Writes the page stored at (seg, off) into `out` (pageSize bytes), following deltas. */
+  readPage(seg: number, off: number, out: Uint8Array, expectDepth = -1): void {
+    const { header, payload } = this.readRecord(seg, off, false);
+    const bad = (what: string) => new StoreFormatError(this.segmentFile(seg), `record at offset ${off} ${what}`);
+    // (bad() only allocates on the error paths' calls)
+    if (expectDepth >= 0 && header.depth !== expectDepth) throw bad(`has delta depth ${header.depth}, expected ${expectDepth}`);
+    if (header.depth > MAX_DELTA_DEPTH) throw bad(`has delta depth ${header.depth} > ${MAX_DELTA_DEPTH}`);
+    const ps = this.pageSize;
+    if (header.kind === KIND_PAGE) {
+      if (header.codec === CODEC_ZSTD) {
+        decompressExact(this.segmentFile(seg), `page record at offset ${off}`, out, payload);
+      } else {
+        out.set(payload);
+      }
+      return;
+    }
+    // A delta: the payload view would not survive reading the base, so keep a copy.
+    const own = copyOf(payload);
+    const { baseSegment, baseOffset, codec, depth } = header;
+    if (baseSegment === 0) out.fill(0);
+    else this.readPage(baseSegment, baseOffset, out, depth - 1);
+    const delta = codec === CODEC_ZSTD ? decompressDelta(this.segmentFile(seg), `delta record at offset ${off}`, own, ps * 2 + 64) : own;
+    try {
+      kernels().applyDelta(out, delta);
+    } catch (err) {
+      throw bad(`(a delta) does not apply: ${(err as Error).message}`);
+    }
+  }
+
+  /**
+   * The memory image of a checkpoint (pageCount * pageSize bytes), written into `target` if given
+   * (it must be that size and zeroed, e.g. fresh guest memory).
+   */
+  readMemory(id: string, target?: Uint8Array): { memory: Uint8Array; cpu: Uint8Array; meta: ManifestMeta; map: PageMap } {
+    const map = this.pageMap(id);
+    const ps = this.pageSize;
+    const bytes = map.pageCount * ps;
+    const memory = target ?? new Uint8Array(bytes);
+    if (memory.byteLength !== bytes) throw new RangeError(`\`target\` must be ${bytes} bytes for checkpoint ${id}, got ${memory.byteLength}`);
+    const { segments, offsets } = map;
+    const k = kernels();
+    // Stored (non-zero) pages: the zero test of a map of u32 segment numbers gives runs to visit.
+    const present = k.scanBitmap(this.presentBitmap(segments));
+    // A record shared by several pages (deduplicated) is decoded once; later pages copy it.
+    const firstPfn = new Map<number, number>();
+    for (let i = 0; i < present.length; i++) {
+      const pfn = present[i]!;
+      const key = refKey(segments[pfn]!, offsets[pfn]!);
+      const first = firstPfn.get(key);
+      if (first !== undefined) {
+        memory.copyWithin(pfn * ps, first * ps, first * ps + ps);
+      } else {
+        this.readPage(segments[pfn]!, offsets[pfn]!, memory.subarray(pfn * ps, pfn * ps + ps));
+        firstPfn.set(key, pfn);
+      }
+    }
+    return { memory, cpu: map.cpu, meta: map.meta, map };
+  }
+
+  /** Bitmap of pages with a record (segment != 0). */
+  private presentBitmap(segments: Uint32Array): Uint8Array {
+    const n = segments.length;
+    const bm = new Uint8Array((n + 7) >> 3);
+    // Segment numbers are 32-bit: mark non-zero words. This runs over map entries, not page bytes.
+    for (let i = 0; i < n; i++) if (segments[i] !== 0) bm[i >> 3]! |= 1 << (i & 7);
+    return bm;
+  }
+
+  // ------------------------------------------------------------------ dedup index
+
+  /** The dedup index over committed page records (built on first use). */
+  private dedupIndex(): Map<string, number[]> {
+    if (this.index) return this.index;
+    const index = new Map<string, number[]>();
+    const ext = this.committedExtents();
+    for (const [seg, committed] of ext) {
+      if (!fs.existsSync(this.segmentFile(seg))) continue;
+      this.scanSegment(seg, committed, (off, h) => {
+        if (h.kind !== KIND_PAGE) return;
+        const key = Buffer.from(h.namespace).toString('latin1') + Buffer.from(h.fingerprint).toString('latin1');
+        const list = index.get(key);
+        if (list) list.push(refKey(seg, off));
+        else index.set(key, [refKey(seg, off)]);
+      }, false);
+    }
+    this.index = index;
+    return index;
+  }
+
+  /**
+   * Walks the records of a segment up to `limit` bytes, calling `fn` for each. Returns where the
+   * walk stopped and why (null: reached the limit cleanly).
+   */
+  scanSegment(seg: number, limit: number, fn: (off: number, h: NonNullable<ReturnType<typeof parseRecordHeader>>, crcOk: boolean) => void, checkCrc: boolean): { end: number; problem: string | null; bytesRead: number } {
+    const file = this.segmentFile(seg);
+    const fd = fs.openSync(file, 'r');
+    let bytesRead = 0;
+    try {
+      const size = fs.fstatSync(fd).size;
+      const end = Math.min(limit, size);
+      const head = Buffer.alloc(SEGMENT_HEADER_BYTES);
+      fs.readSync(fd, head, 0, SEGMENT_HEADER_BYTES, 0);
+      try {
+        decodeSegmentHeader(file, head, this.pageSize, seg);
+      } catch (err) {
+        return { end: 0, problem: (err as Error).message, bytesRead: SEGMENT_HEADER_BYTES };
+      }
+      const buf = Buffer.allocUnsafe(READ_WINDOW);
+      let bufStart = 0;
+      let bufLen = 0;
+      let off = SEGMENT_HEADER_BYTES;
+      const view = (o: number, len: number): Uint8Array | null => {
+        if (o + len > end) return null;
+        if (o < bufStart || o + len > bufStart + bufLen) {
+          bufStart = o;
+          bufLen = fs.readSync(fd, buf, 0, Math.min(buf.length, end - o), o);
+          bytesRead += bufLen;
+          if (len > bufLen) return null;
+        }
+        return buf.subarray(o - bufStart, o - bufStart + len);
+      };
+      while (off < end) {
+        const hb = view(off, RECORD_HEADER_BYTES);
+        if (!hb) return { end: off, problem: `truncated record header at offset ${off}`, bytesRead };
+        const h = parseRecordHeader(hb, this.pageSize);
+        if (!h) return { end: off, problem: `no valid record header at offset ${off}`, bytesRead };
+        const hcopy = { ...h, namespace: copyOf(h.namespace), fingerprint: copyOf(h.fingerprint) };
+        let ok = true;
+        if (checkCrc) {
+          const all = view(off, RECORD_HEADER_BYTES + h.payloadLength);
+          if (!all) return { end: off, problem: `truncated record at offset ${off}`, bytesRead };
+          ok = recordCrcOk(all.subarray(0, RECORD_HEADER_BYTES), all.subarray(RECORD_HEADER_BYTES));
+        } else if (off + RECORD_HEADER_BYTES + h.payloadLength > end) {
+          return { end: off, problem: `truncated record at offset ${off}`, bytesRead };
+        }
+        fn(off, hcopy, ok);
+        off += RECORD_HEADER_BYTES + h.payloadLength;
+      }
+      return { end: off, problem: null, bytesRead };
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  // ------------------------------------------------------------------ writing
+
+  /** Starts a writer for one guest's chain of checkpoints (takes the store's lock). */
+  writer(options: WriterOptions = {}): CheckpointWriter {
+    this.lock();
+    return new CheckpointWriter(this, options);
+  }
+
+  /** @internal */
+  _index(): Map<string, number[]> {
+    return this.dedupIndex();
+  }
+
+  /** @internal a segment opened for appending by a writer */
+  _openSegment(): SegmentAppender {
+    const existing = this.segmentNumbers();
+    const seg = (existing.length ? existing[existing.length - 1]! : 0) + 1;
+    return new SegmentAppender(this, seg);
+  }
+
+  /** @internal */
+  _invalidate(seg: number): void {
+    this.invalidate(seg);
+  }
+
+  /** @internal */
+  _writeManifest(id: string, bytes: Uint8Array): void {
+    this.writeManifestAtomic(id, bytes);
+  }
+
+  /** @internal next checkpoint id */
+  _nextId(): string {
+    const ids = this.ids();
+    return String(ids.length ? Number(ids[ids.length - 1]) + 1 : 1);
+  }
+
+  // ------------------------------------------------------------------ verify
+
+  /** Reads every segment and manifest; reports corrupt records and the checkpoints they hurt. */
+  verify(): VerifyReport {
+    const corrupt: VerifyProblem[] = [];
+    const tornTails: VerifyReport['tornTails'] = [];
+    const good = new Map<number, { depth: number; kind: number; base: number }>();
+    const ext = this.scanExtents();
+    let records = 0;
+    let bytesRead = 0;
+    const segs = this.segmentNumbers();
+    for (const seg of segs) {
+      const file = this.segmentFile(seg);
+      const size = fs.statSync(file).size;
+      const committed = ext.get(seg) ?? 0;
+      if (committed === 0) {
+        if (size > 0) tornTails.push({ segment: seg, bytes: size });
+        continue;
+      }
+      const r = this.scanSegment(seg, committed, (off, h, ok) => {
+        records++;
+        if (ok) good.set(refKey(seg, off), { depth: h.depth, kind: h.kind, base: refKey(h.baseSegment, h.baseOffset) });
+        else corrupt.push({ file, offset: off, problem: `record at offset ${off} fails its checksum` });
+      }, true);
+      bytesRead += r.bytesRead;
+      if (r.problem) corrupt.push({ file, offset: r.end, problem: `${r.problem}; the ${Math.max(0, Math.min(committed, size) - r.end)} committed bytes from there on are unreadable` });
+      if (committed > size) corrupt.push({ file, offset: size, problem: `segment is ${size} bytes but ${committed} were committed (truncated)` });
+      if (size > committed) tornTails.push({ segment: seg, bytes: size - committed });
+    }
+    const checkpoints: VerifyReport['checkpoints'] = [];
+    const checkRef = (key: number, depth: number): string | null => {
+      for (let d = depth; ; d--) {
+        const r = good.get(key);
+        if (!r) return `record ${Math.floor(key / 4294967296)}:${key % 4294967296} is missing or corrupt`;
+        if (r.kind === KIND_PAGE || r.base < 4294967296) return null;
+        if (d < 0) return 'delta chain too deep';
+        key = r.base;
+      }
+    };
+    for (const id of this.ids()) {
+      const problems: string[] = [];
+      try {
+        const map = this.pageMap(id);
+        bytesRead += fs.statSync(this.manifestFile(id)).size;
+        const bad = new Map<string, number>();
+        for (let pfn = 0; pfn < map.pageCount; pfn++) {
+          const seg = map.segments[pfn]!;
+          if (seg === 0) continue;
+          const p = checkRef(refKey(seg, map.offsets[pfn]!), MAX_DELTA_DEPTH);
+          if (p) bad.set(p, (bad.get(p) ?? 0) + 1);
+        }
+        for (const [p, n] of bad) problems.push(`${n} page(s): ${p}`);
+      } catch (err) {
+        problems.push((err as Error).message);
+        if (err instanceof StoreFormatError && err.file === this.manifestFile(id)) {
+          corrupt.push({ file: err.file, offset: null, problem: err.message.slice(err.file.length + 2) });
+        }
+      }
+      checkpoints.push({ id, ok: problems.length === 0, problems });
+    }
+    const ok = corrupt.length === 0 && checkpoints.every((c) => c.ok);
+    return { ok, segments: segs.length, records, bytesRead, corrupt, tornTails, checkpoints };
+  }
+
+  // ------------------------------------------------------------------ prune and compact
+
+  /**
+   * Deletes checkpoints: all but the newest `keep`, and/or those created more than `olderThanMs`
+   * ago. Kept checkpoints whose manifests depended on a deleted one are first rewritten with their
+   * whole page map (atomically). Records are reclaimed by compact().
+   */
+  prune(options: { keep?: number; olderThanMs?: number; now?: number }): { removed: string[]; rewritten: string[] } {
+    const { keep, olderThanMs } = options;
+    if (keep === undefined && olderThanMs === undefined) throw new RangeError('prune needs `keep` or `olderThanMs`');
+    if (keep !== undefined && (!Number.isInteger(keep) || keep < 0)) throw new RangeError(`\`keep\` must be a non-negative integer, got ${keep}`);
+    if (olderThanMs !== undefined && !(olderThanMs >= 0)) throw new RangeError(`\`olderThanMs\` must be a non-negative number, got ${olderThanMs}`);
+    this.lock();
+    const ids = this.ids();
+    const now = options.now ?? Date.now();
+    const remove = new Set<string>();
+    if (keep !== undefined) for (const id of ids.slice(0, Math.max(0, ids.length - keep))) remove.add(id);
+    if (olderThanMs !== undefined) {
+      for (const id of ids) {
+        try {
+          if (now - Date.parse(this.info(id).created) > olderThanMs) remove.add(id);
+        } catch {
+          // unreadable manifests are verify's business, not prune's
+        }
+      }
+    }
+    const rewritten: string[] = [];
+    for (const id of ids) {
+      if (remove.has(id)) continue;
+      let head;
+      try {
+        head = this.readManifestHead(id);
+      } catch {
+        continue;
+      }
+      if (head.full) continue;
+      // Does its chain pass through a checkpoint being removed?
+      let dep = false;
+      let cur: string | null = head.meta.parent;
+      while (cur !== null && fs.existsSync(this.manifestFile(cur))) {
+        if (remove.has(cur)) { dep = true; break; }
+        const h = this.readManifestHead(cur);
+        if (h.full) break;
+        cur = h.meta.parent;
+      }
+      if (dep) {
+        this.rewriteFull(id, null);
+        rewritten.push(id);
+      }
+    }
+    // Newest first: a change-only manifest is always deleted before its parent, so a prune
+    // interrupted at any point leaves every remaining checkpoint readable.
+    for (const id of [...ids].reverse()) if (remove.has(id)) fs.rmSync(this.manifestFile(id), { force: true });
+    fsyncDir(join(this.dir, 'manifests'));
+    this.index = null;
+    this.extentsCache = null;
+    return { removed: ids.filter((id) => remove.has(id)), rewritten };
+  }
+
+  /** Rewrites a manifest with its whole page map, optionally remapping record refs. */
+  private rewriteFull(id: string, remap: ((seg: number, off: number) => number) | null, extents?: Record<string, number>, resolved?: PageMap): void {
+    const head = this.readManifestHead(id);
+    // Maps must be resolved before any manifest of the chain is rewritten (compact passes them in).
+    const map = resolved ?? this.pageMap(id);
+    const present = kernels().scanBitmap(this.presentBitmap(map.segments));
+    const n = present.length;
+    const segs = new Uint32Array(n);
+    const offs = new Uint32Array(n);
+    for (let i = 0; i < n; i++) {
+      const pfn = present[i]!;
+      let s = map.segments[pfn]!;
+      let o = map.offsets[pfn]!;
+      if (remap) {
+        const k = remap(s, o);
+        s = Math.floor(k / 4294967296);
+        o = k % 4294967296;
+      }
+      segs[i] = s;
+      offs[i] = o;
+    }
+    const meta = { ...head.meta, extents: extents ?? head.meta.extents };
+    const bytes = encodeManifest({ full: true, pageSize: this.pageSize, pageCount: map.pageCount, meta, cpu: head.cpu, pfns: present, segments: segs, offsets: offs }, compress);
+    this.writeManifestAtomic(id, bytes);
+  }
+
+  /**
+   * Copies every record a checkpoint needs into new segments, rewrites each manifest to point at
+   * them (one atomic rename each), then deletes the old segments. A crash at any point leaves
+   * every checkpoint readable: until the last manifest is rewritten both copies exist, and old
+   * segments no manifest names any more are deleted by the next compact.
+   */
+  compact(): { segmentsBefore: number; segmentsAfter: number; bytesBefore: number; bytesAfter: number; records: number } {
+    this.lock();
+    const ids = this.ids();
+    const oldSegs = this.segmentNumbers();
+    const bytesBefore = oldSegs.reduce((a, s) => a + fs.statSync(this.segmentFile(s)).size, 0);
+    // Live records: every ref of every manifest, plus delta bases.
+    const live = new Set<number>();
+    const maps = new Map<string, PageMap>();
+    for (const id of ids) {
+      const map = this.pageMap(id); // throws on a corrupt manifest: compact refuses to lose data
+      maps.set(id, map);
+      for (let pfn = 0; pfn < map.pageCount; pfn++) {
+        const seg = map.segments[pfn]!;
+        if (seg === 0) continue;
+        let key = refKey(seg, map.offsets[pfn]!);
+        while (!live.has(key)) {
+          live.add(key);
+          const r = this.readRecord(Math.floor(key / 4294967296), key % 4294967296);
+          if (r.header.kind !== KIND_DELTA || r.header.baseSegment === 0) break;
+          key = refKey(r.header.baseSegment, r.header.baseOffset);
+        }
+      }
+    }
+    const order = [...live].sort((a, b) => a - b);
+    const remap = new Map<number, number>();
+    let app: SegmentAppender | null = null;
+    const newSegs: number[] = [];
+    const extents: Record<string, number> = {};
+    for (const key of order) {
+      const r = this.readRecord(Math.floor(key / 4294967296), key % 4294967296);
+      if (!app || app.size + RECORD_HEADER_BYTES + r.payload.byteLength > this.segmentBytes) {
+        if (app) {
+          app.sync();
+          extents[String(app.seg)] = app.size;
+          app.close();
+        }
+        app = this._openSegment();
+        newSegs.push(app.seg);
+      }
+      let baseKey = 0;
+      if (r.header.kind === KIND_DELTA && r.header.baseSegment !== 0) {
+        const b = remap.get(refKey(r.header.baseSegment, r.header.baseOffset));
+        if (b === undefined) throw new Error('compact: a delta base was not copied before its delta');
+        baseKey = b;
+      }
+      const off = app.append({
+        kind: r.header.kind, codec: r.header.codec, depth: r.header.depth,
+        baseSegment: Math.floor(baseKey / 4294967296), baseOffset: baseKey % 4294967296,
+        namespace: r.header.namespace, fingerprint: r.header.fingerprint,
+      }, r.payload);
+      remap.set(key, refKey(app.seg, off));
+    }
+    if (app) {
+      app.sync();
+      extents[String(app.seg)] = app.size;
+      app.close();
+    }
+    fsyncDir(join(this.dir, 'segments'));
+    for (const id of ids) {
+      this.rewriteFull(id, (s, o) => {
+        const k = remap.get(refKey(s, o));
+        if (k === undefined) throw new Error(`compact: record ${s}:${o} of checkpoint ${id} was not copied`);
+        return k;
+      }, extents, maps.get(id));
+    }
+    for (const s of oldSegs) {
+      const fd = this.fds.get(s);
+      if (fd !== undefined) {
+        fs.closeSync(fd);
+        this.fds.delete(s);
+      }
+      this.invalidate(s);
+      fs.rmSync(this.segmentFile(s), { force: true });
+    }
+    fsyncDir(join(this.dir, 'segments'));
+    this.index = null;
+    this.extentsCache = null;
+    const bytesAfter = newSegs.reduce((a, s) => a + fs.statSync(this.segmentFile(s)).size, 0);
+    return { segmentsBefore: oldSegs.length, segmentsAfter: newSegs.length, bytesBefore, bytesAfter, records: order.length };
+  }
+}
+
+/** @internal an append-only segment file opened by one writer. */
+export class SegmentAppender {
+  readonly seg: number;
+  private fd: number;
+  /** Bytes in the file (flushed + buffered). */
+  size: number;
+  private flushed: number;
+  private buf: Buffer;
+  private bufLen = 0;
+  private readonly file: string;
+
+  constructor(private readonly store: Store, seg: number) {
+    this.seg = seg;
+    this.buf = Buffer.allocUnsafe(Math.max(store.writeBufferBytes, RECORD_HEADER_BYTES + store.pageSize * 2 + 64));
+    this.file = store.segmentFile(seg);
+    this.fd = fs.openSync(this.file, 'wx');
+    const header = encodeSegmentHeader(store.pageSize, seg);
+    try {
+      fs.writeSync(this.fd, header, 0, header.byteLength, 0);
+    } catch (err) {
+      fs.closeSync(this.fd);
+      fs.rmSync(this.file, { force: true });
+      throw err;
+    }
+    this.size = SEGMENT_HEADER_BYTES;
+    this.flushed = SEGMENT_HEADER_BYTES;
+  }
+
+  /** Appends one record; returns its offset. */
+  append(h: Parameters<typeof writeRecordHeader>[1], payload: Uint8Array): number {
+    const need = RECORD_HEADER_BYTES + payload.byteLength;
+    if (this.bufLen + need > this.buf.length) this.flush();
+    const off = this.size;
+    writeRecordHeader(this.buf.subarray(this.bufLen, this.bufLen + RECORD_HEADER_BYTES), h, payload);
+    this.buf.set(payload, this.bufLen + RECORD_HEADER_BYTES);
+    this.bufLen += need;
+    this.size += need;
+    return off;
+  }
+
+  /** Whether (off) is already readable from the file. */
+  isFlushed(off: number): boolean {
+    return off < this.flushed;
+  }
+
+  flush(): void {
+    let o = 0;
+    while (o < this.bufLen) {
+      o += fs.writeSync(this.fd, this.buf, o, this.bufLen - o, this.flushed + o);
+    }
+    this.flushed += this.bufLen;
+    this.bufLen = 0;
+    this.store._invalidate(this.seg);
+  }
+
+  sync(): void {
+    this.flush();
+    fs.fsyncSync(this.fd);
+  }
+
+  /** Drops everything after `length` (a failed checkpoint's records); best effort. */
+  truncate(length: number): void {
+    this.bufLen = 0;
+    this.size = length;
+    this.flushed = Math.min(this.flushed, length);
+    try {
+      fs.ftruncateSync(this.fd, length);
+      this.flushed = length;
+    } catch {
+      // the bytes past the committed length are ignored on open anyway
+    }
+    this.store._invalidate(this.seg);
+  }
+
+  get closed(): boolean {
+    return this.fd < 0;
+  }
+
+  close(): void {
+    if (this.fd >= 0) fs.closeSync(this.fd);
+    this.fd = -1;
+  }
+}
+
+/**
+ * Writes a chain of checkpoints of one guest: the first commit stores every non-zero page, each
+ * later one only the pages its dirty list names (deltas against the previous commit where
+ * smaller). A failed commit (ENOSPC, I/O error) changes nothing committed, and the writer stays
+ * usable: the caller passes the failed commit's dirty pages again with the next one.
+ */
+export class CheckpointWriter {
+  readonly namespace: string;
+  private readonly tag: Uint8Array;
+  private readonly tagKey: string;
+  private parent: string | null;
+  private chainLength = 0;
+  private segments: Uint32Array | null = null;
+  private offsets: Uint32Array | null = null;
+  private depths: Uint8Array | null = null;
+  private shadow: Uint8Array | null = null;
+  private readonly incremental: boolean;
+  private app: SegmentAppender | null = null;
+  private ownsApp = true;
+  private closed = false;
+
+  constructor(private readonly store: Store, options: WriterOptions) {
+    const ns = options.shared ? SHARED_NAMESPACE : options.namespace ?? 'default';
+    if (typeof ns !== 'string' || !/^[A-Za-z0-9._-]{1,64}$/.test(ns)) {
+      throw new RangeError(`\`namespace\` must be 1 to 64 characters of A-Z a-z 0-9 . _ -, got ${JSON.stringify(ns)}`);
+    }
+    this.namespace = ns;
+    this.tag = namespaceTag(ns);
+    this.tagKey = Buffer.from(this.tag).toString('latin1');
+    this.incremental = options.incremental ?? true;
+    this.parent = options.parent ?? null;
+    if (this.parent !== null) {
+      const { memory, map } = store.readMemory(store.resolveId(this.parent));
+      this.segments = map.segments;
+      this.offsets = map.offsets;
+      this.depths = new Uint8Array(map.pageCount);
+      // Unknown depths are treated as the maximum: the next change of such a page is stored whole.
+      this.depths.fill(MAX_DELTA_DEPTH);
+      this.shadow = this.incremental ? memory : null;
+      this.chainLength = FULL_MAP_EVERY; // first manifest of a resumed chain carries the full map
+    }
+  }
+
+  /**
+   * A writer for another member of a snapshot group (same page count), whose first commit stores
+   * every page of that guest as a delta against this writer's last committed version of the same
+   * page where that is smaller: guests started from one image hold similar pages at the same
+   * addresses. Its manifest carries the whole page map and names this writer's checkpoint as
+   * parent (the checkpoint its deltas refer to). Needs an incremental writer with a commit.
+   */
+  sibling(): CheckpointWriter {
+    if (!this.shadow || !this.segments || !this.offsets || !this.depths || this.parent === null) {
+      throw new Error('sibling() needs an incremental writer that has committed a checkpoint');
+    }
+    const w = new CheckpointWriter(this.store, { namespace: this.namespace, incremental: false });
+    w.segments = this.segments.slice();
+    w.offsets = this.offsets.slice();
+    w.depths = this.depths.slice();
+    w.shadow = this.shadow; // read only: a non-incremental writer never updates it
+    w.parent = this.parent;
+    w.chainLength = FULL_MAP_EVERY;
+    // Append to the same segment (one writer at a time: the group is committed one by one).
+    w.app = this.app;
+    w.ownsApp = false;
+    return w;
+  }
+
+  /** The memory as of the last commit (or the parent), when incremental; do not modify. */
+  get baseline(): Uint8Array | null {
+    return this.shadow;
+  }
+
+  /** The last committed checkpoint of this writer (or the parent it started from). */
+  get head(): string | null {
+    return this.parent;
+  }
+
+  private ensureSegment(): SegmentAppender {
+    if (!this.app || this.app.closed || this.app.size >= this.store.segmentBytes - (this.store.pageSize * 2 + 128)) {
+      if (this.app && this.ownsApp) this.app.close();
+      this.app = this.store._openSegment();
+      this.ownsApp = true;
+    }
+    return this.app;
+  }
+
+  /**
+   * Commits one checkpoint of `memory` (the guest's whole RAM, read only between pause and the
+   * return of this call for the dirty pages). Returns its info.
+   * @throws CheckpointError (cause: the system error) when it cannot be written; nothing changes.
+   */
+  commit(memory: Uint8Array, options: CommitOptions = {}): CheckpointInfo {
+    if (this.closed) throw new Error('writer is closed');
+    if (!(memory instanceof Uint8Array)) throw new TypeError('`memory` must be a Uint8Array');
+    const ps = this.store.pageSize;
+    if (memory.byteLength === 0 || memory.byteLength % ps !== 0) {
+      throw new RangeError(`\`memory\` length must be a non-zero multiple of the page size ${ps}, got ${memory.byteLength}`);
+    }
+    const pageCount = memory.byteLength / ps;
+    if (pageCount > MAX_PAGES) throw new RangeError(`\`memory\` has ${pageCount} pages, more than the store supports (${MAX_PAGES})`);
+    if (this.segments && this.segments.length !== pageCount) {
+      throw new RangeError(`\`memory\` has ${pageCount} pages but this chain has ${this.segments.length}`);
+    }
+    const k = kernels();
+    const first = this.segments === null;
+    let dirty = options.dirty ?? null;
+    if (first) dirty = null; // the first checkpoint of a chain stores every page
+    if (dirty) {
+      if (!(dirty instanceof Uint32Array)) throw new TypeError('`dirty` must be a Uint32Array of page numbers');
+      if (dirty.length && dirty[dirty.length - 1]! >= pageCount) {
+        throw new RangeError(`\`dirty\` names page ${dirty[dirty.length - 1]}, past the ${pageCount} pages`);
+      }
+    }
+    const cpu = options.cpu ?? new Uint8Array(0);
+    let pages: Uint8Array;
+    if (dirty && options.pages) {
+      if (!(options.pages instanceof Uint8Array) || options.pages.byteLength !== dirty.length * ps) {
+        throw new RangeError(`\`pages\` must hold ${dirty.length} pages (${dirty.length * ps} bytes), got ${options.pages.byteLength}`);
+      }
+      pages = options.pages;
+    } else {
+      pages = dirty ? k.gatherPages(memory, dirty, { pageSize: ps }) : memory;
+    }
+    const n = dirty ? dirty.length : pageCount;
+    const zero = k.zeroPages(pages, { pageSize: ps });
+    const nonZero = k.scanBitmap(invertBitmap(zero, n));
+    const fps = k.fingerprintPages(pages, { pageSize: ps });
+    const fpBuf = Buffer.from(fps.buffer, fps.byteOffset, fps.byteLength);
+
+    const segs = this.segments ?? new Uint32Array(pageCount);
+    const offs = this.offsets ?? new Uint32Array(pageCount);
+    const depths = this.depths ?? new Uint8Array(pageCount);
+    const index = this.store._index();
+    const added: string[] = [];
+    // Changes: pfn -> new (seg, off, depth); applied to the chain state only after the commit.
+    const chPfn = new Uint32Array(n);
+    const chSeg = new Uint32Array(n);
+    const chOff = new Uint32Array(n);
+    const chDepth = new Uint8Array(n);
+    let changes = 0;
+    const stats = { dirtyPages: n, newPages: 0, deltaPages: 0, dedupPages: 0, zeroPages: 0, unchangedPages: 0, rawDirtyBytes: n * ps, recordBytes: 0 };
+    const app = (() => {
+      try {
+        return this.ensureSegment();
+      } catch (err) {
+        throw new CheckpointError(`checkpoint failed: ${(err as Error).message}`, err);
+      }
+    })();
+    const startSize = app.size;
+    const scratch = new Uint8Array(ps);
+    /** record ref -> index in `pages` of the page it holds, for records written by this commit */
+    const writtenHere = new Map<number, number>();
+    try {
+      // Pages that became zero: an entry with segment 0 (only matters when the parent had data).
+      const zeroIdx = k.scanBitmap(zero);
+      for (let z = 0; z < zeroIdx.length; z++) {
+        const i = zeroIdx[z]!;
+        if (i >= n) break;
+        const pfn = dirty ? dirty[i]! : i;
+        stats.zeroPages++;
+        if (segs[pfn] !== 0) {
+          chPfn[changes] = pfn; chSeg[changes] = 0; chOff[changes] = 0; chDepth[changes] = 0;
+          changes++;
+        }
+      }
+      for (let j = 0; j < nonZero.length; j++) {
+        const i = nonZero[j]!;
+        const pfn = dirty ? dirty[i]! : i;
+        const page = pages.subarray(i * ps, i * ps + ps);
+        const prevSeg = segs[pfn]!;
+        const shadowPage = this.shadow && prevSeg !== 0 ? this.shadow.subarray(pfn * ps, pfn * ps + ps) : null;
+        if (shadowPage && Buffer.compare(shadowPage, page) === 0) {
+          stats.unchangedPages++;
+          continue;
+        }
+        // 1. an identical page already stored in this namespace (byte-compared, never trusted blindly)
+        const key = this.tagKey + fpBuf.toString('latin1', i * 16, i * 16 + 16);
+        const cands = index.get(key);
+        let ref = -1;
+        if (cands) {
+          for (const c of cands) {
+            // A record written by this commit is compared with its page in memory; an older one
+            // is read back (and CRC-checked) first.
+            const mine = writtenHere.get(c);
+            let other: Uint8Array;
+            if (mine !== undefined) {
+              other = pages.subarray(mine * ps, mine * ps + ps);
+            } else {
+              try {
+                this.store.readPage(Math.floor(c / 4294967296), c % 4294967296, scratch);
+              } catch {
+                continue; // a corrupt record is never a dedup target
+              }
+              other = scratch;
+            }
+            if (Buffer.compare(other, page) === 0) { ref = c; break; }
+          }
+        }
+        if (ref >= 0) {
+          stats.dedupPages++;
+          chPfn[changes] = pfn; chSeg[changes] = Math.floor(ref / 4294967296); chOff[changes] = ref % 4294967296; chDepth[changes] = 0;
+          changes++;
+          continue;
+        }
+        // 2. a delta against the parent's version: taken at once when at most 64 bytes, else when it beats
+        //    the whole page compressed
+        let cand: { delta: Uint8Array; codec: number } | null = null;
+        if (shadowPage && depths[pfn]! < MAX_DELTA_DEPTH) {
+          let delta = k.encodeDelta(shadowPage, page);
+          let codec = CODEC_RAW;
+          if (delta.byteLength > 64) {
+            const z = zstdCompress(delta);
+            if (z.byteLength < delta.byteLength) { delta = copyOf(z); codec = CODEC_ZSTD; }
+          }
+          if (delta.byteLength < ps / 2) cand = { delta, codec };
+        }
+        // 3. the whole page, compressed where it pays
+        let payload: Uint8Array = page;
+        let codec = CODEC_RAW;
+        if (!cand || cand.delta.byteLength > 64) {
+          const z = zstdCompress(page);
+          if (z.byteLength < ps - ps / 8) { payload = z; codec = CODEC_ZSTD; }
+        }
+        if (cand && (cand.delta.byteLength <= 64 || cand.delta.byteLength < payload.byteLength)) {
+          const depth = depths[pfn]! + 1;
+          const off = app.append({ kind: KIND_DELTA, codec: cand.codec, depth, baseSegment: prevSeg, baseOffset: offs[pfn]!, namespace: this.tag, fingerprint: fps.subarray(i * 16, i * 16 + 16) }, cand.delta);
+          stats.deltaPages++;
+          stats.newPages++;
+          chPfn[changes] = pfn; chSeg[changes] = app.seg; chOff[changes] = off; chDepth[changes] = depth;
+          changes++;
+          continue;
+        }
+        const off = app.append({ kind: KIND_PAGE, codec, depth: 0, baseSegment: 0, baseOffset: 0, namespace: this.tag, fingerprint: fps.subarray(i * 16, i * 16 + 16) }, payload);
+        const r = refKey(app.seg, off);
+        writtenHere.set(r, i);
+        if (cands) cands.push(r);
+        else index.set(key, [r]);
+        added.push(key);
+        stats.newPages++;
+        chPfn[changes] = pfn; chSeg[changes] = app.seg; chOff[changes] = off; chDepth[changes] = 0;
+        changes++;
+      }
+      app.sync();
+      stats.recordBytes = app.size - startSize;
+
+      // The manifest: the whole map for the first checkpoint and every FULL_MAP_EVERY-th, else changes.
+      const id = this.store._nextId();
+      const full = first || this.chainLength + 1 >= FULL_MAP_EVERY;
+      const extents: Record<string, number> = {};
+      for (const [s, l] of this.store.committedExtents()) extents[String(s)] = l;
+      extents[String(app.seg)] = app.size;
+      const meta: ManifestMeta = {
+        id, parent: this.parent, created: new Date().toISOString(), namespace: this.namespace,
+        ...(options.label !== undefined ? { label: options.label } : {}),
+        extents, ...(options.guest ? { guest: options.guest } : {}), stats,
+      };
+      let mp: Uint32Array;
+      let ms: Uint32Array;
+      let mo: Uint32Array;
+      if (full) {
+        // apply changes to copies, then list every present page
+        const s2 = segs.slice();
+        const o2 = offs.slice();
+        for (let c = 0; c < changes; c++) { s2[chPfn[c]!] = chSeg[c]!; o2[chPfn[c]!] = chOff[c]!; }
+        mp = kernels().scanBitmap(presentBitmapOf(s2));
+        ms = new Uint32Array(mp.length);
+        mo = new Uint32Array(mp.length);
+        for (let e = 0; e < mp.length; e++) { ms[e] = s2[mp[e]!]!; mo[e] = o2[mp[e]!]!; }
+      } else {
+        mp = chPfn.subarray(0, changes);
+        ms = chSeg.subarray(0, changes);
+        mo = chOff.subarray(0, changes);
+      }
+      const bytes = encodeManifest({ full, pageSize: ps, pageCount, meta, cpu, pfns: mp, segments: ms, offsets: mo }, compress);
+      this.store._writeManifest(id, bytes);
+      this.store._committed(app.seg, app.size);
+
+      // Committed: advance the chain state.
+      for (let c = 0; c < changes; c++) {
+        const pfn = chPfn[c]!;
+        segs[pfn] = chSeg[c]!; offs[pfn] = chOff[c]!; depths[pfn] = chDepth[c]!;
+      }
+      this.segments = segs;
+      this.offsets = offs;
+      this.depths = depths;
+      if (this.incremental) {
+        if (!this.shadow) this.shadow = copyOf(memory);
+        else if (dirty) k.scatterPages(this.shadow, dirty, pages, { pageSize: ps });
+        else this.shadow.set(memory);
+      }
+      this.parent = id;
+      this.chainLength = full ? 0 : this.chainLength + 1;
+      return {
+        id, parent: meta.parent, created: meta.created, namespace: this.namespace, label: options.label ?? null, full,
+        pageSize: ps, pageCount, bytes: stats.recordBytes + bytes.byteLength, manifestBytes: bytes.byteLength, stats,
+        guest: options.guest ?? null,
+      };
+    } catch (err) {
+      // Undo: forget index entries for records that never committed, drop the segment's tail.
+      for (const key of added) {
+        const list = index.get(key);
+        if (!list) continue;
+        const keep = list.filter((r) => !(Math.floor(r / 4294967296) === app.seg && r % 4294967296 >= startSize));
+        if (keep.length) index.set(key, keep);
+        else index.delete(key);
+      }
+      app.truncate(startSize);
+      app.close();
+      this.app = null; // the next attempt starts a fresh segment
+      const e = err as NodeJS.ErrnoException;
+      throw new CheckpointError(`checkpoint failed${e.code ? ` (${e.code})` : ''}: ${e.message}; earlier checkpoints are intact`, err);
+    }
+  }
+
+  /** Closes the writer's segment and releases the store's lock. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.app && this.ownsApp) this.app.close();
+    this.app = null;
+  }
+}
+
+function invertBitmap(bm: Uint8Array, n: number): Uint8Array {
+  const out = new Uint8Array(bm.length);
+  for (let i = 0; i < bm.length; i++) out[i] = ~bm[i]! & 0xff;
+  const tail = n & 7;
+  if (tail && out.length) out[out.length - 1]! &= (1 << tail) - 1;
+  return out;
+}
+
+function presentBitmapOf(segments: Uint32Array): Uint8Array {
+  const n = segments.length;
+  const bm = new Uint8Array((n + 7) >> 3);
+  for (let i = 0; i < n; i++) if (segments[i] !== 0) bm[i >> 3]! |= 1 << (i & 7);
+  return bm;
+}
+
+export { STORE_HEADER_BYTES };
