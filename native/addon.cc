@@ -9,6 +9,7 @@ void InitCopy(Napi::Env env, Napi::Object exports);
 void InitDelta(Napi::Env env, Napi::Object exports);
 void InitHash(Napi::Env env, Napi::Object exports);
 void InitGuest(Napi::Env env, Napi::Object exports);
+void InitZstd(Napi::Env env, Napi::Object exports);
 
 namespace {
 
@@ -20,6 +21,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitDelta(env, exports);
   InitHash(env, exports);
   InitGuest(env, exports);
+  InitZstd(env, exports);
   return exports;
 }
 
