@@ -32,7 +32,6 @@ std::string OutputQueue::drain(uint8_t* mem, size_t* drained) {
   const us_record* ring = reinterpret_cast<const us_record*>(mem + US_RING_GPA);
   uint64_t chain = c->out_chain;
   const size_t first = pending_.size();
-  pending_.reserve(first + (head - tail));
   for (uint64_t p = tail; p < head; p++) {
     Record r;
     // One copy out of guest memory, then only the copy is looked at (the guest may be running).

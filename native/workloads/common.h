@@ -151,7 +151,11 @@ static inline int us_emit(const struct us_ctx *c, const uint64_t *words, uint32_
   return 0;
 }
 
-/* Per-workload hooks, one pair per workload file. prepare() clamps c->p (from control->params)
+/* Every clamp keeps one step's work bounded (at most ~64K stores or 64 page checksums, kv at
+ * most 256 probes per request), so a pause is never more than a short step away, whatever the
+ * control page says.
+ *
+ * Per-workload hooks, one pair per workload file. prepare() clamps c->p (from control->params)
  * to valid values; step() runs step number `step` with PRNG state s and running checksum *h and
  * returns 0, a panic code (memcheck) or US_STEP_STOP. */
 #define US_STEP_STOP 1ull

@@ -17,6 +17,9 @@
 #include "common.h"
 
 #define KV_SLOT 64u
+/* Longest probe run looked at. Far above what a table at most half full needs; it bounds a step's
+ * work even over a table full of garbage (a restored image is hostile input). */
+#define KV_PROBES 256u
 
 static inline uint64_t kv_home(uint64_t key, uint64_t mask) {
   uint64_t z = key + US_K1;
@@ -45,7 +48,7 @@ uint64_t us_step_kv(struct us_ctx *c, uint64_t step, uint64_t *s, uint64_t *h) {
     const uint64_t op = roll < c->p[3] ? 'G' : roll < c->p[3] + c->p[4] ? 'P' : 'D';
     /* Find the key, or the empty slot where it would go. */
     uint64_t i = kv_home(key, mask), found = 0, empty = 0;
-    for (uint64_t n = 0; n < slots; n++) {
+    for (uint64_t n = 0; n < KV_PROBES && n < slots; n++) {
       const uint64_t k = us_load64(c, base + i * KV_SLOT);
       if (k == key + 1) {
         found = 1;
@@ -91,7 +94,7 @@ uint64_t us_step_kv(struct us_ctx *c, uint64_t step, uint64_t *s, uint64_t *h) {
       /* Backward-shift delete: pull later entries of the probe run into the hole. */
       status = 1;
       uint64_t hole = i, j = i;
-      for (uint64_t n = 0; n < slots; n++) {
+      for (uint64_t n = 0; n < KV_PROBES && n < slots; n++) {
         j = (j + 1) & mask;
         const uint64_t kj = us_load64(c, base + j * KV_SLOT);
         if (kj == 0) break;

@@ -48,7 +48,7 @@ static uint64_t mc_verify(const uint8_t *mem, uint64_t gpa, uint64_t expect) {
 
 void us_prepare_memcheck(struct us_ctx *c) {
   c->p[0] = us_working_set(c);
-  c->p[1] = us_clamp(c->p[1] ? c->p[1] : 4, 1, 1024);
+  c->p[1] = us_clamp(c->p[1] ? c->p[1] : 4, 1, 64);
   c->p[2] = us_clamp(c->p[2] ? c->p[2] : 16, 1, MC_WORDS - 2);
 }
 

@@ -8,8 +8,8 @@
 
 void us_prepare_sparse(struct us_ctx *c) {
   c->p[0] = us_working_set(c);
-  c->p[1] = us_clamp(c->p[1] ? c->p[1] : 16, 1, 4096);
-  c->p[2] = us_clamp(c->p[2] ? c->p[2] : 2, 1, US_PAGE_SIZE / 8);
+  c->p[1] = us_clamp(c->p[1] ? c->p[1] : 16, 1, 1024);
+  c->p[2] = us_clamp(c->p[2] ? c->p[2] : 2, 1, 64);
 }
 
 uint64_t us_step_sparse(struct us_ctx *c, uint64_t step, uint64_t *s, uint64_t *h) {
