@@ -19,6 +19,7 @@ import { sources, FLAGS } from './sources.mjs';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const out = join(root, 'build-sanitize');
 const cxx = process.env.CXX || 'g++';
+const cc = process.env.CC || 'gcc';
 const budget = Number(process.env.UNDERSTUDY_SANITIZE_SECONDS ?? 60);
 const SAN = ['-fsanitize=address,undefined', '-fno-sanitize-recover=all', '-fno-omit-frame-pointer', '-g', '-O1'];
 const COMMON = ['-std=c++17', '-Wall', '-Wextra', '-Wno-unused-parameter', '-I', join(root, 'native')];
@@ -50,6 +51,7 @@ async function pool(jobs, width) {
 const objName = (src) => join(out, 'obj', src.replace(/^native\//, '').replace(/[/.]/g, '_') + '.o');
 const units = [
   ...sources('kernels').map((s) => ({ src: s, flags: [] })),
+  ...sources('guest').map((s) => ({ src: s, flags: [] })),
   ...sources('avx2').map((s) => ({ src: s, flags: FLAGS.avx2 })),
   ...sources('avx512').map((s) => ({ src: s, flags: FLAGS.avx512 })),
 ];
@@ -57,7 +59,11 @@ const width = Math.max(1, Math.min(os.cpus().length, 4));
 
 console.log(`sanitize: compiling ${units.length} kernel sources with ${cxx} ${SAN.join(' ')}`);
 const codes = await pool(
-  units.map((u) => () => run(cxx, [...COMMON, ...SAN, ...u.flags, '-c', u.src, '-o', objName(u.src)])),
+  units.map((u) => () =>
+    u.src.endsWith('.c')
+      ? run(cc, ['-std=gnu11', '-Wall', '-I', join(root, 'native'), ...SAN, '-c', u.src, '-o', objName(u.src)])
+      : run(cxx, [...COMMON, ...SAN, ...u.flags, '-c', u.src, '-o', objName(u.src)]),
+  ),
   width,
 );
 if (codes.some((c) => c !== 0)) {

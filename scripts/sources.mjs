@@ -9,6 +9,8 @@
 //   avx2      translation units compiled with the AVX2 target flags
 //   avx512    translation units compiled with the AVX-512 target flags
 //   addon     N-API bindings, VMM, simulated guest, workloads (needs node-addon-api)
+//   guest     the part of `addon` with no N-API: workloads, shared guest host code, the sim
+//             (the sanitizer build links it into native/test/ harnesses)
 //   flags-avx2 / flags-avx512   the target flags for those groups
 // Paths are printed relative to the package root, one per line.
 import { readdirSync, statSync } from 'node:fs';
@@ -51,6 +53,8 @@ export function sources(group) {
       return all.filter((p) => isaOf(p) === group);
     case 'addon':
       return all.filter((p) => !isKernel(p) && isaOf(p) === null);
+    case 'guest':
+      return all.filter((p) => /^native\/(guest|sim|workloads)\//.test(p));
     default:
       throw new Error(`unknown source group: ${group}`);
   }
