@@ -59,9 +59,9 @@ export async function primaryHandshake(link: Link, id: PrimaryIdentity, timeoutM
   const ks = sessionKeys(key, t);
   if (!proofMatches(ch.proof, ks.proofB)) throw new ProtocolError('AUTH_FAILED', 'backup failed authentication (wrong key?)');
   if (ch.generation > id.generation) throw new SupersededError(ch.generation, `backup has seen generation ${ch.generation} > ours (${id.generation}): we are stale`);
-  link.send(FrameType.PROOF, id.generation, 0n, ks.proofP);
   link.txKey = ks.kPB;
   link.decoder.key = ks.kBP;
+  link.send(FrameType.PROOF, id.generation, 0n, ks.proofP);
   const af = await link.next(timeoutMs);
   if (af && af.type === FrameType.REJECT) {
     const r = decodeReject(af.payload);
