@@ -27,7 +27,7 @@
         "<!@(node scripts/sources.mjs kernels)",
         "<!@(node scripts/sources.mjs addon)"
       ],
-      "libraries": ["-lpthread"]
+      "libraries": ["-lpthread", "-llz4", "-lzstd"]
     }
   ]
 }

@@ -10,6 +10,25 @@ export type { IsaName } from './kernels/cpu.js';
 export { allocateMemory, mapFile, GuestMemory } from './kernels/memory.js';
 export type { MapFileOptions } from './kernels/memory.js';
 
+// Delta codec (issue 3): lib/kernels/delta.ts
+export {
+  encodeDelta,
+  applyDelta,
+  encodePages,
+  encodePagesSync,
+  applyPages,
+  applyPagesAsync,
+  inspectFrame,
+} from './kernels/delta.js';
+export type { EncodeDeltaOptions, EncodePagesOptions, ApplyPagesOptions, FrameInfo } from './kernels/delta.js';
+// kernels: bitmap, copy, hash
+export { scanBitmap, countBitmap } from './kernels/bitmap.js';
+export type { ScanBitmapOptions } from './kernels/bitmap.js';
+export { gatherPages, scatterPages } from './kernels/copy.js';
+export type { GatherOptions, ScatterOptions } from './kernels/copy.js';
+export { hashPages, fingerprintPages, zeroPages, xxh3 } from './kernels/hash.js';
+export type { PageOptions, HashPagesOptions } from './kernels/hash.js';
+
 // replication (issue 5)
 export { startPrimary, Primary, startBackup, Backup, followStream, StreamVerifier, readReference, generateKey, writeKeyFile, readKeyFile, OutputLog, ProtocolError } from './replication/index.js';
 export type { PrimaryOptions, EpochStats, Endpoint, BackupOptions, CommitInfo, FollowOptions, FollowResult, StreamRecord, Reference, PageKernels, ChainHash } from './replication/index.js';

@@ -61,9 +61,8 @@ Features detect() {
   const bool avx512dq = b & (1u << 17);
   const bool avx512bw = b & (1u << 30);
   const bool avx512vl = b & (1u << 31);
-  unsigned ea, eb, ec, ed;
-  __get_cpuid(0x80000001, &ea, &eb, &ec, &ed);
-  const bool lzcnt = ec & (1u << 5);
+  unsigned ea = 0, eb = 0, ec = 0, ed = 0;
+  const bool lzcnt = __get_cpuid(0x80000001, &ea, &eb, &ec, &ed) && (ec & (1u << 5));
   f.avx2 = ymm_state && avx2 && fma && bmi1 && bmi2 && lzcnt && popcnt;
   f.avx512 = f.avx2 && zmm_state && avx512f && avx512dq && avx512bw && avx512vl;
   return f;

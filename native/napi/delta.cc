@@ -1,4 +1,312 @@
-// N-API bindings for the delta family.
+// N-API bindings for the delta family (internal, snake_case; lib/kernels/delta.ts is the public
+// API and validates arguments first):
+//
+//   delta_encode(prev, next, compress) -> Uint8Array
+//   delta_apply(target, delta)
+//   pages_encode(shadow, pages, pfns, pageSize, threads, compress) -> Promise<Uint8Array>
+//   pages_encode_sync(...same) -> Uint8Array
+//   pages_apply(replica, frame, pageSize, threads)
+//   pages_apply_async(...same) -> Promise<void>
+//   frame_inspect(frame) -> { version, pageSize, count, pfns, bytes, payloadBytes }
+//   bench_xor_compress(prev, next, pageSize, level) -> bytes   (benchmark baseline only)
+//
+// Batch calls run on the runtime worker pool inside an AsyncWorker: arguments are unwrapped and
+// checked on the JS thread, buffers are held by reference while Execute() works on raw pointers
+// (no N-API calls there), and failures come back through SetError as a rejected promise
+// (RangeError for bad input).
+#include <lz4.h>
 #include <napi.h>
+#include <zstd.h>
 
-void InitDelta(Napi::Env env, Napi::Object exports) {}
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/napi_util.h"
+#include "kernels/delta/frame.h"
+#include "kernels/dispatch.h"
+#include "runtime/pool.h"
+
+namespace {
+
+namespace kd = kernels::delta;
+using napi_util::Bytes;
+
+// Hands a malloc'd buffer to JS as a Uint8Array that frees it when collected.
+Napi::Uint8Array adopt(Napi::Env env, uint8_t* data, size_t len) {
+  Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, data, len, [](Napi::Env, void* p) { std::free(p); });
+  return Napi::Uint8Array::New(env, len, ab, 0);
+}
+
+// `threads`: undefined means every hardware thread; 0 is treated as 1.
+unsigned threads_arg(const Napi::Value& v) {
+  if (v.IsUndefined()) return runtime::hardware_threads();
+  const uint64_t t = napi_util::uint(v, "threads", 256);
+  return t == 0 ? 1u : static_cast<unsigned>(t);
+}
+
+Napi::Value DeltaEncode(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Bytes prev = napi_util::u8(info[0], "prev");
+  Bytes next = napi_util::u8(info[1], "next");
+  const bool compress = info[2].IsUndefined() ? true : info[2].ToBoolean().Value();
+  if (prev.length != next.length) {
+    napi_util::throw_range(env, "`next` must have the length of `prev` (" + std::to_string(prev.length) +
+                                    " bytes), got " + std::to_string(next.length));
+  }
+  if (next.length > kd::kMaxDeltaLength) {
+    napi_util::throw_range(env, "`next` must be at most 4294967295 bytes, got " + std::to_string(next.length));
+  }
+  const size_t cap = kd::delta_bound(next.length);
+  auto* out = static_cast<uint8_t*>(std::malloc(cap));
+  if (out == nullptr) throw Napi::Error::New(env, "out of memory");
+  static const uint8_t kEmpty[1] = {0};
+  const size_t len = kd::encode_delta(*kernels::active().delta, prev.data ? prev.data : kEmpty,
+                                      next.data ? next.data : kEmpty, next.length, compress, out);
+  if (auto* shrunk = static_cast<uint8_t*>(std::realloc(out, len))) out = shrunk;
+  return adopt(env, out, len);
+}
+
+Napi::Value DeltaApply(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Bytes target = napi_util::u8(info[0], "target");
+  Bytes delta = napi_util::u8(info[1], "delta");
+  std::string reason;
+  if (!kd::check_delta(delta.data, delta.length, target.length, &reason)) {
+    napi_util::throw_range(env, "`delta` " + reason);
+  }
+  kd::apply_delta(target.data, target.length, delta.data, delta.length);
+  return env.Undefined();
+}
+
+// ---- encodePages ----
+
+struct EncodeArgs {
+  const kd::Ops* ops;
+  Bytes shadow, pages;
+  const uint32_t* pfns;
+  size_t count;
+  size_t page_size;
+  unsigned threads;
+  bool compress;
+};
+
+EncodeArgs encode_args(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  EncodeArgs a;
+  a.ops = kernels::active().delta;
+  a.shadow = napi_util::u8(info[0], "shadow");
+  a.pages = napi_util::u8(info[1], "pages");
+  a.pfns = napi_util::u32(info[2], "pfns", &a.count);
+  a.page_size = napi_util::page_size(info[3]);
+  a.threads = threads_arg(info[4]);
+  a.compress = info[5].IsUndefined() ? true : info[5].ToBoolean().Value();
+  if (a.shadow.length % a.page_size != 0) {
+    napi_util::throw_range(env, "`shadow` length must be a multiple of `pageSize` (" +
+                                    std::to_string(a.page_size) + "), got " + std::to_string(a.shadow.length));
+  }
+  if (a.pages.length != a.count * a.page_size) {
+    napi_util::throw_range(env, "`pages` must hold `pfns.length` (" + std::to_string(a.count) +
+                                    ") pages of " + std::to_string(a.page_size) + " bytes, got " +
+                                    std::to_string(a.pages.length) + " bytes");
+  }
+  std::string reason;
+  if (!kd::check_pfns(a.pfns, a.count, a.shadow.length / a.page_size, &reason)) {
+    napi_util::throw_range(env, "`pfns` " + reason);
+  }
+  return a;
+}
+
+Napi::Value PagesEncodeSync(const Napi::CallbackInfo& info) {
+  EncodeArgs a = encode_args(info);
+  kd::Encoded out;
+  if (const char* e = kd::encode_pages(*a.ops, a.shadow.data, a.pages.data, a.pfns, a.count, a.page_size,
+                                       a.threads, a.compress, &out)) {
+    throw Napi::Error::New(info.Env(), e);
+  }
+  return adopt(info.Env(), out.data, out.length);
+}
+
+// Keeps the argument objects alive while the worker runs, and settles a promise.
+class PromiseWorker : public Napi::AsyncWorker {
+ public:
+  PromiseWorker(Napi::Env env, const Napi::CallbackInfo& info, size_t nrefs)
+      : Napi::AsyncWorker(env, "understudy.delta"), deferred_(Napi::Promise::Deferred::New(env)) {
+    for (size_t i = 0; i < nrefs; i++) {
+      if (info[i].IsObject()) refs_.push_back(Napi::Persistent(info[i].As<Napi::Object>()));
+    }
+  }
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+ protected:
+  // Execute() reports bad input by setting range_ before SetError; anything else is an Error.
+  void OnError(const Napi::Error& e) override {
+    Napi::Env env = Env();
+    if (range_) {
+      deferred_.Reject(Napi::RangeError::New(env, e.Message()).Value());
+    } else {
+      deferred_.Reject(e.Value());
+    }
+  }
+  Napi::Promise::Deferred deferred_;
+  std::vector<Napi::ObjectReference> refs_;
+  bool range_ = false;
+};
+
+class EncodeWorker : public PromiseWorker {
+ public:
+  EncodeWorker(Napi::Env env, const Napi::CallbackInfo& info, const EncodeArgs& a)
+      : PromiseWorker(env, info, 3), a_(a) {}
+  ~EncodeWorker() override { std::free(out_.data); }
+
+  void Execute() override {
+    if (const char* e = kd::encode_pages(*a_.ops, a_.shadow.data, a_.pages.data, a_.pfns, a_.count,
+                                         a_.page_size, a_.threads, a_.compress, &out_)) {
+      SetError(e);
+    }
+  }
+  void OnOK() override {
+    uint8_t* data = out_.data;
+    out_.data = nullptr;
+    deferred_.Resolve(adopt(Env(), data, out_.length));
+  }
+
+ private:
+  EncodeArgs a_;
+  kd::Encoded out_;
+};
+
+Napi::Value PagesEncode(const Napi::CallbackInfo& info) {
+  EncodeArgs a = encode_args(info);
+  auto* w = new EncodeWorker(info.Env(), info, a);
+  Napi::Promise p = w->promise();
+  w->Queue();
+  return p;
+}
+
+// ---- applyPages ----
+
+struct ApplyArgs {
+  Bytes replica, frame;
+  size_t page_size;
+  unsigned threads;
+};
+
+ApplyArgs apply_args(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ApplyArgs a;
+  a.replica = napi_util::u8(info[0], "replica");
+  a.frame = napi_util::u8(info[1], "frame");
+  a.page_size = napi_util::page_size(info[2]);
+  a.threads = threads_arg(info[3]);
+  if (a.replica.length % a.page_size != 0) {
+    napi_util::throw_range(env, "`replica` length must be a multiple of `pageSize` (" +
+                                    std::to_string(a.page_size) + "), got " + std::to_string(a.replica.length));
+  }
+  return a;
+}
+
+Napi::Value PagesApply(const Napi::CallbackInfo& info) {
+  ApplyArgs a = apply_args(info);
+  kd::FrameView f;
+  std::string reason;
+  if (!kd::check_frame(a.frame.data, a.frame.length, a.page_size, a.replica.length / a.page_size,
+                       a.threads, &f, &reason)) {
+    napi_util::throw_range(info.Env(), "`frame` " + reason);
+  }
+  kd::apply_frame(a.replica.data, f, a.threads);
+  return info.Env().Undefined();
+}
+
+class ApplyWorker : public PromiseWorker {
+ public:
+  ApplyWorker(Napi::Env env, const Napi::CallbackInfo& info, const ApplyArgs& a)
+      : PromiseWorker(env, info, 2), a_(a) {}
+  void Execute() override {
+    kd::FrameView f;
+    std::string reason;
+    if (!kd::check_frame(a_.frame.data, a_.frame.length, a_.page_size, a_.replica.length / a_.page_size,
+                         a_.threads, &f, &reason)) {
+      range_ = true;
+      SetError("`frame` " + reason);
+      return;
+    }
+    kd::apply_frame(a_.replica.data, f, a_.threads);
+  }
+  void OnOK() override { deferred_.Resolve(Env().Undefined()); }
+
+ private:
+  ApplyArgs a_;
+};
+
+Napi::Value PagesApplyAsync(const Napi::CallbackInfo& info) {
+  ApplyArgs a = apply_args(info);
+  auto* w = new ApplyWorker(info.Env(), info, a);
+  Napi::Promise p = w->promise();
+  w->Queue();
+  return p;
+}
+
+Napi::Value FrameInspect(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Bytes frame = napi_util::u8(info[0], "frame");
+  kd::FrameView f;
+  std::string reason;
+  // Any page size, and a replica as large as a pfn can address: pfns must still be distinct and
+  // every body well-formed.
+  if (!kd::check_frame(frame.data, frame.length, 0, uint64_t{1} << 32, 1, &f, &reason)) {
+    napi_util::throw_range(env, "`frame` " + reason);
+  }
+  Napi::Uint32Array pfns = Napi::Uint32Array::New(env, f.count);
+  for (size_t i = 0; i < f.count; i++) pfns[i] = kd::entry_pfn(f, i);
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("version", Napi::Number::New(env, f.version));
+  o.Set("pageSize", Napi::Number::New(env, f.page_size));
+  o.Set("count", Napi::Number::New(env, f.count));
+  o.Set("pfns", pfns);
+  o.Set("bytes", Napi::Number::New(env, static_cast<double>(frame.length)));
+  o.Set("payloadBytes", Napi::Number::New(env, static_cast<double>(f.payload_length)));
+  return o;
+}
+
+// Benchmark baseline only (bench/delta.bench.ts): XOR each page of `next` with `prev` and
+// compress it on its own with lz4 (level 0 = LZ4_compress_default) or zstd (level >= 1), like
+// the "XOR + general-purpose compressor" schemes the codec is compared with. Returns the total
+// compressed bytes. Single-threaded, synchronous.
+Napi::Value BenchXorCompress(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Bytes prev = napi_util::u8(info[0], "prev");
+  Bytes next = napi_util::u8(info[1], "next");
+  const size_t ps = napi_util::page_size(info[2]);
+  const int level = static_cast<int>(napi_util::uint(info[3], "level", 22));
+  if (prev.length != next.length || next.length % ps != 0) napi_util::throw_range(env, "`next` size");
+  std::vector<uint8_t> x(ps);
+  std::vector<uint8_t> out(ZSTD_compressBound(ps) + LZ4_compressBound(static_cast<int>(ps)));
+  ZSTD_CCtx* cctx = level > 0 ? ZSTD_createCCtx() : nullptr;
+  double total = 0;
+  for (size_t off = 0; off < next.length; off += ps) {
+    for (size_t i = 0; i < ps; i++) x[i] = prev.data[off + i] ^ next.data[off + i];
+    if (level == 0) {
+      total += LZ4_compress_default(reinterpret_cast<const char*>(x.data()), reinterpret_cast<char*>(out.data()),
+                                    static_cast<int>(ps), static_cast<int>(out.size()));
+    } else {
+      total += static_cast<double>(ZSTD_compressCCtx(cctx, out.data(), out.size(), x.data(), ps, level));
+    }
+  }
+  if (cctx) ZSTD_freeCCtx(cctx);
+  return Napi::Number::New(env, total);
+}
+
+}  // namespace
+
+void InitDelta(Napi::Env env, Napi::Object exports) {
+  exports.Set("delta_encode", Napi::Function::New(env, DeltaEncode, "delta_encode"));
+  exports.Set("delta_apply", Napi::Function::New(env, DeltaApply, "delta_apply"));
+  exports.Set("pages_encode", Napi::Function::New(env, PagesEncode, "pages_encode"));
+  exports.Set("pages_encode_sync", Napi::Function::New(env, PagesEncodeSync, "pages_encode_sync"));
+  exports.Set("pages_apply", Napi::Function::New(env, PagesApply, "pages_apply"));
+  exports.Set("pages_apply_async", Napi::Function::New(env, PagesApplyAsync, "pages_apply_async"));
+  exports.Set("frame_inspect", Napi::Function::New(env, FrameInspect, "frame_inspect"));
+  exports.Set("bench_xor_compress", Napi::Function::New(env, BenchXorCompress, "bench_xor_compress"));
+}

@@ -1,8 +1,39 @@
-// Kernel family "delta", avx512 variant.
+// Kernel family "delta", AVX-512 variant: one 64-byte XOR per block and _mm512_test_epi8_mask
+// gives the block's non-zero mask directly; masked stores update the shadow. Compiled on every
+// build; selected only on CPUs with AVX-512F/BW (cpu::supported).
+#include <immintrin.h>
+
+#include <cstring>
+
 #include "kernels/delta/delta.h"
 
 namespace kernels::delta {
+namespace avx512_impl {
 
-extern const Ops ops_avx512 = {"avx512"};
+static void xor_blocks(uint8_t* prev, const uint8_t* next, size_t blocks, bool update,
+                       uint8_t* xo, uint64_t* mask, uint64_t* diff, uint64_t* nonzero) {
+  __m512i z = _mm512_setzero_si512();
+  uint64_t d = 0;
+  for (size_t b = 0; b < blocks; b++) {
+    // SAFETY: b < blocks, so the 64 bytes at 64b are inside both pages and the xor buffer.
+    const __m512i a = _mm512_loadu_si512(prev + b * 64);
+    const __m512i c = _mm512_loadu_si512(next + b * 64);
+    const __m512i x = _mm512_xor_si512(a, c);
+    _mm512_storeu_si512(xo + b * 64, x);
+    z = _mm512_or_si512(z, c);
+    const uint64_t m = _mm512_test_epi8_mask(x, x);
+    mask[b] = m;
+    d |= m;
+    if (update && m != 0) _mm512_storeu_si512(prev + b * 64, c);
+  }
+  *diff |= d;
+  *nonzero |= _mm512_test_epi64_mask(z, z) ? 1 : 0;
+}
+
+#include "kernels/delta/generic.inc"
+
+}  // namespace avx512_impl
+
+extern const Ops ops_avx512 = {"avx512", avx512_impl::encode_page_impl};
 
 }  // namespace kernels::delta

@@ -1,4 +1,10 @@
-// Kernel family "delta": the ops every ISA variant provides (see kernels/dispatch.h).
+// Kernel family "delta": the first stage of the page delta codec (see docs/FORMAT.md).
+//
+// Every ISA variant provides encode_page: XOR a page against its previous version, classify it
+// (SAME / ZERO / XRLE / RAW) and emit the XOR-RLE token stream. The XOR and the zero-byte masks
+// are the SIMD part (per ISA); walking the masks into tokens is shared code (generic.inc)
+// compiled once per ISA so it gets that target's tzcnt/auto-vectorisation. The optional second
+// stage (lz4) and the frame layout are ISA independent (codec.h, frame.h).
 #pragma once
 
 #include <cstddef>
@@ -6,8 +12,32 @@
 
 namespace kernels::delta {
 
+// Per-page encodings. The numeric values are part of the wire format (docs/FORMAT.md).
+enum Kind : uint8_t {
+  kSame = 0,     // unchanged: no body
+  kZero = 1,     // all zero bytes: no body
+  kXrle = 2,     // XOR-RLE token stream
+  kRaw = 3,      // the new bytes verbatim (body length == page length)
+  kXrleLz4 = 4,  // varint(XOR-RLE length) + lz4 block of the XOR-RLE stream
+  kRawLz4 = 5,   // lz4 block of the new bytes (decompresses to exactly the page length)
+};
+constexpr uint8_t kKindCount = 6;
+
+// Scratch a caller hands to encode_page (one per thread; sized for the largest page).
+struct Scratch {
+  uint8_t* xor_buf;    // n rounded up to 64, plus 64 bytes of slack
+  uint64_t* mask;      // (n + 63) / 64 words
+};
+
 struct Ops {
   const char* isa;
+  // Encodes `next` against `prev` (both n bytes) into `out` (capacity n + 64 bytes: literals
+  // are copied in 16/32-byte blocks) and returns the
+  // kind; *out_len gets the body length (0 for SAME/ZERO, n for RAW, < n for XRLE).
+  // When `update_prev` is true, prev is overwritten with next (only the 64-byte blocks that
+  // differ are written), which is how encodePages keeps its shadow in step.
+  Kind (*encode_page)(uint8_t* prev, const uint8_t* next, size_t n, bool update_prev,
+                      uint8_t* out, size_t* out_len, const Scratch& scratch);
 };
 
 extern const Ops ops_scalar;

@@ -1,8 +1,45 @@
-// Kernel family "delta", scalar variant.
+// Kernel family "delta", scalar variant: 64-bit word XOR and a byte-wise non-zero mask. Every
+// other variant must produce exactly the bytes this one does (test/delta.test.ts, fuzz_delta).
+#include <cstring>
+
 #include "kernels/delta/delta.h"
 
 namespace kernels::delta {
+namespace scalar_impl {
 
-extern const Ops ops_scalar = {"scalar"};
+static void xor_blocks(uint8_t* prev, const uint8_t* next, size_t blocks, bool update,
+                       uint8_t* xo, uint64_t* mask, uint64_t* diff, uint64_t* nonzero) {
+  uint64_t d = 0, z = 0;
+  for (size_t b = 0; b < blocks; b++) {
+    uint64_t m = 0;
+    uint64_t bd = 0;
+    for (size_t w = 0; w < 8; w++) {
+      uint64_t a, c;
+      // SAFETY: b < blocks, so bytes [64b, 64b+64) are inside both n-byte pages.
+      std::memcpy(&a, prev + b * 64 + w * 8, 8);
+      std::memcpy(&c, next + b * 64 + w * 8, 8);
+      const uint64_t x = a ^ c;
+      std::memcpy(xo + b * 64 + w * 8, &x, 8);
+      z |= c;
+      bd |= x;
+      if (x != 0) {
+        for (size_t j = 0; j < 8; j++) {
+          if ((x >> (8 * j)) & 0xff) m |= uint64_t{1} << (w * 8 + j);
+        }
+      }
+    }
+    mask[b] = m;
+    d |= bd;
+    if (update && bd != 0) std::memcpy(prev + b * 64, next + b * 64, 64);
+  }
+  *diff |= d;
+  *nonzero |= z;
+}
+
+#include "kernels/delta/generic.inc"
+
+}  // namespace scalar_impl
+
+extern const Ops ops_scalar = {"scalar", scalar_impl::encode_page_impl};
 
 }  // namespace kernels::delta

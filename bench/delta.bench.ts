@@ -1,0 +1,166 @@
+/**
+ * npm run bench -- delta
+ *
+ * encodePages / applyPages on the page kinds of issue 3 §4 (a few words, ~640 bytes in ~10 runs,
+ * half the page, a new random page, unchanged, zero) and on "realistic" fine-grained changes
+ * (median ~700 changed bytes per page in many short runs; test/reference/pages.ts), 1 and 2
+ * threads, against: the plain TypeScript XOR + zero-run encoder (test/reference/delta.ts),
+ * node:zlib deflate level 1 of the XOR page, and lz4 (LZ4_compress_default) and zstd level 1 of
+ * the XOR page, each page on its own, in C via liblz4/libzstd (the addon's bench_xor_compress).
+ *
+ * GB/s is of input (whole new pages); "out %" is output bytes over whole pages. encodePages
+ * alternates between the new and the old pages so the shadow never settles (or resets the
+ * shadow and subtracts the reset's time, for kinds whose reverse is a different change).
+ */
+import { deflateRawSync } from 'node:zlib';
+import { applyPages, encodePages, encodePagesSync } from '../lib/index.js';
+import { native } from '../lib/native.js';
+import { encodeBody } from '../test/reference/delta.js';
+import { PAGE_KINDS, pagePairs } from '../test/reference/pages.js';
+import { type BenchContext, fmt, measure, type Row } from './harness.js';
+
+export const name = 'delta';
+
+const PS = 4096;
+
+function xorPage(a: Uint8Array, b: Uint8Array, out: Uint8Array): void {
+  const a32 = new Uint32Array(a.buffer, a.byteOffset, a.length >> 2);
+  const b32 = new Uint32Array(b.buffer, b.byteOffset, b.length >> 2);
+  const o32 = new Uint32Array(out.buffer, out.byteOffset, out.length >> 2);
+  for (let i = 0; i < o32.length; i++) o32[i] = a32[i] ^ b32[i];
+}
+
+export async function run(ctx: BenchContext): Promise<void> {
+  const count = ctx.quick ? 512 : 4096; // 2 or 16 MiB of pages per call
+  const small = ctx.quick ? 32 : 128; // pages for the slow TS / deflate baselines
+  const time = ctx.quick ? 150 : 600;
+  const pfns = Uint32Array.from({ length: count }, (_, i) => i);
+  const rows: Row[] = [];
+  const summary: Row[] = [];
+  for (const kind of PAGE_KINDS) {
+    const { old, next } = pagePairs(42, kind, count);
+    const shadow = old.slice();
+    // XOR-symmetric kinds encode the same changes in alternating direction. For 'zero',
+    // 'random' and 'half' the reverse is a different kind of change, so there the shadow is
+    // reset before each call and the reset (a 16 MiB copy) is timed separately and subtracted.
+    const reset = kind === 'zero' || kind === 'random' || kind === 'half';
+    let flip = false;
+    const encode = (threads: number, compress = true) => {
+      flip = !flip;
+      if (reset) shadow.set(old);
+      return encodePagesSync(shadow, reset || flip ? next : old, pfns, { threads, compress });
+    };
+    const encodeAsync = (threads: number) => {
+      flip = !flip;
+      if (reset) shadow.set(old);
+      return encodePages(shadow, reset || flip ? next : old, pfns, { threads });
+    };
+    // Frames both ways for apply, and output sizes.
+    const fwd = encodePagesSync(old.slice(), next, pfns);
+    const first = encodePagesSync(old.slice(), next, pfns, { compress: false });
+    // Applying the same frame again does the same work (XOR toggles, RAW/ZERO rewrite).
+    const replica = old.slice();
+    const apply = (threads: number) => applyPages(replica, fwd, { threads });
+    const x = new Uint8Array(PS);
+    const oldS = old.subarray(0, small * PS);
+    const nextS = next.subarray(0, small * PS);
+    let tsBytes = 0;
+    let deflateBytes = 0;
+    const tasks = {
+      'encodePages 1t': () => encode(1),
+      'encodePages 2t': () => encode(2),
+      'encodePages async 2t': () => encodeAsync(2),
+      'first stage only 1t': () => encode(1, false),
+      'applyPages 1t': () => apply(1),
+      'applyPages 2t': () => apply(2),
+      'TS XOR+zero-run': () => {
+        tsBytes = 0;
+        for (let p = 0; p < small; p++) tsBytes += 8 + encodeBody(oldS.subarray(p * PS, (p + 1) * PS), nextS.subarray(p * PS, (p + 1) * PS)).body.length;
+      },
+      'XOR+deflate(1)': () => {
+        deflateBytes = 0;
+        for (let p = 0; p < small; p++) {
+          xorPage(oldS.subarray(p * PS, (p + 1) * PS), nextS.subarray(p * PS, (p + 1) * PS), x);
+          deflateBytes += deflateRawSync(x, { level: 1 }).length;
+        }
+      },
+      'XOR+lz4': () => native.bench_xor_compress(oldS, nextS, PS, 0),
+      'XOR+zstd(1)': () => native.bench_xor_compress(oldS, nextS, PS, 1),
+      ...(reset ? { 'shadow reset (subtracted)': () => shadow.set(old) } : {}),
+    };
+    const res = await measure(tasks, { quick: ctx.quick, time });
+    const lz4Bytes = native.bench_xor_compress(oldS, nextS, PS, 0) as number;
+    const zstdBytes = native.bench_xor_compress(oldS, nextS, PS, 1) as number;
+    (tasks['TS XOR+zero-run'] as () => void)();
+    (tasks['XOR+deflate(1)'] as () => void)();
+    const big = count * PS;
+    const smallBytes = small * PS;
+    const sizes: Record<string, number> = {
+      'encodePages 1t': fmt.pct(fwd.length, big),
+      'encodePages 2t': fmt.pct(fwd.length, big),
+      'encodePages async 2t': fmt.pct(fwd.length, big),
+      'first stage only 1t': fmt.pct(first.length, big),
+      'applyPages 1t': fmt.pct(fwd.length, big),
+      'applyPages 2t': fmt.pct(fwd.length, big),
+      'TS XOR+zero-run': fmt.pct(tsBytes, smallBytes),
+      'XOR+deflate(1)': fmt.pct(deflateBytes, smallBytes),
+      'XOR+lz4': fmt.pct(lz4Bytes, smallBytes),
+      'XOR+zstd(1)': fmt.pct(zstdBytes, smallBytes),
+    };
+    if (reset) {
+      const r = res['shadow reset (subtracted)'].meanNs;
+      delete res['shadow reset (subtracted)'];
+      for (const t of ['encodePages 1t', 'encodePages 2t', 'encodePages async 2t', 'first stage only 1t']) res[t].meanNs -= r;
+    }
+    for (const [task, r] of Object.entries(res)) {
+      const bytes = task.startsWith('encodePages') || task.startsWith('apply') || task.startsWith('first') ? big : smallBytes;
+      rows.push({ kind, method: task, 'GB/s in': fmt.gbps(bytes, r.meanNs), 'out %': sizes[task] });
+    }
+    summary.push({
+      kind,
+      'encode 1t GB/s': fmt.gbps(big, res['encodePages 1t'].meanNs),
+      'encode 2t GB/s': fmt.gbps(big, res['encodePages 2t'].meanNs),
+      'apply 1t GB/s': fmt.gbps(big, res['applyPages 1t'].meanNs),
+      'out %': sizes['encodePages 1t'],
+      'vs TS x': fmt.ratio(res['TS XOR+zero-run'].meanNs / smallBytes, res['encodePages 1t'].meanNs / big),
+      'zstd(1) %': sizes['XOR+zstd(1)'],
+      'zstd(1) GB/s': fmt.gbps(smallBytes, res['XOR+zstd(1)'].meanNs),
+    });
+    ctx.log(`  ${kind} done`);
+  }
+  // Epoch-sized batches: issue 5's replication target dirties ~2 MiB per 25 ms epoch, gathered
+  // just before encoding, so the pages are cache-warm rather than DRAM-bound as above.
+  {
+    const n = 512;
+    const { old, next } = pagePairs(43, 'realistic', n);
+    const ep = pfns.subarray(0, n);
+    const shadow = old.slice();
+    let flip = false;
+    const enc = (threads: number) => {
+      flip = !flip;
+      return encodePagesSync(shadow, flip ? next : old, ep, { threads });
+    };
+    const res = await measure({ '1t': () => enc(1), '2t': () => enc(2) }, { quick: ctx.quick, time });
+    const size = encodePagesSync(old.slice(), next, ep).length;
+    summary.push({
+      kind: 'realistic, 2 MiB batch',
+      'encode 1t GB/s': fmt.gbps(n * PS, res['1t'].meanNs),
+      'encode 2t GB/s': fmt.gbps(n * PS, res['2t'].meanNs),
+      'apply 1t GB/s': '',
+      'out %': fmt.pct(size, n * PS),
+      'vs TS x': '',
+      'zstd(1) %': '',
+      'zstd(1) GB/s': '',
+    });
+  }
+  ctx.report({
+    family: 'delta',
+    title: `encodePages / applyPages vs baselines (${count} pages of 4 KiB; baselines on ${small} pages)`,
+    rows,
+    notes: [
+      'GB/s = input (whole new pages) per second; out % = output bytes / whole pages.',
+      'Targets (issue 3 §4), realistic: out <= 20 % and >= 2 GB/s per thread.',
+    ],
+  });
+  ctx.report({ family: 'delta', title: 'delta summary', rows: summary });
+}

@@ -1,0 +1,215 @@
+/**
+ * The delta codec: encode a buffer (or a batch of pages) against its previous version, and
+ * apply the result on the other side. Formats are in docs/FORMAT.md ("Delta" and "Page frame").
+ *
+ * TypeScript validates arguments (TypeError for a wrong type, RangeError for a bad value, each
+ * naming the argument); the native side checks every byte of a delta or frame before it writes
+ * anything, so a hostile input throws a RangeError and leaves the target unchanged.
+ */
+import { native } from '../native.js';
+
+/** Options of {@link encodeDelta}. */
+export interface EncodeDeltaOptions {
+  /**
+   * Allow the lz4 second stage (chosen per buffer when it saves at least 1/16). Default true.
+   * With `false` the output is the first stage only (XOR-RLE or RAW), byte for byte what
+   * docs/FORMAT.md describes.
+   */
+  compress?: boolean;
+}
+
+/** Options of {@link encodePages} / {@link encodePagesSync}. */
+export interface EncodePagesOptions {
+  /** Page size in bytes: a power of two from 512 to 1048576. Default 4096. */
+  pageSize?: number;
+  /** Worker threads to use (1 to 256). Default: the number of hardware threads. */
+  threads?: number;
+  /** Allow the lz4 second stage, chosen per page when it pays. Default true. */
+  compress?: boolean;
+}
+
+/** Options of {@link applyPages} / {@link applyPagesAsync}. */
+export interface ApplyPagesOptions {
+  /** Page size in bytes; must equal the frame's. Default 4096. */
+  pageSize?: number;
+  /** Worker threads to use (1 to 256). Default: the number of hardware threads. */
+  threads?: number;
+}
+
+/** What {@link inspectFrame} reports about a frame. */
+export interface FrameInfo {
+  /** Format version (1). */
+  version: number;
+  /** Page size the frame was made for. */
+  pageSize: number;
+  /** Number of pages in the frame. */
+  count: number;
+  /** The page numbers, in frame order. */
+  pfns: Uint32Array;
+  /** Total size of the frame in bytes. */
+  bytes: number;
+  /** Bytes of encoded page bodies (the frame minus header and index). */
+  payloadBytes: number;
+}
+
+function u8(value: unknown, name: string): Uint8Array {
+  if (!(value instanceof Uint8Array)) {
+    throw new TypeError(`\`${name}\` must be a Uint8Array, got ${describe(value)}`);
+  }
+  return value;
+}
+
+function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (typeof value === 'object') return (value as object).constructor?.name ?? 'object';
+  return typeof value;
+}
+
+function options(value: unknown, name: string): Record<string, unknown> {
+  if (value === undefined) return {};
+  if (value === null || typeof value !== 'object') {
+    throw new TypeError(`\`${name}\` must be an object, got ${describe(value)}`);
+  }
+  return value as Record<string, unknown>;
+}
+
+function pageSizeOf(o: Record<string, unknown>): number {
+  const v = o.pageSize ?? 4096;
+  if (typeof v !== 'number') throw new TypeError(`\`pageSize\` must be a number, got ${describe(v)}`);
+  if (!Number.isInteger(v) || v < 512 || v > 1048576 || (v & (v - 1)) !== 0) {
+    throw new RangeError(`\`pageSize\` must be a power of two from 512 to 1048576, got ${v}`);
+  }
+  return v;
+}
+
+function threadsOf(o: Record<string, unknown>): number | undefined {
+  const v = o.threads;
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number') throw new TypeError(`\`threads\` must be a number, got ${describe(v)}`);
+  if (!Number.isInteger(v) || v < 1 || v > 256) {
+    throw new RangeError(`\`threads\` must be an integer from 1 to 256, got ${v}`);
+  }
+  return v;
+}
+
+function compressOf(o: Record<string, unknown>): boolean {
+  const v = o.compress ?? true;
+  if (typeof v !== 'boolean') throw new TypeError(`\`compress\` must be a boolean, got ${describe(v)}`);
+  return v;
+}
+
+/**
+ * Encodes `next` given `prev` (same length): XOR with `prev`, runs of zero bytes skipped,
+ * literal runs kept, raw fallback when that does not pay. The result is self-describing,
+ * versioned and checksummed (docs/FORMAT.md, "Delta").
+ * @throws TypeError if an argument is not a Uint8Array.
+ * @throws RangeError if the lengths differ or exceed 4294967295 bytes.
+ */
+export function encodeDelta(prev: Uint8Array, next: Uint8Array, opts?: EncodeDeltaOptions): Uint8Array {
+  u8(prev, 'prev');
+  u8(next, 'next');
+  const o = options(opts, 'options');
+  if (prev.length !== next.length) {
+    throw new RangeError(`\`next\` must have the length of \`prev\` (${prev.length} bytes), got ${next.length}`);
+  }
+  return native.delta_encode(prev, next, compressOf(o)) as Uint8Array;
+}
+
+/**
+ * Turns `target`, which holds the `prev` of {@link encodeDelta}, into its `next`, in place.
+ * The whole delta is checked before anything is written.
+ * @throws TypeError if an argument is not a Uint8Array.
+ * @throws RangeError naming `delta` if it is truncated, corrupt, of another version or made
+ * for a target of another length; `target` is then unchanged.
+ */
+export function applyDelta(target: Uint8Array, delta: Uint8Array): void {
+  u8(target, 'target');
+  u8(delta, 'delta');
+  native.delta_apply(target, delta);
+}
+
+function encodeArgs(shadow: Uint8Array, pages: Uint8Array, pfns: Uint32Array, opts: unknown) {
+  u8(shadow, 'shadow');
+  u8(pages, 'pages');
+  if (!(pfns instanceof Uint32Array)) throw new TypeError(`\`pfns\` must be a Uint32Array, got ${describe(pfns)}`);
+  const o = options(opts, 'options');
+  const pageSize = pageSizeOf(o);
+  const threads = threadsOf(o);
+  const compress = compressOf(o);
+  if (shadow.length % pageSize !== 0) {
+    throw new RangeError(`\`shadow\` length must be a multiple of \`pageSize\` (${pageSize}), got ${shadow.length}`);
+  }
+  if (pages.length !== pfns.length * pageSize) {
+    throw new RangeError(
+      `\`pages\` must hold \`pfns.length\` (${pfns.length}) pages of ${pageSize} bytes, got ${pages.length} bytes`,
+    );
+  }
+  return [shadow, pages, pfns, pageSize, threads, compress] as const;
+}
+
+/**
+ * Encodes a batch of pages into one frame: for each `pfns[i]`, the delta of the new page
+ * `pages[i * pageSize ..]` against page `pfns[i]` of `shadow`, and then updates `shadow` to the
+ * new contents. Zero and unchanged pages cost 8 bytes of index. Runs on the native worker pool;
+ * the event loop stays free. Do not touch `shadow` or `pages` until the promise settles.
+ * @throws TypeError / RangeError (synchronously) for bad arguments, a pfn past the end of
+ * `shadow` or a pfn that appears twice.
+ */
+export function encodePages(
+  shadow: Uint8Array,
+  pages: Uint8Array,
+  pfns: Uint32Array,
+  opts?: EncodePagesOptions,
+): Promise<Uint8Array> {
+  return native.pages_encode(...encodeArgs(shadow, pages, pfns, opts)) as Promise<Uint8Array>;
+}
+
+/** {@link encodePages}, synchronously on the calling thread (plus the pool): for small batches. */
+export function encodePagesSync(
+  shadow: Uint8Array,
+  pages: Uint8Array,
+  pfns: Uint32Array,
+  opts?: EncodePagesOptions,
+): Uint8Array {
+  return native.pages_encode_sync(...encodeArgs(shadow, pages, pfns, opts)) as Uint8Array;
+}
+
+function applyArgs(replica: Uint8Array, frame: Uint8Array, opts: unknown) {
+  u8(replica, 'replica');
+  u8(frame, 'frame');
+  const o = options(opts, 'options');
+  const pageSize = pageSizeOf(o);
+  const threads = threadsOf(o);
+  if (replica.length % pageSize !== 0) {
+    throw new RangeError(`\`replica\` length must be a multiple of \`pageSize\` (${pageSize}), got ${replica.length}`);
+  }
+  return [replica, frame, pageSize, threads] as const;
+}
+
+/**
+ * Applies a frame from {@link encodePages} to `replica`. The whole frame is validated first
+ * (magic, version, page size, count, every length, every pfn, checksum, every page body);
+ * then all pages are applied.
+ * @throws RangeError naming `frame` if any of it is invalid; `replica` is then unchanged.
+ */
+export function applyPages(replica: Uint8Array, frame: Uint8Array, opts?: ApplyPagesOptions): void {
+  native.pages_apply(...applyArgs(replica, frame, opts));
+}
+
+/**
+ * {@link applyPages} on the native worker pool. Rejects with the same RangeError; `replica`
+ * must not be touched until the promise settles.
+ */
+export function applyPagesAsync(replica: Uint8Array, frame: Uint8Array, opts?: ApplyPagesOptions): Promise<void> {
+  return native.pages_apply_async(...applyArgs(replica, frame, opts)) as Promise<void>;
+}
+
+/**
+ * Validates a frame (everything {@link applyPages} checks except the replica's size) and
+ * returns its header fields and pfn list.
+ * @throws RangeError naming `frame` if it is invalid.
+ */
+export function inspectFrame(frame: Uint8Array): FrameInfo {
+  u8(frame, 'frame');
+  return native.frame_inspect(frame) as FrameInfo;
+}

@@ -1,0 +1,85 @@
+// The two containers of the delta codec (layouts in docs/FORMAT.md):
+//
+//   delta  (encodeDelta / applyDelta): one buffer of any length against its previous version.
+//   frame  (encodePages / applyPages): a batch of pages, each encoded against its shadow page.
+//
+// Building and fully validating them is here; N-API wrappers live in native/napi/delta.cc. Every
+// parser treats its input as hostile: it checks before it reads, reports a reason string, and
+// the apply step only ever runs on input that the check accepted.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kernels/delta/codec.h"
+#include "kernels/delta/delta.h"
+
+namespace kernels::delta {
+
+constexpr uint8_t kVersion = 1;
+constexpr size_t kDeltaHeader = 24;
+constexpr size_t kFrameHeader = 32;
+constexpr size_t kIndexEntry = 8;
+constexpr size_t kMinPageSize = 512;
+constexpr size_t kMaxPageSize = size_t{1} << 20;
+constexpr uint64_t kMaxDeltaLength = 0xffffffffu;
+
+// ---- single delta ----
+inline size_t delta_bound(size_t n) { return kDeltaHeader + n + 64; }  // 64: copy slack
+// Writes the delta of next against prev (n bytes each, n <= kMaxDeltaLength) to out (capacity
+// delta_bound(n)); returns its length. prev is not modified.
+size_t encode_delta(const Ops& ops, const uint8_t* prev, const uint8_t* next, size_t n,
+                    bool compress, uint8_t* out);
+// True if `d` is a valid delta for an n-byte target, else false with the reason (a phrase that
+// follows the argument's name: "`delta` is truncated ...").
+bool check_delta(const uint8_t* d, size_t len, size_t n, std::string* reason);
+// Applies a delta that check_delta accepted.
+void apply_delta(uint8_t* target, size_t n, const uint8_t* d, size_t len);
+
+// ---- frames ----
+struct FrameView {
+  uint8_t version = 0;
+  uint32_t page_size = 0;
+  uint32_t count = 0;
+  uint64_t payload_length = 0;
+  const uint8_t* index = nullptr;    // count entries of kIndexEntry bytes
+  const uint8_t* payload = nullptr;  // bodies in index order
+  std::vector<uint64_t> offsets;     // offset of each body in payload (filled by check_frame)
+};
+
+inline uint32_t entry_pfn(const FrameView& f, size_t i) {
+  const uint8_t* e = f.index + i * kIndexEntry;
+  return uint32_t{e[0]} | uint32_t{e[1]} << 8 | uint32_t{e[2]} << 16 | uint32_t{e[3]} << 24;
+}
+inline uint8_t entry_kind(const FrameView& f, size_t i) { return f.index[i * kIndexEntry + 4]; }
+inline uint32_t entry_length(const FrameView& f, size_t i) {
+  const uint8_t* e = f.index + i * kIndexEntry + 5;
+  return uint32_t{e[0]} | uint32_t{e[1]} << 8 | uint32_t{e[2]} << 16;
+}
+
+// Header, sizes, checksum and the index (lengths add up, kinds known). page_size 0 accepts any
+// valid page size. Fills *out (without offsets). Does not look inside the bodies.
+const char* parse_frame(const uint8_t* f, size_t len, size_t page_size, FrameView* out);
+// parse_frame plus: every pfn < replica_pages and distinct, every body well-formed. `reason`
+// gets a message naming the page when it fails.
+bool check_frame(const uint8_t* f, size_t len, size_t page_size, uint64_t replica_pages,
+                 unsigned threads, FrameView* out, std::string* reason);
+// Applies a frame check_frame accepted to the replica.
+void apply_frame(uint8_t* replica, const FrameView& f, unsigned threads);
+
+// True if every pfn is < shadow_pages and no pfn repeats; else false with a reason.
+bool check_pfns(const uint32_t* pfns, size_t count, uint64_t shadow_pages, std::string* reason);
+
+struct Encoded {
+  uint8_t* data = nullptr;  // malloc'd; the caller frees (or hands ownership to JS)
+  size_t length = 0;
+};
+// Encodes pages[i] against shadow page pfns[i] for every i and updates the shadow. The caller
+// has checked the pfns (check_pfns) and sizes. Returns nullptr or a reason (out of memory).
+const char* encode_pages(const Ops& ops, uint8_t* shadow, const uint8_t* pages,
+                         const uint32_t* pfns, size_t count, size_t page_size, unsigned threads,
+                         bool compress, Encoded* out);
+
+}  // namespace kernels::delta

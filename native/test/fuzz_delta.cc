@@ -1,0 +1,329 @@
+// Fuzz and round-trip harness for the delta codec (native/kernels/delta), built by
+// scripts/sanitize.mjs with AddressSanitizer + UndefinedBehaviorSanitizer.
+//
+// Two entry points over the same checks:
+//   LLVMFuzzerTestOneInput  for clang -fsanitize=fuzzer (define UNDERSTUDY_LIBFUZZER);
+//   main()                  a deterministic driver for g++ builds: seeded mutations of valid
+//                           deltas and frames (truncations, bit flips, random bytes, huge lengths
+//                           and counts, with and without a repaired checksum so the body parsers
+//                           are reached), for UNDERSTUDY_FUZZ_SECONDS (default 20) seconds.
+// Plus round trips: every ISA variant the CPU can run must encode byte-identically to scalar,
+// and decoding must give back the new contents. Any mismatch aborts (non-zero exit).
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include "cpu/features.h"
+#include "kernels/delta/codec.h"
+#include "kernels/delta/frame.h"
+#include "kernels/dispatch.h"
+
+namespace kd = kernels::delta;
+
+namespace {
+
+[[noreturn]] void fail(const char* what) {
+  std::fprintf(stderr, "fuzz_delta: FAILED: %s\n", what);
+  std::abort();
+}
+
+struct Rng {
+  uint64_t s;
+  explicit Rng(uint64_t seed) : s(seed * 0x9e3779b97f4a7c15ull + 1) {}
+  uint64_t next() {
+    s ^= s << 13;
+    s ^= s >> 7;
+    s ^= s << 17;
+    return s;
+  }
+  size_t below(size_t n) { return n == 0 ? 0 : static_cast<size_t>(next() % n); }
+};
+
+constexpr size_t kPage = 512;
+constexpr size_t kReplicaPages = 8;
+
+// Applies `d` to a copy of `target` only if check_delta accepts it; a rejected delta must leave
+// the target untouched (nothing was written).
+void exercise_delta(const uint8_t* d, size_t len, size_t n) {
+  // Exactly n bytes (new[0] is a valid, non-dereferenceable pointer), so ASan sees any byte of
+  // overrun; the copy proves a rejected delta wrote nothing.
+  std::unique_ptr<uint8_t[]> target(new uint8_t[n]);
+  std::memset(target.get(), 0x5a, n);
+  std::string reason;
+  if (kd::check_delta(d, len, n, &reason)) {
+    kd::apply_delta(target.get(), n, d, len);
+  } else {
+    for (size_t i = 0; i < n; i++) {
+      if (target[i] != 0x5a) fail("rejected delta changed the target");
+    }
+  }
+}
+
+void exercise_frame(const uint8_t* f, size_t len) {
+  std::vector<uint8_t> replica(kReplicaPages * kPage, 0xa5);
+  std::vector<uint8_t> before = replica;
+  kd::FrameView view;
+  std::string reason;
+  if (kd::check_frame(f, len, kPage, kReplicaPages, 1, &view, &reason)) {
+    kd::apply_frame(replica.data(), view, 1);
+  } else if (replica != before) {
+    fail("rejected frame changed the replica");
+  }
+  kd::FrameView any;
+  kd::check_frame(f, len, 0, uint64_t{1} << 32, 2, &any, &reason);
+}
+
+void put64(uint8_t* p, uint64_t v) {
+  for (int i = 0; i < 8; i++) p[i] = static_cast<uint8_t>(v >> (8 * i));
+}
+
+void repair_delta_checksum(std::vector<uint8_t>& d) {
+  if (d.size() < kd::kDeltaHeader) return;
+  XXH3_state_t st;
+  XXH3_64bits_reset(&st);
+  XXH3_64bits_update(&st, d.data(), 16);
+  XXH3_64bits_update(&st, d.data() + kd::kDeltaHeader, d.size() - kd::kDeltaHeader);
+  put64(d.data() + 16, XXH3_64bits_digest(&st));
+}
+
+void repair_frame_checksum(std::vector<uint8_t>& f) {
+  if (f.size() < kd::kFrameHeader) return;
+  put64(f.data() + 24, XXH3_64bits(f.data() + kd::kFrameHeader, f.size() - kd::kFrameHeader));
+}
+
+// Page pairs with realistic-ish changes: sparse bytes, short runs, bulk copies, zero, same.
+void make_pair(Rng& r, std::vector<uint8_t>& prev, std::vector<uint8_t>& next, size_t n) {
+  prev.resize(n);
+  next.resize(n);
+  for (auto& b : prev) b = (r.below(3) == 0) ? 0 : static_cast<uint8_t>(r.next());
+  next = prev;
+  switch (r.below(7)) {
+    case 0:
+      break;
+    case 1:
+      std::fill(next.begin(), next.end(), 0);
+      break;
+    case 2:
+      for (auto& b : next) b = static_cast<uint8_t>(r.next());
+      break;
+    case 3:  // repetitive content: lz4 pays
+      for (size_t i = 0; i < n; i++) next[i] = static_cast<uint8_t>("abcdefgh"[i & 7]);
+      break;
+    default: {
+      const size_t runs = 1 + r.below(n / 8 + 1);
+      for (size_t k = 0; k < runs && n; k++) {
+        const size_t at = r.below(n), len = 1 + r.below(r.below(4) == 0 ? 64 : 4);
+        for (size_t i = at; i < at + len && i < n; i++) next[i] ^= static_cast<uint8_t>(1 + r.below(255));
+      }
+    }
+  }
+}
+
+std::vector<const kd::Ops*> runnable_ops() {
+  std::vector<const kd::Ops*> v;
+  for (cpu::Isa isa : {cpu::Isa::scalar, cpu::Isa::avx2, cpu::Isa::avx512}) {
+    if (cpu::supported(isa)) v.push_back(kernels::row(isa).delta);
+  }
+  return v;
+}
+
+std::vector<uint8_t> encode_delta_vec(const kd::Ops& ops, const std::vector<uint8_t>& prev,
+                                      const std::vector<uint8_t>& next, bool compress) {
+  std::vector<uint8_t> out(kd::delta_bound(next.size()));
+  static const uint8_t kEmpty[1] = {0};
+  const size_t len = kd::encode_delta(ops, prev.empty() ? kEmpty : prev.data(),
+                                      next.empty() ? kEmpty : next.data(), next.size(), compress,
+                                      out.data());
+  out.resize(len);
+  return out;
+}
+
+// Every ISA encodes identically to scalar and the result decodes to `next`.
+void round_trip_delta(const std::vector<uint8_t>& prev, const std::vector<uint8_t>& next) {
+  const auto ops = runnable_ops();
+  for (bool compress : {false, true}) {
+    const auto want = encode_delta_vec(*ops[0], prev, next, compress);
+    for (const kd::Ops* o : ops) {
+      if (encode_delta_vec(*o, prev, next, compress) != want) fail("ISA variant differs from scalar");
+    }
+    std::string reason;
+    if (!kd::check_delta(want.data(), want.size(), next.size(), &reason)) fail(reason.c_str());
+    std::unique_ptr<uint8_t[]> t(new uint8_t[prev.size()]);
+    if (!prev.empty()) std::memcpy(t.get(), prev.data(), prev.size());
+    kd::apply_delta(t.get(), next.size(), want.data(), want.size());
+    if (!next.empty() && std::memcmp(t.get(), next.data(), next.size()) != 0) fail("delta round trip");
+  }
+}
+
+std::vector<uint8_t> make_frame(Rng& r, const kd::Ops& ops, std::vector<uint8_t>* shadow_out,
+                                std::vector<uint8_t>* new_shadow, unsigned threads, bool compress) {
+  const size_t count = r.below(kReplicaPages + 1);
+  std::vector<uint32_t> pfns;
+  for (uint32_t p = 0; p < kReplicaPages; p++) pfns.push_back(p);
+  for (size_t i = kReplicaPages; i > 1; i--) std::swap(pfns[i - 1], pfns[r.below(i)]);
+  pfns.resize(count);
+  std::vector<uint8_t> shadow(kReplicaPages * kPage), pages(count * kPage + 1);
+  std::vector<uint8_t> a, b;
+  for (size_t p = 0; p < kReplicaPages; p++) {
+    make_pair(r, a, b, kPage);
+    std::memcpy(shadow.data() + p * kPage, a.data(), kPage);
+  }
+  for (size_t i = 0; i < count; i++) {
+    std::vector<uint8_t> prev(shadow.begin() + pfns[i] * kPage, shadow.begin() + (pfns[i] + 1) * kPage);
+    make_pair(r, a, b, kPage);
+    // Re-derive a change of this page's old contents with the same mutation style.
+    for (size_t j = 0; j < kPage; j++) b[j] = (a[j] == b[j]) ? prev[j] : b[j];
+    std::memcpy(pages.data() + i * kPage, b.data(), kPage);
+  }
+  *shadow_out = shadow;
+  kd::Encoded enc;
+  if (kd::encode_pages(ops, shadow.data(), pages.data(), pfns.data(), count, kPage, threads, compress, &enc)) {
+    fail("encode_pages out of memory");
+  }
+  std::vector<uint8_t> f(enc.data, enc.data + enc.length);
+  std::free(enc.data);
+  *new_shadow = shadow;
+  return f;
+}
+
+void round_trip_frame(Rng& r) {
+  const auto ops = runnable_ops();
+  const uint64_t seed = r.next();
+  const bool compress = (seed & 1) != 0;
+  std::vector<uint8_t> old0, new0;
+  Rng r0(seed);
+  const auto want = make_frame(r0, *ops[0], &old0, &new0, 1, compress);
+  for (const kd::Ops* o : ops) {
+    for (unsigned threads : {1u, 2u}) {
+      Rng ri(seed);
+      std::vector<uint8_t> old1, new1;
+      if (make_frame(ri, *o, &old1, &new1, threads, compress) != want) fail("frame differs across ISA/threads");
+      if (new1 != new0) fail("shadow differs across ISA/threads");
+    }
+  }
+  kd::FrameView view;
+  std::string reason;
+  if (!kd::check_frame(want.data(), want.size(), kPage, kReplicaPages, 2, &view, &reason)) fail(reason.c_str());
+  kd::apply_frame(old0.data(), view, 2);
+  if (old0 != new0) fail("frame round trip");
+}
+
+// Mutates a valid container in one of several hostile ways.
+void mutate(Rng& r, std::vector<uint8_t>& v, bool frame) {
+  switch (r.below(6)) {
+    case 0:  // truncate
+      v.resize(r.below(v.size() + 1));
+      return;
+    case 1: {  // bit flips
+      const size_t flips = 1 + r.below(4);
+      for (size_t i = 0; i < flips && !v.empty(); i++) v[r.below(v.size())] ^= static_cast<uint8_t>(1u << r.below(8));
+      break;
+    }
+    case 2:  // random bytes over a window
+      for (size_t i = 0, at = r.below(v.size() + 1); i < 16 && at + i < v.size(); i++) v[at + i] = static_cast<uint8_t>(r.next());
+      break;
+    case 3: {  // huge lengths and counts in the header / index
+      const size_t field = frame ? (r.below(2) ? 8 : 32 + 8 * r.below(4) + 5) : 8 + 4 * r.below(2);
+      for (size_t i = 0; i < 3 && field + i < v.size(); i++) v[field + i] = 0xff;
+      break;
+    }
+    case 4:  // extend with junk
+      for (size_t i = 0, k = r.below(64); i < k; i++) v.push_back(static_cast<uint8_t>(r.next()));
+      break;
+    default: {  // body bytes only
+      const size_t start = frame ? kd::kFrameHeader : kd::kDeltaHeader;
+      if (v.size() > start) v[start + r.below(v.size() - start)] = static_cast<uint8_t>(r.next());
+    }
+  }
+  if (r.below(4) != 0) frame ? repair_frame_checksum(v) : repair_delta_checksum(v);
+}
+
+}  // namespace
+
+// Input: byte 0 selects the container; the rest is the container (or, for 2, a page pair).
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size == 0) return 0;
+  const uint8_t sel = data[0] % 3;
+  const uint8_t* p = data + 1;
+  const size_t n = size - 1;
+  if (sel == 0) {
+    std::vector<uint8_t> d(p, p + n);
+    if (d.size() >= 12) {
+      const size_t target = (size_t{d[8]} | size_t{d[9]} << 8) % 4096;
+      exercise_delta(d.data(), d.size(), target);
+    } else {
+      exercise_delta(d.data(), d.size(), 16);
+    }
+  } else if (sel == 1) {
+    std::vector<uint8_t> f(p, p + n);
+    exercise_frame(f.data(), f.size());
+  } else {
+    std::vector<uint8_t> prev(p, p + n / 2), next(p + n / 2, p + (n / 2) * 2);
+    round_trip_delta(prev, next);
+  }
+  return 0;
+}
+
+#ifndef UNDERSTUDY_LIBFUZZER
+int main() {
+  const char* env = std::getenv("UNDERSTUDY_FUZZ_SECONDS");
+  const double seconds = env ? std::atof(env) : 20.0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  Rng r(20261123);
+  uint64_t iters = 0, deltas = 0, frames = 0, trips = 0;
+  std::vector<uint8_t> prev, next;
+  while (std::chrono::steady_clock::now() < deadline || iters < 200) {
+    iters++;
+    // Round trips over sizes 0..4097 (all ISAs vs scalar).
+    const size_t n = r.below(8) == 0 ? r.below(4098) : r.below(300);
+    make_pair(r, prev, next, n);
+    round_trip_delta(prev, next);
+    if (iters % 4 == 0) {
+      round_trip_frame(r);
+      trips++;
+    }
+    // Hostile deltas: valid ones, mutated.
+    {
+      auto d = encode_delta_vec(*kernels::row(cpu::Isa::scalar).delta, prev, next, r.below(2));
+      for (int k = 0; k < 8; k++) {
+        auto m = d;
+        mutate(r, m, false);
+        const size_t target = r.below(8) == 0 ? r.below(5000) : n;
+        exercise_delta(m.empty() ? nullptr : m.data(), m.size(), target);
+        deltas++;
+      }
+    }
+    // Hostile frames.
+    {
+      std::vector<uint8_t> old0, new0;
+      auto f = make_frame(r, *kernels::row(cpu::Isa::scalar).delta, &old0, &new0, 1, r.below(2));
+      for (int k = 0; k < 8; k++) {
+        auto m = f;
+        mutate(r, m, true);
+        exercise_frame(m.empty() ? nullptr : m.data(), m.size());
+        frames++;
+      }
+    }
+    // Pure random input through the libFuzzer entry point.
+    {
+      std::vector<uint8_t> junk(r.below(700));
+      for (auto& b : junk) b = static_cast<uint8_t>(r.next());
+      LLVMFuzzerTestOneInput(junk.data(), junk.size());
+    }
+  }
+  std::printf("fuzz_delta: ok: %llu iterations, %llu hostile deltas, %llu hostile frames, %llu frame round trips (isas:",
+              static_cast<unsigned long long>(iters), static_cast<unsigned long long>(deltas),
+              static_cast<unsigned long long>(frames), static_cast<unsigned long long>(trips));
+  for (const kd::Ops* o : runnable_ops()) std::printf(" %s", o->isa);
+  std::printf(")\n");
+  return 0;
+}
+#endif
