@@ -15,6 +15,8 @@ export interface ServicePort {
   /** Switches the stream to another log (a promoted backup keeps the port, changes the log). */
   setLog(log: OutputLog): void;
   address(): { host: string; port: number };
+  /** Clients connected now. */
+  readonly clientCount: number;
   close(): Promise<void>;
 }
 
@@ -113,6 +115,9 @@ export async function startServicePort(log: OutputLog, host: string, port: numbe
       current = next;
       current.on('release', onRelease);
       onRelease();
+    },
+    get clientCount() {
+      return clients.size;
     },
     address() {
       const a = server.address();

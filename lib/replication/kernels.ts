@@ -62,15 +62,9 @@ function chainFrom(xxh3: (buf: Uint8Array) => bigint): ChainHash {
   };
 }
 
-/** XXH3-64 for the client's chain check: the native `xxh3_64` if the addon has it, else @node-rs/xxhash. */
+/** XXH3-64 (seed 0) for the client's chain check, from the native kernels. */
 export async function defaultChainHash(): Promise<ChainHash> {
-  const { native } = await import('../native.js');
-  const nat = native['xxh3_64'];
-  if (typeof nat === 'function') return chainFrom((buf) => BigInt.asUintN(64, nat(buf, 0n) as bigint));
-  try {
-    const mod = (await import('@node-rs/xxhash' as string)) as { xxh3: { xxh64(b: Uint8Array, seed?: bigint): bigint } };
-    return chainFrom((buf) => mod.xxh3.xxh64(buf, 0n));
-  } catch {
-    throw new Error('client --verify needs XXH3-64: neither the native xxh3_64 export nor @node-rs/xxhash is available');
-  }
+  const root = await loadRoot();
+  const xxh3 = need<(b: Uint8Array, seed?: bigint) => bigint>(root, 'xxh3', 'client --verify');
+  return chainFrom((buf) => xxh3(buf, 0n));
 }
