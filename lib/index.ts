@@ -30,5 +30,5 @@ export { hashPages, fingerprintPages, zeroPages, xxh3 } from './kernels/hash.js'
 export type { PageOptions, HashPagesOptions } from './kernels/hash.js';
 
 // replication (issue 5)
-export { startPrimary, Primary, startBackup, Backup, followStream, StreamVerifier, readReference, generateKey, writeKeyFile, readKeyFile, OutputLog, ProtocolError } from './replication/index.js';
-export type { PrimaryOptions, EpochStats, Endpoint, BackupOptions, CommitInfo, FollowOptions, FollowResult, StreamRecord, Reference, PageKernels, ChainHash } from './replication/index.js';
+export { startPrimary, Primary, startBackup, Backup, followStream, StreamVerifier, readReference, generateKey, writeKeyFile, readKeyFile, OutputLog, ProtocolError, registerGuestBackend } from './replication/index.js';
+export type { PrimaryOptions, EpochStats, Endpoint, BackupOptions, CommitInfo, FollowOptions, FollowResult, StreamRecord, Reference, PageKernels, ChainHash, CreateGuest, RestoreGuest } from './replication/index.js';

@@ -9,7 +9,7 @@ import { startBackup, type Backup } from '../lib/replication/backup.js';
 import { followStream, StreamVerifier, type Reference } from '../lib/replication/client.js';
 import { generateKey } from '../lib/replication/auth.js';
 import { freePort } from './helpers/ports.js';
-import { createFakeGuest, restoreFakeGuest, fakeKernels, referenceRun, chainHex } from './helpers/fake-guest.js';
+import { createFakeGuest, restoreFakeGuest, referenceRun, chainHex } from './helpers/fake-guest.js';
 
 const key = generateKey();
 const LOCAL = { host: '127.0.0.1', port: 0 };
@@ -27,10 +27,10 @@ function addr(b: Backup | Primary): { host: string; port: number } {
 describe('replication with the stand-in guest', () => {
   it('a run with no failure delivers exactly the reference stream', async () => {
     const ref = await reference(7, 3000);
-    const backup = await startBackup({ key, listen: LOCAL, kernels: fakeKernels, restore: restoreFakeGuest, timeoutMs: 400 });
+    const backup = await startBackup({ key, listen: LOCAL, restore: restoreFakeGuest, timeoutMs: 400 });
     const primary = await startPrimary({
       guest: createFakeGuest({ seed: 7, steps: 3000, memoryMiB: 2 }), key, connect: addr(backup), serve: LOCAL,
-      intervalMs: 10, kernels: fakeKernels,
+      intervalMs: 10,
     });
     const v = new StreamVerifier(chainHex, ref);
     const res = await followStream({ addresses: [{ host: '127.0.0.1', port: primary.service!.address().port }], verifier: v, timeoutMs: 20_000 });
@@ -47,12 +47,12 @@ describe('replication with the stand-in guest', () => {
     const ref = await reference(11, steps);
     for (let trial = 0; trial < 5; trial++) {
       const backup = await startBackup({
-        key, listen: LOCAL, serve: { host: '127.0.0.1', port: await freePort() }, kernels: fakeKernels, restore: restoreFakeGuest, timeoutMs: 300,
+        key, listen: LOCAL, serve: { host: '127.0.0.1', port: await freePort() }, restore: restoreFakeGuest, timeoutMs: 300,
         promoted: { intervalMs: 10 },
       });
       const primary = await startPrimary({
         guest: createFakeGuest({ seed: 11, steps, memoryMiB: 2 }), key, connect: addr(backup), serve: LOCAL,
-        intervalMs: 10, kernels: fakeKernels,
+        intervalMs: 10,
       });
       const servePrimary = { host: '127.0.0.1', port: primary.service!.address().port };
       const killAt = 30 + Math.floor(Math.random() * 150);
@@ -60,7 +60,7 @@ describe('replication with the stand-in guest', () => {
       let failovers = 0;
       backup.on('failover', () => {
         failovers++;
-        void startBackup({ key, connect: addr(backup), kernels: fakeKernels, restore: restoreFakeGuest, timeoutMs: 300 }).then((b) => second.push(b));
+        void startBackup({ key, connect: addr(backup), restore: restoreFakeGuest, timeoutMs: 300 }).then((b) => second.push(b));
       });
       setTimeout(() => void primary.close(), killAt);
       const v = new StreamVerifier(chainHex, ref);

@@ -113,6 +113,7 @@ export async function followStream(o: FollowOptions): Promise<FollowResult> {
   let idx = 0;
   let reconnects = -1;
   let lastProgress = Date.now();
+  let announce = false;
   for (;;) {
     if (v.final !== null || !v.ok) break;
     if (Date.now() - lastProgress > timeout) {
@@ -122,7 +123,8 @@ export async function followStream(o: FollowOptions): Promise<FollowResult> {
     const addr = o.addresses[idx % o.addresses.length]!;
     idx++;
     reconnects++;
-    if (reconnects > 0) o.onReconnect?.(addr, v.lastSeq);
+    if (reconnects > 0 && announce) o.onReconnect?.(addr, v.lastSeq);
+    announce = false;
     const progressed = await new Promise<boolean>((resolve) => {
       let buf = '';
       let got = false;
@@ -171,7 +173,8 @@ export async function followStream(o: FollowOptions): Promise<FollowResult> {
       sock.on('error', () => undefined);
       sock.on('close', () => resolve(got));
     });
-    if (!progressed) await new Promise((r) => setTimeout(r, 100));
+    if (progressed) announce = true;
+    else await new Promise((r) => setTimeout(r, 100));
   }
   return { ok: v.ok && v.final !== null, records: v.records, reconnects: Math.max(0, reconnects), final: v.final, problems: v.problems };
 }

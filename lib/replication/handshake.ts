@@ -58,7 +58,6 @@ export async function primaryHandshake(link: Link, id: PrimaryIdentity, timeoutM
   const t = transcript(helloPayload, cf.payload);
   const ks = sessionKeys(key, t);
   if (!proofMatches(ch.proof, ks.proofB)) throw new ProtocolError('AUTH_FAILED', 'backup failed authentication (wrong key?)');
-  if (ch.generation > id.generation) throw new SupersededError(ch.generation, `backup has seen generation ${ch.generation} > ours (${id.generation}): we are stale`);
   link.txKey = ks.kPB;
   link.decoder.key = ks.kBP;
   link.send(FrameType.PROOF, id.generation, 0n, ks.proofP);

@@ -8,6 +8,7 @@ export type { BackupOptions, CommitInfo } from './backup.js';
 export { followStream, StreamVerifier, readReference } from './client.js';
 export type { FollowOptions, FollowResult, StreamRecord, Reference } from './client.js';
 export { generateKey, writeKeyFile, readKeyFile } from './auth.js';
-export type { PageKernels, ChainHash } from './kernels.js';
+export { registerGuestBackend } from './kernels.js';
+export type { PageKernels, ChainHash, CreateGuest, RestoreGuest } from './kernels.js';
 export { OutputLog } from '../checkpoint/output-buffer.js';
 export { ProtocolError } from '../errors/protocol-error.js';

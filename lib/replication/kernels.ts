@@ -43,12 +43,24 @@ export async function defaultKernels(): Promise<PageKernels> {
   };
 }
 
+let backend: { create: CreateGuest; restore: RestoreGuest } | null = null;
+
+/**
+ * Supplies the guest backend the CLI and failover use instead of the package's own (an embedder's
+ * adapter for another hypervisor, or a test double). Pass null to go back to the built-in one.
+ */
+export function registerGuestBackend(b: { create: CreateGuest; restore: RestoreGuest } | null): void {
+  backend = b;
+}
+
 export async function defaultCreateGuest(): Promise<CreateGuest> {
+  if (backend) return backend.create;
   const mod = (await import('../index.js')) as AnyModule;
   return need(mod, 'createGuest', 'primary');
 }
 
 export async function defaultRestoreGuest(): Promise<RestoreGuest> {
+  if (backend) return backend.restore;
   const mod = (await import('../index.js')) as AnyModule;
   return need(mod, 'restoreGuest', 'failover');
 }

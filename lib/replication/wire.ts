@@ -115,7 +115,7 @@ export class FrameDecoder {
 
   /** Bytes held waiting for the rest of a frame. */
   get pending(): number {
-    return this.buffered;
+    return this.buffered + (this.header ? HEADER_BYTES : 0);
   }
 
   push(chunk: Uint8Array): Frame[] {
