@@ -28,7 +28,7 @@ async function scenario(fault: (proxy: FaultProxy) => void, atRecords: number[])
   backup.on('log', (l) => logs.push(l));
   const proxy = new FaultProxy({ host: '127.0.0.1', port: backup.address!.port });
   const via = await proxy.listen();
-  const primary = await startPrimary({ guest: createFakeGuest({ seed: 21, steps, memoryMiB: 2 }), key, connect: via, serve: LOCAL, intervalMs: 10 });
+  const primary = await startPrimary({ guest: createFakeGuest({ seed: 21, steps, memoryMiB: 2, batch: 10 }), key, connect: via, serve: LOCAL, intervalMs: 10 });
   const plogs: string[] = [];
   primary.on('log', (l) => plogs.push(l));
   let failovers = 0;
@@ -52,8 +52,10 @@ describe('replication under network faults (stand-in guest)', () => {
     const s = await scenario((p) => p.cut(), [300, 1200]);
     expect(s.res.problems).toEqual([]);
     expect(s.res.final).toBe(s.ref.final);
-    expect(s.proxy.connections).toBeGreaterThanOrEqual(3);
-    expect(s.plogs.filter((l) => l.includes('full resync')).length).toBeGreaterThanOrEqual(3);
+    // The second cut may land after the final acknowledgement; the first always lands mid-run.
+    expect(s.proxy.connections).toBeGreaterThanOrEqual(2);
+    expect(s.plogs.filter((l) => l.includes('full resync')).length).toBe(s.proxy.connections);
+    expect(s.plogs.filter((l) => l.startsWith('backup link lost')).length).toBe(2);
     expect(s.failovers).toBe(0);
   });
 
