@@ -7,7 +7,7 @@ import { registerGuestBackend } from '../../lib/replication/kernels.js';
 import { createFakeGuest, restoreFakeGuest } from './fake-guest.js';
 
 registerGuestBackend({
-  create: (o) => createFakeGuest({ seed: Number(o.seed ?? 1), steps: o.steps, memoryMiB: o.memoryMiB }),
+  create: (o) => createFakeGuest({ seed: Number(o.seed ?? 1), steps: o.steps, memoryMiB: o.memoryMiB, batch: 10 }),
   restore: (o) => restoreFakeGuest(o),
 });
 const [name, ...rest] = process.argv.slice(2);
