@@ -20,10 +20,10 @@ const STEPS = 60000;
 const MEM = '8';
 const refs = new Map<number, Reference>();
 
-async function reference(seed: number): Promise<Reference> {
+async function reference(seed: number, steps = STEPS): Promise<Reference> {
   let r = refs.get(seed);
   if (!r) {
-    const run = await referenceRun({ seed, steps: STEPS, memoryMiB: Number(MEM) });
+    const run = await referenceRun({ seed, steps, memoryMiB: Number(MEM) });
     r = { records: run.lines.map((l) => JSON.parse(l) as { seq: number; data: string; chain: string }), final: run.final };
     refs.set(seed, r);
   }
@@ -36,8 +36,8 @@ const local = (p: number) => `127.0.0.1:${p}`;
 function backupArgs(listen: number, serve: number): string[] {
   return ['backup', '--listen', local(listen), '--serve', local(serve), '--interval', '10ms', '--linger', '200ms', ...common];
 }
-function primaryArgs(connect: number, serve: number, seed: number): string[] {
-  return ['primary', '--connect', local(connect), '--serve', local(serve), '--steps', String(STEPS), '--memory', MEM, '--seed', String(seed), '--interval', '10ms', '--linger', '200ms', ...common];
+function primaryArgs(connect: number, serve: number, seed: number, steps = STEPS): string[] {
+  return ['primary', '--connect', local(connect), '--serve', local(serve), '--steps', String(steps), '--memory', MEM, '--seed', String(seed), '--interval', '10ms', '--linger', '200ms', ...common];
 }
 
 async function killPrimaryTrial(seed: number, delayMs: number): Promise<{ problems: string[]; final: string | null; want: string | null; failover: boolean }> {
@@ -80,4 +80,63 @@ describe('child processes: SIGKILL and failover (stand-in guest)', () => {
     // The kills must mostly land mid-run, or this test would prove little.
     expect(results.filter((r) => r.failover).length).toBeGreaterThanOrEqual(10);
   }, 170_000);
+
+  it('backup SIGKILLed: the primary reports degraded, holds output, resyncs a new backup fully', async () => {
+    const seed = 300;
+    const ref = await reference(seed);
+    const [repl, serveP, serveB] = await Promise.all([freePort(), freePort(), freePort()]);
+    const backup = new Child(backupArgs(repl, serveB));
+    const primary = new Child(primaryArgs(repl, serveP, seed));
+    const children = [backup, primary];
+    await primary.waitFor((e) => e.event === 'protected');
+    backup.kill();
+    const degraded = await primary.waitFor((e) => e.event === 'degraded');
+    expect(degraded?.reason).toMatch(/^backup link (lost|closed)/);
+    const released = (primary.events.filter((e) => e.event === 'stats').pop()?.released as number | undefined) ?? 0;
+    const fresh = new Child(backupArgs(repl, serveB));
+    children.push(fresh);
+    const res = await followStream({ addresses: [{ host: '127.0.0.1', port: serveP }], verifier: new StreamVerifier(chainHex, ref), timeoutMs: 20_000 });
+    expect(res.problems).toEqual([]);
+    expect(res.final).toBe(ref.final);
+    expect(released).toBeLessThan(ref.records.length);
+    expect(primary.events.filter((e) => e.event === 'protected').length).toBeGreaterThanOrEqual(2);
+    for (const c of children) c.kill();
+    await Promise.all(children.map((c) => c.exited));
+  }, 60_000);
+
+  it('primary, then the promoted backup, SIGKILLed in turn; a stale primary is refused and fences itself', async () => {
+    const seed = 400;
+    const LONG = 250000;
+    const ref = await reference(seed, LONG);
+    const [repl, repl2, serveP, serveB, serveB2] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
+    const backup = new Child(backupArgs(repl, serveB));
+    const primary = new Child(primaryArgs(repl, serveP, seed, LONG));
+    const children = [backup, primary];
+    await primary.waitFor((e) => e.event === 'protected');
+    await new Promise((r) => setTimeout(r, 150));
+    primary.kill();
+    const v = new StreamVerifier(chainHex, ref);
+    const following = followStream({ addresses: [{ host: '127.0.0.1', port: serveP }, { host: '127.0.0.1', port: serveB }, { host: '127.0.0.1', port: serveB2 }], verifier: v, timeoutMs: 30_000 });
+    const fo = await backup.waitFor((e) => e.event === 'failover');
+    expect(fo?.generation).toBe('2');
+    // A stale primary (generation 1, same VM? no: a fresh one) dials the promoted backup: refused.
+    const stale = new Child(primaryArgs(repl, serveP, seed));
+    children.push(stale);
+    const fenced = await stale.waitFor((e) => e.event === 'fenced');
+    expect(String(fenced?.reason)).toMatch(/generation 2 > ours \(1\)|stale/);
+    expect(await stale.exited).toBe(1);
+    // Second backup joins the promoted one (it listens on repl2 for a later takeover's backup).
+    const b2 = new Child(['backup', '--connect', local(repl), '--listen', local(repl2), '--serve', local(serveB2), '--interval', '10ms', '--linger', '200ms', ...common]);
+    children.push(b2);
+    await backup.waitFor((e) => e.event === 'protected');
+    backup.kill();
+    const fo2 = await b2.waitFor((e) => e.event === 'failover');
+    expect(fo2?.generation, JSON.stringify(b2.events.filter((e) => e.event !== 'commit'))).toBe('3');
+    children.push(new Child(['backup', '--connect', local(repl2), ...common]));
+    const res = await following;
+    expect(res.problems).toEqual([]);
+    expect(res.final).toBe(ref.final);
+    for (const c of children) c.kill();
+    await Promise.all(children.map((c) => c.exited));
+  }, 90_000);
 });

@@ -8,7 +8,7 @@ import { createFakeGuest, restoreFakeGuest } from './fake-guest.js';
 
 registerGuestBackend({
   create: (o) => createFakeGuest({ seed: Number(o.seed ?? 1), steps: o.steps, memoryMiB: o.memoryMiB, batch: 10 }),
-  restore: (o) => restoreFakeGuest(o),
+  restore: (o) => restoreFakeGuest(o, 10),
 });
 const [name, ...rest] = process.argv.slice(2);
 const mod = (await import(`../../lib/cli/commands/${name}.ts`)) as { run(argv: string[]): Promise<number> };

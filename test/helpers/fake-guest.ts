@@ -173,8 +173,8 @@ export function createFakeGuest(opts: FakeOptions): FakeGuest {
   return new FakeGuest(opts);
 }
 
-export function restoreFakeGuest(opts: RestoreOptions): FakeGuest {
-  return new FakeGuest({ image: opts.memoryImage, cpu: opts.cpu });
+export function restoreFakeGuest(opts: RestoreOptions, batch?: number): FakeGuest {
+  return new FakeGuest({ image: opts.memoryImage, cpu: opts.cpu, batch });
 }
 
 /** Runs the workload alone to completion: the reference stream and final checksum. */
