@@ -48,6 +48,10 @@ forEachIsa('scanBitmap/countBitmap', () => {
     const got = scanBitmap(bitmap, { base: 3 });
     expect(got).toEqual(scanBitmapRef(bitmap, 3));
     expect(got.length).toBe(72000 - 1);
+    // Dense from the middle on: the switch from the sparse buffer to the exact-sized result.
+    const mixed = randomBitmap(rng(4), 40000, 0.4);
+    mixed.fill(0, 0, 15000);
+    expect(scanBitmap(mixed, { base: 11 })).toEqual(scanBitmapRef(mixed, 11));
   });
 
   it('reaches the top of the 32-bit index space', () => {

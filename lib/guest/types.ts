@@ -26,6 +26,34 @@ export interface GuestOptions {
   nondeterministic?: boolean;
   /** Start running at once (default true). */
   start?: boolean;
+  /**
+   * Workload parameters by name (see lib/guest/workloads.ts `WORKLOADS[name].params`); unset
+   * ones take the workload's default.
+   */
+  params?: Record<string, number>;
+  /** sim only: software dirty tracking on (default). Off, takeDirty() reports every page. */
+  dirtyTracking?: boolean;
+}
+
+/**
+ * createGuest's options after validation, with every default filled in: what a backend
+ * (createSimGuest, the KVM module's createKvmGuest) receives. `params` is control->params
+ * (effective values, native/workloads/abi.h); pass workloadId..params to the native
+ * guest_setup(memory, workloadId, vcpus, seed, steps, flags, params) to fill the control page.
+ */
+export interface ResolvedGuestOptions {
+  workloadId: number;
+  memBytes: number;
+  vcpus: number;
+  seed: bigint;
+  steps: number;
+  /** enum us_flags: 1 = nondeterministic. */
+  flags: number;
+  params: number[];
+  dirtyTracking: boolean;
+  start: boolean;
+  /** Set by createGuest when it chose the backend under 'auto'. */
+  typeReason?: string;
 }
 
 /** A restored guest: memory image plus the blob saveCpu() returned. */
@@ -34,6 +62,8 @@ export interface RestoreOptions {
   memoryImage: Uint8Array;
   cpu: Uint8Array;
   start?: boolean;
+  /** sim only: software dirty tracking on (default). */
+  dirtyTracking?: boolean;
 }
 
 /** Pages written since the previous takeDirty(). */
@@ -60,6 +90,9 @@ export interface GuestResult {
 
 export interface Guest extends EventEmitter {
   readonly type: GuestType;
+  /** Why this backend was chosen when the caller asked for 'auto' (else undefined). */
+  readonly typeReason?: string;
+  readonly workload: WorkloadName;
   readonly pageSize: number;
   readonly pageCount: number;
   readonly vcpus: number;

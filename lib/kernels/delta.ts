@@ -151,7 +151,9 @@ function encodeArgs(shadow: Uint8Array, pages: Uint8Array, pfns: Uint32Array, op
  * Encodes a batch of pages into one frame: for each `pfns[i]`, the delta of the new page
  * `pages[i * pageSize ..]` against page `pfns[i]` of `shadow`, and then updates `shadow` to the
  * new contents. Zero and unchanged pages cost 8 bytes of index. Runs on the native worker pool;
- * the event loop stays free. Do not touch `shadow` or `pages` until the promise settles.
+ * the event loop stays free. Do not touch `shadow` or `pages` until the promise settles, and do
+ * not pass `pages` that overlap `shadow`. The frame's bytes do not depend on `threads` or on the
+ * ISA in use.
  * @throws TypeError / RangeError (synchronously) for bad arguments, a pfn past the end of
  * `shadow` or a pfn that appears twice.
  */

@@ -1,14 +1,16 @@
 // N-API bindings for the bitmap family: bitmap_scan (set-bit indices) and bitmap_count.
 //
-// bitmap_scan grows its output in native code while it scans (no separate counting pass) and
-// hands the exact-sized result to JS without a copy; with a caller's `out` it writes there and
-// returns the count. Arguments were validated by lib/kernels/bitmap.ts; the checks here are the
+// bitmap_scan needs no counting pass on sparse bitmaps (indices collect in a warm per-thread
+// buffer, then one small copy into the exact-sized result); on dense ones it counts the rest at
+// memory speed and writes straight into the result, so it is bounded by writing the output. With
+// a caller's `out` it writes there and returns the count. Arguments were validated by lib/kernels/bitmap.ts; the checks here are the
 // backstop that keeps any input from reaching memory it does not own.
 #include <napi.h>
 
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#include <memory>
 #include <cstring>
 #include <string>
 
@@ -19,8 +21,10 @@ namespace {
 
 // Bytes of bitmap handed to the kernel per call; the output holds 8 entries per byte of it.
 constexpr size_t kChunk = 4096;
-// Results up to this size are copied into a V8-owned buffer; bigger ones are adopted.
-constexpr size_t kCopyLimit = 64 * 1024;
+// While fewer indices than this have been found, they go to a per-thread scratch buffer that
+// stays warm between calls (no allocation, no page faults); past it the bitmap is dense and the
+// result is written straight into its final buffer.
+constexpr size_t kSparseMax = 64 * 1024;
 
 void check_base(Napi::Env env, uint64_t base, size_t nbytes) {
   if (base + 8 * static_cast<uint64_t>(nbytes) > (uint64_t{1} << 32)) {
@@ -29,18 +33,34 @@ void check_base(Napi::Env env, uint64_t base, size_t nbytes) {
   }
 }
 
-Napi::Value Uint32Result(Napi::Env env, uint32_t* buf, size_t n) {
-  if (n * 4 <= kCopyLimit) {
-    Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, n * 4);
-    if (n) std::memcpy(ab.Data(), buf, n * 4);
-    std::free(buf);
-    return Napi::Uint32Array::New(env, n, ab, 0);
+uint32_t* scratch() {
+  thread_local std::unique_ptr<uint32_t[]> buf(new uint32_t[kSparseMax + 8 * kChunk]);
+  return buf.get();
+}
+
+// Scans bits[0, nbytes) into out[0, cap), which is known to be large enough for every set bit.
+// Kernels may store scratch values past the last index (see Ops::scan), so the last stretch,
+// where `out` lacks that slack, goes through a small stack buffer.
+size_t scan_exact(const kernels::bitmap::Ops& ops, const uint8_t* bits, size_t nbytes, uint64_t base,
+                  uint32_t* out, size_t cap) {
+  size_t n = 0;
+  uint32_t piece[8 * 512];
+  for (size_t off = 0; off < nbytes;) {
+    const size_t c = std::min(kChunk, nbytes - off);
+    if (cap - n >= 8 * c) {
+      // SAFETY: out + n has room for the 8 * c entries the kernel may touch.
+      n += ops.scan(bits + off, c, static_cast<uint32_t>(base + 8 * off), out + n);
+      off += c;
+    } else {
+      const size_t s = std::min<size_t>(512, nbytes - off);
+      const size_t k = ops.scan(bits + off, s, static_cast<uint32_t>(base + 8 * off), piece);
+      // SAFETY: the caller proved that every set bit fits in out[0, cap).
+      std::memcpy(out + n, piece, k * 4);
+      n += k;
+      off += s;
+    }
   }
-  // realloc to the exact size usually shrinks in place (mremap for large blocks).
-  void* exact = std::realloc(buf, n * 4);
-  if (exact != nullptr) buf = static_cast<uint32_t*>(exact);
-  Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, buf, n * 4, [](Napi::Env, void* p) { std::free(p); });
-  return Napi::Uint32Array::New(env, n, ab, 0);
+  return n;
 }
 
 // bitmap_scan(bitmap: Uint8Array, base: number, out?: Uint32Array): Uint32Array | number
@@ -62,49 +82,27 @@ Napi::Value Scan(const Napi::CallbackInfo& info) {
                                         std::to_string(total) + " set bits");
       }
     }
-    size_t n = 0;
-    uint32_t scratch[8 * 512];
-    for (size_t off = 0; off < bm.length;) {
-      const size_t c = std::min(kChunk, bm.length - off);
-      if (cap - n >= 8 * c) {
-        // SAFETY: out + n has room for the 8 * c entries the kernel may touch.
-        n += ops.scan(bm.data + off, c, static_cast<uint32_t>(base + 8 * off), out + n);
-        off += c;
-      } else {
-        const size_t s = std::min<size_t>(512, bm.length - off);
-        const size_t k = ops.scan(bm.data + off, s, static_cast<uint32_t>(base + 8 * off), scratch);
-        // SAFETY: the count above proved the total fits in `out`.
-        std::memcpy(out + n, scratch, k * 4);
-        n += k;
-        off += s;
-      }
-    }
-    return Napi::Number::New(env, static_cast<double>(n));
+    return Napi::Number::New(env, static_cast<double>(scan_exact(ops, bm.data, bm.length, base, out, cap)));
   }
 
-  size_t cap = 8 * std::min(kChunk, bm.length) + 64;
-  uint32_t* buf = static_cast<uint32_t*>(std::malloc(cap * 4));
-  if (buf == nullptr) throw Napi::Error::New(env, "bitmap_scan: out of memory");
-  size_t n = 0;
-  for (size_t off = 0; off < bm.length; off += kChunk) {
+  // Sparse (the common case): one pass into the warm scratch buffer, then one small copy.
+  uint32_t* s = scratch();
+  size_t n = 0, off = 0;
+  while (off < bm.length && n <= kSparseMax) {
     const size_t c = std::min(kChunk, bm.length - off);
-    if (n + 8 * c > cap) {
-      // Grow to the density seen so far (plus slack), at least doubling: few reallocations.
-      const double seen = static_cast<double>(n) / static_cast<double>(off);
-      const size_t projected = static_cast<size_t>(seen * static_cast<double>(bm.length) * 1.125) + 8 * kChunk;
-      const size_t want = std::max({n + 8 * c, cap * 2, projected});
-      void* grown = std::realloc(buf, want * 4);
-      if (grown == nullptr) {
-        std::free(buf);
-        throw Napi::Error::New(env, "bitmap_scan: out of memory");
-      }
-      buf = static_cast<uint32_t*>(grown);
-      cap = want;
-    }
-    // SAFETY: buf + n has room for 8 * c entries (checked above).
-    n += ops.scan(bm.data + off, c, static_cast<uint32_t>(base + 8 * off), buf + n);
+    // SAFETY: n <= kSparseMax, and scratch holds kSparseMax + 8 * kChunk entries.
+    n += ops.scan(bm.data + off, c, static_cast<uint32_t>(base + 8 * off), s + n);
+    off += c;
   }
-  return Uint32Result(env, buf, n);
+  // Dense: count what is left (one pass at memory speed, far cheaper than the output), then
+  // write the rest straight into the exact-sized result.
+  const size_t rest = off < bm.length ? static_cast<size_t>(ops.count(bm.data + off, bm.length - off)) : 0;
+  const size_t total = n + rest;
+  Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, total * 4);
+  uint32_t* out = static_cast<uint32_t*>(ab.Data());
+  if (n) std::memcpy(out, s, n * 4);
+  if (rest) scan_exact(ops, bm.data + off, bm.length - off, base + 8 * off, out + n, rest);
+  return Napi::Uint32Array::New(env, total, ab, 0);
 }
 
 // bitmap_count(bitmap: Uint8Array): number

@@ -4,13 +4,17 @@
 // Every pfn is checked against the size of memory before a single byte moves, so a bad list
 // changes nothing. Big batches are split across the worker pool; outputs far larger than the
 // cache use streaming stores. New outputs are allocated 2 MiB-aligned when large, so the kernel
-// can back them with huge pages (fewer first-touch faults) and stream into aligned lines.
+// can back them with huge pages and stream into aligned lines, and blocks of dead results are
+// recycled.
 #include <napi.h>
 
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#include <mutex>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "common/napi_util.h"
 #include "kernels/dispatch.h"
@@ -22,6 +26,45 @@ namespace {
 constexpr size_t kThreadMin = 4u << 20;
 // Batches from this size on use streaming (non-temporal) stores: far past what the caches hold.
 constexpr size_t kStreamMin = 8u << 20;
+
+// Output blocks of dead gather results are kept (a few, up to kCacheMax bytes) and handed to
+// the next gather of the same rounded size: a fresh block costs a page fault per page on first
+// touch (very slow under nested virtualisation), a recycled one is already mapped. Every byte of
+// a result is written by the gather, so old contents never show.
+constexpr size_t kCacheMax = 64u << 20;
+constexpr size_t kCacheBlocks = 4;
+std::mutex g_cache_mu;
+std::vector<std::pair<void*, size_t>> g_cache;
+size_t g_cached = 0;
+
+void* take_block(size_t bytes, size_t* alloc) {
+  const size_t align = bytes >= (2u << 20) ? (2u << 20) : 64;
+  *alloc = (bytes + align - 1) / align * align;
+  {
+    std::lock_guard<std::mutex> lock(g_cache_mu);
+    for (size_t i = 0; i < g_cache.size(); i++) {
+      if (g_cache[i].second == *alloc) {
+        void* p = g_cache[i].first;
+        g_cached -= *alloc;
+        g_cache.erase(g_cache.begin() + static_cast<std::ptrdiff_t>(i));
+        return p;
+      }
+    }
+  }
+  return std::aligned_alloc(align, *alloc);
+}
+
+void give_block(void* p, size_t alloc) {
+  {
+    std::lock_guard<std::mutex> lock(g_cache_mu);
+    if (g_cache.size() < kCacheBlocks && g_cached + alloc <= kCacheMax) {
+      g_cache.emplace_back(p, alloc);
+      g_cached += alloc;
+      return;
+    }
+  }
+  std::free(p);
+}
 
 void check_pfns(Napi::Env env, const uint32_t* pfns, size_t n, const napi_util::Bytes& mem, size_t ps) {
   const uint64_t pages = mem.length / ps;
@@ -70,11 +113,14 @@ Napi::Value Gather(const Napi::CallbackInfo& info) {
   } else if (bytes == 0) {
     return Napi::Uint8Array::New(env, 0);
   } else {
-    const size_t align = bytes >= (2u << 20) ? (2u << 20) : 64;
-    const size_t alloc = (bytes + align - 1) / align * align;
-    dst = static_cast<uint8_t*>(std::aligned_alloc(align, alloc));
+    size_t alloc = 0;
+    dst = static_cast<uint8_t*>(take_block(bytes, &alloc));
     if (dst == nullptr) throw Napi::Error::New(env, "gatherPages: out of memory for " + std::to_string(bytes) + " bytes");
-    Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, dst, bytes, [](Napi::Env, void* p) { std::free(p); });
+    Napi::MemoryManagement::AdjustExternalMemory(env, static_cast<int64_t>(alloc));
+    Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, dst, bytes, [alloc](Napi::Env e, void* p) {
+      Napi::MemoryManagement::AdjustExternalMemory(e, -static_cast<int64_t>(alloc));
+      give_block(p, alloc);
+    });
     result = Napi::Uint8Array::New(env, bytes, ab, 0);
   }
 

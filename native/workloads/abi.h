@@ -33,6 +33,42 @@
  *
  * Pages the host itself writes (control page, ring indices) are not seen by the hardware dirty
  * log; the host adds them to the dirty set it reports.
+ *
+ * Contract details (shared by the sim, the KVM VMM and the payload; keep in step):
+ * - Who writes what. The host fills the whole control page before the first run
+ *   (guest::setup_control in native/guest/control.h: magic, config, params with defaults filled
+ *   in, each vCPU's xoshiro256** state seeded by splitmix64). The guest then writes only
+ *   vcpu[i] (its own), ring_head, next_seq, status (PANIC only) and panic_code. The host writes
+ *   ring_tail and out_chain (when it drains), clock (while paused) and status = DONE (when every
+ *   vCPU is done). Everything a workload needs to go on lives in guest memory: a memory image
+ *   taken at a step boundary plus the host blob is the whole state.
+ * - Record sequence numbers are ring positions: the record at monotonic position p has seq p,
+ *   so next_seq == ring_head always. Only vCPU 0 emits records (so the order is deterministic
+ *   with several vCPUs); the others work on their own partition of the data region.
+ * - Data partition of vCPU i: part = ((mem_size - US_DATA_GPA) / vcpus) rounded down to a page;
+ *   it starts at US_DATA_GPA + i * part. params[0] (working set, bytes) is per vCPU, <= part.
+ * - params per workload (index: meaning; 0 in a field means "default", which the host replaces
+ *   by the default before the run, see lib/guest/workloads.ts):
+ *     all but kv   [7]: steps between output records (vCPU 0 emits one every that many steps
+ *                       and after its last step)
+ *     uniform      [0] working set bytes  [1] 8-byte writes per step
+ *     hotset       [0] working set bytes  [1] writes per step  [2] hot set bytes
+ *                  [3] percent of writes that go to the hot set
+ *     sequential   [0] buffer bytes  [1] 8-byte words written per step (streaming, wraps)
+ *     sparse       [0] working set bytes  [1] pages touched per step  [2] words per page
+ *     memcheck     [0] region bytes  [1] pages rewritten per step (in sweep order)
+ *                  [2] words of random data rewritten per page
+ *     kv           [0] table bytes (64-byte slots, rounded down to a power of two)
+ *                  [1] requests per step  [2] key space  [3] percent gets  [4] percent puts
+ *                  (the rest are deletes); one output record per request
+ *   The guest clamps every parameter into its valid range, so no control-page value can make
+ *   it address memory outside its partition, the control page or the ring.
+ * - Port I/O (KVM payload only; the sim calls host hooks instead): `out` of one byte to
+ *   US_PORT_DOORBELL when the ring is full (the host drains, sets ring_tail, resumes);
+ *   US_PORT_EXIT when this vCPU has finished (then it halts); a 32-bit `out` to US_PORT_PANIC
+ *   with the low 32 bits of panic_code (the full code is in the control page) when the workload
+ *   found corruption, after it set status = US_STATUS_PANIC.
+ * - panic_code = (gpa of the bad page) | reason, reason in the low 12 bits: enum us_panic.
  */
 #ifndef UNDERSTUDY_WORKLOADS_ABI_H
 #define UNDERSTUDY_WORKLOADS_ABI_H
@@ -73,6 +109,12 @@ enum us_flags {
   US_FLAG_NONDETERMINISTIC = 1u << 0,
 };
 
+enum us_panic {
+  US_PANIC_TORN = 1,     /* memcheck: page checksum does not match its contents */
+  US_PANIC_LOST = 2,     /* memcheck: page counter is not the one the sweep position implies */
+  US_PANIC_DIRTY = 3,    /* memcheck: a page not yet written is not all zero */
+};
+
 enum us_status {
   US_STATUS_RUNNING = 0,
   US_STATUS_DONE = 1,
@@ -92,7 +134,8 @@ struct us_vcpu_state {
   uint64_t checksum;         /* running checksum of this vCPU's work */
   uint32_t done;             /* 1 once this vCPU has finished all its steps */
   uint32_t reserved0;
-  uint64_t scratch[9];       /* workload-private */
+  uint64_t scratch[9];       /* workload-private (sequential: cursor; memcheck: cursor, pass;
+                                kv: item count) */
 };                           /* 128 bytes */
 
 struct us_control {
@@ -115,5 +158,15 @@ struct us_control {
   uint64_t reserved[4];
   struct us_vcpu_state vcpu[US_MAX_VCPUS];
 };
+
+#ifdef __cplusplus
+static_assert(sizeof(struct us_record) == 64, "us_record is 64 bytes");
+static_assert(sizeof(struct us_vcpu_state) == 128, "us_vcpu_state is 128 bytes");
+static_assert(sizeof(struct us_control) <= US_PAGE_SIZE, "us_control fits one page");
+#else
+_Static_assert(sizeof(struct us_record) == 64, "us_record is 64 bytes");
+_Static_assert(sizeof(struct us_vcpu_state) == 128, "us_vcpu_state is 128 bytes");
+_Static_assert(sizeof(struct us_control) <= US_PAGE_SIZE, "us_control fits one page");
+#endif
 
 #endif

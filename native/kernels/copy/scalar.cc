@@ -1,19 +1,75 @@
-// Kernel family "copy", scalar variant: run merging over libc memcpy (which has its own tuned
-// copy loops; non-temporal hints are left to it).
+// Kernel family "copy", scalar variant: run merging over a baseline-ISA copy loop. On x86-64 the
+// baseline includes SSE2, so runs are copied 64 bytes per step with 16-byte loads and stores
+// (streaming when asked and aligned) and the next run is prefetched. libc memcpy is not used for
+// pages: on AMD Zen it takes `rep movsb` for page-sized copies, which is several times slower
+// when source and destination share their offset within a page, as gathered pages always do.
 #include <cstdint>
 #include <cstring>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "kernels/copy/copy.h"
 
 namespace kernels::copy {
 namespace scalar_isa {
 namespace {
+
+#if defined(__SSE2__)
+inline void copy_run(uint8_t* dst, const uint8_t* src, size_t bytes, const uint8_t* next, bool stream) {
+  const bool nt = stream && (reinterpret_cast<uintptr_t>(dst) & 15) == 0;
+  size_t pf = 0;
+  const size_t pf_end = next ? (bytes < 4096 ? bytes : 4096) : 0;
+  for (size_t off = 0; off < bytes; off += 64) {
+    // SAFETY: bytes is a multiple of 512, so off + 64 <= bytes.
+    const __m128i* s = reinterpret_cast<const __m128i*>(src + off);
+    __m128i* d = reinterpret_cast<__m128i*>(dst + off);
+    const __m128i a = _mm_loadu_si128(s), b = _mm_loadu_si128(s + 1);
+    const __m128i c = _mm_loadu_si128(s + 2), e = _mm_loadu_si128(s + 3);
+    if (nt) {
+      _mm_stream_si128(d, a);
+      _mm_stream_si128(d + 1, b);
+      _mm_stream_si128(d + 2, c);
+      _mm_stream_si128(d + 3, e);
+    } else {
+      _mm_storeu_si128(d, a);
+      _mm_storeu_si128(d + 1, b);
+      _mm_storeu_si128(d + 2, c);
+      _mm_storeu_si128(d + 3, e);
+    }
+    if (pf < pf_end) {
+      // Prefetch hints never fault, so running past the next run's end is harmless.
+      _mm_prefetch(reinterpret_cast<const char*>(next + pf), _MM_HINT_T0);
+      pf += 64;
+    }
+  }
+}
+#define COPY_RUN(dst, src, bytes, next, stream) copy_run((dst), (src), (bytes), (next), (stream))
+#else
 #define COPY_RUN(dst, src, bytes, next, stream) ((void)(next), (void)(stream), std::memcpy((dst), (src), (bytes)))
+#endif
+
 #include "kernels/copy/generic.inc"
 #undef COPY_RUN
+
+void gather_scalar(uint8_t* dst, const uint8_t* mem, const uint32_t* pfns, size_t n, size_t page_size, bool stream) {
+  gather_generic(dst, mem, pfns, n, page_size, stream);
+#if defined(__SSE2__)
+  if (stream) _mm_sfence();
+#endif
+}
+
+void scatter_scalar(uint8_t* mem, const uint8_t* src, const uint32_t* pfns, size_t n, size_t page_size, bool stream) {
+  scatter_generic(mem, src, pfns, n, page_size, stream);
+#if defined(__SSE2__)
+  if (stream) _mm_sfence();
+#endif
+}
+
 }  // namespace
 }  // namespace scalar_isa
 
-extern const Ops ops_scalar = {"scalar", scalar_isa::gather_generic, scalar_isa::scatter_generic};
+extern const Ops ops_scalar = {"scalar", scalar_isa::gather_scalar, scalar_isa::scatter_scalar};
 
 }  // namespace kernels::copy

@@ -1,0 +1,63 @@
+// The envelope of every CPU state blob (saveCpu()), shared by the sim and the KVM VMM so that
+// each can recognise (and refuse) the other's. Layout (little-endian; docs/FORMAT-guest.md):
+//
+//   0      u32  magic 0x50435355 ("USCP")
+//   4      u16  version (1)
+//   6      u16  type: 1 sim, 2 kvm
+//   8      u32  length: total bytes including the trailer
+//   12     u32  vcpus
+//   16     u64  guest memory bytes
+//   24     u32  workload (enum us_workload)
+//   28     u32  reserved (0)
+//   32     ...  type-specific body
+//   len-8  u64  XXH3-64 (seed 0) of bytes [0, len-8)
+//
+// Readers check, in this order: size >= 40, magic, version, length == size, checksum, type.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace guest {
+
+constexpr uint32_t kBlobMagic = 0x50435355u;
+constexpr uint16_t kBlobVersion = 1;
+constexpr size_t kBlobHeader = 32;
+constexpr size_t kBlobTrailer = 8;
+
+enum BlobType : uint16_t { kBlobSim = 1, kBlobKvm = 2 };
+
+struct BlobHeader {
+  uint16_t version = 0;
+  uint16_t type = 0;
+  uint32_t length = 0;
+  uint32_t vcpus = 0;
+  uint64_t mem_size = 0;
+  uint32_t workload = 0;
+};
+
+// Starts a blob in *out (cleared): the header with length 0.
+void blob_begin(std::vector<uint8_t>* out, BlobType type, uint32_t vcpus, uint64_t mem_size, uint32_t workload);
+// Fills in the length and appends the checksum.
+void blob_finish(std::vector<uint8_t>* out);
+
+// Little-endian appenders and a bounds-checked reader for the body.
+void put_u32(std::vector<uint8_t>* out, uint32_t v);
+void put_u64(std::vector<uint8_t>* out, uint64_t v);
+struct Reader {
+  const uint8_t* p;
+  size_t n;
+  size_t off = 0;
+  bool ok = true;
+  uint32_t u32();
+  uint64_t u64();
+  void bytes(uint8_t* dst, size_t len);
+};
+
+// Validates the envelope of `n` bytes at `p` as a blob of type `want`; returns "" (and fills *h)
+// or an error message naming `name`.
+std::string blob_check(const uint8_t* p, size_t n, BlobType want, BlobHeader* h, const char* name = "cpu");
+
+}  // namespace guest

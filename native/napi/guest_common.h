@@ -1,0 +1,56 @@
+// N-API helpers shared by the sim (guest_sim.cc) and KVM (guest_kvm.cc) bindings: output records
+// to JS in one batch, BigInt arguments.
+//
+// records_to_js returns { count, seq: Float64Array, len: Uint8Array, data: Uint8Array (count x 48
+// bytes, record i at i*48, only len[i] bytes meaningful), chain: BigUint64Array }; lib/guest
+// turns that into OutputRecord objects (lib/guest/records.ts).
+#pragma once
+
+#include <napi.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "common/napi_util.h"
+#include "guest/ring.h"
+
+namespace napi_guest {
+
+inline Napi::Value records_to_js(Napi::Env env, const std::vector<guest::Record>& recs) {
+  const size_t n = recs.size();
+  Napi::Object out = Napi::Object::New(env);
+  Napi::Float64Array seq = Napi::Float64Array::New(env, n);
+  Napi::Uint8Array len = Napi::Uint8Array::New(env, n);
+  Napi::Uint8Array data = Napi::Uint8Array::New(env, n * US_RECORD_DATA);
+  Napi::ArrayBuffer chain_ab = Napi::ArrayBuffer::New(env, n * 8);
+  for (size_t i = 0; i < n; i++) {
+    seq[i] = static_cast<double>(recs[i].seq);
+    len[i] = static_cast<uint8_t>(recs[i].len);
+    std::memcpy(data.Data() + i * US_RECORD_DATA, recs[i].data, US_RECORD_DATA);
+    std::memcpy(static_cast<uint8_t*>(chain_ab.Data()) + i * 8, &recs[i].chain, 8);
+  }
+  napi_value chain;
+  napi_status st = napi_create_typedarray(env, napi_biguint64_array, n, chain_ab, 0, &chain);
+  NAPI_THROW_IF_FAILED(env, st, Napi::Value());
+  out.Set("count", Napi::Number::New(env, static_cast<double>(n)));
+  out.Set("seq", seq);
+  out.Set("len", len);
+  out.Set("data", data);
+  out.Set("chain", Napi::Value(env, chain));
+  return out;
+}
+
+// A BigInt (or a non-negative safe-integer Number) as uint64.
+inline uint64_t u64_arg(const Napi::Value& v, const char* name) {
+  Napi::Env env = v.Env();
+  if (v.IsBigInt()) {
+    bool lossless = false;
+    const uint64_t x = v.As<Napi::BigInt>().Uint64Value(&lossless);
+    if (!lossless) napi_util::throw_range(env, std::string("`") + name + "` must be from 0 to 2^64-1");
+    return x;
+  }
+  return napi_util::uint(v, name, (1ull << 53) - 1);
+}
+
+}  // namespace napi_guest
