@@ -1,6 +1,6 @@
 /**
- * The epoch loop: every interval, pause the guest, take its dirty log, copy the dirty pages
- * (gatherPages), save the CPU state, drain its output, and resume. Nothing else happens while the
+ * The epoch loop: every interval, pause the guest, drain its output, take its dirty log, copy the
+ * dirty pages (gatherPages), save the CPU state, and resume. Nothing else happens while the
  * guest is paused; encoding and sending run after resume (the handler's business), overlapped with
  * the next epoch. When the consumer is not ready (too many epochs in flight) the loop lengthens
  * its interval instead of buffering, and says so with a 'backpressure' event.
@@ -57,6 +57,10 @@ export async function captureEpoch(guest: Guest, kernels: PageKernels, opts: Cap
   let resumed = false;
   try {
     const final = guest.result ? guest.result.final : null;
+    // Drain the output first: draining writes the ring indices and the chain into the control
+    // page, and the memory we copy must say these records are delivered, or a guest resumed from
+    // it would publish them again.
+    const records = guest.takeOutput();
     const t1 = performance.now();
     const dirty = guest.takeDirty();
     const t2 = performance.now();
@@ -64,7 +68,6 @@ export async function captureEpoch(guest: Guest, kernels: PageKernels, opts: Cap
     const pages = opts.gather ? kernels.gatherPages(guest.memory.view, pfns, { pageSize: guest.pageSize }) : null;
     const t3 = performance.now();
     const cpu = guest.saveCpu();
-    const records = guest.takeOutput();
     if (opts.clock !== undefined) guest.setClock(opts.clock);
     if (final === null) guest.resume();
     resumed = true;

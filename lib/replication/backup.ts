@@ -34,7 +34,7 @@ export interface BackupOptions {
   connect?: Endpoint;
   /** Service port to open once it has taken over. */
   serve?: Endpoint;
-  /** Primary silent this long = dead (default 500 ms). */
+  /** Primary silent this long = dead (default 1 s). */
   timeoutMs?: number;
   /** Shell command that fences the old primary; must exit 0. */
   fenceCmd?: string;
@@ -114,7 +114,7 @@ export class Backup extends EventEmitter<BackupEvents> {
       throw new TypeError('`key` (32 bytes) is required unless `insecure: true` is asked for explicitly');
     }
     if (!opts.listen && !opts.connect) throw new TypeError('one of `listen` or `connect` is required');
-    this.timeoutMs = opts.timeoutMs ?? 500;
+    this.timeoutMs = opts.timeoutMs ?? 1000;
   }
 
   get address(): Endpoint | null {

@@ -43,7 +43,7 @@ export interface PrimaryOptions {
   serve?: Endpoint | ServicePort;
   /** Epoch interval, ms (default 25, at least 5). */
   intervalMs?: number;
-  /** Backup silent this long = lost (default max(10 intervals, 500 ms)). */
+  /** Backup silent this long = lost (default max(20 intervals, 1 s)). */
   timeoutMs?: number;
   /** Epochs sent but not acknowledged, at most (default 3). */
   maxInFlight?: number;
@@ -139,7 +139,7 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     const interval = opts.intervalMs ?? 25;
     if (!(interval >= 5)) throw new RangeError(`\`intervalMs\` must be at least 5, got ${interval}`);
     this.intervalMs = interval;
-    this.timeoutMs = opts.timeoutMs ?? Math.max(10 * interval, 500);
+    this.timeoutMs = opts.timeoutMs ?? Math.max(20 * interval, 1000);
     if (!opts.insecure && (!opts.key || opts.key.length !== 32)) {
       throw new TypeError('`key` (32 bytes) is required unless `insecure: true` is asked for explicitly');
     }

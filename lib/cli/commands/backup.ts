@@ -20,7 +20,7 @@ options:
   --connect HOST:PORT   or join a primary that listens (e.g. a promoted backup)
   --key FILE            pre-shared key; or --insecure, explicitly
   --serve HOST:PORT     service port once it has taken over
-  --timeout D           primary silent this long = dead (default 500ms)
+  --timeout D           primary silent this long = dead (default 1s)
   --fence-cmd CMD       shell command that fences the old primary (must exit 0);
                         gets UNDERSTUDY_VM_ID and UNDERSTUDY_GENERATION
   --no-takeover         only hold the replica
@@ -45,7 +45,7 @@ export async function run(argv: string[]): Promise<number> {
     listen: values.listen ? hostPort(cmd, 'listen', values.listen as string) : undefined,
     connect: values.connect ? hostPort(cmd, 'connect', values.connect as string) : undefined,
     serve: values.serve ? hostPort(cmd, 'serve', values.serve as string) : undefined,
-    timeoutMs: values.timeout ? durationOption(cmd, 'timeout', values.timeout as string, 500) : undefined,
+    timeoutMs: values.timeout ? durationOption(cmd, 'timeout', values.timeout as string, 1000) : undefined,
     fenceCmd: values['fence-cmd'] as string | undefined,
     takeover: values['no-takeover'] !== true,
     promoted: { intervalMs, onBackupLoss: onLossOption(cmd, values['on-backup-loss']) },

@@ -24,8 +24,8 @@ Ends with the client's verdict (no gap, no duplicate, hash chain unbroken). Unde
 
 options:
   --guest TYPE     kvm, sim or auto (default auto)
-  --workload NAME  default kv            --steps N   steps (default 400000)
-  --memory MiB     default 32            --interval D  epoch length (default 25ms)
+  --workload NAME  default hotset           --steps N   steps (default 1500000)
+  --memory MiB     default 16            --interval D  epoch length (default 25ms)
   --seed N         default: random       --no-kill   do not kill the primary
   --json           one JSON summary on stdout instead of the story`;
 
@@ -55,8 +55,8 @@ export async function run(argv: string[]): Promise<number> {
   const json = values.json === true;
   const interval = `${durationOption(cmd, 'interval', values.interval as string | undefined, 25)}ms`;
   const seed = intOption(cmd, 'seed', values.seed as string | undefined, 1 + Math.floor(Math.random() * 1e6), 0);
-  const steps = intOption(cmd, 'steps', values.steps as string | undefined, 400000, 1);
-  const memory = intOption(cmd, 'memory', values.memory as string | undefined, 32, 8);
+  const steps = intOption(cmd, 'steps', values.steps as string | undefined, 1500000, 1);
+  const memory = intOption(cmd, 'memory', values.memory as string | undefined, 16, 8);
   const dir = mkdtempSync(join(tmpdir(), 'understudy-demo-'));
   const keyFile = join(dir, 'key');
   writeKeyFile(keyFile);
@@ -87,6 +87,7 @@ export async function run(argv: string[]): Promise<number> {
   const t0 = performance.now();
   const elapsed = (): string => `${((performance.now() - t0) / 1000).toFixed(1)}s`;
   const common = ['--key', keyFile, '--json', '--quiet'];
+  const primaryTimeout = ['--timeout', '1500ms'];
   let lastStats: Record<string, unknown> | null = null;
   let killedAt: string | null = null;
   let failover: Record<string, unknown> | null = null;
@@ -97,12 +98,12 @@ export async function run(argv: string[]): Promise<number> {
   };
   say(`understudy demo: seed ${seed}, ${steps} steps, ${memory} MiB guest, ${interval} epochs, guest ${String(values.guest ?? 'auto')}`);
   let backup2: Child | null = null;
-  start('backup', ['backup', '--listen', `127.0.0.1:${repl}`, '--serve', `127.0.0.1:${serveB}`, '--timeout', '500ms', '--interval', interval, ...common], (e) => {
+  start('backup', ['backup', '--listen', `127.0.0.1:${repl}`, '--serve', `127.0.0.1:${serveB}`, '--timeout', '1500ms', '--interval', interval, '--linger', '10s', ...common], (e) => {
     if (e.event === 'failover') {
       failover = e;
       progress.done();
       say(`${elapsed()} FAILOVER: the backup fenced the old primary and resumed the guest from epoch ${String(e.epoch)} as generation ${String(e.generation)} (${String(e.records)} records committed)`);
-      backup2 = start('backup2', ['backup', '--connect', `127.0.0.1:${repl}`, '--serve', `127.0.0.1:${serveB2}`, '--timeout', '500ms', ...common]);
+      backup2 = start('backup2', ['backup', '--connect', `127.0.0.1:${repl}`, '--serve', `127.0.0.1:${serveB2}`, '--timeout', '1500ms', ...common]);
     } else if (e.event === 'stats') showStats(e, 'new primary');
     else if (e.event === 'protected' && failover && !protectedAgain) {
       protectedAgain = true;
@@ -113,15 +114,15 @@ export async function run(argv: string[]): Promise<number> {
   let primaryProtected = false;
   let done = false;
   const primary = start('primary', [
-    'primary', '--connect', `127.0.0.1:${repl}`, '--serve', `127.0.0.1:${serveP}`, '--workload', String(values.workload ?? 'kv'),
-    '--guest', String(values.guest ?? 'auto'), '--seed', String(seed), '--steps', String(steps), '--memory', String(memory), '--interval', interval, ...common,
+    'primary', '--connect', `127.0.0.1:${repl}`, '--serve', `127.0.0.1:${serveP}`, '--workload', String(values.workload ?? 'hotset'),
+    '--guest', String(values.guest ?? 'auto'), '--seed', String(seed), '--steps', String(steps), '--memory', String(memory), '--vcpus', '1', '--linger', '10s', '--interval', interval, ...primaryTimeout, ...common,
   ], (e) => {
     if (e.event === 'stats') showStats(e, 'primary');
     else if (e.event === 'protected' && !primaryProtected) {
       primaryProtected = true;
       say(`${elapsed()} primary protected: backup holds epoch ${String(e.backupEpoch)}`);
       if (values['no-kill'] !== true) {
-        const ms = 800 + Math.floor(Math.random() * 3000);
+        const ms = 300 + Math.floor(Math.random() * 1500);
         setTimeout(() => {
           if (done) return;
           killedAt = elapsed();
@@ -133,7 +134,7 @@ export async function run(argv: string[]): Promise<number> {
     } else if (e.event === 'done') done = true;
   });
   let verdict: Record<string, unknown> | null = null;
-  const client = start('client', ['client', '--connect', `127.0.0.1:${serveP},127.0.0.1:${serveB}`, '--verify', '--json', '--timeout', '20s'], (e) => {
+  const client = start('client', ['client', '--connect', `127.0.0.1:${serveP},127.0.0.1:${serveB},127.0.0.1:${serveB2}`, '--verify', '--json', '--timeout', '20s'], (e) => {
     if ('verdict' in e) verdict = e;
   });
   const deadline = setTimeout(() => {

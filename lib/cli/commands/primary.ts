@@ -25,7 +25,7 @@ options:
   --seed N --steps N    workload seed (default 1) and steps per vCPU (default 200000)
   --memory MiB          guest RAM (default 32)   --vcpus N (default 1)
   --interval D          epoch length (default 25ms, at least 5ms)
-  --timeout D           backup silent this long = lost (default max(10 epochs, 500ms))
+  --timeout D           backup silent this long = lost (default max(20 epochs, 1s))
   --on-backup-loss M    continue (guest runs, output held) or pause (default continue)
   --nondeterministic    the guest mixes in the host clock at each epoch
   --serve HOST:PORT     service port for clients (newline-delimited JSON)
