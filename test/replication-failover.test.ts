@@ -55,25 +55,35 @@ describe('replication with the stand-in guest', () => {
         intervalMs: 10,
       });
       const servePrimary = { host: '127.0.0.1', port: primary.service!.address().port };
-      const killAt = 30 + Math.floor(Math.random() * 150);
+      const killAt = Math.floor(Math.random() * 150);
       const second: Backup[] = [];
       let failovers = 0;
       backup.on('failover', () => {
         failovers++;
         void startBackup({ key, connect: addr(backup), restore: restoreFakeGuest, timeoutMs: 300 }).then((b) => second.push(b));
       });
-      setTimeout(() => void primary.close(), killAt);
+      primary.once('protected', () => setTimeout(() => void primary.close(), killAt));
       const v = new StreamVerifier(chainHex, ref);
       const res = await followStream({
         addresses: [servePrimary, { host: '127.0.0.1', port: backupServePort(backup) }],
         verifier: v, timeoutMs: 20_000,
       });
-      expect(res.problems, `trial ${trial} killed at ${killAt} ms`).toEqual([]);
+      expect(res.problems, `trial ${trial} killed ${killAt} ms after protection`).toEqual([]);
       expect(res.final).toBe(ref.final);
       expect(failovers).toBe(1);
       for (const b of second) await b.close();
       await backup.close();
     }
+  });
+
+  it('a backup with no committed epoch refuses to take over and says why', async () => {
+    const backup = await startBackup({ key, listen: LOCAL, restore: restoreFakeGuest, timeoutMs: 200 });
+    const refused = new Promise<{ reason: string }>((r) => backup.once('takeover-refused', r));
+    backup.once('connected', () => void primary.close());
+    const primary = await startPrimary({ guest: createFakeGuest({ seed: 3, steps: 100000, memoryMiB: 2 }), key, connect: addr(backup), intervalMs: 1000 });
+    expect((await refused).reason).toBe('cannot take over: no committed epoch (the primary never completed its first epoch), so there is no state to resume from');
+    expect(backup.primary).toBe(null);
+    await backup.close();
   });
 });
 

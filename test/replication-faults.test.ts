@@ -55,7 +55,7 @@ describe('replication under network faults (stand-in guest)', () => {
     // The second cut may land after the final acknowledgement; the first always lands mid-run.
     expect(s.proxy.connections).toBeGreaterThanOrEqual(2);
     expect(s.plogs.filter((l) => l.includes('full resync')).length).toBe(s.proxy.connections);
-    expect(s.plogs.filter((l) => l.startsWith('backup link lost')).length).toBe(2);
+    expect(s.plogs.filter((l) => l.startsWith('backup link lost')).length).toBeGreaterThanOrEqual(2);
     expect(s.failovers).toBe(0);
   });
 
