@@ -32,6 +32,7 @@ export function chainHex(prevHex: string, data: Uint8Array): string {
 
 export class FakeGuest extends EventEmitter implements Guest {
   readonly type = 'sim' as const;
+  readonly workload = 'uniform' as const;
   readonly pageSize = PAGE;
   readonly pageCount: number;
   readonly vcpus = 1;
@@ -173,7 +174,7 @@ export function createFakeGuest(opts: FakeOptions): FakeGuest {
   return new FakeGuest(opts);
 }
 
-export function restoreFakeGuest(opts: RestoreOptions, batch?: number): FakeGuest {
+export function restoreFakeGuest(opts: RestoreOptions, batch?: number): Guest {
   return new FakeGuest({ image: opts.memoryImage, cpu: opts.cpu, batch });
 }
 
