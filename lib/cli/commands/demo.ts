@@ -20,11 +20,12 @@ export const usage = `usage: understudy demo [--guest kvm|sim|auto] [--workload 
 On this machine: a backup, a primary running a workload guest, and a client verifying the
 output stream. The primary is killed (SIGKILL) at a random instant; the backup fences it,
 resumes the guest from its last committed epoch and serves the stream; a new backup joins it.
-Ends with the client's verdict (no gap, no duplicate, hash chain unbroken). Under a minute.
+Ends with the client's verdict (no gap, no duplicate, hash chain unbroken, same final checksum
+and record count as the same workload run alone). Under a minute.
 
 options:
   --guest TYPE     kvm, sim or auto (default auto)
-  --workload NAME  default hotset           --steps N   steps (default 1500000)
+  --workload NAME  default hotset           --steps N   steps (default 1000000)
   --memory MiB     default 16            --interval D  epoch length (default 25ms)
   --seed N         default: random       --no-kill   do not kill the primary
   --json           one JSON summary on stdout instead of the story`;
@@ -55,7 +56,7 @@ export async function run(argv: string[]): Promise<number> {
   const json = values.json === true;
   const interval = `${durationOption(cmd, 'interval', values.interval as string | undefined, 25)}ms`;
   const seed = intOption(cmd, 'seed', values.seed as string | undefined, 1 + Math.floor(Math.random() * 1e6), 0);
-  const steps = intOption(cmd, 'steps', values.steps as string | undefined, 1500000, 1);
+  const steps = intOption(cmd, 'steps', values.steps as string | undefined, 1000000, 1);
   const memory = intOption(cmd, 'memory', values.memory as string | undefined, 16, 8);
   const dir = mkdtempSync(join(tmpdir(), 'understudy-demo-'));
   const keyFile = join(dir, 'key');
@@ -133,6 +134,11 @@ export async function run(argv: string[]): Promise<number> {
       }
     } else if (e.event === 'done') done = true;
   });
+  // The reference: the same workload run alone, unreplicated (its final checksum must match).
+  let reference: { final?: string; records?: number } | null = null;
+  const refRun = start('reference', ['run', '--guest', String(values.guest ?? 'auto'), '--workload', String(values.workload ?? 'hotset'), '--seed', String(seed), '--steps', String(steps), '--memory', String(memory), '--vcpus', '1', '--json'], (e) => {
+    if (typeof e.final === 'string') reference = e as { final: string; records: number };
+  });
   let verdict: Record<string, unknown> | null = null;
   const client = start('client', ['client', '--connect', `127.0.0.1:${serveP},127.0.0.1:${serveB},127.0.0.1:${serveB2}`, '--verify', '--json', '--timeout', '20s'], (e) => {
     if ('verdict' in e) verdict = e;
@@ -149,18 +155,23 @@ export async function run(argv: string[]): Promise<number> {
   await Promise.race([Promise.all(children.map((c) => c.exited)), new Promise((r) => setTimeout(r, 4000))]);
   for (const c of children) if (c.proc.exitCode === null && c.proc.signalCode === null) c.proc.kill('SIGTERM');
   rmSync(dir, { recursive: true, force: true });
+  await Promise.race([refRun.exited, new Promise((r) => setTimeout(r, 15_000))]);
   const v = verdict as Record<string, unknown> | null;
-  const pass = clientCode === 0 && v?.verdict === 'pass';
+  const ref = reference as { final?: string; records?: number } | null;
+  const refOk = ref !== null && ref.final === v?.final && ref.records === v?.records;
+  const pass = clientCode === 0 && v?.verdict === 'pass' && refOk;
   if (json) {
     process.stdout.write(JSON.stringify({
       pass, seed, steps, memoryMiB: memory, interval, seconds: +((performance.now() - t0) / 1000).toFixed(2), killedAt, failover,
-      protectedAgain, newBackup: backup2 !== null, lastStats, client: v,
+      protectedAgain, newBackup: backup2 !== null, lastStats, client: v, reference: ref,
     }) + '\n');
   } else {
     if (!killedAt) say('note: the workload finished before the kill instant; no failover this time');
+    const why = !v ? `client exited with ${clientCode}` : (v.problems as string[]).length ? (v.problems as string[]).join('; ')
+      : !ref ? 'the reference run did not finish' : `stream (${String(v.records)} records, final ${String(v.final)}) differs from the unreplicated run (${String(ref.records)} records, final ${String(ref.final)})`;
     say(pass
-      ? `verdict: PASS: ${String(v?.records)} records, no gap, no duplicate, hash chain unbroken, final ${String(v?.final)}${failover ? ' — across a failover' : ''}`
-      : `verdict: FAIL: ${v ? (v.problems as string[]).join('; ') : `client exited with ${clientCode}`}`);
+      ? `verdict: PASS: ${String(v?.records)} records, no gap, no duplicate, hash chain unbroken, final ${String(v?.final)} equal to an unreplicated run${failover ? ' — across a failover' : ''}`
+      : `verdict: FAIL: ${why}`);
   }
   return pass ? 0 : 1;
 }
