@@ -99,6 +99,8 @@ describe('child processes: SIGKILL and failover (stand-in guest)', () => {
     expect(res.problems).toEqual([]);
     expect(res.final).toBe(ref.final);
     expect(released).toBeLessThan(ref.records.length);
+    // Event lines may trail the TCP stream a little: give stdout a moment.
+    for (let i = 0; i < 60 && primary.events.filter((e) => e.event === 'protected').length < 2; i++) await new Promise((r) => setTimeout(r, 50));
     expect(primary.events.filter((e) => e.event === 'protected').length).toBeGreaterThanOrEqual(2);
     for (const c of children) c.kill();
     await Promise.all(children.map((c) => c.exited));

@@ -188,7 +188,8 @@ export class Primary extends EventEmitter<PrimaryEvents> {
       const guest = this.opts.guest;
       this.loop = new EpochLoop(guest, this.kernels, {
         intervalMs: this.intervalMs,
-        ready: () => this.inFlight.size < (this.opts.maxInFlight ?? 3) && !this.guestPausedForLoss,
+        // Captured-but-unacknowledged epochs (queued for encoding or on the wire) are bounded.
+        ready: () => this.lag < (this.opts.maxInFlight ?? 3) && !this.guestPausedForLoss,
         plan: () => {
           const linked = this.link !== null;
           return {
