@@ -136,7 +136,8 @@ describe('child processes: SIGKILL and failover (stand-in guest)', () => {
     expect(fo2?.generation, JSON.stringify(b2.events.filter((e) => e.event !== 'commit'))).toBe('3');
     children.push(new Child(['backup', '--connect', local(repl2), ...common]));
     const res = await following;
-    expect(res.problems).toEqual([]);
+    const trace = children.map((c, i) => `#${i}: ` + c.events.filter((e) => e.event === 'log' || e.event === 'failover' || e.event === 'degraded').map((e) => String(e.line ?? e.event)).join(' | ')).join('\n');
+    expect(res.problems, trace).toEqual([]);
     expect(res.final).toBe(ref.final);
     for (const c of children) c.kill();
     await Promise.all(children.map((c) => c.exited));
