@@ -21,8 +21,22 @@
       "cflags": ["<!@(node scripts/sources.mjs flags-avx512)", "-fPIC"]
     },
     {
+      "target_name": "understudy_payload",
+      "type": "none",
+      "actions": [
+        {
+          "action_name": "build_payload",
+          "inputs": ["scripts/build-payload.mjs", "<!@(node scripts/build-payload.mjs --inputs)"],
+          "outputs": ["<(SHARED_INTERMEDIATE_DIR)/payload/payload_image.h"],
+          "action": ["node", "scripts/build-payload.mjs", "<(SHARED_INTERMEDIATE_DIR)/payload"],
+          "message": "Building the KVM guest payload"
+        }
+      ]
+    },
+    {
       "target_name": "understudy",
-      "dependencies": ["understudy_avx2", "understudy_avx512"],
+      "dependencies": ["understudy_avx2", "understudy_avx512", "understudy_payload"],
+      "include_dirs": ["<(SHARED_INTERMEDIATE_DIR)/payload"],
       "sources": [
         "<!@(node scripts/sources.mjs kernels)",
         "<!@(node scripts/sources.mjs addon)"

@@ -10,6 +10,10 @@ export type { IsaName } from './kernels/cpu.js';
 export { allocateMemory, mapFile, GuestMemory } from './kernels/memory.js';
 export type { MapFileOptions } from './kernels/memory.js';
 
+// KVM guest (lib/guest/kvm.ts)
+export { kvmAvailable, kvmInfo, createKvmGuest, restoreKvmGuest, GuestFaultError } from './guest/kvm.js';
+export type { KvmInfo, KvmDirtyMode, KvmGuestOptions, KvmRestoreOptions, KvmStats } from './guest/kvm.js';
+
 // Delta codec (issue 3): lib/kernels/delta.ts
 export {
   encodeDelta,

@@ -1,3 +1,8 @@
+/**
+ * scanBitmap/countBitmap: every ISA path against the bit-by-bit TS reference (sizes around every
+ * block and chunk, densities 0-100 %, clustered, unaligned views, bases up to 2^32), the `out`
+ * option, and exact errors for hostile inputs.
+ */
 import { describe, expect, it } from 'vitest';
 import { countBitmap, scanBitmap } from '../lib/index.js';
 import { forEachIsa } from './each-isa.js';
@@ -104,6 +109,13 @@ describe('scanBitmap/countBitmap bad input', () => {
     expect(() => scanBitmap(new Uint8Array(4), { base: 2 ** 32 - 16 })).toThrow(
       new RangeError('`base` + 8 * `bitmap`.length must be at most 4294967296, got 4294967312'),
     );
+  });
+
+  it('refuses an `out` that shares memory with the bitmap', () => {
+    const shared = new ArrayBuffer(64);
+    const bitmap = new Uint8Array(shared, 0, 32).fill(0xff);
+    expect(() => scanBitmap(bitmap, { out: new Uint32Array(shared) })).toThrow(new RangeError('`out` must not overlap `bitmap`'));
+    expect(bitmap.every((b) => b === 0xff)).toBe(true);
   });
 
   it('rejects detached buffers', () => {

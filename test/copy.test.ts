@@ -1,3 +1,8 @@
+/**
+ * gatherPages/scatterPages: every ISA path against the page-by-page TS reference (page sizes,
+ * runs, repeats, 1 and 2 threads, streaming sizes, unaligned `out`), all-or-nothing pfn checks,
+ * and exact errors for hostile inputs (bad sizes, overlaps, wrong types, detached and closed memory).
+ */
 import { describe, expect, it } from 'vitest';
 import { allocateMemory, gatherPages, scatterPages } from '../lib/index.js';
 import { forEachIsa } from './each-isa.js';
@@ -137,6 +142,14 @@ describe('gatherPages/scatterPages bad input', () => {
     );
     expect(() => scatterPages(buf.subarray(0, 4 * 4096), Uint32Array.of(0), buf.subarray(2 * 4096, 3 * 4096), { pageSize: 4096 })).toThrow(
       new RangeError('`pages` must not overlap `memory`'),
+    );
+    const shared = new ArrayBuffer(8 * 4096);
+    const pfns = new Uint32Array(shared, 0, 2);
+    expect(() => gatherPages(new Uint8Array(4 * 4096), pfns, { pageSize: 4096, out: new Uint8Array(shared) })).toThrow(
+      new RangeError('`out` must not overlap `pfns`'),
+    );
+    expect(() => scatterPages(new Uint8Array(shared), pfns, new Uint8Array(2 * 4096), { pageSize: 4096 })).toThrow(
+      new RangeError('`pfns` must not overlap `memory`'),
     );
   });
 

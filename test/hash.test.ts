@@ -1,3 +1,8 @@
+/**
+ * hashPages/fingerprintPages/zeroPages/xxh3: every ISA path against known answers from Debian's
+ * xxhsum, against @node-rs/xxhash page by page with seeds, 1 vs 2 threads, and exact errors for
+ * hostile inputs.
+ */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { xxh3 as rs } from '@node-rs/xxhash';

@@ -11,11 +11,23 @@ import { createSimGuest, restoreSimGuest } from './sim.js';
 import type { Guest, GuestOptions, GuestType, ResolvedGuestOptions, RestoreOptions } from './types.js';
 import { WORKLOADS, checkWorkload, resolveParams } from './workloads.js';
 
-/** What the KVM module (lib/guest/kvm.ts) exports. */
+/**
+ * What the KVM module (lib/guest/kvm.ts) exports. createGuest hands it the caller's options with
+ * the defaults resolved here (seed, steps per workload, effective params as the raw array), so
+ * both backends run exactly the same configuration; backend-specific options (e.g. `dirty`) pass
+ * through untouched.
+ */
 export interface KvmBackend {
   kvmAvailable(): { ok: boolean; reason?: string };
-  createKvmGuest(opts: ResolvedGuestOptions): Promise<Guest>;
-  restoreKvmGuest(opts: { memoryImage: Uint8Array; cpu: Uint8Array; start: boolean; typeReason?: string }): Promise<Guest>;
+  createKvmGuest(opts: GuestOptions): Promise<Guest>;
+  restoreKvmGuest(opts: RestoreOptions): Promise<Guest>;
+}
+
+function withReason(g: Guest, typeReason: string | undefined): Guest {
+  if (typeReason !== undefined && g.typeReason === undefined) {
+    Object.defineProperty(g, 'typeReason', { value: typeReason, enumerable: true });
+  }
+  return g;
 }
 
 const MIB = 1024 * 1024;
@@ -106,7 +118,20 @@ export async function createGuest(opts: GuestOptions): Promise<Guest> {
   const o = resolveGuestOptions(opts);
   if (o.type === 'sim') return createSimGuest(o);
   const kvm = await loadKvm();
-  if (kvm.backend) return kvm.backend.createKvmGuest({ ...o, typeReason: o.type === 'auto' ? 'auto: kvm is available' : undefined });
+  if (kvm.backend) {
+    const g = await kvm.backend.createKvmGuest({
+      ...opts,
+      type: 'kvm',
+      seed: o.seed,
+      steps: o.steps,
+      memoryMiB: o.memBytes / MIB,
+      vcpus: o.vcpus,
+      nondeterministic: o.flags === 1,
+      params: o.params,
+      start: o.start,
+    });
+    return withReason(g, o.type === 'auto' ? 'auto: kvm is available' : undefined);
+  }
   if (o.type === 'kvm') throw new Error(`kvm guest unavailable: ${kvm.reason}`);
   return createSimGuest({ ...o, typeReason: `auto: using sim because ${kvm.reason}` });
 }
@@ -133,7 +158,8 @@ export async function restoreGuest(opts: RestoreOptions): Promise<Guest> {
   native.guest_check_image(opts.memoryImage, 'memoryImage');
   const kvm = await loadKvm();
   if (!kvm.backend) throw new Error(`kvm guest unavailable: ${kvm.reason}`);
-  return kvm.backend.restoreKvmGuest({ memoryImage: opts.memoryImage, cpu: opts.cpu, start, typeReason: type === 'auto' ? 'auto: the CPU state blob is a kvm blob' : undefined });
+  const g = await kvm.backend.restoreKvmGuest({ ...opts, type: 'kvm', start });
+  return withReason(g, type === 'auto' ? 'auto: the CPU state blob is a kvm blob' : undefined);
 }
 
 export { SimGuest, GuestError } from './sim.js';

@@ -27,10 +27,11 @@ export interface GuestOptions {
   /** Start running at once (default true). */
   start?: boolean;
   /**
-   * Workload parameters by name (see lib/guest/workloads.ts `WORKLOADS[name].params`); unset
-   * ones take the workload's default.
+   * Workload parameters: by name (see lib/guest/workloads.ts `WORKLOADS[name].params`), or as
+   * the raw control->params array (index meanings in native/workloads/abi.h). Unset or 0 takes
+   * the workload's default.
    */
-  params?: Record<string, number>;
+  params?: Record<string, number> | Array<number | bigint>;
   /** sim only: software dirty tracking on (default). Off, takeDirty() reports every page. */
   dirtyTracking?: boolean;
 }

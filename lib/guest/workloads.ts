@@ -89,9 +89,26 @@ function effective(id: number, memBytes: number, vcpus: number, raw: number[]): 
  * @throws TypeError / RangeError naming the parameter, e.g.
  *   "`params.writesPerStep` must be an integer from 1 to 4096 for uniform, got 10000"
  */
-export function resolveParams(workload: WorkloadName, memBytes: number, vcpus: number, params: Record<string, number> = {}): number[] {
-  if (params === null || typeof params !== 'object') throw new TypeError('`params` must be an object');
+export function resolveParams(
+  workload: WorkloadName,
+  memBytes: number,
+  vcpus: number,
+  params: Record<string, number> | Array<number | bigint> = {},
+): number[] {
+  if (params === null || typeof params !== 'object') throw new TypeError('`params` must be an object or an array');
   const info = WORKLOADS[workload];
+  if (Array.isArray(params)) {
+    // Raw control->params: each value as given (0 = default), clamped by the workload.
+    if (params.length > 8) throw new RangeError(`\`params\` holds at most 8 values, got ${params.length}`);
+    const raw = params.map((v, i) => {
+      const n = typeof v === 'bigint' ? Number(v) : v;
+      if (typeof n !== 'number') throw new TypeError(`\`params[${i}]\` must be a number, got ${typeof v}`);
+      if (!Number.isSafeInteger(n) || n < 0) throw new RangeError(`\`params[${i}]\` must be an integer from 0 to ${MAX}, got ${v}`);
+      return n;
+    });
+    while (raw.length < 8) raw.push(0);
+    return effective(info.id, memBytes, vcpus, raw);
+  }
   const raw = [0, 0, 0, 0, 0, 0, 0, 0];
   for (const [k, v] of Object.entries(params)) {
     const idx = info.params[k];

@@ -20,7 +20,7 @@ export interface ScanBitmapOptions {
  * The indices (plus `base`) of the set bits of `bitmap`, ascending.
  * @throws TypeError if `bitmap` is not a Uint8Array or `out` not a Uint32Array; RangeError if
  *   `base` is not an integer from 0 to 2^32 - 1, if `base` + 8 * `bitmap`.length exceeds 2^32, or
- *   if `out` has fewer elements than set bits (then nothing is written).
+ *   if `out` has fewer elements than set bits (then nothing is written) or shares memory with `bitmap`.
  */
 export function scanBitmap(bitmap: Uint8Array, options?: ScanBitmapOptions): Uint32Array {
   u8Arg(bitmap, 'bitmap');

@@ -24,11 +24,11 @@ export interface ScatterOptions {
 }
 
 /**
- * Copies page `pfns[i]` of `memory` to bytes `[i * pageSize, (i + 1) * pageSize)` of a new buffer
+ * Copies page `pfns[i]` of `memory` to bytes `[i * pageSize, (i + 1) * pageSize)` of a new Buffer
  * (or of `out`, then returning `out.subarray(0, pfns.length * pageSize)`).
  * @throws TypeError for a wrong argument type or a detached buffer; RangeError for a bad
- *   `pageSize` or `threads`, a pfn past the end of `memory` (naming its index), an `out` too small
- *   or overlapping `memory`.
+ *   `pageSize` or `threads`, a pfn past the end of `memory` (naming its index), an `out` too small,
+ *   overlapping `memory` or overlapping `pfns`.
  */
 export function gatherPages(memory: Uint8Array, pfns: Uint32Array, options: GatherOptions): Uint8Array {
   u8Arg(memory, 'memory');
@@ -48,7 +48,7 @@ export function gatherPages(memory: Uint8Array, pfns: Uint32Array, options: Gath
  * `pfns[i]` of `memory`, in order of i (a repeated pfn ends with its last copy).
  * @throws TypeError for a wrong argument type or a detached buffer; RangeError for a bad
  *   `pageSize` or `threads`, `pages` not exactly `pfns.length * pageSize` bytes, a pfn past the
- *   end of `memory`, or `pages` overlapping `memory`. Nothing is written when it throws.
+ *   end of `memory`, `pages` or `pfns` overlapping `memory`. Nothing is written when it throws.
  */
 export function scatterPages(memory: Uint8Array, pfns: Uint32Array, pages: Uint8Array, options: ScatterOptions): void {
   u8Arg(memory, 'memory');

@@ -74,6 +74,11 @@ Napi::Value Scan(const Napi::CallbackInfo& info) {
   if (info.Length() > 2 && !info[2].IsUndefined() && !info[2].IsNull()) {
     size_t cap = 0;
     uint32_t* out = napi_util::u32(info[2], "out", &cap);
+    // Writing indices into the bitmap being scanned would change its count mid-scan.
+    const uintptr_t o0 = reinterpret_cast<uintptr_t>(out), b0 = reinterpret_cast<uintptr_t>(bm.data);
+    if (cap != 0 && bm.length != 0 && o0 < b0 + bm.length && b0 < o0 + cap * 4) {
+      napi_util::throw_range(env, "`out` must not overlap `bitmap`");
+    }
     // All or nothing: when `out` might be too small, count first and refuse before writing.
     if (cap < 8 * bm.length) {
       const uint64_t total = ops.count(bm.data, bm.length);
@@ -98,11 +103,19 @@ Napi::Value Scan(const Napi::CallbackInfo& info) {
   // write the rest straight into the exact-sized result.
   const size_t rest = off < bm.length ? static_cast<size_t>(ops.count(bm.data + off, bm.length - off)) : 0;
   const size_t total = n + rest;
-  Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, total * 4);
-  uint32_t* out = static_cast<uint32_t*>(ab.Data());
-  if (n) std::memcpy(out, s, n * 4);
-  if (rest) scan_exact(ops, bm.data + off, bm.length - off, base + 8 * off, out + n, rest);
-  return Napi::Uint32Array::New(env, total, ab, 0);
+  if (rest == 0) {
+    Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, total * 4);
+    if (n) std::memcpy(ab.Data(), s, n * 4);
+    return Napi::Uint32Array::New(env, total, ab, 0);
+  }
+  // Dense results are big: take uninitialised memory (a Node Buffer's, never pooled at this size)
+  // rather than a zero-filled ArrayBuffer, since every entry is written below.
+  Napi::Buffer<uint8_t> mem = Napi::Buffer<uint8_t>::New(env, total * 4);
+  if (mem.ByteOffset() % 4 != 0) throw Napi::Error::New(env, "bitmap_scan: misaligned result buffer");
+  uint32_t* out = reinterpret_cast<uint32_t*>(mem.Data());
+  std::memcpy(out, s, n * 4);
+  scan_exact(ops, bm.data + off, bm.length - off, base + 8 * off, out + n, rest);
+  return Napi::Uint32Array::New(env, total, mem.ArrayBuffer(), mem.ByteOffset());
 }
 
 // bitmap_count(bitmap: Uint8Array): number

@@ -3,18 +3,13 @@
 //
 // Every pfn is checked against the size of memory before a single byte moves, so a bad list
 // changes nothing. Big batches are split across the worker pool; outputs far larger than the
-// cache use streaming stores. New outputs are allocated 2 MiB-aligned when large, so the kernel
-// can back them with huge pages and stream into aligned lines, and blocks of dead results are
-// recycled.
+// cache use streaming stores.
 #include <napi.h>
 
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
-#include <mutex>
 #include <string>
-#include <utility>
-#include <vector>
 
 #include "common/napi_util.h"
 #include "kernels/dispatch.h"
@@ -26,45 +21,6 @@ namespace {
 constexpr size_t kThreadMin = 4u << 20;
 // Batches from this size on use streaming (non-temporal) stores: far past what the caches hold.
 constexpr size_t kStreamMin = 8u << 20;
-
-// Output blocks of dead gather results are kept (a few, up to kCacheMax bytes) and handed to
-// the next gather of the same rounded size: a fresh block costs a page fault per page on first
-// touch (very slow under nested virtualisation), a recycled one is already mapped. Every byte of
-// a result is written by the gather, so old contents never show.
-constexpr size_t kCacheMax = 64u << 20;
-constexpr size_t kCacheBlocks = 4;
-std::mutex g_cache_mu;
-std::vector<std::pair<void*, size_t>> g_cache;
-size_t g_cached = 0;
-
-void* take_block(size_t bytes, size_t* alloc) {
-  const size_t align = bytes >= (2u << 20) ? (2u << 20) : 64;
-  *alloc = (bytes + align - 1) / align * align;
-  {
-    std::lock_guard<std::mutex> lock(g_cache_mu);
-    for (size_t i = 0; i < g_cache.size(); i++) {
-      if (g_cache[i].second == *alloc) {
-        void* p = g_cache[i].first;
-        g_cached -= *alloc;
-        g_cache.erase(g_cache.begin() + static_cast<std::ptrdiff_t>(i));
-        return p;
-      }
-    }
-  }
-  return std::aligned_alloc(align, *alloc);
-}
-
-void give_block(void* p, size_t alloc) {
-  {
-    std::lock_guard<std::mutex> lock(g_cache_mu);
-    if (g_cache.size() < kCacheBlocks && g_cached + alloc <= kCacheMax) {
-      g_cache.emplace_back(p, alloc);
-      g_cached += alloc;
-      return;
-    }
-  }
-  std::free(p);
-}
 
 void check_pfns(Napi::Env env, const uint32_t* pfns, size_t n, const napi_util::Bytes& mem, size_t ps) {
   const uint64_t pages = mem.length / ps;
@@ -78,6 +34,7 @@ void check_pfns(Napi::Env env, const uint32_t* pfns, size_t n, const napi_util::
 }
 
 bool overlaps(const uint8_t* a, size_t alen, const uint8_t* b, size_t blen) {
+  // SAFETY: compares addresses only, never dereferences.
   if (alen == 0 || blen == 0) return false;
   const uintptr_t a0 = reinterpret_cast<uintptr_t>(a), b0 = reinterpret_cast<uintptr_t>(b);
   return a0 < b0 + blen && b0 < a0 + alen;
@@ -109,19 +66,19 @@ Napi::Value Gather(const Napi::CallbackInfo& info) {
                                       " bytes, got " + std::to_string(out.length));
     }
     if (overlaps(out.data, bytes, mem.data, mem.length)) napi_util::throw_range(env, "`out` must not overlap `memory`");
+    // Writing into the pfn list would change pfns after they were checked.
+    if (overlaps(out.data, bytes, reinterpret_cast<const uint8_t*>(pfns), n * 4)) {
+      napi_util::throw_range(env, "`out` must not overlap `pfns`");
+    }
     dst = out.data;
   } else if (bytes == 0) {
     return Napi::Uint8Array::New(env, 0);
   } else {
-    size_t alloc = 0;
-    dst = static_cast<uint8_t*>(take_block(bytes, &alloc));
-    if (dst == nullptr) throw Napi::Error::New(env, "gatherPages: out of memory for " + std::to_string(bytes) + " bytes");
-    Napi::MemoryManagement::AdjustExternalMemory(env, static_cast<int64_t>(alloc));
-    Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, dst, bytes, [alloc](Napi::Env e, void* p) {
-      Napi::MemoryManagement::AdjustExternalMemory(e, -static_cast<int64_t>(alloc));
-      give_block(p, alloc);
-    });
-    result = Napi::Uint8Array::New(env, bytes, ab, 0);
+    // A Node Buffer: V8-managed and uninitialised (every byte is written below), the cheapest
+    // fresh memory there is; its first touch still costs a page fault per page.
+    Napi::Buffer<uint8_t> buf = Napi::Buffer<uint8_t>::New(env, bytes);
+    dst = buf.Data();
+    result = buf;
   }
 
   const kernels::copy::Ops& ops = *kernels::active().copy;
@@ -154,6 +111,10 @@ Napi::Value Scatter(const Napi::CallbackInfo& info) {
   check_pfns(env, pfns, n, mem, ps);
   if (overlaps(pages.data, pages.length, mem.data, mem.length)) {
     napi_util::throw_range(env, "`pages` must not overlap `memory`");
+  }
+  // Writing into the pfn list would change pfns after they were checked.
+  if (overlaps(mem.data, mem.length, reinterpret_cast<const uint8_t*>(pfns), n * 4)) {
+    napi_util::throw_range(env, "`pfns` must not overlap `memory`");
   }
   // With repeated pfns the last copy wins, as in a sequential loop: only split strictly
   // ascending lists (no pfn can then be written by two threads).

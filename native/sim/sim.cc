@@ -146,7 +146,9 @@ void SimGuest::pause() {
   std::unique_lock<std::mutex> lock(mu_);
   pause_req_.store(true, std::memory_order_release);
   if (!started_) return;
-  parked_cv_.wait(lock, [&] { return parked_ + exited_ >= vcpus_ || stop_.load(); });
+  // Also after a failure (stop_ set): the other vCPUs leave at their next step boundary, and
+  // only then is memory stable.
+  parked_cv_.wait(lock, [&] { return parked_ + exited_ >= vcpus_; });
 }
 
 void SimGuest::resume() {

@@ -82,18 +82,16 @@ int us_vcpu_run(const struct us_env *env, uint32_t vcpu) {
 }
 
 #ifdef US_PAYLOAD
+/* Returns when this vCPU has finished its steps (the payload's start code then reports
+ * US_PORT_EXIT). On a panic it reports US_PORT_PANIC and never returns: the VMM stops the vCPU
+ * at that exit, the spin is only a backstop (it may run in ring 3, so no HLT). */
 void us_vcpu_main(uint8_t *mem, uint32_t vcpu) {
   const struct us_control *ctl = (const struct us_control *)(mem + US_CONTROL_GPA);
   struct us_env env = {mem, ctl->mem_size, 0, 0};
   const int r = us_vcpu_run(&env, vcpu);
-  if (r == US_RUN_PANIC) {
-    us_outl(US_PORT_PANIC, (uint32_t)ctl->panic_code);
-  } else if (r == US_RUN_BAD) {
-    us_outl(US_PORT_PANIC, 0);
-  } else {
-    us_outb(US_PORT_EXIT, (uint8_t)vcpu);
-  }
-  for (;;) __asm__ volatile("cli; hlt");
+  if (r == US_RUN_DONE) return;
+  us_outl(US_PORT_PANIC, r == US_RUN_PANIC ? (uint32_t)ctl->panic_code : 0);
+  for (;;) __asm__ volatile("pause");
 }
 #endif
 

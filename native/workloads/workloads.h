@@ -44,7 +44,9 @@ enum us_run_result {
 /* Runs vCPU `vcpu` from the step its state says until done, stop or panic. */
 int us_vcpu_run(const struct us_env *env, uint32_t vcpu);
 
-/* The payload's C entry point (mem = 0): runs, then reports exit or panic by port I/O. */
+/* The payload's C entry point (mem = 0, from the payload's start code with RDI = 0, RSI = vcpu):
+ * returns when the vCPU is done (the caller then does `out US_PORT_EXIT`); on a panic (or a
+ * control page that is not ours, code 0) it does `out US_PORT_PANIC` itself and never returns. */
 void us_vcpu_main(uint8_t *mem, uint32_t vcpu);
 
 /* Host hooks (sim build only). Return nonzero to make the vCPU stop at once. */

@@ -1,6 +1,6 @@
 // Kernel family "copy", AVX2 variant. Each run is copied 128 bytes per step with 32-byte loads;
 // while it copies, it prefetches the start of the next run (random pfns defeat the hardware
-// prefetcher at page boundaries). With `stream` and a 32-byte aligned destination the stores are
+// prefetcher at page boundaries). With `stream` and a 16-byte aligned destination the stores are
 // non-temporal: a batch far larger than the cache then costs no read-for-ownership of the
 // destination and does not evict the working set; an sfence orders them before returning.
 #include <immintrin.h>
@@ -14,9 +14,16 @@ namespace kernels::copy {
 namespace avx2_isa {
 namespace {
 
+// A 32-byte streaming store as two 16-byte ones (needs only 16-byte alignment).
+inline void stream_32(__m256i* d, __m256i v) {
+  _mm_stream_si128(reinterpret_cast<__m128i*>(d), _mm256_castsi256_si128(v));
+  _mm_stream_si128(reinterpret_cast<__m128i*>(d) + 1, _mm256_extracti128_si256(v, 1));
+}
+
 // bytes is a multiple of 512 (page sizes are powers of two >= 512).
 inline void copy_run(uint8_t* dst, const uint8_t* src, size_t bytes, const uint8_t* next, bool stream) {
-  const bool nt = stream && (reinterpret_cast<uintptr_t>(dst) & 31) == 0;
+  // Streaming needs 16-byte aligned lines (32 for the 256-bit form); a malloc'd Buffer gives 16.
+  const bool nt = stream && (reinterpret_cast<uintptr_t>(dst) & 15) == 0;
   // Prefetch distance: 2 lines of the next run per 128-byte step covers its first page-worth
   // of lines by the time a 4 KiB run is done.
   size_t pf = 0;
@@ -28,10 +35,10 @@ inline void copy_run(uint8_t* dst, const uint8_t* src, size_t bytes, const uint8
     const __m256i a = _mm256_loadu_si256(s), b = _mm256_loadu_si256(s + 1);
     const __m256i c = _mm256_loadu_si256(s + 2), e = _mm256_loadu_si256(s + 3);
     if (nt) {
-      _mm256_stream_si256(d, a);
-      _mm256_stream_si256(d + 1, b);
-      _mm256_stream_si256(d + 2, c);
-      _mm256_stream_si256(d + 3, e);
+      stream_32(d, a);
+      stream_32(d + 1, b);
+      stream_32(d + 2, c);
+      stream_32(d + 3, e);
     } else {
       _mm256_storeu_si256(d, a);
       _mm256_storeu_si256(d + 1, b);

@@ -12,7 +12,7 @@ namespace avx512_isa {
 namespace {
 
 inline void copy_run(uint8_t* dst, const uint8_t* src, size_t bytes, const uint8_t* next, bool stream) {
-  const bool nt = stream && (reinterpret_cast<uintptr_t>(dst) & 63) == 0;
+  const bool nt = stream && (reinterpret_cast<uintptr_t>(dst) & 63) == 0;  // else plain stores
   size_t pf = 0;
   const size_t pf_end = next ? (bytes < 4096 ? bytes : 4096) : 0;
   for (size_t off = 0; off < bytes; off += 256) {

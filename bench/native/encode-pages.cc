@@ -1,0 +1,64 @@
+// Native-only timing of kernels::delta::encode_pages (no N-API, no JS allocation): the best of
+// 40 calls over a batch of page pairs written by bench/native/dump-pages.ts, alternating
+// direction so the shadow never settles. Best-of filters out time slices lost to other jobs on
+// a shared machine. Build and run (from the package root):
+//
+//   npx tsx bench/native/dump-pages.ts realistic 4096 /tmp
+//   g++ -std=c++17 -O3 -Inative bench/native/encode-pages.cc $(node scripts/sources.mjs kernels) \
+//     build/Release/understudy_avx2.a build/Release/understudy_avx512.a -llz4 -lpthread -o /tmp/ep
+//   /tmp/ep /tmp/realistic.old /tmp/realistic.new [threads] [isa]
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "cpu/features.h"
+#include "kernels/delta/frame.h"
+#include "kernels/dispatch.h"
+
+static std::vector<uint8_t> slurp(const char* path) {
+  std::vector<uint8_t> v;
+  FILE* f = std::fopen(path, "rb");
+  if (f == nullptr) {
+    std::perror(path);
+    std::exit(2);
+  }
+  uint8_t buf[1 << 16];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) v.insert(v.end(), buf, buf + n);
+  std::fclose(f);
+  return v;
+}
+
+int main(int argc, char** argv) {
+  if (argc < 3) {
+    std::fprintf(stderr, "usage: %s OLD NEW [threads] [isa]\n", argv[0]);
+    return 2;
+  }
+  std::vector<uint8_t> old = slurp(argv[1]), nx = slurp(argv[2]);
+  const size_t ps = 4096, count = old.size() / ps;
+  if (nx.size() != old.size() || count == 0) return 2;
+  const unsigned threads = argc > 3 ? static_cast<unsigned>(std::atoi(argv[3])) : 1;
+  cpu::Isa isa = cpu::best();
+  if (argc > 4 && (!cpu::parse(argv[4], &isa) || !cpu::supported(isa))) return 2;
+  const kernels::delta::Ops& ops = *kernels::row(isa).delta;
+  std::vector<uint32_t> pfns(count);
+  for (size_t i = 0; i < count; i++) pfns[i] = static_cast<uint32_t>(i);
+  std::vector<uint8_t> shadow = old;
+  double best = 1e300;
+  size_t out = 0;
+  for (int rep = 0; rep < 40; rep++) {
+    const uint8_t* pages = (rep & 1) ? old.data() : nx.data();
+    const auto t0 = std::chrono::steady_clock::now();
+    kernels::delta::Encoded e;
+    if (kernels::delta::encode_pages(ops, shadow.data(), pages, pfns.data(), count, ps, threads, true, &e)) return 1;
+    const double t = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count();
+    out = e.length;
+    std::free(e.data);
+    if (t < best) best = t;
+  }
+  std::printf("%s, %u thread(s), %zu pages: %.0f ns/page, %.2f GB/s, output %.2f %%\n", ops.isa, threads,
+              count, best / count, count * ps / best, 100.0 * out / (count * ps));
+  return 0;
+}

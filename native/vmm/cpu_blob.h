@@ -1,0 +1,42 @@
+// The KVM guest's CPU state blob (docs/FORMAT-kvm.md): the shared envelope of native/guest/blob.h
+// (magic "USCP", version, type 2 = kvm, length, vCPUs, memory size, workload, XXH3-64 trailer)
+// around every vCPU's state and the output records drained but not yet delivered. The parser
+// treats its input as hostile and says exactly what is wrong.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "guest/ring.h"
+#include "vmm/vcpu.h"
+#include "workloads/abi.h"
+
+namespace vmm {
+namespace cpu_blob {
+
+constexpr size_t kRecordHeader = 24;  // per-vCPU record header
+constexpr size_t kOutRecord = 72;     // u64 seq, u32 len, u32 0, 48 data, u64 chain
+
+// A rejected blob; the message names the argument (`cpu`).
+class BadBlob : public std::range_error {
+ public:
+  using std::range_error::range_error;
+};
+
+struct Parsed {
+  uint64_t memory_bytes = 0;
+  uint32_t workload = 0;
+  std::vector<VcpuState> vcpus;
+  std::vector<guest::Record> pending;
+};
+
+std::vector<uint8_t> encode(const std::vector<VcpuState>& vcpus, uint64_t memory_bytes, uint32_t workload,
+                            const std::vector<guest::Record>& pending);
+// Throws BadBlob.
+Parsed decode(const uint8_t* data, size_t len);
+
+}  // namespace cpu_blob
+}  // namespace vmm
