@@ -25,7 +25,7 @@ and record count as the same workload run alone). Under a minute.
 
 options:
   --guest TYPE     kvm, sim or auto (default auto)
-  --workload NAME  default hotset           --steps N   steps (default 1000000)
+  --workload NAME  default hotset           --steps N   steps (default 500000)
   --memory MiB     default 16            --interval D  epoch length (default 25ms)
   --seed N         default: random       --no-kill   do not kill the primary
   --json           one JSON summary on stdout instead of the story`;
@@ -56,7 +56,7 @@ export async function run(argv: string[]): Promise<number> {
   const json = values.json === true;
   const interval = `${durationOption(cmd, 'interval', values.interval as string | undefined, 25)}ms`;
   const seed = intOption(cmd, 'seed', values.seed as string | undefined, 1 + Math.floor(Math.random() * 1e6), 0);
-  const steps = intOption(cmd, 'steps', values.steps as string | undefined, 1000000, 1);
+  const steps = intOption(cmd, 'steps', values.steps as string | undefined, 500000, 1);
   const memory = intOption(cmd, 'memory', values.memory as string | undefined, 16, 8);
   const dir = mkdtempSync(join(tmpdir(), 'understudy-demo-'));
   const keyFile = join(dir, 'key');
