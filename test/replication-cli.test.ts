@@ -144,11 +144,14 @@ describe('child processes: SIGKILL and failover (stand-in guest)', () => {
   }, 90_000);
 });
 
-describe('understudy demo on the real sim guest', () => {
-  it('kills the primary, fails over, and the client verdict passes', async () => {
+const skipKvm = process.env.UNDERSTUDY_SKIP_KVM === '1';
+if (skipKvm) console.log('replication demo on kvm: skipped because UNDERSTUDY_SKIP_KVM=1');
+
+describe.each(skipKvm ? ['sim'] : ['sim', 'kvm'])('understudy demo on the real %s guest', (guestType) => {
+  it('kills the primary, fails over, and the client verdict passes (stream equal to an unreplicated run)', async () => {
     const { spawn } = await import('node:child_process');
     const root = join(import.meta.dirname, '..');
-    const proc = spawn(process.execPath, ['--import', 'tsx', join(root, 'lib/cli/main.ts'), 'demo', '--guest', 'sim', '--json'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(process.execPath, ['--import', 'tsx', join(root, 'lib/cli/main.ts'), 'demo', '--guest', guestType, '--json'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     proc.stdout.on('data', (d: Buffer) => (out += d));
     const code = await new Promise<number | null>((r) => proc.on('exit', (c) => r(c)));
