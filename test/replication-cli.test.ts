@@ -16,7 +16,7 @@ import { Child } from './helpers/children.js';
 const dir = mkdtempSync(join(tmpdir(), 'us-repl-'));
 const keyFile = join(dir, 'key');
 writeKeyFile(keyFile);
-const STEPS = 60000;
+const STEPS = 100000;
 const MEM = '8';
 const refs = new Map<number, Reference>();
 
@@ -68,7 +68,7 @@ describe('child processes: SIGKILL and failover (stand-in guest)', () => {
     const results = [];
     for (let i = 0; i < 20; i += 2) {
       const pair = await Promise.all([0, 1].map((k) => {
-        const delay = Math.floor(Math.random() * 1000);
+        const delay = Math.floor(Math.random() * 500);
         return killPrimaryTrial(100 + i + k, delay).then((r) => ({ ...r, delay }));
       }));
       results.push(...pair);
