@@ -40,6 +40,10 @@ export { gatherPages, scatterPages } from './kernels/copy.js';
 export type { GatherOptions, ScatterOptions } from './kernels/copy.js';
 export { hashPages, fingerprintPages, zeroPages, xxh3 } from './kernels/hash.js';
 export type { PageOptions, HashPagesOptions } from './kernels/hash.js';
+
+// replication (issue 5)
+export { startPrimary, Primary, startBackup, Backup, followStream, StreamVerifier, readReference, generateKey, writeKeyFile, readKeyFile, OutputLog, ProtocolError, registerGuestBackend } from './replication/index.js';
+export type { PrimaryOptions, EpochStats, Endpoint, BackupOptions, CommitInfo, FollowOptions, FollowResult, StreamRecord, Reference, PageKernels, ChainHash, CreateGuest, RestoreGuest } from './replication/index.js';
 // guests (guest-sim branch)
 export { createGuest, restoreGuest, resolveGuestOptions, SimGuest, GuestError, WORKLOADS, WORKLOAD_NAMES, recordLine, endLine, readProgress } from './guest/index.js';
 export type { Guest, GuestOptions, RestoreOptions, GuestType, WorkloadName, DirtyLog, OutputRecord, GuestResult, GuestProgress, ResolvedGuestOptions } from './guest/index.js';

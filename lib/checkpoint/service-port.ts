@@ -1,0 +1,133 @@
+/**
+ * The service port: where clients read the guest's released output. Newline-delimited JSON:
+ * the client sends one line `{"after":N}` (the last seq it holds, -1 for none); the server sends
+ * one line per released record with seq > N, as they are released, then `{"end":true,
+ * "final":"<hex>"}` once the end of the run is released, and closes. A primary and a promoted
+ * backup serve the same stream from their OutputLog.
+ */
+import { createServer, type Server, type Socket } from 'node:net';
+import { endToLine, recordToLine, type OutputLog } from './output-buffer.js';
+
+const MAX_REQUEST = 256;
+
+export interface ServicePort {
+  readonly server: Server;
+  /** Switches the stream to another log (a promoted backup keeps the port, changes the log). */
+  setLog(log: OutputLog): void;
+  address(): { host: string; port: number };
+  /** Clients connected now. */
+  readonly clientCount: number;
+  close(): Promise<void>;
+}
+
+/** Listens on host:port (port 0 picks one) and serves `log`. */
+export async function startServicePort(log: OutputLog, host: string, port: number): Promise<ServicePort> {
+  const clients = new Set<Socket>();
+  let current = log;
+  const pumps = new Set<() => void>();
+
+  const server = createServer((sock) => {
+    clients.add(sock);
+    sock.setNoDelay(true);
+    let buf = '';
+    let cursor = -1; // next seq to send, -1 until the request line arrived
+    let waiting = false;
+    let closed = false;
+    const pump = (): void => {
+      if (closed || cursor < 0 || waiting) return;
+      const lg = current;
+      let chunk = '';
+      while (cursor < lg.released && chunk.length < 256 * 1024) chunk += recordToLine(lg.get(cursor++)) + '\n';
+      let ended = false;
+      if (cursor >= lg.released && lg.finalReleased && lg.final !== null) {
+        chunk += endToLine(lg.final) + '\n';
+        ended = true;
+      }
+      if (!chunk) return;
+      const ok = sock.write(chunk);
+      if (ended) {
+        closed = true;
+        sock.end();
+        return;
+      }
+      if (!ok) {
+        waiting = true;
+        sock.once('drain', () => {
+          waiting = false;
+          pump();
+        });
+      } else if (cursor < lg.released) {
+        setImmediate(pump);
+      }
+    };
+    pumps.add(pump);
+    const fail = (msg: string): void => {
+      closed = true;
+      sock.end(JSON.stringify({ error: msg }) + '\n');
+    };
+    sock.on('data', (d: Buffer) => {
+      if (cursor >= 0) return; // the protocol has one request line
+      buf += d.toString('utf8');
+      const nl = buf.indexOf('\n');
+      if (nl < 0) {
+        if (buf.length > MAX_REQUEST) fail(`request line must be at most ${MAX_REQUEST} bytes`);
+        return;
+      }
+      let after: unknown;
+      try {
+        after = (JSON.parse(buf.slice(0, nl)) as { after?: unknown }).after;
+      } catch {
+        fail('request must be a JSON line {"after":N}');
+        return;
+      }
+      if (typeof after !== 'number' || !Number.isInteger(after) || after < -1) {
+        fail(`"after" must be an integer >= -1, got ${JSON.stringify(after)}`);
+        return;
+      }
+      cursor = after + 1;
+      pump();
+    });
+    sock.on('error', () => undefined);
+    sock.on('close', () => {
+      closed = true;
+      clients.delete(sock);
+      pumps.delete(pump);
+    });
+  });
+
+  const onRelease = (): void => {
+    for (const p of pumps) p();
+  };
+  current.on('release', onRelease);
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+
+  return {
+    server,
+    setLog(next: OutputLog) {
+      current.off('release', onRelease);
+      current = next;
+      current.on('release', onRelease);
+      onRelease();
+    },
+    get clientCount() {
+      return clients.size;
+    },
+    address() {
+      const a = server.address();
+      if (a === null || typeof a === 'string') return { host, port };
+      return { host: a.address, port: a.port };
+    },
+    async close() {
+      current.off('release', onRelease);
+      for (const c of clients) c.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}

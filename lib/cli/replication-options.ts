@@ -1,0 +1,50 @@
+/**
+ * Options shared by `understudy primary` and `understudy backup`: key or --insecure, timeouts,
+ * and a JSON-lines event stream on stdout (--json) that `understudy demo` and tests read.
+ */
+import { readKeyFile } from '../replication/auth.js';
+import { CliError } from './util.js';
+
+export function keyOption(cmd: string, values: Record<string, unknown>): { key?: Buffer; insecure?: boolean } {
+  const file = values.key as string | undefined;
+  const insecure = values.insecure === true;
+  if (file && insecure) throw new CliError(`${cmd}: give either --key FILE or --insecure, not both`);
+  if (insecure) return { insecure: true };
+  if (!file) throw new CliError(`${cmd}: --key FILE is required (make one with \`understudy keygen --out FILE\`); --insecure must be asked for explicitly`);
+  try {
+    return { key: readKeyFile(file) };
+  } catch (err) {
+    throw new CliError(`${cmd}: ${(err as Error).message}`);
+  }
+}
+
+/** Writes one JSON event line to stdout (bigints as strings). */
+export function emitJson(event: string, data: object): void {
+  process.stdout.write(JSON.stringify({ event, ...data }, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)) + '\n');
+}
+
+export function logLine(role: string, line: string): void {
+  process.stderr.write(`${role}: ${line}\n`);
+}
+
+export function pct(values: number[], p: number): number {
+  if (values.length === 0) return 0;
+  const s = [...values].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
+}
+
+export const commonOptions = {
+  key: { type: 'string' },
+  insecure: { type: 'boolean' },
+  timeout: { type: 'string' },
+  interval: { type: 'string' },
+  'on-backup-loss': { type: 'string' },
+  json: { type: 'boolean' },
+  quiet: { type: 'boolean' },
+} as const;
+
+export function onLossOption(cmd: string, v: unknown): 'continue' | 'pause' {
+  if (v === undefined) return 'continue';
+  if (v !== 'continue' && v !== 'pause') throw new CliError(`${cmd}: --on-backup-loss must be continue or pause, got ${JSON.stringify(v)}`);
+  return v;
+}

@@ -1,0 +1,398 @@
+/**
+ * The backup: receives epochs, verifies each completely (per-frame MACs and sequence numbers, the
+ * body's SHA-256, every length, the page frame via applyPages' validation), stages and commits it
+ * atomically (memory, CPU blob, records) and only then acknowledges it. A torn or corrupt epoch is
+ * dropped whole with its connection; the replica stays at the last committed epoch.
+ *
+ * When the primary has been silent past the timeout (monotonic clock) the backup fences it (a
+ * command or a hook), restores the guest from the last committed epoch, becomes a primary of the
+ * next generation on the same addresses (its listen socket now takes a new backup, its service
+ * port serves the stream) and carries on.
+ */
+import { EventEmitter } from 'node:events';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { exec } from 'node:child_process';
+import { OutputLog } from '../checkpoint/output-buffer.js';
+import { startServicePort, type ServicePort } from '../checkpoint/service-port.js';
+import { decodeEpochBody, FLAG_FINAL, FLAG_FULL } from './epoch-body.js';
+import { FrameType, type Frame } from './wire.js';
+import { Link } from './link.js';
+import { backupHandshake } from './handshake.js';
+import { RejectCode, type GuestTypeName } from './auth.js';
+import { defaultKernels, defaultRestoreGuest, type PageKernels, type RestoreGuest } from './kernels.js';
+import { ProtocolError } from '../errors/protocol-error.js';
+import { startPrimary, type Endpoint, type Primary, type PrimaryOptions } from './primary.js';
+
+export interface BackupOptions {
+  key?: Uint8Array;
+  insecure?: boolean;
+  /** Accept the primary here (address or a listening server). */
+  listen?: Endpoint | Server;
+  /** Or dial a primary that listens here (a new backup joining a promoted primary). */
+  connect?: Endpoint;
+  /** Service port to open once it has taken over. */
+  serve?: Endpoint;
+  /** Primary silent this long = dead (default 1 s). */
+  timeoutMs?: number;
+  /** Shell command that fences the old primary; must exit 0. */
+  fenceCmd?: string;
+  /** Or a hook doing the same. */
+  fence?: (info: { vmId: string; generation: bigint }) => Promise<void>;
+  /** Take over on primary death (default true). */
+  takeover?: boolean;
+  kernels?: PageKernels;
+  restore?: RestoreGuest;
+  /** Options for the primary it becomes after failover. */
+  promoted?: Partial<Pick<PrimaryOptions, 'intervalMs' | 'maxInFlight' | 'onBackupLoss' | 'threads' | 'nondeterministic' | 'timeoutMs'>>;
+  /** Largest epoch body accepted (default: 1.25 x memory + 64 MiB). */
+  maxEpochBytes?: number;
+}
+
+export interface CommitInfo {
+  epoch: number;
+  full: boolean;
+  bodyBytes: number;
+  records: number;
+  final: string | null;
+  /** Capture on the primary to commit here, wall clock ms (same host: replica lag). */
+  lagMs: number;
+}
+
+export interface BackupEvents {
+  commit: [CommitInfo];
+  connected: [{ generation: bigint }];
+  dropped: [{ epoch: number; reason: string }];
+  refused: [{ reason: string }];
+  fenced: [{ vmId: string; generation: bigint }];
+  failover: [{ epoch: number; generation: bigint; records: number; finished: boolean }];
+  'takeover-refused': [{ reason: string }];
+  done: [{ final: string }];
+  log: [string];
+  error: [Error];
+}
+
+interface Receiving {
+  epoch: bigint;
+  body: Buffer;
+  off: number;
+}
+
+export class Backup extends EventEmitter<BackupEvents> {
+  vmId: Buffer | null = null;
+  generation = 0n;
+  committedEpoch = 0n;
+  replica: Uint8Array | null = null;
+  cpu: Uint8Array | null = null;
+  pageSize = 0;
+  pageCount = 0;
+  guestType: GuestTypeName = 'other';
+  readonly log = new OutputLog();
+  /** The primary this backup became, after failover. */
+  primary: Primary | null = null;
+  /** The primary said goodbye after its final epoch. */
+  primaryDone = false;
+  private server: Server | null = null;
+  private ownServer = false;
+  private link: Link | null = null;
+  private lastHeard = performance.now();
+  private rx: Receiving | null = null;
+  private lastBegun = 0n;
+  private watchdog: NodeJS.Timeout | null = null;
+  private redial: NodeJS.Timeout | null = null;
+  private kernels!: PageKernels;
+  private closed = false;
+  private takingOver = false;
+  private refusedOnce = false;
+  private service: ServicePort | null = null;
+  readonly timeoutMs: number;
+
+  constructor(readonly opts: BackupOptions) {
+    super();
+    if (!opts.insecure && (!opts.key || opts.key.length !== 32)) {
+      throw new TypeError('`key` (32 bytes) is required unless `insecure: true` is asked for explicitly');
+    }
+    if (!opts.listen && !opts.connect) throw new TypeError('one of `listen` or `connect` is required');
+    this.timeoutMs = opts.timeoutMs ?? 1000;
+  }
+
+  get address(): Endpoint | null {
+    const a = this.server?.address();
+    if (!a || typeof a === 'string') return null;
+    return { host: a.address, port: a.port };
+  }
+
+  async start(): Promise<void> {
+    this.kernels = this.opts.kernels ?? (await defaultKernels());
+    const l = this.opts.listen;
+    if (l) {
+      if ('listen' in l && typeof (l as Server).listen === 'function') this.server = l as Server;
+      else {
+        const ep = l as Endpoint;
+        this.server = createServer();
+        this.ownServer = true;
+        await new Promise<void>((res, rej) => {
+          this.server!.once('error', rej);
+          this.server!.listen(ep.port, ep.host, () => res());
+        });
+      }
+      this.server.on('connection', (s: Socket) => void this.adopt(s));
+    }
+    if (this.opts.connect) this.dial();
+    this.watchdog = setInterval(() => void this.check(), Math.max(20, this.timeoutMs / 4));
+  }
+
+  private dial(): void {
+    if (this.closed || this.primary || !this.opts.connect) return;
+    const ep = this.opts.connect;
+    const sock = netConnect(ep.port, ep.host);
+    sock.once('error', () => {
+      if (!this.closed) this.redial = setTimeout(() => this.dial(), 200);
+    });
+    sock.once('connect', () => void this.adopt(sock));
+  }
+
+  private async adopt(sock: Socket): Promise<void> {
+    if (this.closed || this.primary) {
+      sock.destroy();
+      return;
+    }
+    const link = new Link(sock);
+    try {
+      const hello = await backupHandshake(link, {
+        key: this.opts.insecure ? null : this.opts.key!,
+        vmId: this.vmId, generation: this.generation, lastCommitted: this.committedEpoch, nextRecord: this.log.length,
+        decide: (h) => {
+          if (this.link && !this.link.closed) {
+            if (h.generation > this.generation) return null; // a newer primary replaces the old link
+            return [RejectCode.BUSY, 'this backup already has a primary'];
+          }
+          if (this.vmId && this.committedEpoch > 0n && !this.vmId.equals(h.vmId)) return [RejectCode.WRONG_VM, `this backup holds VM ${this.vmId.toString('hex')}, not ${h.vmId.toString('hex')}`];
+          if (this.committedEpoch > 0n && (h.pageSize !== this.pageSize || h.pageCount !== this.pageCount)) return [RejectCode.GEOMETRY, `guest geometry ${h.pageCount}x${h.pageSize} differs from the replica's ${this.pageCount}x${this.pageSize}`];
+          if (h.pageSize < 512 || h.pageSize > 1 << 20 || (h.pageSize & (h.pageSize - 1)) !== 0 || h.pageCount === 0) return [RejectCode.GEOMETRY, `bad guest geometry ${h.pageCount}x${h.pageSize}`];
+          return null;
+        },
+      }, this.timeoutMs * 4);
+      if (this.primary || this.closed) {
+        link.fail(null);
+        return;
+      }
+      if (this.link) this.link.fail(new ProtocolError('REJECTED', `replaced by a primary of generation ${hello.generation}`));
+      link.established();
+      this.link = link;
+      this.rx = null;
+      this.vmId = hello.vmId;
+      this.generation = hello.generation;
+      this.pageSize = hello.pageSize;
+      this.pageCount = hello.pageCount;
+      this.guestType = hello.guestType;
+      this.lastBegun = this.committedEpoch;
+      this.lastHeard = performance.now();
+      this.primaryDone = false;
+      link.on('frame', (f: Frame) => this.onFrame(link, f));
+      link.on('close', (err: Error | null) => {
+        if (err) this.emit('log', `primary link dropped: ${err.message}`);
+        if (err instanceof ProtocolError && this.rx) this.emit('dropped', { epoch: Number(this.rx.epoch), reason: err.message });
+        if (this.link === link) {
+          this.link = null;
+          this.rx = null;
+        }
+        if (this.opts.connect && !this.closed && !this.primary) this.redial = setTimeout(() => this.dial(), 200);
+      });
+      link.startHeartbeat(Math.max(10, this.timeoutMs / 5), () => this.generation);
+      this.emit('connected', { generation: hello.generation });
+      this.emit('log', `primary of generation ${hello.generation} connected (VM ${hello.vmId.toString('hex')})`);
+    } catch (err) {
+      link.fail(null);
+      const msg = (err as Error).message;
+      this.emit('log', `refused a primary: ${msg}`);
+      this.emit('refused', { reason: msg });
+      if (this.opts.connect && !this.closed && !this.primary) this.redial = setTimeout(() => this.dial(), 500);
+    }
+  }
+
+  private maxBody(): number {
+    return this.opts.maxEpochBytes ?? Math.floor(this.pageSize * this.pageCount * 1.25) + 64 * 1024 * 1024;
+  }
+
+  private onFrame(link: Link, f: Frame): void {
+    if (link !== this.link) return;
+    this.lastHeard = performance.now();
+    if (f.generation !== this.generation) {
+      throw new ProtocolError('STALE_GENERATION', `frame of generation ${f.generation} on a generation ${this.generation} link`);
+    }
+    switch (f.type) {
+      case FrameType.EPOCH_BEGIN: {
+        if (this.rx) throw new ProtocolError('BAD_PAYLOAD', `EPOCH_BEGIN ${f.epoch} while epoch ${this.rx.epoch} is incomplete`);
+        if (f.epoch <= this.lastBegun || f.epoch <= this.committedEpoch) {
+          throw new ProtocolError('STALE_EPOCH', `epoch ${f.epoch} is not after ${this.lastBegun > this.committedEpoch ? this.lastBegun : this.committedEpoch}: replayed or stale`);
+        }
+        if (f.payload.length !== 16) throw new ProtocolError('BAD_PAYLOAD', `EPOCH_BEGIN payload must be 16 bytes, got ${f.payload.length}`);
+        const len = f.payload.readBigUInt64LE(0);
+        if (len > BigInt(this.maxBody()) || len < 64n) throw new ProtocolError('TOO_LARGE', `epoch body length must be from 64 to ${this.maxBody()}, got ${len}`);
+        this.lastBegun = f.epoch;
+        this.rx = { epoch: f.epoch, body: Buffer.allocUnsafe(Number(len)), off: 0 };
+        return;
+      }
+      case FrameType.EPOCH_DATA: {
+        const rx = this.rx;
+        if (!rx || rx.epoch !== f.epoch) throw new ProtocolError('BAD_PAYLOAD', `EPOCH_DATA for epoch ${f.epoch} outside its epoch`);
+        if (rx.off + f.payload.length > rx.body.length) throw new ProtocolError('TOO_LARGE', `epoch ${f.epoch} data runs past its announced ${rx.body.length} bytes`);
+        f.payload.copy(rx.body, rx.off);
+        rx.off += f.payload.length;
+        return;
+      }
+      case FrameType.EPOCH_END: {
+        const rx = this.rx;
+        if (!rx || rx.epoch !== f.epoch) throw new ProtocolError('BAD_PAYLOAD', `EPOCH_END for epoch ${f.epoch} outside its epoch`);
+        this.rx = null;
+        if (rx.off !== rx.body.length) throw new ProtocolError('BAD_PAYLOAD', `epoch ${f.epoch} is torn: ${rx.off} of ${rx.body.length} bytes`);
+        const want = createHash('sha256').update(rx.body).digest();
+        if (f.payload.length !== 32 || !timingSafeEqual(f.payload, want)) throw new ProtocolError('BAD_MAC', `epoch ${f.epoch} body checksum mismatch`);
+        const info = this.commit(f.epoch, rx.body);
+        const ack = Buffer.alloc(8);
+        ack.writeBigUInt64LE(BigInt(this.log.length), 0);
+        link.send(FrameType.ACK, this.generation, f.epoch, ack);
+        this.emit('commit', info);
+        if (info.final !== null) this.emit('done', { final: info.final });
+        return;
+      }
+      case FrameType.BYE:
+        this.primaryDone = true;
+        this.emit('log', 'primary finished the run and said goodbye');
+        return;
+      default:
+        throw new ProtocolError('BAD_TYPE', `backup does not accept frame type 0x${f.type.toString(16)} after the handshake`);
+    }
+  }
+
+  /** Validates everything, then commits memory, CPU and records together. */
+  private commit(epoch: bigint, raw: Buffer): CommitInfo {
+    const body = decodeEpochBody(raw);
+    if (body.pageSize !== this.pageSize || body.pageCount !== this.pageCount) {
+      throw new ProtocolError('BAD_PAYLOAD', `epoch ${epoch} geometry ${body.pageCount}x${body.pageSize} differs from the handshake's`);
+    }
+    if (body.firstRecordSeq !== this.log.length) {
+      throw new ProtocolError('BAD_PAYLOAD', `epoch ${epoch} records start at ${body.firstRecordSeq}, this backup holds ${this.log.length}`);
+    }
+    const full = (body.flags & FLAG_FULL) !== 0;
+    if (!full && !this.replica) throw new ProtocolError('BAD_PAYLOAD', `epoch ${epoch} is a delta but this backup has no replica yet`);
+    // Stage: a full epoch builds a fresh image; a delta applies in place (applyPages validates the
+    // whole frame before it writes a byte, so it is all or nothing).
+    const target = full ? new Uint8Array(this.pageSize * this.pageCount) : this.replica!;
+    this.kernels.applyPages(target, body.frame, { pageSize: this.pageSize });
+    // Commit point: nothing below can throw.
+    this.replica = target;
+    this.cpu = Uint8Array.prototype.slice.call(body.cpu);
+    this.log.append(body.records);
+    this.log.release(this.log.length);
+    if (body.flags & FLAG_FINAL) this.log.setFinal(body.final!);
+    this.committedEpoch = epoch;
+    return { epoch: Number(epoch), full, bodyBytes: raw.length, records: body.records.length, final: body.final, lagMs: Date.now() - body.captureMs };
+  }
+
+  private async check(): Promise<void> {
+    if (this.closed || this.primary || this.takingOver) return;
+    if (this.link && this.link.silentFor() > this.timeoutMs) {
+      this.link.fail(new ProtocolError('TIMEOUT', `primary silent past the ${this.timeoutMs} ms timeout`));
+    }
+    if (this.link || this.vmId === null) return;
+    if (performance.now() - this.lastHeard <= this.timeoutMs) return;
+    if (this.opts.takeover === false || this.primaryDone) return;
+    await this.takeOver();
+  }
+
+  /** Fences the old primary and becomes the primary. Public for embedders that decide themselves. */
+  async takeOver(): Promise<void> {
+    if (this.primary || this.takingOver) return;
+    if (this.committedEpoch === 0n || !this.replica || !this.cpu) {
+      const reason = 'cannot take over: no committed epoch (the primary never completed its first epoch), so there is no state to resume from';
+      if (!this.refusedOnce) {
+        this.refusedOnce = true;
+        this.emit('log', reason);
+        this.emit('takeover-refused', { reason });
+      }
+      return;
+    }
+    this.takingOver = true;
+    const vmId = this.vmId!.toString('hex');
+    try {
+      await this.runFence(vmId);
+    } catch (err) {
+      this.emit('log', `fencing failed, not taking over: ${(err as Error).message}`);
+      this.takingOver = false;
+      return;
+    }
+    this.emit('fenced', { vmId, generation: this.generation });
+    const finished = this.log.final !== null;
+    const generation = this.generation + 1n;
+    this.emit('log', `primary silent past ${this.timeoutMs} ms: taking over at epoch ${this.committedEpoch} as generation ${generation}${finished ? ' (workload already finished)' : ''}`);
+    try {
+      if (this.opts.serve && !this.service) this.service = await startServicePort(this.log, this.opts.serve.host, this.opts.serve.port);
+      let guest = null;
+      if (!finished) {
+        const restore = this.opts.restore ?? (await defaultRestoreGuest());
+        const type = this.guestType === 'other' ? 'auto' : this.guestType;
+        guest = await restore({ type, memoryImage: this.replica, cpu: this.cpu, start: false });
+      }
+      if (this.redial) clearTimeout(this.redial);
+      const p = await startPrimary({
+        ...this.opts.promoted,
+        guest, key: this.opts.key, insecure: this.opts.insecure,
+        listen: this.server ?? undefined, serve: this.service ?? undefined,
+        generation, vmId: this.vmId!, nextEpoch: this.committedEpoch + 1n, log: this.log,
+        kernels: this.kernels, guestType: this.guestType, pageSize: this.pageSize, pageCount: this.pageCount,
+      });
+      this.primary = p;
+      this.generation = generation;
+      p.on('log', (l) => this.emit('log', l));
+      this.emit('failover', { epoch: Number(this.committedEpoch), generation, records: this.log.length, finished });
+    } catch (err) {
+      this.takingOver = false;
+      this.emit('error', err as Error);
+      return;
+    }
+    this.takingOver = false;
+  }
+
+  private runFence(vmId: string): Promise<void> {
+    if (this.opts.fence) return this.opts.fence({ vmId, generation: this.generation });
+    const cmd = this.opts.fenceCmd;
+    if (!cmd) {
+      this.emit('log', 'no fence command configured: relying on the old primary holding its output without acknowledgements');
+      return Promise.resolve();
+    }
+    return new Promise((resolve, reject) => {
+      exec(cmd, { timeout: 10_000, env: { ...process.env, UNDERSTUDY_VM_ID: vmId, UNDERSTUDY_GENERATION: String(this.generation) } }, (err, _o, stderr) => {
+        if (err) reject(new Error(`fence command failed (${err.code ?? err.signal}): ${String(stderr).trim().slice(0, 200)}`));
+        else resolve();
+      });
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.watchdog) clearInterval(this.watchdog);
+    if (this.redial) clearTimeout(this.redial);
+    this.link?.fail(null);
+    if (this.primary) await this.primary.close();
+    else if (this.service) await this.service.close();
+    if (this.server && this.ownServer) {
+      this.server.close();
+    }
+  }
+}
+
+/**
+ * Starts a backup. Events: 'commit' (CommitInfo), 'connected', 'dropped' (a torn or corrupt epoch
+ * discarded), 'refused' (a peer refused: stale, wrong key, replay), 'fenced', 'failover',
+ * 'takeover-refused', 'done', 'log', 'error'.
+ * @throws TypeError without a key unless `insecure: true`, or without listen/connect.
+ */
+export async function startBackup(opts: BackupOptions): Promise<Backup> {
+  const b = new Backup(opts);
+  await b.start();
+  return b;
+}

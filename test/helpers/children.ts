@@ -1,0 +1,54 @@
+/**
+ * TEST ONLY: spawn `understudy` subcommands as child processes (via test/helpers/cli-fake.ts, the
+ * stand-in guest with the native kernels) and watch their --json event lines.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+export interface Ev {
+  event: string;
+  [k: string]: unknown;
+}
+
+export class Child {
+  readonly proc: ChildProcess;
+  readonly events: Ev[] = [];
+  readonly stderr: string[] = [];
+  readonly exited: Promise<number | null>;
+  private waiters: { pred: (e: Ev) => boolean; resolve: (e: Ev) => void }[] = [];
+
+  constructor(args: string[]) {
+    this.proc = spawn(process.execPath, ['--import', 'tsx', join(root, 'test/helpers/cli-fake.ts'), ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    createInterface({ input: this.proc.stdout! }).on('line', (l) => {
+      let e: Ev;
+      try {
+        e = JSON.parse(l) as Ev;
+      } catch {
+        return;
+      }
+      this.events.push(e);
+      this.waiters = this.waiters.filter((w) => {
+        if (!w.pred(e)) return true;
+        w.resolve(e);
+        return false;
+      });
+    });
+    createInterface({ input: this.proc.stderr! }).on('line', (l) => this.stderr.push(l));
+    this.exited = new Promise((r) => this.proc.on('exit', (code) => r(code)));
+  }
+
+  /** Resolves with the first event (past or future) matching pred; null on exit. */
+  waitFor(pred: (e: Ev) => boolean): Promise<Ev | null> {
+    const past = this.events.find(pred);
+    if (past) return Promise.resolve(past);
+    return Promise.race([new Promise<Ev>((resolve) => this.waiters.push({ pred, resolve })), this.exited.then(() => null)]);
+  }
+
+  kill(sig: NodeJS.Signals = 'SIGKILL'): void {
+    if (this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill(sig);
+  }
+}

@@ -1,0 +1,92 @@
+/**
+ * In-process replication with the TEST STAND-IN guest and kernels (test/helpers/fake-guest.ts):
+ * the whole protocol, output commit and failover, with the primary "killed" (closed without a
+ * word) at random instants; the client's stream must equal the reference run.
+ */
+import { describe, it, expect } from 'vitest';
+import { startPrimary, type Primary } from '../lib/replication/primary.js';
+import { startBackup, type Backup } from '../lib/replication/backup.js';
+import { followStream, StreamVerifier, type Reference } from '../lib/replication/client.js';
+import { generateKey } from '../lib/replication/auth.js';
+import { freePort } from './helpers/ports.js';
+import { createFakeGuest, restoreFakeGuest, referenceRun, chainHex } from './helpers/fake-guest.js';
+
+const key = generateKey();
+const LOCAL = { host: '127.0.0.1', port: 0 };
+
+async function reference(seed: number, steps: number): Promise<Reference> {
+  const r = await referenceRun({ seed, steps, memoryMiB: 2 });
+  return { records: r.lines.map((l) => JSON.parse(l) as { seq: number; data: string; chain: string }), final: r.final };
+}
+
+function addr(b: Backup | Primary): { host: string; port: number } {
+  const a = (b as Backup).address ?? (b as Primary).service?.address();
+  return { host: '127.0.0.1', port: a!.port };
+}
+
+describe('replication with the stand-in guest', () => {
+  it('a run with no failure delivers exactly the reference stream', async () => {
+    const ref = await reference(7, 3000);
+    const backup = await startBackup({ key, listen: LOCAL, restore: restoreFakeGuest, timeoutMs: 400 });
+    const primary = await startPrimary({
+      guest: createFakeGuest({ seed: 7, steps: 3000, memoryMiB: 2 }), key, connect: addr(backup), serve: LOCAL,
+      intervalMs: 10,
+    });
+    const v = new StreamVerifier(chainHex, ref);
+    const res = await followStream({ addresses: [{ host: '127.0.0.1', port: primary.service!.address().port }], verifier: v, timeoutMs: 20_000 });
+    expect(res.problems).toEqual([]);
+    expect(res.final).toBe(ref.final);
+    expect(res.records).toBe(ref.records.length);
+    expect(backup.log.length).toBe(ref.records.length);
+    await primary.close();
+    await backup.close();
+  });
+
+  it('survives the primary dying at random instants (5 instants, a new backup each time)', async () => {
+    const steps = 12000;
+    const ref = await reference(11, steps);
+    for (let trial = 0; trial < 5; trial++) {
+      const backup = await startBackup({
+        key, listen: LOCAL, serve: { host: '127.0.0.1', port: await freePort() }, restore: restoreFakeGuest, timeoutMs: 300,
+        promoted: { intervalMs: 10 },
+      });
+      const primary = await startPrimary({
+        guest: createFakeGuest({ seed: 11, steps, memoryMiB: 2 }), key, connect: addr(backup), serve: LOCAL,
+        intervalMs: 10,
+      });
+      const servePrimary = { host: '127.0.0.1', port: primary.service!.address().port };
+      const killAt = Math.floor(Math.random() * 150);
+      const second: Backup[] = [];
+      let failovers = 0;
+      backup.on('failover', () => {
+        failovers++;
+        void startBackup({ key, connect: addr(backup), restore: restoreFakeGuest, timeoutMs: 300 }).then((b) => second.push(b));
+      });
+      primary.once('protected', () => setTimeout(() => void primary.close(), killAt));
+      const v = new StreamVerifier(chainHex, ref);
+      const res = await followStream({
+        addresses: [servePrimary, { host: '127.0.0.1', port: backupServePort(backup) }],
+        verifier: v, timeoutMs: 20_000,
+      });
+      expect(res.problems, `trial ${trial} killed ${killAt} ms after protection`).toEqual([]);
+      expect(res.final).toBe(ref.final);
+      expect(failovers).toBe(1);
+      for (const b of second) await b.close();
+      await backup.close();
+    }
+  });
+
+  it('a backup with no committed epoch refuses to take over and says why', async () => {
+    const backup = await startBackup({ key, listen: LOCAL, restore: restoreFakeGuest, timeoutMs: 200 });
+    const refused = new Promise<{ reason: string }>((r) => backup.once('takeover-refused', r));
+    backup.once('connected', () => void primary.close());
+    const primary = await startPrimary({ guest: createFakeGuest({ seed: 3, steps: 100000, memoryMiB: 2 }), key, connect: addr(backup), intervalMs: 1000 });
+    expect((await refused).reason).toBe('cannot take over: no committed epoch (the primary never completed its first epoch), so there is no state to resume from');
+    expect(backup.primary).toBe(null);
+    await backup.close();
+  });
+});
+
+function backupServePort(b: Backup): number {
+  return (b.opts.serve as { port: number }).port;
+}

@@ -1,0 +1,256 @@
+/**
+ * Unit tests of the replication wire, handshake/auth, epoch body and output commit: exact bytes,
+ * exact errors, hostile frames (truncated, bit flips, oversized length, wrong version/type,
+ * replays), stale generation, wrong key, missing key.
+ */
+import { describe, it, expect } from 'vitest';
+import { createServer, connect, type Socket } from 'node:net';
+import { mkdtempSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { encodeFrame, FrameDecoder, FrameType, ZERO_KEY, HEADER_BYTES, MAC_BYTES, WIRE_MAGIC } from '../lib/replication/wire.js';
+import { generateKey, readKeyFile, writeKeyFile } from '../lib/replication/auth.js';
+import { Link } from '../lib/replication/link.js';
+import { primaryHandshake, backupHandshake, SupersededError } from '../lib/replication/handshake.js';
+import { encodeEpochBody, decodeEpochBody, FLAG_FINAL } from '../lib/replication/epoch-body.js';
+import { OutputLog } from '../lib/checkpoint/output-buffer.js';
+import { startServicePort } from '../lib/checkpoint/service-port.js';
+import { StreamVerifier } from '../lib/replication/client.js';
+import { startPrimary } from '../lib/replication/primary.js';
+import { startBackup } from '../lib/replication/backup.js';
+import { ProtocolError } from '../lib/errors/protocol-error.js';
+import { chainHex } from './helpers/fake-guest.js';
+
+const key = Buffer.alloc(32, 7);
+
+function frame(over: Partial<{ type: number; seq: bigint; payload: Buffer }> = {}, k: Uint8Array = key): Buffer {
+  return encodeFrame({ type: (over.type ?? FrameType.HEARTBEAT) as 0x30, seq: over.seq ?? 0n, generation: 3n, epoch: 9n, payload: over.payload ?? Buffer.from('abc') }, k);
+}
+
+function decoder(k: Uint8Array = key, max?: number): FrameDecoder {
+  const d = new FrameDecoder(max);
+  d.key = k;
+  return d;
+}
+
+describe('wire framing', () => {
+  it('lays out the header exactly', () => {
+    const f = frame();
+    expect(f.length).toBe(HEADER_BYTES + 3 + MAC_BYTES);
+    expect(f.subarray(0, 16).toString('hex')).toBe('55535250' + '01' + '30' + '0000' + '03000000' + '00000000');
+    expect(f.readUInt32LE(0)).toBe(WIRE_MAGIC);
+    expect(f.readBigUInt64LE(16)).toBe(0n);
+    expect(f.readBigUInt64LE(24)).toBe(3n);
+    expect(f.readBigUInt64LE(32)).toBe(9n);
+    expect(f.subarray(40, 43).toString()).toBe('abc');
+  });
+
+  it('decodes frames split at every byte boundary', () => {
+    const all = Buffer.concat([frame({ seq: 0n }), frame({ seq: 1n, payload: Buffer.alloc(1000, 1) })]);
+    const d = decoder();
+    const got = [];
+    for (let i = 0; i < all.length; i++) got.push(...d.push(all.subarray(i, i + 1)));
+    expect(got.map((f) => [f.seq, f.payload.length])).toEqual([[0n, 3], [1n, 1000]]);
+    expect(d.pending).toBe(0);
+  });
+
+  it('holds a truncated frame without returning it', () => {
+    const f = frame();
+    const d = decoder();
+    expect(d.push(f.subarray(0, f.length - 1))).toEqual([]);
+    expect(d.pending).toBe(f.length - 1);
+  });
+
+  it('refuses a flipped bit anywhere in the frame', () => {
+    const f = frame({ payload: Buffer.alloc(64, 0x5a) });
+    for (const bit of [8 * 16 + 3, 8 * 24, 8 * 40 + 1, 8 * 100, 8 * (f.length - 1)]) {
+      const g = Buffer.from(f);
+      g[bit >> 3]! ^= 1 << (bit & 7);
+      expect(() => decoder().push(g), `bit ${bit}`).toThrow(ProtocolError);
+    }
+    const g = Buffer.from(f);
+    g[50]! ^= 4;
+    expect(() => decoder().push(g)).toThrow('frame MAC mismatch (type HEARTBEAT, seq 0): corrupted or forged');
+  });
+
+  it('refuses an oversized length before buffering the payload', () => {
+    const f = frame();
+    f.writeUInt32LE(5_000_000, 8);
+    const d = decoder(key, 1024 * 1024);
+    expect(() => d.push(f.subarray(0, HEADER_BYTES))).toThrow('frame payload length must be at most 1048576, got 5000000');
+  });
+
+  it('refuses bad magic, version, type, flags', () => {
+    const cases: [number, number, string][] = [
+      [0, 0x00, 'frame magic must be 0x50525355, got 0x50525300'],
+      [4, 2, 'frame version must be 1, got 2'],
+      [5, 0x7f, 'unknown frame type 0x7f'],
+      [6, 1, 'frame flags and reserved bytes must be 0, got 1 and 0'],
+    ];
+    for (const [off, val, msg] of cases) {
+      const f = frame();
+      f[off] = val;
+      expect(() => decoder().push(f)).toThrow(msg);
+    }
+  });
+
+  it('refuses a replayed frame (sequence number)', () => {
+    const d = decoder();
+    d.push(frame({ seq: 0n }));
+    d.push(frame({ seq: 1n }));
+    expect(() => d.push(frame({ seq: 1n }))).toThrow('frame sequence must be 2, got 1: replayed, dropped or reordered frame');
+  });
+
+  it('refuses a frame MACed with another key, and stays failed', () => {
+    const d = decoder();
+    expect(() => d.push(frame({}, ZERO_KEY))).toThrow(/MAC mismatch/);
+    expect(() => d.push(frame())).toThrow('stream already failed; drop the connection');
+  });
+});
+
+describe('key files', () => {
+  it('keygen writes 64 hex digits with mode 0600 and reads back', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'us-key-'));
+    const k = generateKey();
+    writeKeyFile(join(dir, 'k'), k);
+    expect(statSync(join(dir, 'k')).mode & 0o777).toBe(0o600);
+    expect(readKeyFile(join(dir, 'k')).equals(k)).toBe(true);
+    expect(() => writeKeyFile(join(dir, 'k'), k)).toThrow(/EEXIST/);
+    writeFileSync(join(dir, 'bad'), 'abcd\n');
+    expect(() => readKeyFile(join(dir, 'bad'))).toThrow(`key file ${join(dir, 'bad')} must hold 64 hex digits (32 bytes), got 4 characters`);
+  });
+});
+
+async function pair(): Promise<[Link, Link, () => void]> {
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const port = (server.address() as { port: number }).port;
+  const accepted = new Promise<Socket>((r) => server.once('connection', r));
+  const c = connect(port, '127.0.0.1');
+  const s = await accepted;
+  return [new Link(c), new Link(s), () => server.close()];
+}
+
+const id = (k: Buffer | null, generation = 2n) => ({
+  key: k, vmId: Buffer.alloc(16, 1), generation, nextEpoch: 1n, pageSize: 4096, pageCount: 16, guestType: 'sim' as const,
+});
+const st = (k: Buffer | null, generation = 0n) => ({ key: k, vmId: null, generation, lastCommitted: 0n, nextRecord: 0, decide: () => null });
+
+describe('handshake', () => {
+  it('agrees on session keys with the same key', async () => {
+    const [p, b, done] = await pair();
+    const [ch, hello] = await Promise.all([primaryHandshake(p, id(key), 2000), backupHandshake(b, st(key), 2000)]);
+    expect(hello.generation).toBe(2n);
+    expect(ch.lastCommitted).toBe(0n);
+    expect(Buffer.from(p.txKey).equals(Buffer.from(b.decoder.key))).toBe(true);
+    expect(Buffer.from(p.txKey).equals(Buffer.from(p.decoder.key))).toBe(false);
+    p.fail(null);
+    done();
+  });
+
+  it('refuses a wrong key on both sides', async () => {
+    const [p, b, done] = await pair();
+    const [pr, br] = await Promise.allSettled([primaryHandshake(p, id(key), 1000), backupHandshake(b, st(Buffer.alloc(32, 8)), 1000)]);
+    expect((pr as PromiseRejectedResult).reason.message).toBe('backup failed authentication (wrong key?)');
+    expect(br.status).toBe('rejected');
+    done();
+  });
+
+  it('refuses a primary without a key unless the backup is insecure too', async () => {
+    const [p, b, done] = await pair();
+    const [pr, br] = await Promise.allSettled([primaryHandshake(p, id(null), 1000), backupHandshake(b, st(key), 1000)]);
+    expect((br as PromiseRejectedResult).reason.message).toBe('this backup requires a key; primary runs --insecure');
+    expect((pr as PromiseRejectedResult).reason.message).toBe('backup refused us: this backup requires a key; primary runs --insecure');
+    done();
+    const [p2, b2, done2] = await pair();
+    const [ok1, ok2] = await Promise.allSettled([primaryHandshake(p2, id(null), 1000), backupHandshake(b2, st(null), 1000)]);
+    expect([ok1.status, ok2.status]).toEqual(['fulfilled', 'fulfilled']);
+    p2.fail(null);
+    done2();
+  });
+
+  it('refuses a stale primary and tells it so', async () => {
+    const [p, b, done] = await pair();
+    const [pr, br] = await Promise.allSettled([primaryHandshake(p, id(key, 2n), 1000), backupHandshake(b, st(key, 5n), 1000)]);
+    expect((br as PromiseRejectedResult).reason.message).toBe('stale primary: generation 2 < 5');
+    expect((pr as PromiseRejectedResult).reason).toBeInstanceOf(SupersededError);
+    done();
+  });
+
+  it('library refuses to start without a key unless insecure is explicit', async () => {
+    await expect(startBackup({ listen: { host: '127.0.0.1', port: 0 } })).rejects.toThrow('`key` (32 bytes) is required unless `insecure: true` is asked for explicitly');
+    await expect(startPrimary({ guest: null, connect: { host: '127.0.0.1', port: 1 } })).rejects.toThrow(TypeError);
+  });
+});
+
+describe('epoch body', () => {
+  const rec = (seq: number) => ({ seq, data: Uint8Array.of(seq, 1, 2), chain: '00000000000000' + seq.toString(16).padStart(2, '0') });
+  it('round-trips and rejects every inconsistency', () => {
+    const body = encodeEpochBody({
+      flags: FLAG_FINAL, pageSize: 4096, pageCount: 16, cpu: Uint8Array.of(9, 9), records: [rec(5), rec(6)], firstRecordSeq: 5,
+      final: '0123456789abcdef', captureMs: 1234, frame: Uint8Array.of(1, 2, 3, 4),
+    });
+    expect(body.length).toBe(64 + 2 + 2 * 23 + 4);
+    const d = decodeEpochBody(body);
+    expect([d.final, d.firstRecordSeq, d.records.map((r) => r.seq), [...d.cpu], [...d.frame]]).toEqual(['0123456789abcdef', 5, [5, 6], [9, 9], [1, 2, 3, 4]]);
+    const short = body.subarray(0, body.length - 1);
+    expect(() => decodeEpochBody(short)).toThrow('epoch body: section lengths 2 + 46 + 4 do not add up to 51');
+    const badSeq = Buffer.from(body);
+    badSeq.writeBigUInt64LE(7n, 64 + 2 + 23);
+    expect(() => decodeEpochBody(badSeq)).toThrow('epoch body: record 1 seq must be 6, got 7');
+    const badLen = Buffer.from(body);
+    badLen.writeUInt32LE(9999, 64 + 2 + 16);
+    expect(() => decodeEpochBody(badLen)).toThrow('epoch body: record 0 length 9999 runs past the records section');
+  });
+});
+
+describe('output commit', () => {
+  it('serves only released records, from any after, then the end', async () => {
+    const log = new OutputLog();
+    let chain = '0000000000000000';
+    const recs = [0, 1, 2, 3].map((seq) => {
+      const data = Uint8Array.of(seq);
+      chain = chainHex(chain, data);
+      return { seq, data, chain };
+    });
+    log.append(recs);
+    log.setFinal('00000000000000ff');
+    const port = await startServicePort(log, '127.0.0.1', 0);
+    const read = (after: number, until: (s: string) => boolean) => new Promise<string>((resolve) => {
+      const s = connect(port.address().port, '127.0.0.1');
+      let buf = '';
+      s.on('connect', () => s.write(JSON.stringify({ after }) + '\n'));
+      s.on('data', (d) => {
+        buf += d;
+        if (until(buf)) {
+          s.destroy();
+          resolve(buf);
+        }
+      });
+      s.on('close', () => resolve(buf));
+    });
+    log.release(2);
+    const first = await read(-1, (b) => b.split('\n').length > 2);
+    expect(first).toBe(`{"seq":0,"data":"00","chain":"${recs[0]!.chain}"}\n{"seq":1,"data":"01","chain":"${recs[1]!.chain}"}\n`);
+    const tail = read(1, (b) => b.includes('"end"'));
+    setTimeout(() => log.releaseFinal(), 30);
+    expect(await tail).toBe(`{"seq":2,"data":"02","chain":"${recs[2]!.chain}"}\n{"seq":3,"data":"03","chain":"${recs[3]!.chain}"}\n{"end":true,"final":"00000000000000ff"}\n`);
+    expect(() => log.release(9)).toThrow('`upTo` must be an integer from 0 to 4, got 9');
+    await port.close();
+  });
+
+  it('the verifier catches gaps, duplicates and a broken chain', () => {
+    const v = new StreamVerifier(chainHex);
+    const d0 = '00';
+    const c0 = chainHex('0000000000000000', Buffer.from(d0, 'hex'));
+    expect(v.record({ seq: 0, data: d0, chain: c0 })).toBe(true);
+    expect(v.record({ seq: 0, data: d0, chain: c0 })).toBe(false);
+    expect(v.problems).toEqual(['duplicate: record 0 after 0']);
+    const g = new StreamVerifier(chainHex);
+    g.record({ seq: 1, data: d0, chain: c0 });
+    expect(g.problems).toEqual(['gap: record 1 after -1']);
+    const h = new StreamVerifier(chainHex);
+    h.record({ seq: 0, data: '01', chain: c0 });
+    expect(h.problems[0]).toMatch(/^hash chain broken at record 0: expected [0-9a-f]{16}, got /);
+  });
+});
