@@ -40,7 +40,9 @@ function primaryArgs(connect: number, serve: number, seed: number, steps = STEPS
   return ['primary', '--connect', local(connect), '--serve', local(serve), '--steps', String(steps), '--memory', MEM, '--seed', String(seed), '--interval', '10ms', '--linger', '200ms', ...common];
 }
 
-async function killPrimaryTrial(seed: number, delayMs: number): Promise<{ problems: string[]; final: string | null; want: string | null; failover: boolean }> {
+// The kill instant is a share of the stream the client already holds (0 = as soon as the primary
+// is protected): wall-clock delays missed the run entirely on a quiet machine, where it ends sooner.
+async function killPrimaryTrial(seed: number, share: number): Promise<{ problems: string[]; final: string | null; want: string | null; failover: boolean; killed: boolean; reconnects: number }> {
   const ref = await reference(seed);
   const [repl, serveP, serveB] = await Promise.all([freePort(), freePort(), freePort()]);
   const children: Child[] = [];
@@ -54,13 +56,25 @@ async function killPrimaryTrial(seed: number, delayMs: number): Promise<{ proble
     failover = true;
     children.push(new Child(['backup', '--connect', local(repl), ...common]));
   });
+  const verifier = new StreamVerifier(chainHex, ref);
+  let killed = false;
+  const killAfter = Math.floor(share * ref.records.length);
+  let watch: NodeJS.Timeout | undefined;
   void primary.waitFor((e) => e.event === 'protected').then((e) => {
-    if (e) setTimeout(() => primary.kill(), delayMs);
+    if (!e) return;
+    watch = setInterval(() => {
+      if (verifier.records >= killAfter) {
+        clearInterval(watch);
+        killed = verifier.final === null;
+        primary.kill();
+      }
+    }, 1);
   });
-  const res = await followStream({ addresses: [{ host: '127.0.0.1', port: serveP }, { host: '127.0.0.1', port: serveB }], verifier: new StreamVerifier(chainHex, ref), timeoutMs: 20_000 });
+  const res = await followStream({ addresses: [{ host: '127.0.0.1', port: serveP }, { host: '127.0.0.1', port: serveB }], verifier, timeoutMs: 20_000 });
+  clearInterval(watch);
   for (const c of children) c.kill();
   await Promise.all(children.map((c) => c.exited));
-  return { problems: res.problems, final: res.final, want: ref.final, failover };
+  return { problems: res.problems, final: res.final, want: ref.final, failover, killed, reconnects: res.reconnects };
 }
 
 describe('child processes: SIGKILL and failover (stand-in guest)', () => {
@@ -68,17 +82,22 @@ describe('child processes: SIGKILL and failover (stand-in guest)', () => {
     const results = [];
     for (let i = 0; i < 20; i += 2) {
       const pair = await Promise.all([0, 1].map((k) => {
-        const delay = Math.floor(Math.random() * 500);
-        return killPrimaryTrial(100 + i + k, delay).then((r) => ({ ...r, delay }));
+        // 20 instants spread over the first 80 % of the stream, jittered per run.
+        const share = Math.min(0.8, ((i + k) / 20) * 0.8 + Math.random() * 0.04);
+        return killPrimaryTrial(100 + i + k, share).then((r) => ({ ...r, share }));
       }));
       results.push(...pair);
     }
     for (const r of results) {
-      expect(r.problems, `killed ${r.delay} ms after protection`).toEqual([]);
+      expect(r.problems, `killed at ${(r.share * 100).toFixed(1)} % of the stream`).toEqual([]);
       expect(r.final).toBe(r.want);
     }
-    // The kills must mostly land mid-run, or this test would prove little.
-    expect(results.filter((r) => r.failover).length).toBeGreaterThanOrEqual(10);
+    // Most kills must land before the primary has released the whole stream (then the client
+    // has to finish on the backup), or this test would prove little. A late kill can find the
+    // stream already released in one burst; those trials still had to be exact.
+    const onBackup = results.filter((r) => r.killed && r.reconnects >= 1).length;
+    console.log(`replication: ${onBackup} of 20 SIGKILLed primaries failed over mid-stream`);
+    expect(onBackup).toBeGreaterThanOrEqual(14);
   }, 170_000);
 
   it('backup SIGKILLed: the primary reports degraded, holds output, resyncs a new backup fully', async () => {
