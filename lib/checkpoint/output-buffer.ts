@@ -6,7 +6,7 @@
  *
  * Records are kept for the whole run, so a client can ask for the stream from any point and a
  * fresh backup can be given the full history. (A long-running deployment would cap this and
- * checkpoint it; see docs/README-replication.md.)
+ * checkpoint it; see docs/replication.md.)
  */
 import { EventEmitter } from 'node:events';
 import type { OutputRecord } from '../guest/types.js';

@@ -2,7 +2,7 @@
  * The KVM guest: an in-process micro-VM over /dev/kvm (native/vmm) running the bare-metal workload
  * payload, with hardware dirty logging (manual-protect bitmap by default, or the per-vCPU dirty
  * ring), pause/resume by kicking the vCPU threads, and a versioned CPU state blob for
- * save/restore (docs/FORMAT-kvm.md).
+ * save/restore (docs/FORMAT.md "KVM guest CPU state blob").
  *
  * lib/guest/index.ts picks this backend for `type: 'kvm'` (or 'auto' where kvmAvailable().ok).
  */

@@ -6,7 +6,7 @@
  * Why not TLS-PSK: node:tls only offers PSK with TLS 1.2 cipher suites, and we need a MAC on every
  * frame anyway to bind the sequence number; HMAC-SHA256 from node:crypto gives both with one
  * mechanism and no certificate handling. The link is authenticated and integrity-protected, not
- * encrypted (guest memory is readable by someone who can sniff the link); see FORMAT-wire.md.
+ * encrypted (guest memory is readable by someone who can sniff the link); see docs/FORMAT.md "replication wire protocol".
  *
  * Handshake (the primary speaks first, whichever side opened the TCP connection):
  *   P -> B  HELLO      version, flags, vmId, generation, nextEpoch, pageSize, pageCount, type, nP

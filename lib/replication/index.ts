@@ -1,5 +1,5 @@
 /**
- * Replication: wire protocol, primary, backup, client. See docs/FORMAT-wire.md.
+ * Replication: wire protocol, primary, backup, client. See docs/FORMAT.md "replication wire protocol".
  */
 export { startPrimary, Primary } from './primary.js';
 export type { PrimaryOptions, EpochStats, Endpoint } from './primary.js';

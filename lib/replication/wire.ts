@@ -1,6 +1,6 @@
 /**
  * The replication wire: length-prefixed, versioned, authenticated frames over one TCP stream.
- * docs/FORMAT-wire.md is the normative description; this file is its implementation.
+ * docs/FORMAT.md "replication wire protocol" is the normative description; this file is its implementation.
  *
  *   0        4    5    6         8              12             16
  *   +--------+----+----+---------+--------------+--------------+

@@ -2,7 +2,7 @@
  * The checkpoint store's byte formats: the store header, segment headers, page records and
  * manifests. Every structure is versioned and CRC-32 checked; every decoder treats its input as
  * hostile (bounds first, then checksum, then meaning) and throws StoreFormatError naming the file
- * and what is wrong. The layouts are drawn in docs/FORMAT-store.md.
+ * and what is wrong. The layouts are drawn in docs/FORMAT.md "checkpoint store".
  *
  *   STORE (32 bytes)            segment header (32 bytes)        record header (48 bytes)
  *   0  magic "USTSTORE"         0  magic "USTSEGMT"              0  magic u32 0x31435255 "URC1"

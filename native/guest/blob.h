@@ -1,5 +1,5 @@
 // The envelope of every CPU state blob (saveCpu()), shared by the sim and the KVM VMM so that
-// each can recognise (and refuse) the other's. Layout (little-endian; docs/FORMAT-guest.md):
+// each can recognise (and refuse) the other's. Layout (little-endian; docs/FORMAT.md "Guest formats"):
 //
 //   0      u32  magic 0x50435355 ("USCP")
 //   4      u16  version (1)

@@ -1,4 +1,4 @@
-// CPU state blob encode/decode for the KVM guest (layout in docs/FORMAT-kvm.md). All integers
+// CPU state blob encode/decode for the KVM guest (layout in docs/FORMAT.md "KVM guest CPU state blob"). All integers
 // little-endian; the kernel structs are copied raw (x86-64 KVM UAPI, a stable ABI).
 #include "vmm/cpu_blob.h"
 

@@ -1,4 +1,4 @@
-// The KVM guest's CPU state blob (docs/FORMAT-kvm.md): the shared envelope of native/guest/blob.h
+// The KVM guest's CPU state blob (docs/FORMAT.md "KVM guest CPU state blob"): the shared envelope of native/guest/blob.h
 // (magic "USCP", version, type 2 = kvm, length, vCPUs, memory size, workload, XXH3-64 trailer)
 // around every vCPU's state and the output records drained but not yet delivered. The parser
 // treats its input as hostile and says exactly what is wrong.
