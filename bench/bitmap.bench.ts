@@ -5,19 +5,10 @@
  */
 import { countBitmap, scanBitmap, setIsa, supportedIsas, isa } from '../lib/index.js';
 import { fmt, measure, type BenchContext } from './harness.js';
+import { rng } from '../test/reference/random.js';
 
 export const name = 'bitmap';
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Each bit set with probability `density` (geometric gaps, so low densities build fast). */
 function randomBitmap(bytes: number, density: number, seed: number): Uint8Array {

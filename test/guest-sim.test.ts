@@ -14,21 +14,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createGuest, endLine, GuestError, recordLine, restoreGuest, WORKLOAD_NAMES } from '../lib/guest/index.js';
 import type { Guest, GuestOptions, OutputRecord, WorkloadName } from '../lib/guest/types.js';
 import { native, packageRoot } from '../lib/native.js';
+import { rng } from './reference/random.js';
 
 const MEM = 16; // MiB
 const STEPS: Record<WorkloadName, number> = { uniform: 4000, hotset: 4000, sequential: 2000, sparse: 3000, memcheck: 1500, kv: 800 };
 
-// A small seeded PRNG for the test's own random instants (mulberry32), so a failure reproduces.
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// The tests' seeded PRNG (mulberry32), so a failure reproduces.
+const prng = rng;
 
 function spinUs(us: number): void {
   const end = process.hrtime.bigint() + BigInt(Math.round(us * 1000));

@@ -11,15 +11,8 @@
 import { EventEmitter } from 'node:events';
 import type { OutputRecord } from '../guest/types.js';
 
-/** One record as a line of newline-delimited JSON, as `understudy run --records` prints it. */
-export function recordToLine(rec: OutputRecord): string {
-  return `{"seq":${rec.seq},"data":"${Buffer.from(rec.data.buffer, rec.data.byteOffset, rec.data.byteLength).toString('hex')}","chain":"${rec.chain}"}`;
-}
-
-/** The end-of-stream line. */
-export function endToLine(final: string): string {
-  return `{"end":true,"final":"${final}"}`;
-}
+// The service port's lines are exactly `understudy run --records`'s: one formatter for both.
+export { recordLine as recordToLine, endLine as endToLine } from '../guest/records.js';
 
 export class OutputLog extends EventEmitter {
   private readonly records: OutputRecord[] = [];
