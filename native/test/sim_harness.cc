@@ -5,7 +5,7 @@
 //
 //   for f in native/workloads/*.c; do
 //     gcc -std=gnu11 -g -O1 -fsanitize=address,undefined -Inative -c $f -o out/$(basename $f).o; done
-//   g++ -std=c++17 -g -O1 -fsanitize=address,undefined -Inative native/test/sim_harness.cc \
+//   g++ -std=c++17 -g -O1 -fsanitize=address,undefined -Inative native/test/sim_harness.cc (continued)
 //     native/sim/sim.cc native/guest/*.cc native/runtime/memory.cc out/*.o -lpthread -o out/sim_harness
 //   out/sim_harness     # prints one line per workload and vCPU count, then "all ok"; exit 1 on failure
 #include <cstdio>
