@@ -39,6 +39,14 @@ Napi::Uint8Array adopt(Napi::Env env, uint8_t* data, size_t len) {
   return Napi::Uint8Array::New(env, len, ab, 0);
 }
 
+// Hands an encode_pages frame to JS; when collected, its buffer goes back to the frame bin.
+Napi::Uint8Array adopt_frame(Napi::Env env, const kd::Encoded& e) {
+  const size_t cap = e.capacity;
+  Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(
+      env, e.data, e.length, [cap](Napi::Env, void* p) { kd::release_frame(static_cast<uint8_t*>(p), cap); });
+  return Napi::Uint8Array::New(env, e.length, ab, 0);
+}
+
 // `threads`: undefined means every hardware thread; 0 is treated as 1.
 unsigned threads_arg(const Napi::Value& v) {
   if (v.IsUndefined()) return runtime::hardware_threads();
@@ -125,7 +133,7 @@ Napi::Value PagesEncodeSync(const Napi::CallbackInfo& info) {
                                        a.threads, a.compress, &out)) {
     throw Napi::Error::New(info.Env(), e);
   }
-  return adopt(info.Env(), out.data, out.length);
+  return adopt_frame(info.Env(), out);
 }
 
 // Keeps the argument objects alive while the worker runs, and settles a promise.
@@ -158,7 +166,7 @@ class EncodeWorker : public PromiseWorker {
  public:
   EncodeWorker(Napi::Env env, const Napi::CallbackInfo& info, const EncodeArgs& a)
       : PromiseWorker(env, info, 3), a_(a) {}
-  ~EncodeWorker() override { std::free(out_.data); }
+  ~EncodeWorker() override { kd::release_frame(out_.data, out_.capacity); }
 
   void Execute() override {
     if (const char* e = kd::encode_pages(*a_.ops, a_.shadow.data, a_.pages.data, a_.pfns, a_.count,
@@ -167,9 +175,9 @@ class EncodeWorker : public PromiseWorker {
     }
   }
   void OnOK() override {
-    uint8_t* data = out_.data;
+    Napi::Uint8Array frame = adopt_frame(Env(), out_);
     out_.data = nullptr;
-    deferred_.Resolve(adopt(Env(), data, out_.length));
+    deferred_.Resolve(frame);
   }
 
  private:

@@ -13,6 +13,7 @@ Workspace::Workspace(size_t max_page)
     : max_page_(max_page),
       xor_((max_page + 63) / 64 * 64 + 64),
       mask_((max_page + 63) / 64 + 1),
+      edges_(kEdgeSlots),
       tmp_(max_page + 64) {}
 
 Workspace::~Workspace() {

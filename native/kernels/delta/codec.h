@@ -19,7 +19,7 @@ class Workspace {
   Workspace(const Workspace&) = delete;
   Workspace& operator=(const Workspace&) = delete;
 
-  Scratch scratch() { return Scratch{xor_.data(), mask_.data()}; }
+  Scratch scratch() { return Scratch{xor_.data(), mask_.data(), edges_.data()}; }
   uint8_t* tmp() { return tmp_.data(); }
   void* lz4_stream();  // lz4 state (LZ4_sizeofState bytes), allocated on first use
   size_t max_page() const { return max_page_; }
@@ -28,6 +28,7 @@ class Workspace {
   size_t max_page_;
   std::vector<uint8_t> xor_;
   std::vector<uint64_t> mask_;
+  std::vector<uint32_t> edges_;
   std::vector<uint8_t> tmp_;
   void* lz4_ = nullptr;
 };

@@ -27,7 +27,13 @@ constexpr uint8_t kKindCount = 6;
 struct Scratch {
   uint8_t* xor_buf;    // n rounded up to 64, plus 64 bytes of slack
   uint64_t* mask;      // (n + 63) / 64 words
+  uint32_t* edges;     // kEdgeSlots entries: run edges of a group of words (run walk)
 };
+
+// The run walk lists the run edges of kEdgeWords mask words at a time (at most 64 per word,
+// plus the open run carried in, plus 8 entries written past the last by the unrolled loop).
+constexpr size_t kEdgeWords = 16;
+constexpr size_t kEdgeSlots = kEdgeWords * 64 + 16;
 
 struct Ops {
   const char* isa;

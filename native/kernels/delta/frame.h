@@ -69,12 +69,18 @@ bool check_frame(const uint8_t* f, size_t len, size_t page_size, uint64_t replic
 // Applies a frame check_frame accepted to the replica.
 void apply_frame(uint8_t* replica, const FrameView& f, unsigned threads);
 
+// Gives a frame buffer (Encoded::data, Encoded::capacity) back once its owner is done with it,
+// so a later encode_pages can reuse it instead of fresh memory; frees it when the recycle bin
+// is full. Plain std::free is also correct, it only forgoes the reuse.
+void release_frame(uint8_t* data, size_t capacity);
+
 // True if every pfn is < shadow_pages and no pfn repeats; else false with a reason.
 bool check_pfns(const uint32_t* pfns, size_t count, uint64_t shadow_pages, std::string* reason);
 
 struct Encoded {
-  uint8_t* data = nullptr;  // malloc'd; the caller frees (or hands ownership to JS)
+  uint8_t* data = nullptr;  // malloc'd; the caller frees it (std::free or release_frame)
   size_t length = 0;
+  size_t capacity = 0;      // bytes allocated at data (>= length)
 };
 // Encodes pages[i] against shadow page pfns[i] for every i and updates the shadow. The caller
 // has checked the pfns (check_pfns) and sizes. Returns nullptr or a reason (out of memory).
