@@ -51,8 +51,11 @@ async function killPrimaryTrial(seed: number, share: number): Promise<{ problems
   const primary = new Child(primaryArgs(repl, serveP, seed));
   children.push(primary);
   let failover = false;
+  // After the trial's clean-up no child may be started: a leftover backup would keep dialling
+  // this trial's port, which a later test may be given.
+  let over = false;
   void backup.waitFor((e) => e.event === 'failover').then((e) => {
-    if (!e) return;
+    if (!e || over) return;
     failover = true;
     children.push(new Child(['backup', '--connect', local(repl), ...common]));
   });
@@ -65,6 +68,7 @@ async function killPrimaryTrial(seed: number, share: number): Promise<{ problems
     watch = setInterval(() => {
       if (verifier.records >= killAfter) {
         clearInterval(watch);
+  over = true;
         killed = verifier.final === null;
         primary.kill();
       }

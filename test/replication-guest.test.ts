@@ -116,8 +116,11 @@ async function killPrimaryTrial(guest: string, seed: number, share: number, nond
     children.push(cli);
   }
   let failover = false;
+  // After the trial's clean-up no child may be started: a leftover backup would keep dialling
+  // this trial's port, which a later test may be given.
+  let over = false;
   void backup.waitFor((e) => e.event === 'failover').then((e) => {
-    if (!e) return;
+    if (!e || over) return;
     failover = true;
     children.push(new Child(['backup', '--connect', local(repl), ...common], real));
   });
@@ -130,6 +133,7 @@ async function killPrimaryTrial(guest: string, seed: number, share: number, nond
     watch = setInterval(() => {
       if (verifier.records >= killAfter) {
         clearInterval(watch);
+  over = true;
         killed = verifier.final === null;
         primary.kill();
       }
@@ -249,12 +253,13 @@ describe('real sim guest via the CLI: SIGKILL in turn', () => {
     await backup.waitFor((e) => e.event === 'protected');
     await reach(0.4);
     const killedMidStream = v.final === null;
+    const atSecondKill = `client held ${v.records} records (problems: ${v.problems.join('; ') || 'none'}) when the promoted backup was killed`;
     backup.kill();
     const fo2 = await b2.waitFor((e) => e.event === 'failover');
     expect(fo2?.generation, JSON.stringify(b2.events.filter((e) => e.event !== 'commit'))).toBe('3');
     children.push(new Child(['backup', '--connect', local(repl2), ...common], real));
     const res = await following;
-    const trace = traceOf(children);
+    const trace = `${atSecondKill}\n${traceOf(children)}`;
     expect(res.problems, trace).toEqual([]);
     expect(res.final).toBe(ref.final);
     expect(killedMidStream, trace).toBe(true);
