@@ -68,7 +68,6 @@ async function killPrimaryTrial(seed: number, share: number): Promise<{ problems
     watch = setInterval(() => {
       if (verifier.records >= killAfter) {
         clearInterval(watch);
-  over = true;
         killed = verifier.final === null;
         primary.kill();
       }
@@ -76,6 +75,7 @@ async function killPrimaryTrial(seed: number, share: number): Promise<{ problems
   });
   const res = await followStream({ addresses: [{ host: '127.0.0.1', port: serveP }, { host: '127.0.0.1', port: serveB }], verifier, timeoutMs: 20_000 });
   clearInterval(watch);
+  over = true;
   for (const c of children) c.kill();
   await Promise.all(children.map((c) => c.exited));
   return { problems: res.problems, final: res.final, want: ref.final, failover, killed, reconnects: res.reconnects };

@@ -133,7 +133,6 @@ async function killPrimaryTrial(guest: string, seed: number, share: number, nond
     watch = setInterval(() => {
       if (verifier.records >= killAfter) {
         clearInterval(watch);
-  over = true;
         killed = verifier.final === null;
         primary.kill();
       }
@@ -141,6 +140,7 @@ async function killPrimaryTrial(guest: string, seed: number, share: number, nond
   });
   const res = await followStream({ addresses: [{ host: '127.0.0.1', port: serveP }, { host: '127.0.0.1', port: serveB }], verifier, timeoutMs: 20_000 });
   clearInterval(watch);
+  over = true;
   let cliVerdict: Trial['cliVerdict'] = null;
   if (cli) {
     await cli.exited;
