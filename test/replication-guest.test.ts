@@ -70,14 +70,17 @@ function reference(guest: string, seed: number, steps = STEPS): Reference {
 }
 
 const common = ['--key', keyFile, '--json', '--quiet', '--timeout', '400ms'];
+// Every child is killed once the client holds the whole stream, so a long --linger costs nothing;
+// a short one let a backup that took over an already finished workload exit before the client
+// (still cycling through dead addresses) came back for the end of the stream.
 const local = (p: number) => `127.0.0.1:${p}`;
 const real = { real: true };
 
 function backupArgs(listen: number, serve: number): string[] {
-  return ['backup', '--listen', local(listen), '--serve', local(serve), '--interval', '10ms', '--linger', '200ms', ...common];
+  return ['backup', '--listen', local(listen), '--serve', local(serve), '--interval', '10ms', '--linger', '5s', ...common];
 }
 function primaryArgs(guest: string, connect: number, serve: number, seed: number, steps = STEPS, extra: string[] = []): string[] {
-  return ['primary', '--guest', guest, '--workload', WORKLOAD, '--connect', local(connect), '--serve', local(serve), '--steps', String(steps), '--memory', MEM, '--seed', String(seed), '--interval', '10ms', '--linger', '200ms', ...extra, ...common];
+  return ['primary', '--guest', guest, '--workload', WORKLOAD, '--connect', local(connect), '--serve', local(serve), '--steps', String(steps), '--memory', MEM, '--seed', String(seed), '--interval', '10ms', '--linger', '5s', ...extra, ...common];
 }
 
 interface Trial {
@@ -248,7 +251,7 @@ describe('real sim guest via the CLI: SIGKILL in turn', () => {
     const fenced = await stale.waitFor((e) => e.event === 'fenced');
     expect(String(fenced?.reason)).toMatch(/generation 2 > ours \(1\)|stale/);
     expect(await stale.exited).toBe(1);
-    const b2 = new Child(['backup', '--connect', local(repl), '--listen', local(repl2), '--serve', local(serveB2), '--interval', '10ms', '--linger', '200ms', ...common], real);
+    const b2 = new Child(['backup', '--connect', local(repl), '--listen', local(repl2), '--serve', local(serveB2), '--interval', '10ms', '--linger', '5s', ...common], real);
     children.push(b2);
     await backup.waitFor((e) => e.event === 'protected');
     await reach(0.4);
