@@ -271,3 +271,31 @@ describe('real sim guest via the CLI: SIGKILL in turn', () => {
     await Promise.all(children.map((c) => c.exited));
   }, 90_000);
 });
+
+describe('real sim guest via the CLI: takeover of a finished workload', () => {
+  it('the promoted backup waits for a client that comes back late and serves it the whole stream', async () => {
+    const guest = 'sim';
+    const seed = 600;
+    const ref = reference(guest, seed);
+    const [repl, serveP, serveB] = await Promise.all([freePort(), freePort(), freePort()]);
+    const backup = new Child(backupArgs(repl, serveB), real);
+    const primary = new Child(primaryArgs(guest, repl, serveP, seed), real);
+    const children = [backup, primary];
+    // The primary dies right after the backup committed the final epoch, before any client read.
+    expect((await primary.waitFor((e) => e.event === 'done'))?.final).toBe(ref.final);
+    primary.kill();
+    const fo = await backup.waitFor((e) => e.event === 'failover');
+    expect(fo?.finished).toBe(true);
+    expect(fo?.records).toBe(ref.records.length);
+    // The client turns up only after the takeover has finished (it was elsewhere): it used to
+    // find the backup gone, because it exited 100 ms after the takeover with no client connected.
+    await backup.waitFor((e) => e.event === 'done');
+    await new Promise((r) => setTimeout(r, 500));
+    const res = await followStream({ addresses: [{ host: '127.0.0.1', port: serveB }], verifier: new StreamVerifier(chain, ref), timeoutMs: 5_000 });
+    expect(res.problems, traceOf(children)).toEqual([]);
+    expect(res.final).toBe(ref.final);
+    expect(await backup.exited).toBe(0);
+    for (const c of children) c.kill();
+    await Promise.all(children.map((c) => c.exited));
+  }, 30_000);
+});
