@@ -51,8 +51,11 @@ async function killPrimaryTrial(seed: number, share: number): Promise<{ problems
   const primary = new Child(primaryArgs(repl, serveP, seed));
   children.push(primary);
   let failover = false;
+  // After the trial's clean-up no child may be started: a leftover backup would keep dialling
+  // this trial's port, which a later test may be given.
+  let over = false;
   void backup.waitFor((e) => e.event === 'failover').then((e) => {
-    if (!e) return;
+    if (!e || over) return;
     failover = true;
     children.push(new Child(['backup', '--connect', local(repl), ...common]));
   });
@@ -72,6 +75,7 @@ async function killPrimaryTrial(seed: number, share: number): Promise<{ problems
   });
   const res = await followStream({ addresses: [{ host: '127.0.0.1', port: serveP }, { host: '127.0.0.1', port: serveB }], verifier, timeoutMs: 20_000 });
   clearInterval(watch);
+  over = true;
   for (const c of children) c.kill();
   await Promise.all(children.map((c) => c.exited));
   return { problems: res.problems, final: res.final, want: ref.final, failover, killed, reconnects: res.reconnects };

@@ -14,6 +14,8 @@ export interface RunFlags {
   role: string;
   /** Max time to wait for service clients to disconnect after the end (ms). */
   lingerMs: number;
+  /** Stay (up to lingerMs) until a client has connected, not only while one is connected. */
+  waitForClient?: boolean;
 }
 
 export function superviseRun(p: Primary, f: RunFlags): Promise<number> {
@@ -76,6 +78,9 @@ export function superviseRun(p: Primary, f: RunFlags): Promise<number> {
       if (f.json) emitJson('done', { role: f.role, final });
       const until = performance.now() + f.lingerMs;
       await new Promise((r) => setTimeout(r, 100));
+      // A promoted backup: its clients lost the old primary and are still cycling through their
+      // addresses, so wait (up to the linger) for one to come back for the rest of the stream.
+      while (f.waitForClient && p.service && p.service.clientCount === 0 && performance.now() < until) await new Promise((r) => setTimeout(r, 50));
       while (p.service && p.service.clientCount > 0 && performance.now() < until) await new Promise((r) => setTimeout(r, 50));
       p.bye();
       await new Promise((r) => setTimeout(r, 50));

@@ -1,13 +1,22 @@
 /**
- * TEST ONLY: spawn `understudy` subcommands as child processes (via test/helpers/cli-fake.ts, the
- * stand-in guest with the native kernels) and watch their --json event lines.
+ * TEST ONLY: spawn `understudy` subcommands as child processes and watch their --json event lines:
+ * either the real CLI (dist/cli/main.js, built by `npm install`: real kvm/sim guests) or
+ * test/helpers/cli-fake.ts (the stand-in guest with the native kernels).
  */
+import { existsSync } from 'node:fs';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+/** The compiled CLI (`node dist/cli/main.js`); throws if `npm install` / tsc has not built it. */
+export function realCli(): string {
+  const main = join(root, 'dist', 'cli', 'main.js');
+  if (!existsSync(main)) throw new Error(`${main} is missing: run \`npx tsc -p tsconfig.json\` (npm install does) first`);
+  return main;
+}
 
 export interface Ev {
   event: string;
@@ -21,8 +30,9 @@ export class Child {
   readonly exited: Promise<number | null>;
   private waiters: { pred: (e: Ev) => boolean; resolve: (e: Ev) => void }[] = [];
 
-  constructor(args: string[]) {
-    this.proc = spawn(process.execPath, ['--import', 'tsx', join(root, 'test/helpers/cli-fake.ts'), ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+  constructor(args: string[], opts: { real?: boolean } = {}) {
+    const entry = opts.real ? [realCli()] : ['--import', 'tsx', join(root, 'test/helpers/cli-fake.ts')];
+    this.proc = spawn(process.execPath, [...entry, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
     createInterface({ input: this.proc.stdout! }).on('line', (l) => {
       let e: Ev;
       try {
