@@ -228,10 +228,13 @@ describe('real sim guest via the CLI: SIGKILL in turn', () => {
   it('primary, then the promoted backup, SIGKILLed in turn; a stale primary is refused and fences itself', async () => {
     const guest = 'sim';
     const seed = 400;
-    const LONG = 400000;
+    const LONG = 1_600_000;
     const ref = reference(guest, seed, LONG);
     const [repl, repl2, serveP, serveB, serveB2] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
-    const backup = new Child(backupArgs(repl, serveB), real);
+    // Once promoted, this backup pauses its guest while it has no backup of its own: with the
+    // default (continue) the guest ran to the end unprotected and released the whole rest of the
+    // stream at once when the next backup came, so there was no middle of the stream to kill it in.
+    const backup = new Child([...backupArgs(repl, serveB), '--on-backup-loss', 'pause'], real);
     const primary = new Child(primaryArgs(guest, repl, serveP, seed, LONG), real);
     const children = [backup, primary];
     const v = new StreamVerifier(chain, ref);
