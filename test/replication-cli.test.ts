@@ -18,14 +18,14 @@ const keyFile = join(dir, 'key');
 writeKeyFile(keyFile);
 const STEPS = 100000;
 const MEM = '8';
-const refs = new Map<number, Reference>();
+const refs = new Map<string, Reference>();
 
 async function reference(seed: number, steps = STEPS): Promise<Reference> {
-  let r = refs.get(seed);
+  let r = refs.get(`${seed}/${steps}`);
   if (!r) {
     const run = await referenceRun({ seed, steps, memoryMiB: Number(MEM) });
     r = { records: run.lines.map((l) => JSON.parse(l) as { seq: number; data: string; chain: string }), final: run.final };
-    refs.set(seed, r);
+    refs.set(`${seed}/${steps}`, r);
   }
   return r;
 }
@@ -105,11 +105,14 @@ describe('child processes: SIGKILL and failover (stand-in guest)', () => {
   }, 170_000);
 
   it('backup SIGKILLed: the primary reports degraded, holds output, resyncs a new backup fully', async () => {
+    // A longer run than the default: on a loaded machine the default one was sometimes wholly
+    // released before the primary noticed the backup had gone, leaving nothing to hold.
     const seed = 300;
-    const ref = await reference(seed);
+    const LONG = 4 * STEPS;
+    const ref = await reference(seed, LONG);
     const [repl, serveP, serveB] = await Promise.all([freePort(), freePort(), freePort()]);
     const backup = new Child(backupArgs(repl, serveB));
-    const primary = new Child(primaryArgs(repl, serveP, seed));
+    const primary = new Child(primaryArgs(repl, serveP, seed, LONG));
     const children = [backup, primary];
     await primary.waitFor((e) => e.event === 'protected');
     backup.kill();
