@@ -84,6 +84,41 @@ describe('replication with the stand-in guest', () => {
     }
   });
 
+  it('bounded output history: a late backup gets a resync from the oldest kept record and can still take over', async () => {
+    const steps = 36000;
+    const ref = await reference(13, steps);
+    const retain = { retainRecords: 100 };
+    const replPort = await freePort();
+    const first = await startBackup({ key, listen: { host: '127.0.0.1', port: replPort }, restore: restoreFakeGuest, timeoutMs: 300, takeover: false, retain });
+    const primary = await startPrimary({
+      guest: createFakeGuest({ seed: 13, steps, memoryMiB: 2 }), key, connect: { host: '127.0.0.1', port: replPort }, serve: LOCAL,
+      intervalMs: 10, retain,
+    });
+    const late = { backup: null as Backup | null, firstKept: -1, primaryFirstKept: -1 };
+    const serve = await freePort();
+    const following = followStream({
+      addresses: [{ host: '127.0.0.1', port: primary.service!.address().port }, { host: '127.0.0.1', port: serve }],
+      verifier: new StreamVerifier(chainHex, ref), timeoutMs: 20_000,
+    });
+    // The first backup dies a third of the way in; a new one joins on the same address once the
+    // primary has dropped early records (it keeps 100), so the resync must start past seq 0.
+    while (first.log.length < ref.records.length / 3 || primary.log.firstKept === 0) await new Promise((r) => setTimeout(r, 2));
+    await first.close();
+    late.primaryFirstKept = primary.log.firstKept;
+    late.backup = await startBackup({ key, listen: { host: '127.0.0.1', port: replPort }, serve: { host: '127.0.0.1', port: serve }, restore: restoreFakeGuest, timeoutMs: 300, retain, promoted: { intervalMs: 10 } });
+    while (late.backup.log.length === 0) await new Promise((r) => setTimeout(r, 2));
+    late.firstKept = late.backup.log.firstKept;
+    await primary.close();
+    const res = await following;
+    expect(late.primaryFirstKept).toBeGreaterThan(0);
+    expect(late.firstKept).toBeGreaterThanOrEqual(late.primaryFirstKept);
+    expect(res.problems).toEqual([]);
+    expect(res.final).toBe(ref.final);
+    expect(res.records).toBe(ref.records.length);
+    expect(late.backup.log.length).toBe(ref.records.length);
+    await late.backup.close();
+  }, 60_000);
+
   it('a backup with no committed epoch refuses to take over and says why', async () => {
     const backup = await startBackup({ key, listen: LOCAL, restore: restoreFakeGuest, timeoutMs: 200 });
     const refused = new Promise<{ reason: string }>((r) => backup.once('takeover-refused', r));

@@ -239,6 +239,45 @@ describe('output commit', () => {
     await port.close();
   });
 
+  it('keeps only the newest released records within its retention, never an unreleased one', async () => {
+    const log = new OutputLog({ retainRecords: 3 });
+    const rec = (seq: number) => ({ seq, data: Uint8Array.of(seq, seq), chain: '0000000000000000' });
+    log.append([0, 1, 2, 3, 4, 5].map(rec));
+    expect([log.firstKept, log.length]).toEqual([0, 6]); // nothing released: all kept
+    log.release(5);
+    // Records become droppable one release after their own (so a burst reaches clients first).
+    expect([log.firstKept, log.length, log.released]).toEqual([0, 6, 5]);
+    log.release(6);
+    expect([log.firstKept, log.length, log.released]).toEqual([3, 6, 6]);
+    expect(log.slice(3, 6).map((r) => r.seq)).toEqual([3, 4, 5]);
+    expect(() => log.get(2)).toThrow(new RangeError('record 2 is no longer kept: this log keeps records from seq 3 on (retention limit)'));
+    expect(() => log.slice(0, 4)).toThrow(new RangeError('record 0 is no longer kept: this log keeps records from seq 3 on (retention limit)'));
+    expect(() => log.get(6)).toThrow(new RangeError('`seq` must be an integer from 3 to 5, got 6'));
+    expect(() => log.append([rec(7)])).toThrow(new RangeError('output record seq must be 6, got 7'));
+    const bytes = new OutputLog({ retainBytes: 5 });
+    bytes.append([0, 1, 2, 3, 4].map(rec));
+    bytes.release(4);
+    bytes.release(5);
+    expect(bytes.firstKept).toBe(3); // 2 records of 2 bytes fit in 5 bytes
+    expect(() => new OutputLog({ retainRecords: 0 })).toThrow(new RangeError('`retainRecords` must be a positive integer, got 0'));
+    // A client asking for history that is gone gets one error line naming where it may start.
+    const port = await startServicePort(log, '127.0.0.1', 0);
+    const answer = await new Promise<string>((resolve) => {
+      const s = connect(port.address().port, '127.0.0.1');
+      let buf = '';
+      s.on('connect', () => s.write('{"after":-1}\n'));
+      s.on('data', (d) => (buf += d));
+      s.on('close', () => resolve(buf));
+    });
+    expect(answer).toBe('{"error":"records before seq 3 are no longer kept; ask for {\\"after\\":2} or later"}\n');
+    await port.close();
+    // A backup given a full resync that starts past what it holds restarts its history there.
+    const fresh = new OutputLog();
+    fresh.restartAt(40);
+    expect([fresh.firstKept, fresh.length, fresh.released]).toEqual([40, 40, 40]);
+    expect(() => fresh.restartAt(39)).toThrow(new RangeError('`seq` must be an integer of at least 40, got 39'));
+  });
+
   it('the verifier catches gaps, duplicates and a broken chain', () => {
     const v = new StreamVerifier(chainHex);
     const d0 = '00';

@@ -1,12 +1,14 @@
 /**
- * Output commit. The OutputLog holds every output record the guest produced, in sequence order,
+ * Output commit. The OutputLog holds the output records the guest produced, in sequence order,
  * and a release watermark: records below it are known to be committed on the backup (the backup
  * acknowledged an epoch that holds them) and only those are ever shown to clients. A promoted
  * backup builds its log from committed epochs, so everything in it is releasable.
  *
- * Records are kept for the whole run, so a client can ask for the stream from any point and a
- * fresh backup can be given the full history. (A long-running deployment would cap this and
- * checkpoint it; see docs/replication.md.)
+ * Retention: released records are kept so a client can ask for the stream from an earlier point
+ * and a fresh backup can be given the history, but only the newest `retainRecords` of them (and
+ * at most `retainBytes` of record data): older released records are dropped, so a long-running
+ * deployment holds bounded memory. Unreleased records are never dropped. `firstKept` says where
+ * the kept history starts; asking for anything before it is a RangeError.
  */
 import { EventEmitter } from 'node:events';
 import type { OutputRecord } from '../guest/types.js';
@@ -14,15 +16,49 @@ import type { OutputRecord } from '../guest/types.js';
 // The service port's lines are exactly `understudy run --records`'s: one formatter for both.
 export { recordLine as recordToLine, endLine as endToLine } from '../guest/records.js';
 
+export interface OutputLogOptions {
+  /** Released records kept for late clients and new backups (default 1,000,000). */
+  retainRecords?: number;
+  /** Bytes of released record data kept (default 256 MiB). */
+  retainBytes?: number;
+}
+
+export const DEFAULT_RETAIN_RECORDS = 1_000_000;
+export const DEFAULT_RETAIN_BYTES = 256 * 1024 * 1024;
+
+function positiveInt(v: number | undefined, name: string, dflt: number): number {
+  if (v === undefined) return dflt;
+  if (!Number.isSafeInteger(v) || v < 1) throw new RangeError(`\`${name}\` must be a positive integer, got ${v}`);
+  return v;
+}
+
 export class OutputLog extends EventEmitter {
-  private readonly records: OutputRecord[] = [];
+  // records[head + i] holds seq base + i; slots before head were dropped (set to undefined so
+  // their data can be collected) and are spliced away once they are half of the array.
+  private records: (OutputRecord | undefined)[] = [];
+  private head = 0;
+  private base = 0;
+  private keptBytes = 0;
   private releasedCount = 0;
   private finalValue: string | null = null;
   private finalReleasedFlag = false;
+  private readonly retainRecords: number;
+  private readonly retainBytes: number;
+
+  constructor(options: OutputLogOptions = {}) {
+    super();
+    this.retainRecords = positiveInt(options.retainRecords, 'retainRecords', DEFAULT_RETAIN_RECORDS);
+    this.retainBytes = positiveInt(options.retainBytes, 'retainBytes', DEFAULT_RETAIN_BYTES);
+  }
 
   /** Records produced so far (the next sequence number). */
   get length(): number {
-    return this.records.length;
+    return this.base + this.records.length - this.head;
+  }
+
+  /** The oldest record still kept (== length when none is). */
+  get firstKept(): number {
+    return this.base;
   }
 
   /** Records clients may see: seq < released. */
@@ -41,23 +77,42 @@ export class OutputLog extends EventEmitter {
   }
 
   get(seq: number): OutputRecord {
-    const r = this.records[seq];
-    if (!r) throw new RangeError(`\`seq\` must be below ${this.records.length}, got ${seq}`);
+    if (seq < this.base && seq >= 0) throw new RangeError(this.droppedMessage(seq));
+    const r = Number.isInteger(seq) && seq >= 0 ? this.records[this.head + seq - this.base] : undefined;
+    if (!r) throw new RangeError(`\`seq\` must be an integer from ${this.base} to ${this.length - 1}, got ${seq}`);
     return r;
   }
 
   slice(from: number, to: number): OutputRecord[] {
-    return this.records.slice(from, to);
+    if (from < this.base) throw new RangeError(this.droppedMessage(from));
+    return this.records.slice(this.head + from - this.base, this.head + Math.max(from, to) - this.base) as OutputRecord[];
   }
 
   /** Appends records produced by the guest; they must continue the sequence exactly. */
   append(recs: readonly OutputRecord[]): void {
     for (const r of recs) {
-      if (r.seq !== this.records.length) {
-        throw new RangeError(`output record seq must be ${this.records.length}, got ${r.seq}`);
+      if (r.seq !== this.length) {
+        throw new RangeError(`output record seq must be ${this.length}, got ${r.seq}`);
       }
       this.records.push(r);
+      this.keptBytes += r.data.length;
     }
+  }
+
+  /**
+   * Forgets every record and starts the sequence at `seq`, all of it counted as released: a
+   * backup given a full resync by a primary that no longer keeps the early records.
+   */
+  restartAt(seq: number): void {
+    if (!Number.isSafeInteger(seq) || seq < this.length) {
+      throw new RangeError(`\`seq\` must be an integer of at least ${this.length}, got ${seq}`);
+    }
+    this.records = [];
+    this.head = 0;
+    this.base = seq;
+    this.keptBytes = 0;
+    this.releasedCount = seq;
+    this.emit('release', seq);
   }
 
   /** Marks the workload finished (the end line waits for releaseFinal). */
@@ -67,18 +122,39 @@ export class OutputLog extends EventEmitter {
 
   /** Releases records with seq < upTo (the backup has committed them). Never moves backwards. */
   release(upTo: number): void {
-    if (!Number.isInteger(upTo) || upTo < 0 || upTo > this.records.length) {
-      throw new RangeError(`\`upTo\` must be an integer from 0 to ${this.records.length}, got ${upTo}`);
+    if (!Number.isInteger(upTo) || upTo < 0 || upTo > this.length) {
+      throw new RangeError(`\`upTo\` must be an integer from 0 to ${this.length}, got ${upTo}`);
     }
     if (upTo <= this.releasedCount) return;
+    // Trim against the previous watermark: a record becomes droppable only one release after its
+    // own, so a burst (a new backup committing everything held while there was none) reaches the
+    // connected clients before any of it can be dropped.
+    this.trim(this.releasedCount);
     this.releasedCount = upTo;
     this.emit('release', upTo);
+  }
+
+  /** Drops the oldest records below `upTo` beyond the retention limits. */
+  private trim(upTo: number): void {
+    while (this.base < upTo && (this.length - this.base > this.retainRecords || this.keptBytes > this.retainBytes)) {
+      this.keptBytes -= this.records[this.head]!.data.length;
+      this.records[this.head++] = undefined;
+      this.base++;
+    }
+    if (this.head > 1024 && this.head * 2 > this.records.length) {
+      this.records.splice(0, this.head);
+      this.head = 0;
+    }
+  }
+
+  private droppedMessage(seq: number): string {
+    return `record ${seq} is no longer kept: this log keeps records from seq ${this.base} on (retention limit)`;
   }
 
   /** Releases the end of stream (the backup has committed the final epoch). */
   releaseFinal(): void {
     if (this.finalValue === null) throw new RangeError('releaseFinal: the final checksum is not known yet');
-    this.release(this.records.length);
+    this.release(this.length);
     if (this.finalReleasedFlag) return;
     this.finalReleasedFlag = true;
     this.emit('release', this.releasedCount);

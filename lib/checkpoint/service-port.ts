@@ -36,6 +36,11 @@ export async function startServicePort(log: OutputLog, host: string, port: numbe
     const pump = (): void => {
       if (closed || cursor < 0 || waiting) return;
       const lg = current;
+      if (cursor < lg.firstKept) {
+        // This client fell behind the log's retention (or asked for history no longer kept).
+        fail(`records before seq ${lg.firstKept} are no longer kept; ask for {"after":${lg.firstKept - 1}} or later`);
+        return;
+      }
       let chunk = '';
       while (cursor < lg.released && chunk.length < 256 * 1024) chunk += recordToLine(lg.get(cursor++)) + '\n';
       let ended = false;

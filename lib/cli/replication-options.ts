@@ -39,6 +39,8 @@ export const commonOptions = {
   timeout: { type: 'string' },
   interval: { type: 'string' },
   'on-backup-loss': { type: 'string' },
+  retain: { type: 'string' },
+  linger: { type: 'string' },
   json: { type: 'boolean' },
   quiet: { type: 'boolean' },
 } as const;
@@ -47,4 +49,14 @@ export function onLossOption(cmd: string, v: unknown): 'continue' | 'pause' {
   if (v === undefined) return 'continue';
   if (v !== 'continue' && v !== 'pause') throw new CliError(`${cmd}: --on-backup-loss must be continue or pause, got ${JSON.stringify(v)}`);
   return v;
+}
+
+/** `--retain N`: released output records kept for late clients and new backups. */
+export function retainOption(cmd: string, v: unknown): { retainRecords: number } | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (typeof v !== 'string' || !/^[0-9]+$/.test(v) || !Number.isSafeInteger(n) || n < 1) {
+    throw new CliError(`${cmd}: --retain must be a positive integer (records), got ${JSON.stringify(v)}`);
+  }
+  return { retainRecords: n };
 }

@@ -14,7 +14,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { exec } from 'node:child_process';
-import { OutputLog } from '../checkpoint/output-buffer.js';
+import { OutputLog, type OutputLogOptions } from '../checkpoint/output-buffer.js';
 import { startServicePort, type ServicePort } from '../checkpoint/service-port.js';
 import { decodeEpochBody, FLAG_FINAL, FLAG_FULL } from './epoch-body.js';
 import { FrameType, type Frame } from './wire.js';
@@ -48,6 +48,8 @@ export interface BackupOptions {
   promoted?: Partial<Pick<PrimaryOptions, 'intervalMs' | 'maxInFlight' | 'onBackupLoss' | 'threads' | 'nondeterministic' | 'timeoutMs'>>;
   /** Largest epoch body accepted (default: 1.25 x memory + 64 MiB). */
   maxEpochBytes?: number;
+  /** How much released output history to keep for late clients and new backups. */
+  retain?: OutputLogOptions;
 }
 
 export interface CommitInfo {
@@ -88,7 +90,7 @@ export class Backup extends EventEmitter<BackupEvents> {
   pageSize = 0;
   pageCount = 0;
   guestType: GuestTypeName = 'other';
-  readonly log = new OutputLog();
+  readonly log: OutputLog;
   /** The primary this backup became, after failover. */
   primary: Primary | null = null;
   /** The primary said goodbye after its final epoch. */
@@ -115,6 +117,7 @@ export class Backup extends EventEmitter<BackupEvents> {
     }
     if (!opts.listen && !opts.connect) throw new TypeError('one of `listen` or `connect` is required');
     this.timeoutMs = opts.timeoutMs ?? 1000;
+    this.log = new OutputLog(opts.retain);
   }
 
   get address(): Endpoint | null {
@@ -273,10 +276,13 @@ export class Backup extends EventEmitter<BackupEvents> {
     if (body.pageSize !== this.pageSize || body.pageCount !== this.pageCount) {
       throw new ProtocolError('BAD_PAYLOAD', `epoch ${epoch} geometry ${body.pageCount}x${body.pageSize} differs from the handshake's`);
     }
-    if (body.firstRecordSeq !== this.log.length) {
+    const full = (body.flags & FLAG_FULL) !== 0;
+    // A full resync may start past what this backup holds: the primary no longer keeps the early
+    // records (retention), so this backup's history restarts there.
+    const restart = full && body.firstRecordSeq > this.log.length;
+    if (body.firstRecordSeq !== this.log.length && !restart) {
       throw new ProtocolError('BAD_PAYLOAD', `epoch ${epoch} records start at ${body.firstRecordSeq}, this backup holds ${this.log.length}`);
     }
-    const full = (body.flags & FLAG_FULL) !== 0;
     if (!full && !this.replica) throw new ProtocolError('BAD_PAYLOAD', `epoch ${epoch} is a delta but this backup has no replica yet`);
     // Stage: a full epoch builds a fresh image; a delta applies in place (applyPages validates the
     // whole frame before it writes a byte, so it is all or nothing).
@@ -285,6 +291,7 @@ export class Backup extends EventEmitter<BackupEvents> {
     // Commit point: nothing below can throw.
     this.replica = target;
     this.cpu = Uint8Array.prototype.slice.call(body.cpu);
+    if (restart) this.log.restartAt(body.firstRecordSeq);
     this.log.append(body.records);
     this.log.release(this.log.length);
     if (body.flags & FLAG_FINAL) this.log.setFinal(body.final!);

@@ -15,7 +15,7 @@ import { connect as netConnect, type Server, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Guest } from '../guest/types.js';
 import { EpochLoop, captureEpoch, type Capture } from '../checkpoint/epoch-loop.js';
-import { OutputLog } from '../checkpoint/output-buffer.js';
+import { OutputLog, type OutputLogOptions } from '../checkpoint/output-buffer.js';
 import { startServicePort, type ServicePort } from '../checkpoint/service-port.js';
 import { encodeEpochBody, FLAG_FINAL, FLAG_FULL } from './epoch-body.js';
 import { CHUNK_BYTES, FrameType, type Frame } from './wire.js';
@@ -53,6 +53,8 @@ export interface PrimaryOptions {
   nextEpoch?: bigint;
   /** Committed history (a promoted backup's). */
   log?: OutputLog;
+  /** How much released output history to keep, when `log` is not given. */
+  retain?: OutputLogOptions;
   kernels?: PageKernels;
   threads?: number;
   guestType?: GuestTypeName;
@@ -143,7 +145,7 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     if (!opts.insecure && (!opts.key || opts.key.length !== 32)) {
       throw new TypeError('`key` (32 bytes) is required unless `insecure: true` is asked for explicitly');
     }
-    this.log = opts.log ?? new OutputLog();
+    this.log = opts.log ?? new OutputLog(opts.retain);
     this.vmId = opts.vmId ?? randomBytes(16);
     this.generation = opts.generation ?? 1n;
     this.nextEpoch = opts.nextEpoch ?? 1n;
@@ -264,7 +266,8 @@ export class Primary extends EventEmitter<PrimaryEvents> {
       this.link = link;
       const serial = ++this.linkSerial;
       this.needFull = true;
-      this.sentRecords = Number(ch.nextRecord);
+      // A backup that holds less than we still keep gets the history from our oldest kept record.
+      this.sentRecords = Math.max(Number(ch.nextRecord), this.log.firstKept);
       this.log.release(Math.max(this.log.released, Math.min(this.sentRecords, this.log.length)));
       link.on('frame', (f: Frame) => this.onFrame(f, serial));
       link.on('close', (err: Error | null) => this.onLinkClose(serial, err));

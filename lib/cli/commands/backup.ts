@@ -4,7 +4,7 @@
  */
 import { startBackup } from '../../replication/backup.js';
 import { CliError, durationOption, hostPort, parse } from '../util.js';
-import { commonOptions, emitJson, keyOption, logLine, onLossOption } from '../replication-options.js';
+import { commonOptions, emitJson, keyOption, logLine, onLossOption, retainOption } from '../replication-options.js';
 import { superviseRun } from '../replication-run.js';
 
 export const summary = 'hold a hot standby of a primary and take over when it dies';
@@ -26,6 +26,9 @@ options:
   --no-takeover         only hold the replica
   --interval D          epoch length after takeover (default 25ms)
   --on-backup-loss M    after takeover: continue or pause (default continue)
+  --retain N            released output records kept (default 1000000)
+  --linger D            after takeover of a finished workload, wait this long for a
+                        client to come back for the end of the stream (default 3s)
   --json                JSON event lines on stdout   --quiet  fewer log lines`;
 
 export async function run(argv: string[]): Promise<number> {
@@ -33,7 +36,7 @@ export async function run(argv: string[]): Promise<number> {
   const { values } = parse(cmd, argv, {
     ...commonOptions,
     listen: { type: 'string' }, connect: { type: 'string' }, serve: { type: 'string' },
-    'fence-cmd': { type: 'string' }, 'no-takeover': { type: 'boolean' }, linger: { type: 'string' },
+    'fence-cmd': { type: 'string' }, 'no-takeover': { type: 'boolean' },
   });
   if (!values.listen && !values.connect) throw new CliError(`${cmd}: --listen HOST:PORT is required (or --connect to join a primary)`);
   const auth = keyOption(cmd, values);
@@ -49,6 +52,7 @@ export async function run(argv: string[]): Promise<number> {
     fenceCmd: values['fence-cmd'] as string | undefined,
     takeover: values['no-takeover'] !== true,
     promoted: { intervalMs, onBackupLoss: onLossOption(cmd, values['on-backup-loss']) },
+    retain: retainOption(cmd, values.retain),
   });
   const say = (l: string): void => {
     if (!quiet) logLine('backup', l);

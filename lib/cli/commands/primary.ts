@@ -6,7 +6,7 @@ import type { GuestType, WorkloadName } from '../../guest/types.js';
 import { startPrimary } from '../../replication/primary.js';
 import { defaultCreateGuest } from '../../replication/kernels.js';
 import { CliError, durationOption, hostPort, intOption, parse } from '../util.js';
-import { commonOptions, keyOption, onLossOption } from '../replication-options.js';
+import { commonOptions, keyOption, onLossOption, retainOption } from '../replication-options.js';
 import { superviseRun } from '../replication-run.js';
 
 export const summary = 'run a guest and replicate it to a backup (Remus-style)';
@@ -29,6 +29,9 @@ options:
   --on-backup-loss M    continue (guest runs, output held) or pause (default continue)
   --nondeterministic    the guest mixes in the host clock at each epoch
   --serve HOST:PORT     service port for clients (newline-delimited JSON)
+  --retain N            released output records kept for late clients and new backups
+                        (default 1000000; older ones are dropped, bounding memory)
+  --linger D            after the workload ends, wait this long for clients (default 3s)
   --json                JSON event lines on stdout   --quiet  no progress line`;
 
 const WORKLOADS = ['uniform', 'hotset', 'sequential', 'sparse', 'memcheck', 'kv'];
@@ -38,7 +41,7 @@ export async function run(argv: string[]): Promise<number> {
     ...commonOptions,
     connect: { type: 'string' }, listen: { type: 'string' }, serve: { type: 'string' },
     workload: { type: 'string' }, guest: { type: 'string' }, seed: { type: 'string' }, steps: { type: 'string' },
-    memory: { type: 'string' }, vcpus: { type: 'string' }, nondeterministic: { type: 'boolean' }, linger: { type: 'string' },
+    memory: { type: 'string' }, vcpus: { type: 'string' }, nondeterministic: { type: 'boolean' },
   });
   const cmd = 'primary';
   if (!values.connect && !values.listen) throw new CliError(`${cmd}: --connect HOST:PORT (the backup) is required`);
@@ -64,6 +67,7 @@ export async function run(argv: string[]): Promise<number> {
     timeoutMs: values.timeout ? durationOption(cmd, 'timeout', values.timeout as string, 0) : undefined,
     onBackupLoss: onLossOption(cmd, values['on-backup-loss']),
     guestType: guest.type, nondeterministic: values.nondeterministic === true,
+    retain: retainOption(cmd, values.retain),
   });
   return superviseRun(p, {
     json: values.json === true, quiet: values.quiet === true, role: 'primary',
