@@ -85,9 +85,9 @@ describe('replication with the stand-in guest', () => {
   });
 
   it('bounded output history: a late backup gets a resync from the oldest kept record and can still take over', async () => {
-    const steps = 36000;
+    const steps = 150000;
     const ref = await reference(13, steps);
-    const retain = { retainRecords: 100 };
+    const retain = { retainRecords: 1500 };
     const replPort = await freePort();
     const first = await startBackup({ key, listen: { host: '127.0.0.1', port: replPort }, restore: restoreFakeGuest, timeoutMs: 300, takeover: false, retain });
     const primary = await startPrimary({
@@ -101,15 +101,25 @@ describe('replication with the stand-in guest', () => {
       verifier: new StreamVerifier(chainHex, ref), timeoutMs: 20_000,
     });
     // The first backup dies a third of the way in; a new one joins on the same address once the
-    // primary has dropped early records (it keeps 100), so the resync must start past seq 0.
+    // primary has dropped early records (it keeps 1500), so the resync must start past seq 0.
     while (first.log.length < ref.records.length / 3 || primary.log.firstKept === 0) await new Promise((r) => setTimeout(r, 2));
     await first.close();
     late.primaryFirstKept = primary.log.firstKept;
     late.backup = await startBackup({ key, listen: { host: '127.0.0.1', port: replPort }, serve: { host: '127.0.0.1', port: serve }, restore: restoreFakeGuest, timeoutMs: 300, retain, promoted: { intervalMs: 10 } });
+    const third: Backup[] = [];
+    late.backup.on('failover', () => {
+      // The promoted backup holds its output until a backup of its own commits it.
+      void startBackup({ key, connect: addr(late.backup!), restore: restoreFakeGuest, timeoutMs: 300, takeover: false }).then((b) => third.push(b));
+    });
     while (late.backup.log.length === 0) await new Promise((r) => setTimeout(r, 2));
     late.firstKept = late.backup.log.firstKept;
+    // The primary dies late in the run: retention must exceed the output of a failover window
+    // (what the promoted backup releases before the client has reconnected), as it does with
+    // the default of a million records; here the window is under 15 % of 6000 records < 1500.
+    while (late.backup.log.length < 0.85 * ref.records.length) await new Promise((r) => setTimeout(r, 2));
     await primary.close();
     const res = await following;
+    for (const b of third) await b.close();
     expect(late.primaryFirstKept).toBeGreaterThan(0);
     expect(late.firstKept).toBeGreaterThanOrEqual(late.primaryFirstKept);
     expect(res.problems).toEqual([]);
@@ -117,6 +127,29 @@ describe('replication with the stand-in guest', () => {
     expect(res.records).toBe(ref.records.length);
     expect(late.backup.log.length).toBe(ref.records.length);
     await late.backup.close();
+  }, 60_000);
+
+  it('an unprotected primary pauses its guest once the held output passes the retention limit', async () => {
+    const ref = await reference(17, 36000);
+    const replPort = await freePort();
+    const primary = await startPrimary({
+      guest: createFakeGuest({ seed: 17, steps: 36000, memoryMiB: 2 }), key, connect: { host: '127.0.0.1', port: replPort }, serve: LOCAL,
+      intervalMs: 10, retain: { retainRecords: 100 },
+    });
+    const logs: string[] = [];
+    primary.on('log', (l: string) => logs.push(l));
+    while (!logs.some((l) => l.includes('guest paused'))) await new Promise((r) => setTimeout(r, 5));
+    const heldAtPause = primary.log.length;
+    await new Promise((r) => setTimeout(r, 300));
+    expect(primary.log.length).toBe(heldAtPause); // paused: no new output while unprotected
+    expect(primary.log.released).toBe(0);
+    expect(logs.find((l) => l.includes('guest paused'))).toMatch(/^\d+ output records held with no backup \(limit 100\): guest paused until a backup commits$/);
+    const backup = await startBackup({ key, listen: { host: '127.0.0.1', port: replPort }, restore: restoreFakeGuest, timeoutMs: 400, takeover: false });
+    const res = await followStream({ addresses: [{ host: '127.0.0.1', port: primary.service!.address().port }], verifier: new StreamVerifier(chainHex, ref), timeoutMs: 20_000 });
+    expect(res.problems).toEqual([]);
+    expect(res.final).toBe(ref.final);
+    await primary.close();
+    await backup.close();
   }, 60_000);
 
   it('a backup with no committed epoch refuses to take over and says why', async () => {

@@ -188,11 +188,14 @@ describe('epoch body', () => {
   it('round-trips and rejects every inconsistency', () => {
     const body = encodeEpochBody({
       flags: FLAG_FINAL, pageSize: 4096, pageCount: 16, cpu: Uint8Array.of(9, 9), records: [rec(5), rec(6)], firstRecordSeq: 5,
-      final: '0123456789abcdef', captureMs: 1234, frame: Uint8Array.of(1, 2, 3, 4),
+      releasedRecords: 4, final: '0123456789abcdef', captureMs: 1234, frame: Uint8Array.of(1, 2, 3, 4),
     });
     expect(body.length).toBe(64 + 2 + 2 * 23 + 4);
     const d = decodeEpochBody(body);
-    expect([d.final, d.firstRecordSeq, d.records.map((r) => r.seq), [...d.cpu], [...d.frame]]).toEqual(['0123456789abcdef', 5, [5, 6], [9, 9], [1, 2, 3, 4]]);
+    expect([d.final, d.firstRecordSeq, d.releasedRecords, d.records.map((r) => r.seq), [...d.cpu], [...d.frame]]).toEqual(['0123456789abcdef', 5, 4, [5, 6], [9, 9], [1, 2, 3, 4]]);
+    const badReleased = Buffer.from(body);
+    badReleased.writeBigUInt64LE(8n, 56);
+    expect(() => decodeEpochBody(badReleased)).toThrow('epoch body: releasedRecords 8 is past the records it carries (7)');
     const short = body.subarray(0, body.length - 1);
     expect(() => decodeEpochBody(short)).toThrow('epoch body: section lengths 2 + 46 + 4 do not add up to 51');
     const badSeq = Buffer.from(body);

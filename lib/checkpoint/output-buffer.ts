@@ -40,10 +40,14 @@ export class OutputLog extends EventEmitter {
   private base = 0;
   private keptBytes = 0;
   private releasedCount = 0;
+  // Records below this may be dropped at the next release (see release()).
+  private trimCap = 0;
   private finalValue: string | null = null;
   private finalReleasedFlag = false;
-  private readonly retainRecords: number;
-  private readonly retainBytes: number;
+  /** Released records kept (the retention limit). */
+  readonly retainRecords: number;
+  /** Bytes of released record data kept. */
+  readonly retainBytes: number;
 
   constructor(options: OutputLogOptions = {}) {
     super();
@@ -59,6 +63,11 @@ export class OutputLog extends EventEmitter {
   /** The oldest record still kept (== length when none is). */
   get firstKept(): number {
     return this.base;
+  }
+
+  /** Records produced but not yet released. */
+  get held(): number {
+    return this.length - this.releasedCount;
   }
 
   /** Records clients may see: seq < released. */
@@ -112,6 +121,7 @@ export class OutputLog extends EventEmitter {
     this.base = seq;
     this.keptBytes = 0;
     this.releasedCount = seq;
+    this.trimCap = seq;
     this.emit('release', seq);
   }
 
@@ -120,17 +130,22 @@ export class OutputLog extends EventEmitter {
     this.finalValue = final;
   }
 
-  /** Releases records with seq < upTo (the backup has committed them). Never moves backwards. */
-  release(upTo: number): void {
+  /**
+   * Releases records with seq < upTo (the backup has committed them). Never moves backwards.
+   * `seenUpTo` (a backup's log: the primary's release watermark) caps what retention may drop.
+   */
+  release(upTo: number, seenUpTo = Infinity): void {
     if (!Number.isInteger(upTo) || upTo < 0 || upTo > this.length) {
       throw new RangeError(`\`upTo\` must be an integer from 0 to ${this.length}, got ${upTo}`);
     }
     if (upTo <= this.releasedCount) return;
-    // Trim against the previous watermark: a record becomes droppable only one release after its
-    // own, so a burst (a new backup committing everything held while there was none) reaches the
-    // connected clients before any of it can be dropped.
-    this.trim(this.releasedCount);
+    // Trim against the previous release's cap: a record becomes droppable only one release after
+    // clients could first see it, so a burst (a new backup committing everything held while there
+    // was none) reaches the connected clients before any of it can be dropped. On a backup the cap
+    // is the primary's release watermark, so after a failover the history clients need is there.
+    this.trim(this.trimCap);
     this.releasedCount = upTo;
+    this.trimCap = Math.min(upTo, Math.max(this.trimCap, seenUpTo));
     this.emit('release', upTo);
   }
 

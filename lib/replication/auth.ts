@@ -23,7 +23,7 @@ import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypt
 import { readFileSync, writeFileSync, statSync } from 'node:fs';
 import { ProtocolError } from '../errors/protocol-error.js';
 
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 export const KEY_BYTES = 32;
 export const HELLO_BYTES = 88;
 export const CHALLENGE_BYTES = 112;

@@ -293,7 +293,7 @@ export class Backup extends EventEmitter<BackupEvents> {
     this.cpu = Uint8Array.prototype.slice.call(body.cpu);
     if (restart) this.log.restartAt(body.firstRecordSeq);
     this.log.append(body.records);
-    this.log.release(this.log.length);
+    this.log.release(this.log.length, body.releasedRecords);
     if (body.flags & FLAG_FINAL) this.log.setFinal(body.final!);
     this.committedEpoch = epoch;
     return { epoch: Number(epoch), full, bodyBytes: raw.length, records: body.records.length, final: body.final, lagMs: Date.now() - body.captureMs };

@@ -7,14 +7,17 @@
  *   |magic |flags |pageSize|pageCount|cpuLen |nRecords |recordsLen|frameLen |
  *   +------+------+--------+---------+-------+---------+----------+---------+
  *   32               40              48                56               64
- *   | firstRecordSeq | final (8 B)   | captureMs (u64) | reserved = 0    |
+ *   | firstRecordSeq | final (8 B)   | captureMs (u64) | releasedRecords |
  *   +----------------+---------------+-----------------+-----------------+
  *   64: cpu blob (cpuLen) | records (recordsLen) | page frame (frameLen)
  *   record: seq u64 | chain 8 B | len u32 | data[len]        (20 + len bytes, len <= 4096)
  *
  * flags: bit 0 FULL (the frame is relative to an all-zero replica: the backup starts from a zero
  * image), bit 1 FINAL (the workload has finished; `final` holds its checksum). Record sequence
- * numbers are consecutive from firstRecordSeq. All integers little-endian.
+ * numbers are consecutive from firstRecordSeq. releasedRecords (u64, protocol 2) is the primary's
+ * release watermark when it built the body: the backup keeps its retained history counted from
+ * there, so a client that keeps up with the primary finds its place after a failover. It is at
+ * most firstRecordSeq + nRecords. All integers little-endian.
  */
 import { ProtocolError } from '../errors/protocol-error.js';
 import type { OutputRecord } from '../guest/types.js';
@@ -32,6 +35,8 @@ export interface EpochBody {
   cpu: Uint8Array;
   records: OutputRecord[];
   firstRecordSeq: number;
+  /** The primary's release watermark (records clients may have seen) when the body was built. */
+  releasedRecords: number;
   /** 16 hex digits when FINAL. */
   final: string | null;
   captureMs: number;
@@ -64,6 +69,10 @@ export function encodeEpochBody(b: EpochBody): Buffer {
     Buffer.from(b.final, 'hex').copy(out, 40);
   }
   out.writeBigUInt64LE(BigInt(Math.max(0, Math.floor(b.captureMs))), 48);
+  if (!Number.isSafeInteger(b.releasedRecords) || b.releasedRecords < 0 || b.releasedRecords > b.firstRecordSeq + b.records.length) {
+    throw new RangeError(`\`releasedRecords\` must be an integer from 0 to ${b.firstRecordSeq + b.records.length}, got ${b.releasedRecords}`);
+  }
+  out.writeBigUInt64LE(BigInt(b.releasedRecords), 56);
   let off = META_BYTES;
   out.set(b.cpu, off);
   off += b.cpu.length;
@@ -100,7 +109,6 @@ export function decodeEpochBody(buf: Buffer): EpochBody {
   if (META_BYTES + cpuLen + recordsLen + frameLen !== buf.length) {
     bad(`section lengths ${cpuLen} + ${recordsLen} + ${frameLen} do not add up to ${buf.length - META_BYTES}`);
   }
-  if (buf.readBigUInt64LE(56) !== 0n) bad('reserved bytes must be 0');
   const first = buf.readBigUInt64LE(32);
   if (first > BigInt(Number.MAX_SAFE_INTEGER)) bad(`firstRecordSeq too large: ${first}`);
   const finalBytes = buf.subarray(40, 48);
@@ -124,6 +132,8 @@ export function decodeEpochBody(buf: Buffer): EpochBody {
     seq++;
   }
   if (off !== recEnd) bad(`records section has ${recEnd - off} trailing bytes`);
+  const released = buf.readBigUInt64LE(56);
+  if (released > BigInt(seq)) bad(`releasedRecords ${released} is past the records it carries (${seq})`);
   return {
     flags,
     pageSize,
@@ -131,6 +141,7 @@ export function decodeEpochBody(buf: Buffer): EpochBody {
     cpu,
     records,
     firstRecordSeq: Number(first),
+    releasedRecords: Number(released),
     final,
     captureMs: Number(buf.readBigUInt64LE(48)),
     frame: buf.subarray(recEnd, recEnd + frameLen),

@@ -313,6 +313,13 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     this.captured++;
     this.log.append(c.records);
     const recordEnd = this.log.length;
+    // An unprotected `continue` primary holds its output; past the retention limit it stops the
+    // guest rather than hold without bound (a returning backup resumes it).
+    if (!this.link && this.opts.guest && !this.guestPausedForLoss && c.final === null && this.log.held > this.log.retainRecords) {
+      this.guestPausedForLoss = true;
+      this.emit('log', `${this.log.held} output records held with no backup (limit ${this.log.retainRecords}): guest paused until a backup commits`);
+      void this.opts.guest.pause();
+    }
     if (c.final !== null) {
       this.finishedCapture = true;
       this.log.setFinal(c.final);
@@ -348,7 +355,7 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     const records = this.log.slice(from, recordEnd);
     const body = encodeEpochBody({
       flags: (c.full ? FLAG_FULL : 0) | (c.final !== null ? FLAG_FINAL : 0),
-      pageSize: this.pageSize, pageCount: this.pageCount, cpu: c.cpu, records, firstRecordSeq: from,
+      pageSize: this.pageSize, pageCount: this.pageCount, cpu: c.cpu, records, firstRecordSeq: from, releasedRecords: this.log.released,
       final: c.final, captureMs: c.wallMs, frame,
     });
     if (serial !== this.linkSerial || link.closed) {
