@@ -1,5 +1,5 @@
 /**
- * npm run bench [-- <family> ...] [--json] [--quick]
+ * npm run bench [-- <family> ...] [--json] [--quick] [--real-pages FILE]
  *
  * Runs the kernel and guest benchmarks (bench/<family>.bench.ts) in one process so that every
  * ratio compares numbers measured side by side, and prints one table per scenario.
@@ -15,7 +15,14 @@ const here = dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
 const json = args.includes('--json');
 const quick = args.includes('--quick') || process.env.UNDERSTUDY_BENCH_QUICK === '1';
-const wanted = args.filter((a) => !a.startsWith('--'));
+// --real-pages FILE (or =FILE): captured guest pages for the delta family (bench/real-pages.ts).
+const rpAt = args.findIndex((a) => a === '--real-pages' || a.startsWith('--real-pages='));
+const realPages = rpAt < 0 ? process.env.UNDERSTUDY_REAL_PAGES || undefined : args[rpAt]!.includes('=') ? args[rpAt]!.slice('--real-pages='.length) : args[rpAt + 1];
+if (rpAt >= 0 && !realPages) {
+  console.error('--real-pages needs a file (from npx tsx bench/real-pages.ts)');
+  process.exit(2);
+}
+const wanted = args.filter((a, i) => !a.startsWith('--') && !(rpAt >= 0 && i === rpAt + 1 && args[rpAt] === '--real-pages'));
 // Replication and store have their own scripts (npm run bench:replication / bench:store).
 const own = new Set(['replication', 'store']);
 
@@ -50,6 +57,7 @@ for (const name of files) {
   await mod.run({
     json,
     quick,
+    realPages,
     log,
     report(r) {
       reports.push(r);

@@ -134,9 +134,11 @@ export function decodeRealPages(buf: Uint8Array, what = 'real pages'): RealPages
     interval[i] = b.readUInt32LE(HEADER + 8 * i + 4);
     if (interval[i]! >= intervals) fail(what, `pair ${i} is from interval ${interval[i]}, but only ${intervals} were captured`);
   }
-  const oldAt = HEADER + 8 * count;
-  const old = b.subarray(oldAt, oldAt + count * ps);
-  const next = b.subarray(oldAt + count * ps, want);
+  // Plain Uint8Array views, not Buffer subarrays: Buffer#slice() does not copy, and callers
+  // (benchmarks, tests) take .slice() of these as their scratch copies.
+  const oldAt = b.byteOffset + HEADER + 8 * count;
+  const old = new Uint8Array(b.buffer, oldAt, count * ps);
+  const next = new Uint8Array(b.buffer, oldAt + count * ps, count * ps);
   return { pageSize: ps, count, intervals, pfns, interval, old, next };
 }
 
@@ -283,7 +285,8 @@ export async function captureRealPages(o: CaptureOptions = {}): Promise<CaptureR
     const intervalOf: number[] = [];
     const perInterval: CaptureResult['perInterval'] = [];
     for (let k = 0; k < intervals; k++) {
-      await sleep(o.intervalMs ?? 100);
+      // The guest has been running since the last copy (while we diffed): top up to intervalMs.
+      await sleep(Math.max(0, (o.intervalMs ?? 100) - (performance.now() - prevAt)));
       const cap = await grab();
       const at = performance.now();
       const before = kept.length;
