@@ -1,11 +1,12 @@
 /**
- * npx tsx bench/real-pages.ts [--out FILE] [--intervals N] [--interval-ms MS] [--mem MiB]
- *                             [--max-pairs N] [--kvm]
+ * npx tsx bench/real-pages.ts [--out FILE] [--seconds S | --intervals N] [--interval-ms MS]
+ *                             [--mem MiB] [--max-pairs N] [--kvm]
  *
  * Captures real dirty pages of a tiny Linux guest under QEMU (busybox "server" workload, see
  * SERVER_INIT in test/helpers/real-pages.ts): boots it, then every ~100 ms stops it through QMP,
  * copies its RAM and continues; pages that changed between consecutive copies are written as
- * (old, new) pairs to FILE (default: <tmpdir>/understudy-real-pages.bin). Then measure with
+ * (old, new) pairs to FILE (default: <tmpdir>/understudy-real-pages.bin). 20 intervals by
+ * default; --seconds S captures S seconds of guest run time instead. Then measure with
  * `npm run bench -- delta --real-pages FILE`.
  *
  * --kvm tries KVM first (QEMU falls back to TCG by itself); the default is TCG, like the tests.
@@ -20,6 +21,7 @@ const { values } = parseArgs({
   options: {
     out: { type: 'string', default: join(os.tmpdir(), 'understudy-real-pages.bin') },
     intervals: { type: 'string', default: '20' },
+    seconds: { type: 'string' },
     'interval-ms': { type: 'string', default: '100' },
     mem: { type: 'string', default: '256' },
     'max-pairs': { type: 'string', default: '50000' },
@@ -27,10 +29,10 @@ const { values } = parseArgs({
   },
 });
 
-function positive(name: string, v: string): number {
+function positive(name: string, v: string, integer = true): number {
   const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0) {
-    console.error(`real-pages: --${name} must be a positive integer, got ${v}`);
+  if (!Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n))) {
+    console.error(`real-pages: --${name} must be a positive ${integer ? 'integer' : 'number'}, got ${v}`);
     process.exit(2);
   }
   return n;
@@ -46,10 +48,14 @@ function summary(s: PairStats, bytes: number): string[] {
   ];
 }
 
+const intervalMs = positive('interval-ms', values['interval-ms']);
+const intervals = values.seconds === undefined
+  ? positive('intervals', values.intervals)
+  : Math.max(1, Math.round((positive('seconds', values.seconds, false) * 1000) / intervalMs));
 const t0 = Date.now();
 const res = await captureRealPages({
-  intervals: positive('intervals', values.intervals),
-  intervalMs: positive('interval-ms', values['interval-ms']),
+  intervals,
+  intervalMs,
   memMiB: positive('mem', values.mem),
   maxPairs: positive('max-pairs', values['max-pairs']),
   accel: values.kvm ? 'kvm' : 'tcg',
