@@ -4,7 +4,7 @@
  * Runs the kernel and guest benchmarks (bench/<family>.bench.ts) in one process so that every
  * ratio compares numbers measured side by side, and prints one table per scenario.
  */
-import { readdirSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import os from 'node:os';
@@ -15,14 +15,28 @@ const here = dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
 const json = args.includes('--json');
 const quick = args.includes('--quick') || process.env.UNDERSTUDY_BENCH_QUICK === '1';
-// --real-pages FILE (or =FILE): captured guest pages for the delta family (bench/real-pages.ts).
-const rpAt = args.findIndex((a) => a === '--real-pages' || a.startsWith('--real-pages='));
-const realPages = rpAt < 0 ? process.env.UNDERSTUDY_REAL_PAGES || undefined : args[rpAt]!.includes('=') ? args[rpAt]!.slice('--real-pages='.length) : args[rpAt + 1];
-if (rpAt >= 0 && !realPages) {
-  console.error('--real-pages needs a file (from npx tsx bench/real-pages.ts)');
-  process.exit(2);
+/**
+ * Takes `--real-pages FILE` or `--real-pages=FILE` (captured guest pages for the delta family,
+ * from bench/real-pages.ts) out of `argv`; UNDERSTUDY_REAL_PAGES is the fallback.
+ */
+function takeRealPages(argv: string[]): { file: string | undefined; rest: string[] } {
+  const at = argv.findIndex((a) => a === '--real-pages' || a.startsWith('--real-pages='));
+  if (at < 0) return { file: process.env.UNDERSTUDY_REAL_PAGES || undefined, rest: argv };
+  const joined = argv[at]!.startsWith('--real-pages=');
+  const file = joined ? argv[at]!.slice('--real-pages='.length) : argv[at + 1];
+  if (!file || file.startsWith('--')) {
+    console.error('--real-pages needs a file (from npx tsx bench/real-pages.ts)');
+    process.exit(2);
+  }
+  // Checked now, not when the delta family gets to it minutes later.
+  if (!existsSync(file)) {
+    console.error(`--real-pages: ${file} does not exist (capture one with npx tsx bench/real-pages.ts)`);
+    process.exit(2);
+  }
+  return { file, rest: argv.filter((_, i) => i !== at && (joined || i !== at + 1)) };
 }
-const wanted = args.filter((a, i) => !a.startsWith('--') && !(rpAt >= 0 && i === rpAt + 1 && args[rpAt] === '--real-pages'));
+const { file: realPages, rest } = takeRealPages(args);
+const wanted = rest.filter((a) => !a.startsWith('--'));
 // Replication and store have their own scripts (npm run bench:replication / bench:store).
 const own = new Set(['replication', 'store']);
 
