@@ -213,7 +213,7 @@ interface Pass {
  * Encodes every pair of `set` in REAL_BATCH-page calls against a fresh shadow (the old pages,
  * reset untimed) and times only the encode calls.
  */
-async function encodePass(set: RealPages, opts: EncodePagesOptions, async: boolean, shadow: Uint8Array): Promise<Pass> {
+async function encodePass(set: RealPages, opts: EncodePagesOptions, useAsync: boolean, shadow: Uint8Array): Promise<Pass> {
   const ps = set.pageSize;
   shadow.set(set.old);
   const pfns = Uint32Array.from({ length: set.count }, (_, i) => i);
@@ -223,7 +223,7 @@ async function encodePass(set: RealPages, opts: EncodePagesOptions, async: boole
     const end = Math.min(set.count, at + REAL_BATCH);
     const pages = set.next.subarray(at * ps, end * ps);
     const t0 = process.hrtime.bigint();
-    const f = async ? await encodePages(shadow, pages, pfns.subarray(at, end), opts) : encodePagesSync(shadow, pages, pfns.subarray(at, end), opts);
+    const f = useAsync ? await encodePages(shadow, pages, pfns.subarray(at, end), opts) : encodePagesSync(shadow, pages, pfns.subarray(at, end), opts);
     ns += Number(process.hrtime.bigint() - t0);
     frames.push(f);
   }
@@ -293,18 +293,18 @@ async function measureReal(label: string, set: RealPages, time: number): Promise
   const ps = set.pageSize;
   const whole = set.count * ps;
   const shadow = new Uint8Array(set.old.length);
-  const encode = (opts: EncodePagesOptions, async: boolean) => repeat(time, () => encodePass(set, opts, async, shadow));
+  const encode = (opts: EncodePagesOptions, useAsync: boolean) => repeat(time, () => encodePass(set, opts, useAsync, shadow));
   const sync1 = await encode({ threads: 1 }, false);
   checkRoundTrip(set, sync1.last.frames);
   const results: [string, number, number][] = [
     ['encodePagesSync 1t', sync1.meanNs, sync1.last.bytes],
   ];
-  for (const [method, opts, async] of [
+  for (const [method, opts, useAsync] of [
     ['encodePages (async) 1t', { threads: 1 }, true],
     ['encodePages (async) 2t', { threads: 2 }, true],
     ['first stage only (sync) 1t', { threads: 1, compress: false }, false],
   ] as const) {
-    const r = await encode(opts, async);
+    const r = await encode(opts, useAsync);
     results.push([method, r.meanNs, r.last.bytes]);
   }
   for (const [method, level] of [['XOR+zstd(1) per page', 1], ['XOR+lz4 per page', 0]] as const) {
