@@ -16,12 +16,16 @@
  * alternates between the new and the old pages so the shadow never settles; for kinds whose
  * reverse is a different change (zero, random, half) the shadow is reset before each call,
  * outside the timed region (encode rows there are timed by a plain loop, not tinybench).
+ *
+ * With --real-pages FILE (or UNDERSTUDY_REAL_PAGES=FILE), a last section measures the same
+ * codec and baselines on real dirty pages of a Linux guest captured by bench/real-pages.ts.
  */
 import { deflateRawSync } from 'node:zlib';
-import { applyPages, encodePages, encodePagesSync } from '../lib/index.js';
+import { applyPages, encodePages, encodePagesSync, type EncodePagesOptions } from '../lib/index.js';
 import { native } from '../lib/native.js';
-import { encodeBody } from '../test/reference/delta.js';
+import { encodeBody, forEachLiteral, KIND } from '../test/reference/delta.js';
 import { PAGE_KINDS, pagePairs } from '../test/reference/pages.js';
+import { changedBytesPerPair, readRealPages, selectPairs, type RealPages } from '../test/helpers/real-pages.js';
 import { type BenchContext, fmt, measure, type Row } from './harness.js';
 
 export const name = 'delta';
@@ -188,4 +192,160 @@ export async function run(ctx: BenchContext): Promise<void> {
     ],
   });
   ctx.report({ family: 'delta', title: 'delta summary', rows: summary });
+  if (ctx.realPages) await realPages(ctx, ctx.realPages);
+  else ctx.log('real Linux guest pages: skipped: no captured real pages (run npx tsx bench/real-pages.ts, then pass --real-pages FILE)');
+}
+
+// ---- real Linux guest pages (bench/real-pages.ts) ----
+
+/** Pages per encodePages call: a 2 MiB batch, what replication gathers per epoch. */
+const REAL_BATCH = 512;
+/** Fine-grained pages, the issue's target: fewer than half the bytes changed. */
+const FINE_BELOW = 2048;
+
+interface Pass {
+  ns: number;
+  bytes: number;
+  frames: Uint8Array[];
+}
+
+/**
+ * Encodes every pair of `set` in REAL_BATCH-page calls against a fresh shadow (the old pages,
+ * reset untimed) and times only the encode calls.
+ */
+async function encodePass(set: RealPages, opts: EncodePagesOptions, useAsync: boolean, shadow: Uint8Array): Promise<Pass> {
+  const ps = set.pageSize;
+  shadow.set(set.old);
+  const pfns = Uint32Array.from({ length: set.count }, (_, i) => i);
+  const frames: Uint8Array[] = [];
+  let ns = 0;
+  for (let at = 0; at < set.count; at += REAL_BATCH) {
+    const end = Math.min(set.count, at + REAL_BATCH);
+    const pages = set.next.subarray(at * ps, end * ps);
+    const t0 = process.hrtime.bigint();
+    const f = useAsync ? await encodePages(shadow, pages, pfns.subarray(at, end), opts) : encodePagesSync(shadow, pages, pfns.subarray(at, end), opts);
+    ns += Number(process.hrtime.bigint() - t0);
+    frames.push(f);
+  }
+  return { ns, bytes: frames.reduce((n, f) => n + f.length, 0), frames };
+}
+
+/** Repeats `pass` for about `time` ms (at least 3 times); mean ns per pass and the last pass. */
+async function repeat<T extends { ns: number }>(time: number, pass: () => Promise<T>): Promise<{ meanNs: number; last: T }> {
+  let total = 0;
+  let runs = 0;
+  let last = await pass(); // warm-up, not counted
+  while (runs < 3 || total < time * 1e6) {
+    last = await pass();
+    total += last.ns;
+    runs++;
+  }
+  return { meanNs: total / runs, last };
+}
+
+/** Applies the frames to a copy of the old pages and checks the result is the new pages. */
+function checkRoundTrip(set: RealPages, frames: Uint8Array[]): void {
+  const replica = set.old.slice();
+  for (const f of frames) applyPages(replica, f, { pageSize: set.pageSize });
+  if (Buffer.compare(replica, set.next) !== 0) throw new Error('real pages: applyPages of the frames did not reproduce the new pages');
+}
+
+/**
+ * Where frame bytes go, as % of whole pages: header + index, XRLE tokens (token bytes and
+ * varints), XRLE literal bytes, lz4-compressed bodies, RAW bodies.
+ */
+function breakdown(frames: Uint8Array[], ps: number, pages: number): Row {
+  const acc = { 'head+index %': 0, 'tokens %': 0, 'literals %': 0, 'lz4 bodies %': 0, 'raw %': 0 };
+  const kinds = new Array<number>(6).fill(0);
+  for (const f of frames) {
+    const dv = new DataView(f.buffer, f.byteOffset, f.byteLength);
+    const count = dv.getUint32(8, true);
+    acc['head+index %'] += 32 + 8 * count;
+    let body = 32 + 8 * count;
+    for (let i = 0; i < count; i++) {
+      const kind = f[32 + 8 * i + 4]!;
+      const len = dv.getUint32(32 + 8 * i + 4, true) >>> 8;
+      const b = f.subarray(body, body + len);
+      kinds[kind]!++;
+      if (kind === KIND.XRLE) {
+        let lit = 0;
+        forEachLiteral(b, ps, (_pos, n) => (lit += n));
+        acc['literals %'] += lit;
+        acc['tokens %'] += len - lit;
+      } else if (kind === KIND.RAW) acc['raw %'] += len;
+      else acc['lz4 bodies %'] += len;
+      body += len;
+    }
+  }
+  const row: Row = {};
+  for (const [k, v] of Object.entries(acc)) row[k] = fmt.pct(v, pages * ps);
+  row['kinds S/Z/X/R/XL/RL'] = kinds.join('/');
+  return row;
+}
+
+/** Median of the changed bytes of a set's pairs. */
+function medianChanged(set: RealPages): number {
+  const b = changedBytesPerPair(set).sort();
+  return b[b.length >> 1] ?? 0;
+}
+
+async function measureReal(label: string, set: RealPages, time: number): Promise<{ rows: Row[]; split: Row }> {
+  const ps = set.pageSize;
+  const whole = set.count * ps;
+  const shadow = new Uint8Array(set.old.length);
+  const encode = (opts: EncodePagesOptions, useAsync: boolean) => repeat(time, () => encodePass(set, opts, useAsync, shadow));
+  const sync1 = await encode({ threads: 1 }, false);
+  checkRoundTrip(set, sync1.last.frames);
+  const results: [string, number, number][] = [
+    ['encodePagesSync 1t', sync1.meanNs, sync1.last.bytes],
+  ];
+  for (const [method, opts, useAsync] of [
+    ['encodePages (async) 1t', { threads: 1 }, true],
+    ['encodePages (async) 2t', { threads: 2 }, true],
+    ['first stage only (sync) 1t', { threads: 1, compress: false }, false],
+  ] as const) {
+    const r = await encode(opts, useAsync);
+    results.push([method, r.meanNs, r.last.bytes]);
+  }
+  for (const [method, level] of [['XOR+zstd(1) per page', 1], ['XOR+lz4 per page', 0]] as const) {
+    let bytes = 0;
+    const r = await repeat(time, async () => {
+      const t0 = process.hrtime.bigint();
+      bytes = native.bench_xor_compress(set.old, set.next, ps, level) as number;
+      return { ns: Number(process.hrtime.bigint() - t0) };
+    });
+    results.push([method, r.meanNs, bytes]);
+  }
+  const median = medianChanged(set);
+  const rows = results.map(([method, ns, bytes]) => ({
+    pages: label, count: set.count, 'median changed B': median, method, 'GB/s in': fmt.gbps(whole, ns), 'out %': fmt.pct(bytes, whole),
+  }));
+  return { rows, split: { pages: label, ...breakdown(sync1.last.frames, ps, set.count) } };
+}
+
+async function realPages(ctx: BenchContext, file: string): Promise<void> {
+  const all = readRealPages(file);
+  const changed = changedBytesPerPair(all);
+  const fine = selectPairs(all, (i) => changed[i]! < FINE_BELOW);
+  const time = ctx.quick ? 300 : 1500;
+  const rows: Row[] = [];
+  const split: Row[] = [];
+  for (const [label, set] of [['all', all], [`fine (< ${FINE_BELOW} B changed)`, fine]] as const) {
+    if (set.count === 0) continue;
+    const r = await measureReal(label, set, time);
+    rows.push(...r.rows);
+    split.push(r.split);
+    ctx.log(`  real pages, ${label} done`);
+  }
+  ctx.report({
+    family: 'delta',
+    title: `real Linux guest pages (${all.count} changed pages over ${all.intervals} intervals, ${REAL_BATCH}-page batches)`,
+    rows,
+    notes: [
+      'GB/s = input (whole new pages) per second; out % = output bytes / whole pages; encodePages counts its frame header and 8-byte index entries, the per-page baselines count nothing but compressed bytes.',
+      'Every frame of the encodePagesSync pass is applied to a copy of the old pages and checked against the new pages.',
+      'Targets (issue 3 §4), fine-grained pages: out <= 20 % and >= 2 GB/s per thread.',
+    ],
+  });
+  ctx.report({ family: 'delta', title: 'real pages: where the encodePages bytes go (% of whole pages; page kinds SAME/ZERO/XRLE/RAW/XRLE+LZ4/RAW+LZ4)', rows: split });
 }

@@ -20,6 +20,8 @@ export interface BenchContext {
   json: boolean;
   /** Shorter runs (CI smoke, --quick). */
   quick: boolean;
+  /** A pairs file from bench/real-pages.ts (--real-pages FILE or UNDERSTUDY_REAL_PAGES). */
+  realPages?: string;
   report(r: Report): void;
   log(line: string): void;
 }

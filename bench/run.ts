@@ -1,10 +1,10 @@
 /**
- * npm run bench [-- <family> ...] [--json] [--quick]
+ * npm run bench [-- <family> ...] [--json] [--quick] [--real-pages FILE]
  *
  * Runs the kernel and guest benchmarks (bench/<family>.bench.ts) in one process so that every
  * ratio compares numbers measured side by side, and prints one table per scenario.
  */
-import { readdirSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import os from 'node:os';
@@ -15,7 +15,28 @@ const here = dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
 const json = args.includes('--json');
 const quick = args.includes('--quick') || process.env.UNDERSTUDY_BENCH_QUICK === '1';
-const wanted = args.filter((a) => !a.startsWith('--'));
+/**
+ * Takes `--real-pages FILE` or `--real-pages=FILE` (captured guest pages for the delta family,
+ * from bench/real-pages.ts) out of `argv`; UNDERSTUDY_REAL_PAGES is the fallback.
+ */
+function takeRealPages(argv: string[]): { file: string | undefined; rest: string[] } {
+  const at = argv.findIndex((a) => a === '--real-pages' || a.startsWith('--real-pages='));
+  if (at < 0) return { file: process.env.UNDERSTUDY_REAL_PAGES || undefined, rest: argv };
+  const joined = argv[at]!.startsWith('--real-pages=');
+  const file = joined ? argv[at]!.slice('--real-pages='.length) : argv[at + 1];
+  if (!file || file.startsWith('--')) {
+    console.error('--real-pages needs a file (from npx tsx bench/real-pages.ts)');
+    process.exit(2);
+  }
+  // Checked now, not when the delta family gets to it minutes later.
+  if (!existsSync(file)) {
+    console.error(`--real-pages: ${file} does not exist (capture one with npx tsx bench/real-pages.ts)`);
+    process.exit(2);
+  }
+  return { file, rest: argv.filter((_, i) => i !== at && (joined || i !== at + 1)) };
+}
+const { file: realPages, rest } = takeRealPages(args);
+const wanted = rest.filter((a) => !a.startsWith('--'));
 // Replication and store have their own scripts (npm run bench:replication / bench:store).
 const own = new Set(['replication', 'store']);
 
@@ -50,6 +71,7 @@ for (const name of files) {
   await mod.run({
     json,
     quick,
+    realPages,
     log,
     report(r) {
       reports.push(r);

@@ -5,12 +5,12 @@
  * Fails with the reason when QEMU or the packages are missing, unless UNDERSTUDY_SKIP_QEMU=1.
  */
 import { describe, expect, it, beforeAll, afterAll } from 'vitest';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { QmpClient, QmpError } from '../lib/guest/qemu.js';
-import { cloudKernel, buildInitramfs, qemuMissing } from './helpers/qemu-guest.js';
+import { bootQemuGuest, cloudKernel, buildInitramfs, qemuMissing } from './helpers/qemu-guest.js';
 import { cli } from './helpers/cli.js';
 
 const skip = process.env.UNDERSTUDY_SKIP_QEMU === '1';
@@ -29,27 +29,12 @@ describe.skipIf(skip)('QEMU memory-only snapshots', () => {
     const kernel = cloudKernel(join(os.tmpdir(), 'understudy-qemu-kernel'));
     const initrd = join(tmp, 'initrd');
     buildInitramfs(initrd);
-    sock = join(tmp, 'qmp.sock');
-    mem = join(tmp, 'mem');
+    const guest = await bootQemuGuest({ dir: tmp, kernel, initrd, memMiB: MiB });
+    qemu = guest.proc;
+    sock = guest.qmp;
+    mem = guest.memPath;
     store = join(tmp, 'store');
-    const serial = join(tmp, 'serial.log');
-    qemu = spawn('qemu-system-x86_64', [
-      '-accel', 'tcg', '-m', `${MiB}M`,
-      '-object', `memory-backend-file,id=mem,size=${MiB}M,mem-path=${mem},share=on`,
-      '-machine', 'pc,memory-backend=mem',
-      '-kernel', kernel, '-initrd', initrd, '-append', 'console=ttyS0 quiet panic=-1',
-      '-serial', `file:${serial}`, '-display', 'none', '-monitor', 'none', '-nodefaults', '-no-reboot',
-      '-qmp', `unix:${sock},server,nowait`,
-    ], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    qemu.stderr!.on('data', (c) => (err += c));
-    const t0 = Date.now();
-    while (!(fs.existsSync(serial) && fs.readFileSync(serial, 'utf8').includes('UNDERSTUDY-READY'))) {
-      if (qemu.exitCode !== null) throw new Error(`qemu exited (${qemu.exitCode}): ${err}`);
-      if (Date.now() - t0 > 45_000) throw new Error(`the guest did not boot within 45 s; serial: ${fs.readFileSync(serial, 'utf8').slice(-500)}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    process.stdout.write(`store-qemu: guest booted in ${Date.now() - t0} ms (TCG)\n`);
+    process.stdout.write(`store-qemu: guest booted in ${guest.bootMs} ms (TCG)\n`);
   }, 90_000);
 
   afterAll(() => {

@@ -114,6 +114,18 @@ export function applyBodyRef(target: Uint8Array, kind: number, body: Uint8Array)
     return;
   }
   if (kind !== KIND.XRLE) throw new RangeError(`unsupported kind ${kind}`);
+  const out = target.slice();
+  forEachLiteral(body, n, (pos, len, at) => {
+    for (let k = 0; k < len; k++) out[pos + k] ^= body[at + k];
+  });
+  target.set(out);
+}
+
+/**
+ * Walks an XRLE token stream for a buffer of `n` bytes: `visit(pos, len, at)` for each literal
+ * run of `len` bytes landing at `pos`, its bytes at `body[at ..]`. Throws on anything malformed.
+ */
+export function forEachLiteral(body: Uint8Array, n: number, visit: (pos: number, len: number, at: number) => void): void {
   let p = 0;
   let pos = 0;
   const readVarint = (): number => {
@@ -126,7 +138,6 @@ export function applyBodyRef(target: Uint8Array, kind: number, body: Uint8Array)
     }
     throw new RangeError('long varint');
   };
-  const out = target.slice();
   while (p < body.length) {
     const t = body[p++];
     let skip = t & 15;
@@ -135,9 +146,8 @@ export function applyBodyRef(target: Uint8Array, kind: number, body: Uint8Array)
     if (len === 0) len = 16 + readVarint();
     pos += skip;
     if (pos + len > n || p + len > body.length) throw new RangeError('out of range');
-    for (let k = 0; k < len; k++) out[pos + k] ^= body[p + k];
+    visit(pos, len, p);
     p += len;
     pos += len;
   }
-  target.set(out);
 }
