@@ -14,6 +14,8 @@ import { Link } from '../lib/replication/link.js';
 import { primaryHandshake, backupHandshake, SupersededError } from '../lib/replication/handshake.js';
 import { encodeEpochBody, decodeEpochBody, FLAG_FINAL } from '../lib/replication/epoch-body.js';
 import { OutputLog } from '../lib/checkpoint/output-buffer.js';
+import { PageBufferPool } from '../lib/checkpoint/epoch-loop.js';
+import { defaultKernels } from '../lib/replication/kernels.js';
 import { startServicePort } from '../lib/checkpoint/service-port.js';
 import { StreamVerifier } from '../lib/replication/client.js';
 import { startPrimary } from '../lib/replication/primary.js';
@@ -294,5 +296,38 @@ describe('output commit', () => {
     const h = new StreamVerifier(chainHex);
     h.record({ seq: 0, data: '01', chain: c0 });
     expect(h.problems[0]).toMatch(/^hash chain broken at record 0: expected [0-9a-f]{16}, got /);
+  });
+});
+
+describe('page buffer pool', () => {
+  it('recycles only its own buffers, best fit first, bounded', () => {
+    const pool = new PageBufferPool(2, 1 << 20);
+    const a = pool.take(8192)!;
+    expect(a.length).toBe(8192);
+    a.fill(7);
+    pool.give(a);
+    const b = pool.take(4096)!;
+    expect(b.buffer).toBe(a.buffer); // reused, not fresh memory
+    expect(b.length).toBe(4096);
+    expect(pool.take(2 << 20)).toBeUndefined(); // over maxBytes: the caller allocates
+    const foreign = Buffer.from('not the pool\'s');
+    pool.give(foreign); // ignored: never written into
+    expect(pool.take(8)!.buffer).not.toBe(foreign.buffer);
+    pool.give(b);
+    pool.give(b); // twice: kept once
+    const c = pool.take(4096)!;
+    const d = pool.take(4096)!;
+    expect(c.buffer).toBe(a.buffer);
+    expect(d.buffer).not.toBe(a.buffer);
+  });
+});
+
+describe('full epochs skip zero pages', () => {
+  it('nonZeroPfns lists exactly the pages that are not all zero (page count not a multiple of 8)', async () => {
+    const k = await defaultKernels();
+    const mem = new Uint8Array(21 * 4096);
+    for (const [pfn, off] of [[0, 0], [3, 4095], [8, 17], [20, 2048]] as const) mem[pfn * 4096 + off] = 1;
+    expect([...k.nonZeroPfns!(mem, { pageSize: 4096 })]).toEqual([0, 3, 8, 20]);
+    expect([...k.nonZeroPfns!(new Uint8Array(3 * 4096), { pageSize: 4096 })]).toEqual([]);
   });
 });

@@ -37,6 +37,45 @@ export interface CaptureOptions {
   gather: boolean;
   /** Nondeterministic mode: the host value the guest mixes in at resume. */
   clock?: bigint;
+  /** Recycled buffers to gather into (fresh memory costs a page fault per page touched). */
+  pool?: PageBufferPool;
+}
+
+/**
+ * A few page buffers handed back once their epoch is encoded, so each epoch's gather writes into
+ * memory that is already mapped: on a nested host a fresh 2 MiB buffer costs ~500 page faults of
+ * a few microseconds each, while the guest is paused. Bounded: at most `max` buffers, none over
+ * `maxBytes` (a full epoch of a large guest is not kept).
+ */
+export class PageBufferPool {
+  private readonly free: Uint8Array[] = [];
+  // Only buffers this pool allocated come back into it (a view of anything else, e.g. a slice of
+  // Node's shared Buffer slab, must never be written into).
+  private readonly own = new WeakSet<ArrayBufferLike>();
+  constructor(private readonly max = 4, private readonly maxBytes = 64 * 1024 * 1024) {}
+
+  /** A buffer of at least `bytes` (its first `bytes` are the caller's), or undefined. */
+  take(bytes: number): Uint8Array | undefined {
+    if (bytes === 0 || bytes > this.maxBytes) return undefined;
+    let best = -1;
+    for (let i = 0; i < this.free.length; i++) {
+      if (this.free[i]!.length >= bytes && (best < 0 || this.free[i]!.length < this.free[best]!.length)) best = i;
+    }
+    if (best >= 0) return this.free.splice(best, 1)[0]!.subarray(0, bytes);
+    // Round up so slightly larger epochs reuse the buffer too.
+    const size = Math.min(this.maxBytes, Math.ceil((bytes * 1.25) / 65536) * 65536);
+    const buf = new Uint8Array(size);
+    this.own.add(buf.buffer);
+    return buf.subarray(0, bytes);
+  }
+
+  /** Returns a buffer from take() (any view of it) once nothing reads it any more. */
+  give(view: Uint8Array | null): void {
+    if (!view || !this.own.has(view.buffer) || this.free.some((b) => b.buffer === view.buffer)) return;
+    const whole = new Uint8Array(view.buffer);
+    if (this.free.length >= this.max) this.free.shift();
+    this.free.push(whole);
+  }
 }
 
 const allPfnsCache = new Map<number, Uint32Array>();
@@ -64,8 +103,12 @@ export async function captureEpoch(guest: Guest, kernels: PageKernels, opts: Cap
     const t1 = performance.now();
     const dirty = guest.takeDirty();
     const t2 = performance.now();
-    const pfns = opts.full ? allPfns(guest.pageCount) : dirty.pfns;
-    const pages = opts.gather ? kernels.gatherPages(guest.memory.view, pfns, { pageSize: guest.pageSize }) : null;
+    // A full epoch sends every page that is not all zero (the backup starts from a zero image).
+    const pfns = opts.full
+      ? (kernels.nonZeroPfns?.(guest.memory.view, { pageSize: guest.pageSize }) ?? allPfns(guest.pageCount))
+      : dirty.pfns;
+    const out = opts.gather ? opts.pool?.take(pfns.length * guest.pageSize) : undefined;
+    const pages = opts.gather ? kernels.gatherPages(guest.memory.view, pfns, { pageSize: guest.pageSize, out }) : null;
     const t3 = performance.now();
     const cpu = guest.saveCpu();
     if (opts.clock !== undefined) guest.setClock(opts.clock);

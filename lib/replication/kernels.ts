@@ -9,7 +9,12 @@ import type { Guest, GuestOptions, RestoreOptions } from '../guest/types.js';
 /** The three per-epoch page operations (native batch calls in the default implementation). */
 export interface PageKernels {
   /** Copies the listed pages out of guest memory (done while the guest is paused). */
-  gatherPages(memory: Uint8Array, pfns: Uint32Array, opts: { pageSize: number }): Uint8Array;
+  gatherPages(memory: Uint8Array, pfns: Uint32Array, opts: { pageSize: number; out?: Uint8Array }): Uint8Array;
+  /**
+   * Optional: the pfns of the pages of `memory` that are not all zero, ascending. A full epoch
+   * gathers only these (the backup starts from a zero image); without it, every page.
+   */
+  nonZeroPfns?(memory: Uint8Array, opts: { pageSize: number }): Uint32Array;
   /** One frame of per-page deltas against `shadow`; updates `shadow` to `pages`. */
   encodePages(shadow: Uint8Array, pages: Uint8Array, pfns: Uint32Array, opts: { pageSize: number; threads?: number }): Promise<Uint8Array>;
   /** Validates the whole frame, then applies it to `replica` (all or nothing; RangeError). */
@@ -36,10 +41,20 @@ function need<T>(mod: AnyModule, name: string, what: string): T {
 /** The package's native kernels. */
 export async function defaultKernels(): Promise<PageKernels> {
   const root = await loadRoot();
+  const zeroPages = need<(d: Uint8Array, o: { pageSize: number }) => Uint8Array>(root, 'zeroPages', 'replication');
+  const scanBitmap = need<(b: Uint8Array) => Uint32Array>(root, 'scanBitmap', 'replication');
   return {
     gatherPages: need(root, 'gatherPages', 'replication'),
     encodePages: need(root, 'encodePages', 'replication'),
     applyPages: need(root, 'applyPages', 'replication'),
+    nonZeroPfns(memory, { pageSize }) {
+      // zeroPages sets the bit of each all-zero page; flip the bits to list the others.
+      const bits = zeroPages(memory, { pageSize });
+      const pages = memory.length / pageSize;
+      for (let i = 0; i < bits.length; i++) bits[i] = ~bits[i]! & 0xff;
+      if (pages % 8) bits[bits.length - 1]! &= (1 << (pages % 8)) - 1;
+      return scanBitmap(bits);
+    },
   };
 }
 

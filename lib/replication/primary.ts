@@ -14,7 +14,7 @@ import { randomBytes, createHash } from 'node:crypto';
 import { connect as netConnect, type Server, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Guest } from '../guest/types.js';
-import { EpochLoop, captureEpoch, type Capture } from '../checkpoint/epoch-loop.js';
+import { EpochLoop, PageBufferPool, captureEpoch, type Capture } from '../checkpoint/epoch-loop.js';
 import { OutputLog, type OutputLogOptions } from '../checkpoint/output-buffer.js';
 import { startServicePort, type ServicePort } from '../checkpoint/service-port.js';
 import { encodeEpochBody, FLAG_FINAL, FLAG_FULL } from './epoch-body.js';
@@ -131,6 +131,8 @@ export class Primary extends EventEmitter<PrimaryEvents> {
   private reconnectTimer: NodeJS.Timeout | null = null;
   private finishedCapture = false;
   private guestPausedForLoss = false;
+  /** Gather buffers, handed back once their epoch is encoded (or dropped). */
+  private readonly pagePool = new PageBufferPool();
   readonly intervalMs: number;
   readonly timeoutMs: number;
   private readonly pageSize: number;
@@ -198,6 +200,7 @@ export class Primary extends EventEmitter<PrimaryEvents> {
             full: linked && this.needFull,
             gather: linked,
             clock: this.opts.nondeterministic ? BigInt(Date.now()) : undefined,
+            pool: this.pagePool,
           };
         },
         handle: (c) => this.onCapture(c),
@@ -327,6 +330,7 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     const link = this.link;
     if (!link || !c.pages) {
       // Degraded: nothing to send; the next connected epoch is a full resync.
+      this.pagePool.give(c.pages);
       this.needFull = true;
       this.captured--;
       return;
@@ -343,13 +347,19 @@ export class Primary extends EventEmitter<PrimaryEvents> {
   private async ship(c: Capture, epoch: bigint, serial: number, recordEnd: number): Promise<void> {
     const link = this.link;
     if (!link || serial !== this.linkSerial || link.closed) {
+      this.pagePool.give(c.pages);
       this.needFull = true;
       this.captured--;
       return;
     }
     const t0 = performance.now();
     if (c.full) this.shadow.fill(0);
-    const frame = await this.kernels.encodePages(this.shadow, c.pages!, c.pfns, { pageSize: this.pageSize, threads: this.opts.threads });
+    let frame: Uint8Array;
+    try {
+      frame = await this.kernels.encodePages(this.shadow, c.pages!, c.pfns, { pageSize: this.pageSize, threads: this.opts.threads });
+    } finally {
+      this.pagePool.give(c.pages);
+    }
     const encodeMs = performance.now() - t0;
     const from = this.sentRecords;
     const records = this.log.slice(from, recordEnd);
