@@ -11,7 +11,7 @@ import { writeKeyFile } from '../lib/replication/auth.js';
 import { followStream, StreamVerifier, type Reference } from '../lib/replication/client.js';
 import { referenceRun, chainHex } from './helpers/fake-guest.js';
 import { freePort } from './helpers/ports.js';
-import { Child } from './helpers/children.js';
+import { Child, killPrimaryDuringStream } from './helpers/children.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'us-repl-'));
 const keyFile = join(dir, 'key');
@@ -50,32 +50,11 @@ async function killPrimaryTrial(seed: number, share: number): Promise<{ problems
   children.push(backup);
   const primary = new Child(primaryArgs(repl, serveP, seed));
   children.push(primary);
-  let failover = false;
-  // After the trial's clean-up no child may be started: a leftover backup would keep dialling
-  // this trial's port, which a later test may be given.
-  let over = false;
-  void backup.waitFor((e) => e.event === 'failover').then((e) => {
-    if (!e || over) return;
-    failover = true;
-    children.push(new Child(['backup', '--connect', local(repl), ...common]));
+  const { res, failover, killed } = await killPrimaryDuringStream({
+    backup, primary, children, joinArgs: ['backup', '--connect', local(repl), ...common],
+    addresses: [{ host: '127.0.0.1', port: serveP }, { host: '127.0.0.1', port: serveB }],
+    verifier: new StreamVerifier(chainHex, ref), killAfter: Math.floor(share * ref.records.length),
   });
-  const verifier = new StreamVerifier(chainHex, ref);
-  let killed = false;
-  const killAfter = Math.floor(share * ref.records.length);
-  let watch: NodeJS.Timeout | undefined;
-  void primary.waitFor((e) => e.event === 'protected').then((e) => {
-    if (!e) return;
-    watch = setInterval(() => {
-      if (verifier.records >= killAfter) {
-        clearInterval(watch);
-        killed = verifier.final === null;
-        primary.kill();
-      }
-    }, 1);
-  });
-  const res = await followStream({ addresses: [{ host: '127.0.0.1', port: serveP }, { host: '127.0.0.1', port: serveB }], verifier, timeoutMs: 20_000 });
-  clearInterval(watch);
-  over = true;
   for (const c of children) c.kill();
   await Promise.all(children.map((c) => c.exited));
   return { problems: res.problems, final: res.final, want: ref.final, failover, killed, reconnects: res.reconnects };

@@ -18,7 +18,7 @@ import { writeKeyFile } from '../lib/replication/auth.js';
 import { followStream, StreamVerifier, type Reference, type StreamRecord } from '../lib/replication/client.js';
 import { defaultChainHash } from '../lib/replication/kernels.js';
 import { freePort } from './helpers/ports.js';
-import { Child, realCli } from './helpers/children.js';
+import { Child, killPrimaryDuringStream, realCli } from './helpers/children.js';
 
 const skipKvm = process.env.UNDERSTUDY_SKIP_KVM === '1';
 if (skipKvm) console.log('replication on the real guest: kvm trials run on sim because UNDERSTUDY_SKIP_KVM=1');
@@ -118,32 +118,11 @@ async function killPrimaryTrial(guest: string, seed: number, share: number, nond
     cli = new Child(['client', '--connect', `${local(serveP)},${local(serveB)}`, '--verify', '--json', '--timeout', '20s'], real);
     children.push(cli);
   }
-  let failover = false;
-  // After the trial's clean-up no child may be started: a leftover backup would keep dialling
-  // this trial's port, which a later test may be given.
-  let over = false;
-  void backup.waitFor((e) => e.event === 'failover').then((e) => {
-    if (!e || over) return;
-    failover = true;
-    children.push(new Child(['backup', '--connect', local(repl), ...common], real));
-  });
   const verifier = new StreamVerifier(chain, nondeterministic ? null : ref);
-  let killed = false;
-  const killAfter = Math.floor(share * ref.records.length);
-  let watch: NodeJS.Timeout | undefined;
-  void primary.waitFor((e) => e.event === 'protected').then((e) => {
-    if (!e) return;
-    watch = setInterval(() => {
-      if (verifier.records >= killAfter) {
-        clearInterval(watch);
-        killed = verifier.final === null;
-        primary.kill();
-      }
-    }, 1);
+  const { res, failover, killed } = await killPrimaryDuringStream({
+    backup, primary, children, joinArgs: ['backup', '--connect', local(repl), ...common], childOpts: real,
+    addresses: [{ host: '127.0.0.1', port: serveP }, { host: '127.0.0.1', port: serveB }], verifier, killAfter: Math.floor(share * ref.records.length),
   });
-  const res = await followStream({ addresses: [{ host: '127.0.0.1', port: serveP }, { host: '127.0.0.1', port: serveB }], verifier, timeoutMs: 20_000 });
-  clearInterval(watch);
-  over = true;
   let cliVerdict: Trial['cliVerdict'] = null;
   if (cli) {
     await cli.exited;

@@ -8,6 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
+import { followStream, type FollowResult, type StreamVerifier } from '../../lib/replication/client.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -61,4 +62,51 @@ export class Child {
   kill(sig: NodeJS.Signals = 'SIGKILL'): void {
     if (this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill(sig);
   }
+}
+
+export interface KillTrial {
+  backup: Child;
+  primary: Child;
+  /** Every child of the trial; a backup started after the failover is added here. */
+  children: Child[];
+  /** Arguments of the backup that joins the promoted one (started once, on 'failover'). */
+  joinArgs: string[];
+  childOpts?: { real?: boolean };
+  /** Where the client reads: the primary's service port, then the backup's. */
+  addresses: { host: string; port: number }[];
+  verifier: StreamVerifier;
+  /** SIGKILL the primary once the client holds this many records. */
+  killAfter: number;
+}
+
+/**
+ * Follows the stream of a backup + primary pair and SIGKILLs the primary once the client holds
+ * `killAfter` records (a share of the stream, not a wall-clock delay: on a quiet machine a run
+ * ends sooner than any fixed delay). After the trial no child is started any more: a leftover
+ * backup would keep dialling a port a later test may be given.
+ */
+export async function killPrimaryDuringStream(t: KillTrial): Promise<{ res: FollowResult; failover: boolean; killed: boolean }> {
+  let failover = false;
+  let over = false;
+  void t.backup.waitFor((e) => e.event === 'failover').then((e) => {
+    if (!e || over) return;
+    failover = true;
+    t.children.push(new Child(t.joinArgs, t.childOpts));
+  });
+  let killed = false;
+  let watch: NodeJS.Timeout | undefined;
+  void t.primary.waitFor((e) => e.event === 'protected').then((e) => {
+    if (!e) return;
+    watch = setInterval(() => {
+      if (t.verifier.records >= t.killAfter) {
+        clearInterval(watch);
+        killed = t.verifier.final === null;
+        t.primary.kill();
+      }
+    }, 1);
+  });
+  const res = await followStream({ addresses: t.addresses, verifier: t.verifier, timeoutMs: 20_000 });
+  clearInterval(watch);
+  over = true;
+  return { res, failover, killed };
 }
