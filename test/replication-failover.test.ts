@@ -143,7 +143,7 @@ describe('replication with the stand-in guest', () => {
     await new Promise((r) => setTimeout(r, 300));
     expect(primary.log.length).toBe(heldAtPause); // paused: no new output while unprotected
     expect(primary.log.released).toBe(0);
-    expect(logs.find((l) => l.includes('guest paused'))).toMatch(/^\d+ output records held with no backup \(limit 100\): guest paused until a backup commits$/);
+    expect(logs.find((l) => l.includes('guest paused'))).toMatch(/^\d+ output records \(\d+ bytes\) held with no backup \(limit 50 records, 134217728 bytes\): guest paused until a backup connects$/);
     const backup = await startBackup({ key, listen: { host: '127.0.0.1', port: replPort }, restore: restoreFakeGuest, timeoutMs: 400, takeover: false });
     const res = await followStream({ addresses: [{ host: '127.0.0.1', port: primary.service!.address().port }], verifier: new StreamVerifier(chainHex, ref), timeoutMs: 20_000 });
     expect(res.problems).toEqual([]);

@@ -198,6 +198,9 @@ describe('epoch body', () => {
     const badReleased = Buffer.from(body);
     badReleased.writeBigUInt64LE(8n, 56);
     expect(() => decodeEpochBody(badReleased)).toThrow('epoch body: releasedRecords 8 is past the records it carries (7)');
+    const huge = Buffer.from(body);
+    huge.writeBigUInt64LE(BigInt(Number.MAX_SAFE_INTEGER) - 1n, 32); // + 2 records passes 2^53 - 1
+    expect(() => decodeEpochBody(huge)).toThrow('epoch body: firstRecordSeq too large: 9007199254740990');
     const short = body.subarray(0, body.length - 1);
     expect(() => decodeEpochBody(short)).toThrow('epoch body: section lengths 2 + 46 + 4 do not add up to 51');
     const badSeq = Buffer.from(body);
@@ -253,17 +256,19 @@ describe('output commit', () => {
     // Records become droppable one release after their own (so a burst reaches clients first).
     expect([log.firstKept, log.length, log.released]).toEqual([0, 6, 5]);
     log.release(6);
-    expect([log.firstKept, log.length, log.released]).toEqual([3, 6, 6]);
-    expect(log.slice(3, 6).map((r) => r.seq)).toEqual([3, 4, 5]);
-    expect(() => log.get(2)).toThrow(new RangeError('record 2 is no longer kept: this log keeps records from seq 3 on (retention limit)'));
-    expect(() => log.slice(0, 4)).toThrow(new RangeError('record 0 is no longer kept: this log keeps records from seq 3 on (retention limit)'));
-    expect(() => log.get(6)).toThrow(new RangeError('`seq` must be an integer from 3 to 5, got 6'));
+    // 3 released records kept below the previous watermark (5), plus record 5.
+    expect([log.firstKept, log.length, log.released]).toEqual([2, 6, 6]);
+    expect(log.slice(2, 6).map((r) => r.seq)).toEqual([2, 3, 4, 5]);
+    expect(log.slice(1, 1)).toEqual([]);
+    expect(() => log.get(1)).toThrow(new RangeError('record 1 is no longer kept: this log keeps records from seq 2 on (retention limit)'));
+    expect(() => log.slice(0, 4)).toThrow(new RangeError('record 0 is no longer kept: this log keeps records from seq 2 on (retention limit)'));
+    expect(() => log.get(6)).toThrow(new RangeError('`seq` must be an integer from 2 to 5, got 6'));
     expect(() => log.append([rec(7)])).toThrow(new RangeError('output record seq must be 6, got 7'));
     const bytes = new OutputLog({ retainBytes: 5 });
     bytes.append([0, 1, 2, 3, 4].map(rec));
     bytes.release(4);
     bytes.release(5);
-    expect(bytes.firstKept).toBe(3); // 2 records of 2 bytes fit in 5 bytes
+    expect(bytes.firstKept).toBe(2); // below the cap (4): 2 records of 2 bytes fit in 5 bytes
     expect(() => new OutputLog({ retainRecords: 0 })).toThrow(new RangeError('`retainRecords` must be a positive integer, got 0'));
     // A client asking for history that is gone gets one error line naming where it may start.
     const port = await startServicePort(log, '127.0.0.1', 0);
@@ -274,13 +279,47 @@ describe('output commit', () => {
       s.on('data', (d) => (buf += d));
       s.on('close', () => resolve(buf));
     });
-    expect(answer).toBe('{"error":"records before seq 3 are no longer kept; ask for {\\"after\\":2} or later"}\n');
+    expect(answer).toBe('{"error":"records before seq 2 are no longer kept; ask for {\\"after\\":1} or later"}\n');
     await port.close();
     // A backup given a full resync that starts past what it holds restarts its history there.
     const fresh = new OutputLog();
     fresh.restartAt(40);
     expect([fresh.firstKept, fresh.length, fresh.released]).toEqual([40, 40, 40]);
     expect(() => fresh.restartAt(39)).toThrow(new RangeError('`seq` must be an integer of at least 40, got 39'));
+  });
+
+  it('a burst larger than a slow client can take at once still reaches it whole (retention waits for connected clients)', async () => {
+    const log = new OutputLog({ retainRecords: 200 });
+    const rec = (seq: number) => ({ seq, data: new Uint8Array(4096).fill(seq & 0xff), chain: '0000000000000000' });
+    log.append(Array.from({ length: 300 }, (_, i) => rec(i)));
+    const port = await startServicePort(log, '127.0.0.1', 0);
+    const sock = connect(port.address().port, '127.0.0.1');
+    let buf = '';
+    sock.on('data', (d) => (buf += d));
+    const closed = new Promise<void>((r) => sock.on('close', () => r()));
+    await new Promise<void>((r) => sock.on('connect', () => r()));
+    sock.pause(); // a client that is slow to read: the server's writes back up
+    sock.write('{"after":-1}\n');
+    await new Promise((r) => setTimeout(r, 50));
+    log.release(300); // the burst: 300 records of 8 KiB lines, far more than one 256 KiB write
+    for (let n = 300; n < 340; n += 10) {
+      log.append(Array.from({ length: 10 }, (_, i) => rec(n + i)));
+      log.release(n + 10); // without the client's pin these would drop everything below ~n - 200
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    log.setFinal('00000000000000aa');
+    log.releaseFinal();
+    sock.resume();
+    await closed;
+    const lines = buf.trim().split('\n').map((l) => JSON.parse(l) as { seq?: number; error?: string; end?: boolean });
+    expect(lines.filter((l) => l.error)).toEqual([]);
+    expect(lines.filter((l) => l.seq !== undefined).map((l) => l.seq)).toEqual(Array.from({ length: 340 }, (_, i) => i));
+    expect(lines.at(-1)).toEqual({ end: true, final: '00000000000000aa' });
+    // With no client connected, retention applies in full again: 200 released records below the cap.
+    log.append([rec(340)]);
+    log.release(341);
+    expect(log.firstKept).toBe(140);
+    await port.close();
   });
 
   it('the verifier catches gaps, duplicates and a broken chain', () => {

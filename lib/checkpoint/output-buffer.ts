@@ -6,9 +6,11 @@
  *
  * Retention: released records are kept so a client can ask for the stream from an earlier point
  * and a fresh backup can be given the history, but only the newest `retainRecords` of them (and
- * at most `retainBytes` of record data): older released records are dropped, so a long-running
- * deployment holds bounded memory. Unreleased records are never dropped. `firstKept` says where
- * the kept history starts; asking for anything before it is a RangeError.
+ * at most `retainBytes` of their data): older released records are dropped, so a long-running
+ * deployment holds bounded memory. Unreleased records are never dropped (they are bounded by the
+ * primary, which pauses its guest when too much is held), nor is what a connected reader still
+ * needs, up to twice the limits. `firstKept` says where the kept history starts; asking for
+ * anything before it is a RangeError.
  */
 import { EventEmitter } from 'node:events';
 import type { OutputRecord } from '../guest/types.js';
@@ -38,10 +40,14 @@ export class OutputLog extends EventEmitter {
   private records: (OutputRecord | undefined)[] = [];
   private head = 0;
   private base = 0;
-  private keptBytes = 0;
   private releasedCount = 0;
   // Records below this may be dropped at the next release (see release()).
   private trimCap = 0;
+  // Bytes of record data in [base, trimCap) (what retention counts) and in [released, length).
+  private capBytes = 0;
+  private heldBytesCount = 0;
+  // Connected readers (service-port clients): the next seq each still needs.
+  private readonly readers = new Set<() => number>();
   private finalValue: string | null = null;
   private finalReleasedFlag = false;
   /** Released records kept (the retention limit). */
@@ -70,6 +76,21 @@ export class OutputLog extends EventEmitter {
     return this.length - this.releasedCount;
   }
 
+  /** Bytes of record data produced but not yet released. */
+  get heldBytes(): number {
+    return this.heldBytesCount;
+  }
+
+  /**
+   * Registers a reader (a connected client) whose next needed seq retention should not drop, up
+   * to a hard limit of twice the retention (a reader that stops reading cannot pin memory without
+   * bound). Returns the function that unregisters it.
+   */
+  addReader(next: () => number): () => void {
+    this.readers.add(next);
+    return () => this.readers.delete(next);
+  }
+
   /** Records clients may see: seq < released. */
   get released(): number {
     return this.releasedCount;
@@ -93,6 +114,7 @@ export class OutputLog extends EventEmitter {
   }
 
   slice(from: number, to: number): OutputRecord[] {
+    if (to <= from) return [];
     if (from < this.base) throw new RangeError(this.droppedMessage(from));
     return this.records.slice(this.head + from - this.base, this.head + Math.max(from, to) - this.base) as OutputRecord[];
   }
@@ -104,7 +126,7 @@ export class OutputLog extends EventEmitter {
         throw new RangeError(`output record seq must be ${this.length}, got ${r.seq}`);
       }
       this.records.push(r);
-      this.keptBytes += r.data.length;
+      this.heldBytesCount += r.data.length;
     }
   }
 
@@ -119,7 +141,8 @@ export class OutputLog extends EventEmitter {
     this.records = [];
     this.head = 0;
     this.base = seq;
-    this.keptBytes = 0;
+    this.capBytes = 0;
+    this.heldBytesCount = 0;
     this.releasedCount = seq;
     this.trimCap = seq;
     this.emit('release', seq);
@@ -143,16 +166,31 @@ export class OutputLog extends EventEmitter {
     // clients could first see it, so a burst (a new backup committing everything held while there
     // was none) reaches the connected clients before any of it can be dropped. On a backup the cap
     // is the primary's release watermark, so after a failover the history clients need is there.
-    this.trim(this.trimCap);
+    this.trim();
+    this.heldBytesCount -= this.bytesBetween(this.releasedCount, upTo);
     this.releasedCount = upTo;
-    this.trimCap = Math.min(upTo, Math.max(this.trimCap, seenUpTo));
+    const cap = Math.min(upTo, Math.max(this.trimCap, seenUpTo));
+    this.capBytes += this.bytesBetween(this.trimCap, cap);
+    this.trimCap = cap;
     this.emit('release', upTo);
   }
 
-  /** Drops the oldest records below `upTo` beyond the retention limits. */
-  private trim(upTo: number): void {
-    while (this.base < upTo && (this.length - this.base > this.retainRecords || this.keptBytes > this.retainBytes)) {
-      this.keptBytes -= this.records[this.head]!.data.length;
+  private bytesBetween(from: number, to: number): number {
+    let n = 0;
+    for (let i = this.head + from - this.base; i < this.head + to - this.base; i++) n += this.records[i]!.data.length;
+    return n;
+  }
+
+  /**
+   * Drops the oldest released records below the trim cap while more than the retention limits
+   * are kept there, but not what a connected reader still needs unless twice the limits are kept.
+   */
+  private trim(): void {
+    let limit = this.trimCap;
+    const over2x = this.trimCap - this.base > 2 * this.retainRecords || this.capBytes > 2 * this.retainBytes;
+    if (!over2x) for (const next of this.readers) limit = Math.min(limit, next());
+    while (this.base < limit && (this.trimCap - this.base > this.retainRecords || this.capBytes > this.retainBytes)) {
+      this.capBytes -= this.records[this.head]!.data.length;
       this.records[this.head++] = undefined;
       this.base++;
     }

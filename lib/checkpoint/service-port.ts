@@ -25,6 +25,14 @@ export async function startServicePort(log: OutputLog, host: string, port: numbe
   const clients = new Set<Socket>();
   let current = log;
   const pumps = new Set<() => void>();
+  // Retention must not drop what a connected client has yet to be sent (within its hard limit).
+  const cursors = new Set<() => number>();
+  const minCursor = (): number => {
+    let m = Infinity;
+    for (const c of cursors) m = Math.min(m, c());
+    return m;
+  };
+  let unregister = current.addReader(minCursor);
 
   const server = createServer((sock) => {
     clients.add(sock);
@@ -66,6 +74,8 @@ export async function startServicePort(log: OutputLog, host: string, port: numbe
       }
     };
     pumps.add(pump);
+    const position = (): number => (closed ? Infinity : cursor < 0 ? current.firstKept : cursor);
+    cursors.add(position);
     const fail = (msg: string): void => {
       closed = true;
       sock.end(JSON.stringify({ error: msg }) + '\n');
@@ -97,6 +107,7 @@ export async function startServicePort(log: OutputLog, host: string, port: numbe
       closed = true;
       clients.delete(sock);
       pumps.delete(pump);
+      cursors.delete(position);
     });
   });
 
@@ -117,7 +128,9 @@ export async function startServicePort(log: OutputLog, host: string, port: numbe
     server,
     setLog(next: OutputLog) {
       current.off('release', onRelease);
+      unregister();
       current = next;
+      unregister = current.addReader(minCursor);
       current.on('release', onRelease);
       onRelease();
     },
@@ -131,6 +144,7 @@ export async function startServicePort(log: OutputLog, host: string, port: numbe
     },
     async close() {
       current.off('release', onRelease);
+      unregister();
       for (const c of clients) c.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },

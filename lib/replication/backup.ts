@@ -46,7 +46,7 @@ export interface BackupOptions {
   restore?: RestoreGuest;
   /** Options for the primary it becomes after failover. */
   promoted?: Partial<Pick<PrimaryOptions, 'intervalMs' | 'maxInFlight' | 'onBackupLoss' | 'threads' | 'nondeterministic' | 'timeoutMs'>>;
-  /** Largest epoch body accepted (default: 1.25 x memory + 64 MiB). */
+  /** Largest epoch body accepted (default: 1.25 x memory + 64 MiB + twice the output retention). */
   maxEpochBytes?: number;
   /** How much released output history to keep for late clients and new backups. */
   retain?: OutputLogOptions;
@@ -216,7 +216,10 @@ export class Backup extends EventEmitter<BackupEvents> {
   }
 
   private maxBody(): number {
-    return this.opts.maxEpochBytes ?? Math.floor(this.pageSize * this.pageCount * 1.25) + 64 * 1024 * 1024;
+    // Memory, plus the output a full resync may carry: the retained history and what the primary
+    // held while it had no backup (each bounded by the retention; 20 bytes of header per record).
+    const records = 2 * (this.log.retainBytes + 20 * this.log.retainRecords);
+    return this.opts.maxEpochBytes ?? Math.floor(this.pageSize * this.pageCount * 1.25) + 64 * 1024 * 1024 + records;
   }
 
   private onFrame(link: Link, f: Frame): void {

@@ -110,7 +110,7 @@ export function decodeEpochBody(buf: Buffer): EpochBody {
     bad(`section lengths ${cpuLen} + ${recordsLen} + ${frameLen} do not add up to ${buf.length - META_BYTES}`);
   }
   const first = buf.readBigUInt64LE(32);
-  if (first > BigInt(Number.MAX_SAFE_INTEGER)) bad(`firstRecordSeq too large: ${first}`);
+  if (first + BigInt(nRecords) > BigInt(Number.MAX_SAFE_INTEGER)) bad(`firstRecordSeq too large: ${first}`);
   const finalBytes = buf.subarray(40, 48);
   const final = flags & FLAG_FINAL ? finalBytes.toString('hex') : null;
   if (!(flags & FLAG_FINAL) && !finalBytes.every((x) => x === 0)) bad('final must be 0 unless FINAL');

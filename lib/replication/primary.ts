@@ -318,9 +318,12 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     const recordEnd = this.log.length;
     // An unprotected `continue` primary holds its output; past the retention limit it stops the
     // guest rather than hold without bound (a returning backup resumes it).
-    if (!this.link && this.opts.guest && !this.guestPausedForLoss && c.final === null && this.log.held > this.log.retainRecords) {
+    // Half the retention, so the burst a returning backup releases still fits in it.
+    const heldLimit = Math.floor(this.log.retainRecords / 2);
+    const heldBytesLimit = Math.floor(this.log.retainBytes / 2);
+    if (!this.link && this.opts.guest && !this.guestPausedForLoss && c.final === null && (this.log.held > heldLimit || this.log.heldBytes > heldBytesLimit)) {
       this.guestPausedForLoss = true;
-      this.emit('log', `${this.log.held} output records held with no backup (limit ${this.log.retainRecords}): guest paused until a backup commits`);
+      this.emit('log', `${this.log.held} output records (${this.log.heldBytes} bytes) held with no backup (limit ${heldLimit} records, ${heldBytesLimit} bytes): guest paused until a backup connects`);
       void this.opts.guest.pause();
     }
     if (c.final !== null) {
@@ -328,8 +331,9 @@ export class Primary extends EventEmitter<PrimaryEvents> {
       this.log.setFinal(c.final);
     }
     const link = this.link;
-    if (!link || !c.pages) {
-      // Degraded: nothing to send; the next connected epoch is a full resync.
+    // Degraded, or a delta planned before a new backup connected (it must get the full resync
+    // first, and the full epoch will carry these pages too): nothing to send.
+    if (!link || !c.pages || (this.needFull && !c.full)) {
       this.pagePool.give(c.pages);
       this.needFull = true;
       this.captured--;
