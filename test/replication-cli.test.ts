@@ -34,7 +34,9 @@ const common = ['--key', keyFile, '--json', '--quiet', '--timeout', '400ms'];
 const local = (p: number) => `127.0.0.1:${p}`;
 
 function backupArgs(listen: number, serve: number): string[] {
-  return ['backup', '--listen', local(listen), '--serve', local(serve), '--interval', '10ms', '--linger', '200ms', ...common];
+  // A long --linger: a backup that takes over an already finished workload waits for the client
+  // (still cycling through dead addresses) to come back; every child is killed at the end anyway.
+  return ['backup', '--listen', local(listen), '--serve', local(serve), '--interval', '10ms', '--linger', '5s', ...common];
 }
 function primaryArgs(connect: number, serve: number, seed: number, steps = STEPS): string[] {
   return ['primary', '--connect', local(connect), '--serve', local(serve), '--steps', String(steps), '--memory', MEM, '--seed', String(seed), '--interval', '10ms', '--linger', '200ms', ...common];
@@ -133,7 +135,7 @@ describe('child processes: SIGKILL and failover (stand-in guest)', () => {
     expect(String(fenced?.reason)).toMatch(/generation 2 > ours \(1\)|stale/);
     expect(await stale.exited).toBe(1);
     // Second backup joins the promoted one (it listens on repl2 for a later takeover's backup).
-    const b2 = new Child(['backup', '--connect', local(repl), '--listen', local(repl2), '--serve', local(serveB2), '--interval', '10ms', '--linger', '200ms', ...common]);
+    const b2 = new Child(['backup', '--connect', local(repl), '--listen', local(repl2), '--serve', local(serveB2), '--interval', '10ms', '--linger', '5s', ...common]);
     children.push(b2);
     await backup.waitFor((e) => e.event === 'protected');
     backup.kill();
