@@ -164,6 +164,10 @@ class KvmVm : public Napi::ObjectWrap<KvmVm> {
     auto notify = [this](vmm::Vm::Event ev) {
       const int kind = ev == vmm::Vm::Event::finished ? 0 : 1;
       tsfn_.NonBlockingCall([kind](Napi::Env env, Napi::Function fn) {
+        // At environment teardown (process exit with an event still queued) the call comes with
+        // no env and no function, only so the queued data can be freed: calling into JS then threw
+        // a Napi::Error out of a libuv callback, and the process aborted.
+        if (env == nullptr || fn.IsEmpty()) return;
         fn.Call({Napi::String::New(env, kind == 0 ? "finished" : "error")});
       });
     };
