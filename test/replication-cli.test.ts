@@ -11,7 +11,7 @@ import { writeKeyFile } from '../lib/replication/auth.js';
 import { followStream, StreamVerifier, type Reference } from '../lib/replication/client.js';
 import { referenceRun, chainHex } from './helpers/fake-guest.js';
 import { freePort } from './helpers/ports.js';
-import { Child, killPrimaryDuringStream } from './helpers/children.js';
+import { Child, killBackupThenResync, killPrimaryDuringStream } from './helpers/children.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'us-repl-'));
 const keyFile = join(dir, 'key');
@@ -92,25 +92,15 @@ describe('child processes: SIGKILL and failover (stand-in guest)', () => {
     const LONG = 4 * STEPS;
     const ref = await reference(seed, LONG);
     const [repl, serveP, serveB] = await Promise.all([freePort(), freePort(), freePort()]);
-    const backup = new Child(backupArgs(repl, serveB));
-    const primary = new Child(primaryArgs(repl, serveP, seed, LONG));
-    const children = [backup, primary];
-    await primary.waitFor((e) => e.event === 'protected');
-    backup.kill();
-    const degraded = await primary.waitFor((e) => e.event === 'degraded');
-    expect(degraded?.reason).toMatch(/^backup link (lost|closed)/);
-    const released = (primary.events.filter((e) => e.event === 'stats').pop()?.released as number | undefined) ?? 0;
-    const fresh = new Child(backupArgs(repl, serveB));
-    children.push(fresh);
-    const res = await followStream({ addresses: [{ host: '127.0.0.1', port: serveP }], verifier: new StreamVerifier(chainHex, ref), timeoutMs: 20_000 });
-    expect(res.problems).toEqual([]);
-    expect(res.final).toBe(ref.final);
-    expect(released).toBeLessThan(ref.records.length);
-    // Event lines may trail the TCP stream a little: give stdout a moment.
-    for (let i = 0; i < 60 && primary.events.filter((e) => e.event === 'protected').length < 2; i++) await new Promise((r) => setTimeout(r, 50));
-    expect(primary.events.filter((e) => e.event === 'protected').length).toBeGreaterThanOrEqual(2);
-    for (const c of children) c.kill();
-    await Promise.all(children.map((c) => c.exited));
+    const t = await killBackupThenResync({
+      backupArgs: backupArgs(repl, serveB), primaryArgs: primaryArgs(repl, serveP, seed, LONG),
+      serve: serveP, verifier: new StreamVerifier(chainHex, ref),
+    });
+    expect(t.degradedReason).toMatch(/^backup link (lost|closed)/);
+    expect(t.res.problems).toEqual([]);
+    expect(t.res.final).toBe(ref.final);
+    expect(t.releasedAtDegraded).toBeLessThan(ref.records.length);
+    expect(t.protectedCount).toBeGreaterThanOrEqual(2);
   }, 60_000);
 
   it('primary, then the promoted backup, SIGKILLed in turn; a stale primary is refused and fences itself', async () => {

@@ -18,7 +18,7 @@ import { writeKeyFile } from '../lib/replication/auth.js';
 import { followStream, StreamVerifier, type Reference, type StreamRecord } from '../lib/replication/client.js';
 import { defaultChainHash } from '../lib/replication/kernels.js';
 import { freePort } from './helpers/ports.js';
-import { Child, killPrimaryDuringStream, realCli } from './helpers/children.js';
+import { Child, killBackupThenResync, killPrimaryDuringStream, realCli } from './helpers/children.js';
 
 const skipKvm = process.env.UNDERSTUDY_SKIP_KVM === '1';
 if (skipKvm) console.log('replication on the real guest: kvm trials run on sim because UNDERSTUDY_SKIP_KVM=1');
@@ -159,24 +159,15 @@ describe(`real ${KVM} guest via the CLI: SIGKILL and failover`, () => {
     const seed = 300;
     const ref = reference(KVM, seed);
     const [repl, serveP, serveB] = await Promise.all([freePort(), freePort(), freePort()]);
-    const backup = new Child(backupArgs(repl, serveB), real);
-    const primary = new Child(primaryArgs(KVM, repl, serveP, seed), real);
-    const children = [backup, primary];
-    await primary.waitFor((e) => e.event === 'protected');
-    backup.kill();
-    const degraded = await primary.waitFor((e) => e.event === 'degraded');
-    expect(degraded?.reason).toMatch(/^backup link (lost|closed)/);
-    const released = (primary.events.filter((e) => e.event === 'stats').pop()?.released as number | undefined) ?? 0;
-    const fresh = new Child(backupArgs(repl, serveB), real);
-    children.push(fresh);
-    const res = await followStream({ addresses: [{ host: '127.0.0.1', port: serveP }], verifier: new StreamVerifier(chain, ref), timeoutMs: 20_000 });
-    expect(res.problems).toEqual([]);
-    expect(res.final).toBe(ref.final);
-    expect(released).toBeLessThan(ref.records.length);
-    for (let i = 0; i < 60 && primary.events.filter((e) => e.event === 'protected').length < 2; i++) await new Promise((r) => setTimeout(r, 50));
-    expect(primary.events.filter((e) => e.event === 'protected').length).toBeGreaterThanOrEqual(2);
-    for (const c of children) c.kill();
-    await Promise.all(children.map((c) => c.exited));
+    const t = await killBackupThenResync({
+      backupArgs: backupArgs(repl, serveB), primaryArgs: primaryArgs(KVM, repl, serveP, seed), childOpts: real,
+      serve: serveP, verifier: new StreamVerifier(chain, ref),
+    });
+    expect(t.degradedReason).toMatch(/^backup link (lost|closed)/);
+    expect(t.res.problems).toEqual([]);
+    expect(t.res.final).toBe(ref.final);
+    expect(t.releasedAtDegraded).toBeLessThan(ref.records.length);
+    expect(t.protectedCount).toBeGreaterThanOrEqual(2);
   }, 60_000);
 
   it('nondeterministic mode: SIGKILL at 4 instants, the hash chain never breaks (no gap, no duplicate)', async () => {

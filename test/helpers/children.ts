@@ -110,3 +110,35 @@ export async function killPrimaryDuringStream(t: KillTrial): Promise<{ res: Foll
   over = true;
   return { res, failover, killed };
 }
+
+/**
+ * SIGKILLs the backup once the primary is protected, then starts a fresh backup and follows the
+ * primary's whole stream. Returns what the primary said when it noticed (its degraded reason and
+ * the records it had released by then), the client's result, and how often it was protected.
+ */
+export async function killBackupThenResync(o: {
+  backupArgs: string[];
+  primaryArgs: string[];
+  childOpts?: { real?: boolean };
+  serve: number;
+  verifier: StreamVerifier;
+}): Promise<{ degradedReason: unknown; releasedAtDegraded: number; res: FollowResult; protectedCount: number }> {
+  const backup = new Child(o.backupArgs, o.childOpts);
+  const primary = new Child(o.primaryArgs, o.childOpts);
+  const children = [backup, primary];
+  try {
+    await primary.waitFor((e) => e.event === 'protected');
+    backup.kill();
+    const degraded = await primary.waitFor((e) => e.event === 'degraded');
+    const releasedAtDegraded = (primary.events.filter((e) => e.event === 'stats').pop()?.released as number | undefined) ?? 0;
+    children.push(new Child(o.backupArgs, o.childOpts));
+    const res = await followStream({ addresses: [{ host: '127.0.0.1', port: o.serve }], verifier: o.verifier, timeoutMs: 20_000 });
+    // Event lines may trail the TCP stream a little: give stdout a moment.
+    const count = () => primary.events.filter((e) => e.event === 'protected').length;
+    for (let i = 0; i < 60 && count() < 2; i++) await new Promise((r) => setTimeout(r, 50));
+    return { degradedReason: degraded?.reason, releasedAtDegraded, res, protectedCount: count() };
+  } finally {
+    for (const c of children) c.kill();
+    await Promise.all(children.map((c) => c.exited));
+  }
+}
