@@ -3,7 +3,9 @@
  * `run(ctx)`; ctx.report() collects rows, which bench/run.ts prints as tables (or JSON with
  * --json). Timings come from tinybench; ratios are always computed within one run.
  */
+import os from 'node:os';
 import { Bench } from 'tinybench';
+import { isa } from '../lib/index.js';
 
 export interface Row {
   [column: string]: string | number;
@@ -29,6 +31,36 @@ export interface BenchContext {
 export interface BenchModule {
   name: string;
   run(ctx: BenchContext): Promise<void>;
+}
+
+/**
+ * One benchmark run's output: prints the machine line, then each report as a table as it comes
+ * (or, with --json, log lines on stderr and everything as one JSON document at finish()).
+ */
+export function benchSession(json: boolean): { log(line: string): void; report(r: Report): void; finish(): void } {
+  const machine = {
+    cpu: os.cpus()[0]?.model ?? 'unknown',
+    cores: os.cpus().length,
+    isa: isa(),
+    node: process.version,
+    platform: `${os.platform()} ${os.release()}`,
+  };
+  const reports: Report[] = [];
+  if (!json) console.log(`machine: ${machine.cpu}, ${machine.cores} cores, isa ${machine.isa}, node ${machine.node}\n`);
+  return {
+    log: (line) => (json ? console.error(line) : console.log(line)),
+    report(r) {
+      reports.push(r);
+      if (json) return;
+      console.log(`## ${r.title}`);
+      console.table(r.rows);
+      for (const n of r.notes ?? []) console.log(`  ${n}`);
+      console.log('');
+    },
+    finish() {
+      if (json) process.stdout.write(JSON.stringify({ machine, reports }, null, 2) + '\n');
+    },
+  };
 }
 
 /** Runs tinybench tasks and returns mean time (ns) per task name. */

@@ -7,9 +7,7 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import os from 'node:os';
-import type { BenchModule, Report } from './harness.js';
-import { isa } from '../lib/index.js';
+import { benchSession, type BenchModule } from './harness.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
@@ -51,37 +49,10 @@ if (unknown.length) {
   process.exit(2);
 }
 
-const machine = {
-  cpu: os.cpus()[0]?.model ?? 'unknown',
-  cores: os.cpus().length,
-  isa: isa(),
-  node: process.version,
-  platform: `${os.platform()} ${os.release()}`,
-};
-const reports: Report[] = [];
-const log = (line: string) => {
-  if (!json) console.log(line);
-  else console.error(line);
-};
-if (!json) console.log(`machine: ${machine.cpu}, ${machine.cores} cores, isa ${machine.isa}, node ${machine.node}\n`);
-
+const out = benchSession(json);
 for (const name of files) {
   const mod = (await import(pathToFileURL(join(here, `${name}.bench.ts`)).href)) as BenchModule;
-  log(`# ${mod.name}`);
-  await mod.run({
-    json,
-    quick,
-    realPages,
-    log,
-    report(r) {
-      reports.push(r);
-      if (!json) {
-        console.log(`## ${r.title}`);
-        console.table(r.rows);
-        for (const n of r.notes ?? []) console.log(`  ${n}`);
-        console.log('');
-      }
-    },
-  });
+  out.log(`# ${mod.name}`);
+  await mod.run({ json, quick, realPages, log: out.log, report: out.report });
 }
-if (json) process.stdout.write(JSON.stringify({ machine, reports }, null, 2) + '\n');
+out.finish();

@@ -19,24 +19,14 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { randomFillSync } from 'node:crypto';
 import { Store } from '../lib/store/index.js';
-import { isa } from '../lib/index.js';
-import { fmt, type Report } from './harness.js';
+import { benchSession, fmt, type Report } from './harness.js';
+import { rng } from '../test/helpers/images.js';
 
 const PS = 4096;
 const here = dirname(fileURLToPath(import.meta.url));
 
 // ------------------------------------------------------------------ synthetic guests
 
-/** xorshift32 */
-function rng(seed: number): () => number {
-  let x = (seed * 2654435761) >>> 0 || 1;
-  return () => {
-    x ^= x << 13; x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5; x >>>= 0;
-    return x / 4294967296;
-  };
-}
 
 const LIB_PAGES = 4096;
 let libPool: Uint8Array | null = null;
@@ -355,21 +345,7 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const args = process.argv.slice(2);
   const json = args.includes('--json');
   const quick = args.includes('--quick') || process.env.UNDERSTUDY_BENCH_QUICK === '1';
-  const machine = { cpu: os.cpus()[0]?.model ?? 'unknown', cores: os.cpus().length, isa: isa(), node: process.version, platform: `${os.platform()} ${os.release()}` };
-  const reports: Report[] = [];
-  const log = (l: string) => (json ? console.error(l) : console.log(l));
-  if (!json) console.log(`machine: ${machine.cpu}, ${machine.cores} cores, isa ${machine.isa}, node ${machine.node}\n`);
-  await run({
-    json, quick, log,
-    report(r) {
-      reports.push(r);
-      if (!json) {
-        console.log(`## ${r.title}`);
-        console.table(r.rows);
-        for (const n of r.notes ?? []) console.log(`  ${n}`);
-        console.log('');
-      }
-    },
-  });
-  if (json) process.stdout.write(JSON.stringify({ machine, reports }, null, 2) + '\n');
+  const out = benchSession(json);
+  await run({ json, quick, log: out.log, report: out.report });
+  out.finish();
 }

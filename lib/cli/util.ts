@@ -2,6 +2,7 @@
  * Shared CLI helpers: argument parsing on node:util parseArgs with clear errors, size and
  * duration parsing, and a progress line on stderr that redraws in place on a TTY.
  */
+import { createServer } from 'node:net';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 
 export class CliError extends Error {
@@ -80,4 +81,16 @@ export class Progress {
     if (this.drawn) process.stderr.write('\n');
     this.drawn = false;
   }
+}
+
+/** A currently free localhost TCP port (for servers that only open later, e.g. at takeover). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address() as { port: number };
+      s.close(() => resolve(a.port));
+    });
+  });
 }

@@ -9,7 +9,7 @@
 import { EventEmitter } from 'node:events';
 import { native } from '../native.js';
 import { allocateMemory, type GuestMemory } from '../kernels/memory.js';
-import type { DirtyLog, Guest, GuestOptions, GuestResult, OutputRecord, RestoreOptions, WorkloadName } from './types.js';
+import type { DirtyLog, Guest, GuestOptions, GuestResult, OutputRecord, ResolvedGuestOptions, RestoreOptions, WorkloadName } from './types.js';
 import { WORKLOADS, checkWorkload, resolveParams, workloadById } from './workloads.js';
 
 /** How the KVM guest tracks dirty pages ('none' only for benchmarks: takeDirty() then reports host writes only). */
@@ -46,17 +46,8 @@ export interface KvmGuestOptions extends GuestOptions {
   rawParams?: Array<number | bigint>;
 }
 
-/** What lib/guest/index.ts passes after resolving the common options. */
-interface ResolvedCreate {
-  workloadId: number;
-  memBytes: number;
-  vcpus: number;
-  seed: bigint;
-  steps: number;
-  flags: number;
-  params: number[];
-  start: boolean;
-  typeReason?: string;
+/** What lib/guest/index.ts passes after resolving the common options (sim's tracking flag aside). */
+interface ResolvedCreate extends Omit<ResolvedGuestOptions, 'dirtyTracking'> {
   dirty?: KvmDirtyMode;
   ringEntries?: number;
 }

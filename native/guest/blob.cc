@@ -1,6 +1,8 @@
 // CPU state blob envelope. See blob.h.
 #include "guest/blob.h"
 
+#include "guest/ring.h"
+
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
@@ -25,6 +27,24 @@ void put_u64(std::vector<uint8_t>* out, uint64_t v) {
   uint8_t b[8];
   std::memcpy(b, &v, 8);
   out->insert(out->end(), b, b + 8);
+}
+
+void put_record(std::vector<uint8_t>* out, const Record& r) {
+  put_u64(out, r.seq);
+  put_u32(out, r.len);
+  put_u32(out, 0);
+  out->insert(out->end(), r.data, r.data + US_RECORD_DATA);
+  put_u64(out, r.chain);
+}
+
+bool Reader::record(Record* r) {
+  r->seq = u64();
+  r->len = u32();
+  const uint32_t pad = u32();
+  bytes(r->data, US_RECORD_DATA);
+  r->chain = u64();
+  if (pad != 0 || r->len > US_RECORD_DATA) ok = false;
+  return ok;
 }
 
 uint32_t Reader::u32() {

@@ -20,6 +20,8 @@
 #include <string>
 #include <vector>
 
+#include "workloads/abi.h"
+
 namespace guest {
 
 constexpr uint32_t kBlobMagic = 0x50435355u;
@@ -43,9 +45,15 @@ void blob_begin(std::vector<uint8_t>* out, BlobType type, uint32_t vcpus, uint64
 // Fills in the length and appends the checksum.
 void blob_finish(std::vector<uint8_t>* out);
 
+struct Record;  // guest/ring.h
+
+// Bytes of one pending output record in a blob: seq u64 | len u32 | 0 u32 | data | chain u64.
+constexpr size_t kBlobRecord = 8 + 4 + 4 + US_RECORD_DATA + 8;
+
 // Little-endian appenders and a bounds-checked reader for the body.
 void put_u32(std::vector<uint8_t>* out, uint32_t v);
 void put_u64(std::vector<uint8_t>* out, uint64_t v);
+void put_record(std::vector<uint8_t>* out, const Record& r);
 struct Reader {
   const uint8_t* p;
   size_t n;
@@ -54,6 +62,8 @@ struct Reader {
   uint32_t u32();
   uint64_t u64();
   void bytes(uint8_t* dst, size_t len);
+  // One record as put_record writes it; false (and ok = false) if cut off or malformed.
+  bool record(Record* r);
 };
 
 // Validates the envelope of `n` bytes at `p` as a blob of type `want`; returns "" (and fills *h)

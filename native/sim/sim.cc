@@ -225,13 +225,7 @@ std::vector<uint8_t> encode_cpu(const uint8_t* mem, size_t size, const std::vect
   guest::blob_begin(&out, guest::kBlobSim, c->vcpus, size, c->workload);
   guest::put_u64(&out, pending.size());
   for (uint32_t i = 0; i < c->vcpus; i++) guest::put_u64(&out, c->vcpu[i].step);
-  for (const auto& r : pending) {
-    guest::put_u64(&out, r.seq);
-    guest::put_u32(&out, r.len);
-    guest::put_u32(&out, 0);
-    out.insert(out.end(), r.data, r.data + US_RECORD_DATA);
-    guest::put_u64(&out, r.chain);
-  }
+  for (const auto& r : pending) guest::put_record(&out, r);
   guest::blob_finish(&out);
   return out;
 }
@@ -255,19 +249,14 @@ std::string decode_cpu(const uint8_t* blob, size_t n, const uint8_t* mem, size_t
              " in the blob and " + std::to_string(c->vcpu[i].step) + " in the image";
     }
   }
-  if (!rd.ok || count > (rd.n - rd.off) / 72 || (rd.n - rd.off) != count * 72) {
+  if (!rd.ok || count > (rd.n - rd.off) / guest::kBlobRecord || (rd.n - rd.off) != count * guest::kBlobRecord) {
     return "`cpu` has a malformed sim body";
   }
   pending->clear();
   pending->reserve(count);
   for (uint64_t i = 0; i < count; i++) {
     guest::Record r;
-    r.seq = rd.u64();
-    r.len = rd.u32();
-    const uint32_t zero = rd.u32();
-    rd.bytes(r.data, US_RECORD_DATA);
-    r.chain = rd.u64();
-    if (!rd.ok || zero != 0 || r.len > US_RECORD_DATA) return "`cpu` has a malformed sim body";
+    if (!rd.record(&r)) return "`cpu` has a malformed sim body";
     pending->push_back(r);
   }
   return guest::check_pending(mem, *pending, "cpu");

@@ -42,13 +42,7 @@ std::vector<uint8_t> encode(const std::vector<VcpuState>& vcpus, uint64_t memory
     for (const auto& m : s.msrs) put_raw(out, m);
   }
   guest::put_u32(&out, static_cast<uint32_t>(pending.size()));
-  for (const guest::Record& r : pending) {
-    guest::put_u64(&out, r.seq);
-    guest::put_u32(&out, r.len);
-    guest::put_u32(&out, 0);
-    out.insert(out.end(), r.data, r.data + US_RECORD_DATA);
-    guest::put_u64(&out, r.chain);
-  }
+  for (const guest::Record& r : pending) guest::put_record(&out, r);
   guest::blob_finish(&out);
   return out;
 }
@@ -99,17 +93,12 @@ Parsed decode(const uint8_t* p, size_t len) {
   }
   guest::Reader r{p + off, end - off};
   const uint32_t count = r.u32();
-  if (!r.ok || count > US_RING_RECORDS || uint64_t(count) * kOutRecord != end - off - 4) {
+  if (!r.ok || count > US_RING_RECORDS || uint64_t(count) * guest::kBlobRecord != end - off - 4) {
     throw BadBlob("`cpu` has a malformed list of pending output records");
   }
   for (uint32_t k = 0; k < count; ++k) {
     guest::Record rec;
-    rec.seq = r.u64();
-    rec.len = r.u32();
-    r.u32();
-    r.bytes(rec.data, US_RECORD_DATA);
-    rec.chain = r.u64();
-    if (rec.len > US_RECORD_DATA) throw BadBlob("`cpu` pending output record " + std::to_string(k) + " is malformed");
+    if (!r.record(&rec)) throw BadBlob("`cpu` pending output record " + std::to_string(k) + " is malformed");
     out.pending.push_back(rec);
   }
   return out;

@@ -18,7 +18,6 @@ namespace vmm {
 namespace cpu_blob {
 
 constexpr size_t kRecordHeader = 24;  // per-vCPU record header
-constexpr size_t kOutRecord = 72;     // u64 seq, u32 len, u32 0, 48 data, u64 chain
 
 // A rejected blob; the message names the argument (`cpu`).
 class BadBlob : public std::range_error {

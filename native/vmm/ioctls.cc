@@ -37,24 +37,29 @@ std::string kvm_advice(int err) {
   }
 }
 
-int xioctl(int fd, unsigned long req, void* arg, const char* name) {
+namespace {
+
+// ioctl, retried on EINTR; a failure throws SysError with advice for the common KVM errors.
+template <typename Arg>
+int retrying_ioctl(int fd, unsigned long req, Arg arg, const char* name) {
   int rc;
   do {
-    // SAFETY: `arg` points to the struct the ioctl number encodes, owned by the caller.
     rc = ioctl(fd, req, arg);
   } while (rc < 0 && errno == EINTR);
   if (rc < 0) throw SysError(name, errno, errno == EINVAL ? "" : kvm_advice(errno));
   return rc;
 }
 
+}  // namespace
+
+int xioctl(int fd, unsigned long req, void* arg, const char* name) {
+  // SAFETY: `arg` points to the struct the ioctl number encodes, owned by the caller.
+  return retrying_ioctl(fd, req, arg, name);
+}
+
 int xioctl(int fd, unsigned long req, unsigned long arg, const char* name) {
-  int rc;
-  do {
-    // SAFETY: ioctls taking an integer argument do not dereference it.
-    rc = ioctl(fd, req, arg);
-  } while (rc < 0 && errno == EINTR);
-  if (rc < 0) throw SysError(name, errno, errno == EINVAL ? "" : kvm_advice(errno));
-  return rc;
+  // SAFETY: ioctls taking an integer argument do not dereference it.
+  return retrying_ioctl(fd, req, arg, name);
 }
 
 }  // namespace vmm

@@ -239,9 +239,7 @@ void Vm::start() {
     if (threads_.empty()) {
       state_ = State::running;
       for (uint32_t i = 0; i < cfg_.vcpus; ++i) threads_.emplace_back(&Vm::thread_main, this, i);
-      bool all = true;
-      for (uint8_t h : halted_) all = all && h;
-      if (all) finish_locked();  // restored after every vCPU had finished
+      if (all_halted_locked()) finish_locked();  // restored after every vCPU had finished
     }
   }
   if (state_ == State::finished) notify_(Event::finished);
@@ -357,15 +355,7 @@ bool Vm::handle_exit(uint32_t i) {
         fail(i, who + "halted at rip " + hex(v.regs().rip) + " before finishing its work");
         return false;
       }
-      std::unique_lock<std::mutex> lk(mu_);
-      halted_[i] = 1;
-      bool all = true;
-      for (uint8_t h : halted_) all = all && h;
-      if (all && state_ == State::running) {
-        finish_locked();
-        lk.unlock();
-        notify_(Event::finished);
-      }
+      halt(i, false);
       return false;
     }
     case KVM_EXIT_MMIO:
@@ -411,17 +401,7 @@ bool Vm::on_port(uint32_t i, uint16_t port, uint64_t value) {
     }
     case US_PORT_EXIT: {
       // Finished: this vCPU never runs again (its HLT loop would fault in ring 3).
-      std::unique_lock<std::mutex> lk(mu_);
-      finished_[i] = 1;
-      halted_[i] = 1;
-      pending_io_[i] = 0;
-      bool all = true;
-      for (uint8_t h : halted_) all = all && h;
-      if (all && state_ == State::running) {
-        finish_locked();
-        lk.unlock();
-        notify_(Event::finished);
-      }
+      halt(i, true);
       return false;
     }
     case US_PORT_PANIC:
@@ -530,6 +510,25 @@ bool Vm::drain(uint32_t i) {
     return false;
   }
   return true;
+}
+
+bool Vm::all_halted_locked() const {
+  for (uint8_t h : halted_) if (!h) return false;
+  return true;
+}
+
+void Vm::halt(uint32_t i, bool finished) {
+  std::unique_lock<std::mutex> lk(mu_);
+  if (finished) {
+    finished_[i] = 1;
+    pending_io_[i] = 0;
+  }
+  halted_[i] = 1;
+  if (all_halted_locked() && state_ == State::running) {
+    finish_locked();
+    lk.unlock();
+    notify_(Event::finished);
+  }
 }
 
 void Vm::finish_locked() {

@@ -103,6 +103,9 @@ class Vm {
   bool emulate_out(uint32_t i, uint16_t* port, uint32_t* value);
   void fail(uint32_t i, const std::string& msg);
   void finish_locked();
+  bool all_halted_locked() const;
+  // vCPU i stopped for good (`finished`: it completed its work); the last one finishes the run.
+  void halt(uint32_t i, bool finished);
   // Drains the ring; a corrupt ring fails the guest (returns false).
   bool drain(uint32_t i);
   std::string fault_message(uint32_t i, uint32_t vector);

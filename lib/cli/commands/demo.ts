@@ -8,11 +8,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createServer } from 'node:net';
 import { createInterface } from 'node:readline';
 import { performance } from 'node:perf_hooks';
 import { writeKeyFile } from '../../replication/auth.js';
-import { durationOption, intOption, parse, Progress } from '../util.js';
+import { durationOption, freePort, intOption, parse, Progress } from '../util.js';
 
 export const summary = 'replicate a guest, kill the primary, watch the backup take over (start here)';
 export const usage = `usage: understudy demo [--guest kvm|sim|auto] [--workload NAME] [--steps N] [--interval 25ms] [--json]
@@ -30,16 +29,6 @@ options:
   --seed N         default: random       --no-kill   do not kill the primary
   --json           one JSON summary on stdout instead of the story`;
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address() as { port: number };
-      s.close(() => resolve(a.port));
-    });
-  });
-}
 
 interface Child {
   name: string;
