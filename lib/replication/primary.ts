@@ -316,15 +316,12 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     this.captured++;
     this.log.append(c.records);
     const recordEnd = this.log.length;
-    // An unprotected `continue` primary holds its output; past the retention limit it stops the
-    // guest rather than hold without bound (a returning backup resumes it).
-    // Half the retention, so the burst a returning backup releases still fits in it.
+    // An unprotected `continue` primary holds its output; past half the retention (so the burst
+    // a returning backup releases still fits in it) it stops the guest rather than hold without bound.
     const heldLimit = Math.floor(this.log.retainRecords / 2);
     const heldBytesLimit = Math.floor(this.log.retainBytes / 2);
-    if (!this.link && this.opts.guest && !this.guestPausedForLoss && c.final === null && (this.log.held > heldLimit || this.log.heldBytes > heldBytesLimit)) {
-      this.guestPausedForLoss = true;
-      this.emit('log', `${this.log.held} output records (${this.log.heldBytes} bytes) held with no backup (limit ${heldLimit} records, ${heldBytesLimit} bytes): guest paused until a backup connects`);
-      void this.opts.guest.pause();
+    if (!this.link && c.final === null && (this.log.held > heldLimit || this.log.heldBytes > heldBytesLimit)) {
+      this.pauseGuestForLoss(`${this.log.held} output records (${this.log.heldBytes} bytes) held with no backup (limit ${heldLimit} records, ${heldBytesLimit} bytes): guest paused until a backup connects`);
     }
     if (c.final !== null) {
       this.finishedCapture = true;
@@ -436,10 +433,15 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     if (this.degradedSince !== null || this.closed) return;
     this.degradedSince = performance.now();
     this.emit('degraded', { reason });
-    if (this.opts.onBackupLoss === 'pause' && this.opts.guest && !this.finishedCapture) {
-      this.guestPausedForLoss = true;
-      void this.opts.guest.pause();
-    }
+    if (this.opts.onBackupLoss === 'pause' && !this.finishedCapture) this.pauseGuestForLoss(null);
+  }
+
+  /** Stops the guest until a backup connects (handshake resumes it); `why` is logged. */
+  private pauseGuestForLoss(why: string | null): void {
+    if (!this.opts.guest || this.guestPausedForLoss) return;
+    this.guestPausedForLoss = true;
+    if (why) this.emit('log', why);
+    void this.opts.guest.pause();
   }
 
   private checkLiveness(): void {
