@@ -83,8 +83,9 @@ export class Progress {
   }
 }
 
-/** A currently free localhost TCP port (for servers that only open later, e.g. at takeover). */
-export function freePort(): Promise<number> {
+const handedOut = new Set<number>();
+
+function probePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createServer();
     s.once('error', reject);
@@ -93,4 +94,18 @@ export function freePort(): Promise<number> {
       s.close(() => resolve(a.port));
     });
   });
+}
+
+/**
+ * A currently free localhost TCP port (for servers that only open later, e.g. at takeover), never
+ * one this process was given before: the kernel may offer a just-closed port again, and two
+ * servers told the same port would serve one client two different streams.
+ */
+export async function freePort(): Promise<number> {
+  for (;;) {
+    const port = await probePort();
+    if (handedOut.has(port)) continue;
+    handedOut.add(port);
+    return port;
+  }
 }
