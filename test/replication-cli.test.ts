@@ -11,7 +11,7 @@ import { writeKeyFile } from '../lib/replication/auth.js';
 import { followStream, StreamVerifier, type Reference } from '../lib/replication/client.js';
 import { referenceRun, chainHex } from './helpers/fake-guest.js';
 import { freePort } from './helpers/ports.js';
-import { Child, killBackupThenResync, killPrimaryDuringStream } from './helpers/children.js';
+import { Child, killBackupThenResync, killPrimaryDuringStream, untilClientHolds } from './helpers/children.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'us-repl-'));
 const keyFile = join(dir, 'key');
@@ -105,17 +105,21 @@ describe('child processes: SIGKILL and failover (stand-in guest)', () => {
 
   it('primary, then the promoted backup, SIGKILLed in turn; a stale primary is refused and fences itself', async () => {
     const seed = 400;
-    const LONG = 250000;
+    const LONG = 1_000_000;
     const ref = await reference(seed, LONG);
     const [repl, repl2, serveP, serveB, serveB2] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
-    const backup = new Child(backupArgs(repl, serveB));
+    // Once promoted, this backup pauses its guest while it has no backup of its own, so the second
+    // kill still finds a stream to interrupt (a 150 ms delay once missed the whole run).
+    const backup = new Child([...backupArgs(repl, serveB), '--on-backup-loss', 'pause']);
     const primary = new Child(primaryArgs(repl, serveP, seed, LONG));
     const children = [backup, primary];
-    await primary.waitFor((e) => e.event === 'protected');
-    await new Promise((r) => setTimeout(r, 150));
-    primary.kill();
     const v = new StreamVerifier(chainHex, ref);
     const following = followStream({ addresses: [{ host: '127.0.0.1', port: serveP }, { host: '127.0.0.1', port: serveB }, { host: '127.0.0.1', port: serveB2 }], verifier: v, timeoutMs: 30_000 });
+    // Kill instants are shares of the stream the client holds, not wall-clock delays.
+    const reach = (share: number) => untilClientHolds(v, Math.floor(share * ref.records.length));
+    await primary.waitFor((e) => e.event === 'protected');
+    await reach(0.15);
+    primary.kill();
     const fo = await backup.waitFor((e) => e.event === 'failover');
     expect(fo?.generation).toBe('2');
     // A stale primary (generation 1, same VM? no: a fresh one) dials the promoted backup: refused.
@@ -128,6 +132,7 @@ describe('child processes: SIGKILL and failover (stand-in guest)', () => {
     const b2 = new Child(['backup', '--connect', local(repl), '--listen', local(repl2), '--serve', local(serveB2), '--interval', '10ms', '--linger', '5s', ...common]);
     children.push(b2);
     await backup.waitFor((e) => e.event === 'protected');
+    await reach(0.4);
     backup.kill();
     const fo2 = await b2.waitFor((e) => e.event === 'failover');
     expect(fo2?.generation, JSON.stringify(b2.events.filter((e) => e.event !== 'commit'))).toBe('3');

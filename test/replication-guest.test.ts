@@ -18,7 +18,7 @@ import { writeKeyFile } from '../lib/replication/auth.js';
 import { followStream, StreamVerifier, type Reference, type StreamRecord } from '../lib/replication/client.js';
 import { defaultChainHash } from '../lib/replication/kernels.js';
 import { freePort } from './helpers/ports.js';
-import { Child, killBackupThenResync, killPrimaryDuringStream, realCli } from './helpers/children.js';
+import { Child, killBackupThenResync, killPrimaryDuringStream, realCli, untilClientHolds } from './helpers/children.js';
 
 const skipKvm = process.env.UNDERSTUDY_SKIP_KVM === '1';
 if (skipKvm) console.log('replication on the real guest: kvm trials run on sim because UNDERSTUDY_SKIP_KVM=1');
@@ -211,9 +211,7 @@ describe('real sim guest via the CLI: SIGKILL in turn', () => {
     const following = followStream({ addresses: [{ host: '127.0.0.1', port: serveP }, { host: '127.0.0.1', port: serveB }, { host: '127.0.0.1', port: serveB2 }], verifier: v, timeoutMs: 30_000 });
     await primary.waitFor((e) => e.event === 'protected');
     // First kill at 15 % of the stream, the second (of the promoted backup) at 40 %.
-    const reach = async (share: number) => {
-      while (v.records < Math.floor(share * ref.records.length) && v.final === null && v.ok) await new Promise((r) => setTimeout(r, 1));
-    };
+    const reach = (share: number) => untilClientHolds(v, Math.floor(share * ref.records.length));
     await reach(0.15);
     primary.kill();
     const fo = await backup.waitFor((e) => e.event === 'failover');

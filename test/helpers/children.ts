@@ -142,3 +142,8 @@ export async function killBackupThenResync(o: {
     await Promise.all(children.map((c) => c.exited));
   }
 }
+
+/** Resolves once the client holds `records` records, or the stream ended or broke. */
+export async function untilClientHolds(v: StreamVerifier, records: number): Promise<void> {
+  while (v.records < records && v.final === null && v.ok) await new Promise((r) => setTimeout(r, 1));
+}
