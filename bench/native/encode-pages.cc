@@ -40,6 +40,7 @@ int main(int argc, char** argv) {
   const size_t ps = 4096, count = old.size() / ps;
   if (nx.size() != old.size() || count == 0) return 2;
   const unsigned threads = argc > 3 ? static_cast<unsigned>(std::atoi(argv[3])) : 1;
+  const bool entropy = std::getenv("UNDERSTUDY_NO_ENTROPY") == nullptr;
   cpu::Isa isa = cpu::best();
   if (argc > 4 && (!cpu::parse(argv[4], &isa) || !cpu::supported(isa))) return 2;
   const kernels::delta::Ops& ops = *kernels::row(isa).delta;
@@ -52,7 +53,7 @@ int main(int argc, char** argv) {
     const uint8_t* pages = (rep & 1) ? old.data() : nx.data();
     const auto t0 = std::chrono::steady_clock::now();
     kernels::delta::Encoded e;
-    if (kernels::delta::encode_pages(ops, shadow.data(), pages, pfns.data(), count, ps, threads, true, &e)) return 1;
+    if (kernels::delta::encode_pages(ops, shadow.data(), pages, pfns.data(), count, ps, threads, true, entropy, &e)) return 1;
     const double t = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count();
     out = e.length;
     std::free(e.data);

@@ -24,8 +24,15 @@ export interface EncodePagesOptions {
   pageSize?: number;
   /** Worker threads to use (1 to 256). Default: the number of hardware threads. */
   threads?: number;
-  /** Allow the lz4 second stage, chosen per page when it pays. Default true. */
+  /** Allow the second stages (lz4, and the Huffman stage if `entropy`), chosen per page when they pay. Default true. */
   compress?: boolean;
+  /**
+   * Allow the Huffman stage (with `compress`): pages are coded in groups of 256 KiB, each group's
+   * token and literal bytes with their own Huffman code, where that saves at least 1/16 of the
+   * group's XOR-RLE bytes and a page's coded body is its smallest. Smaller frames on real guest
+   * pages for more encode time. Default true; `false` gives the lz4-only codec (faster).
+   */
+  entropy?: boolean;
 }
 
 /** Options of {@link applyPages} / {@link applyPagesAsync}. */
@@ -38,7 +45,7 @@ export interface ApplyPagesOptions {
 
 /** What {@link inspectFrame} reports about a frame. */
 export interface FrameInfo {
-  /** Format version (1). */
+  /** Format version: 1, or 2 when the frame has Huffman-coded pages. */
   version: number;
   /** Page size the frame was made for. */
   pageSize: number;
@@ -92,9 +99,9 @@ function threadsOf(o: Record<string, unknown>): number | undefined {
   return v;
 }
 
-function compressOf(o: Record<string, unknown>): boolean {
-  const v = o.compress ?? true;
-  if (typeof v !== 'boolean') throw new TypeError(`\`compress\` must be a boolean, got ${describe(v)}`);
+function flagOf(o: Record<string, unknown>, name: 'compress' | 'entropy'): boolean {
+  const v = o[name] ?? true;
+  if (typeof v !== 'boolean') throw new TypeError(`\`${name}\` must be a boolean, got ${describe(v)}`);
   return v;
 }
 
@@ -112,7 +119,7 @@ export function encodeDelta(prev: Uint8Array, next: Uint8Array, opts?: EncodeDel
   if (prev.length !== next.length) {
     throw new RangeError(`\`next\` must have the length of \`prev\` (${prev.length} bytes), got ${next.length}`);
   }
-  return native.delta_encode(prev, next, compressOf(o)) as Uint8Array;
+  return native.delta_encode(prev, next, flagOf(o, 'compress')) as Uint8Array;
 }
 
 /**
@@ -135,7 +142,8 @@ function encodeArgs(shadow: Uint8Array, pages: Uint8Array, pfns: Uint32Array, op
   const o = options(opts, 'options');
   const pageSize = pageSizeOf(o);
   const threads = threadsOf(o);
-  const compress = compressOf(o);
+  const compress = flagOf(o, 'compress');
+  const entropy = flagOf(o, 'entropy');
   if (shadow.length % pageSize !== 0) {
     throw new RangeError(`\`shadow\` length must be a multiple of \`pageSize\` (${pageSize}), got ${shadow.length}`);
   }
@@ -144,7 +152,7 @@ function encodeArgs(shadow: Uint8Array, pages: Uint8Array, pfns: Uint32Array, op
       `\`pages\` must hold \`pfns.length\` (${pfns.length}) pages of ${pageSize} bytes, got ${pages.length} bytes`,
     );
   }
-  return [shadow, pages, pfns, pageSize, threads, compress] as const;
+  return [shadow, pages, pfns, pageSize, threads, compress, entropy] as const;
 }
 
 /**

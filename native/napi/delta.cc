@@ -3,7 +3,7 @@
 //
 //   delta_encode(prev, next, compress) -> Uint8Array
 //   delta_apply(target, delta)
-//   pages_encode(shadow, pages, pfns, pageSize, threads, compress) -> Promise<Uint8Array>
+//   pages_encode(shadow, pages, pfns, pageSize, threads, compress, entropy) -> Promise<Uint8Array>
 //   pages_encode_sync(...same) -> Uint8Array
 //   pages_apply(replica, frame, pageSize, threads)
 //   pages_apply_async(...same) -> Promise<void>
@@ -98,6 +98,7 @@ struct EncodeArgs {
   size_t page_size;
   unsigned threads;
   bool compress;
+  bool entropy;
 };
 
 EncodeArgs encode_args(const Napi::CallbackInfo& info) {
@@ -110,6 +111,7 @@ EncodeArgs encode_args(const Napi::CallbackInfo& info) {
   a.page_size = napi_util::page_size(info[3]);
   a.threads = threads_arg(info[4]);
   a.compress = info[5].IsUndefined() ? true : info[5].ToBoolean().Value();
+  a.entropy = info[6].IsUndefined() ? true : info[6].ToBoolean().Value();
   if (a.shadow.length % a.page_size != 0) {
     napi_util::throw_range(env, "`shadow` length must be a multiple of `pageSize` (" +
                                     std::to_string(a.page_size) + "), got " + std::to_string(a.shadow.length));
@@ -130,7 +132,7 @@ Napi::Value PagesEncodeSync(const Napi::CallbackInfo& info) {
   EncodeArgs a = encode_args(info);
   kd::Encoded out;
   if (const char* e = kd::encode_pages(*a.ops, a.shadow.data, a.pages.data, a.pfns, a.count, a.page_size,
-                                       a.threads, a.compress, &out)) {
+                                       a.threads, a.compress, a.entropy, &out)) {
     throw Napi::Error::New(info.Env(), e);
   }
   return adopt_frame(info.Env(), out);
@@ -170,7 +172,7 @@ class EncodeWorker : public PromiseWorker {
 
   void Execute() override {
     if (const char* e = kd::encode_pages(*a_.ops, a_.shadow.data, a_.pages.data, a_.pfns, a_.count,
-                                         a_.page_size, a_.threads, a_.compress, &out_)) {
+                                         a_.page_size, a_.threads, a_.compress, a_.entropy, &out_)) {
       SetError(e);
     }
   }

@@ -49,6 +49,7 @@ struct Rng {
 
 constexpr size_t kPage = 512;
 constexpr size_t kReplicaPages = 8;
+uint64_t g_frames_made = 0, g_huffman_frames = 0, g_huffman_pages = 0;  // coverage of the entropy stage
 
 // Applies `d` to a copy of `target` only if check_delta accepts it; a rejected delta must leave
 // the target untouched (nothing was written).
@@ -100,11 +101,22 @@ void repair_frame_checksum(std::vector<uint8_t>& f) {
 }
 
 // Page pairs with realistic-ish changes: sparse bytes, short runs, bulk copies, zero, same.
-void make_pair(Rng& r, std::vector<uint8_t>& prev, std::vector<uint8_t>& next, size_t n) {
+// skewed: only fine-grained changes by small XOR values (counters), the pages on which the
+// Huffman stage pays, so frames of them carry its page kinds and tables.
+void make_pair(Rng& r, std::vector<uint8_t>& prev, std::vector<uint8_t>& next, size_t n,
+               bool skewed = false) {
   prev.resize(n);
   next.resize(n);
   for (auto& b : prev) b = (r.below(3) == 0) ? 0 : static_cast<uint8_t>(r.next());
   next = prev;
+  if (skewed) {
+    const size_t runs = 1 + r.below(n / 8 + 1);
+    for (size_t k = 0; k < runs && n; k++) {
+      const size_t at = r.below(n), len = 1 + r.below(6);
+      for (size_t i = at; i < at + len && i < n; i++) next[i] ^= static_cast<uint8_t>(1 + r.below(3));
+    }
+    return;
+  }
   switch (r.below(7)) {
     case 0:
       break;
@@ -172,23 +184,28 @@ std::vector<uint8_t> make_frame(Rng& r, const kd::Ops& ops, std::vector<uint8_t>
   pfns.resize(count);
   std::vector<uint8_t> shadow(kReplicaPages * kPage), pages(count * kPage + 1);
   std::vector<uint8_t> a, b;
+  const bool skewed = r.below(2) == 0;
   for (size_t p = 0; p < kReplicaPages; p++) {
     make_pair(r, a, b, kPage);
     std::memcpy(shadow.data() + p * kPage, a.data(), kPage);
   }
   for (size_t i = 0; i < count; i++) {
     std::vector<uint8_t> prev(shadow.begin() + pfns[i] * kPage, shadow.begin() + (pfns[i] + 1) * kPage);
-    make_pair(r, a, b, kPage);
+    make_pair(r, a, b, kPage, skewed);
     // Re-derive a change of this page's old contents with the same mutation style.
-    for (size_t j = 0; j < kPage; j++) b[j] = (a[j] == b[j]) ? prev[j] : b[j];
+    // Skewed pages keep their small XOR values: the same bytes change by the same amounts.
+    for (size_t j = 0; j < kPage; j++) b[j] = (a[j] == b[j]) ? prev[j] : skewed ? prev[j] ^ a[j] ^ b[j] : b[j];
     std::memcpy(pages.data() + i * kPage, b.data(), kPage);
   }
   *shadow_out = shadow;
   kd::Encoded enc;
-  if (kd::encode_pages(ops, shadow.data(), pages.data(), pfns.data(), count, kPage, threads, compress, &enc)) {
+  g_frames_made++;
+  if (kd::encode_pages(ops, shadow.data(), pages.data(), pfns.data(), count, kPage, threads, compress, compress, &enc)) {
     fail("encode_pages out of memory");
   }
   std::vector<uint8_t> f(enc.data, enc.data + enc.length);
+  for (size_t i = 0; i < count; i++) g_huffman_pages += f[kd::kFrameHeader + i * kd::kIndexEntry + 4] >= kd::kXrleHuf;
+  if (f[4] == kd::kFrameVersion) g_huffman_frames++;
   std::free(enc.data);
   *new_shadow = shadow;
   return f;
@@ -323,7 +340,10 @@ int main() {
               static_cast<unsigned long long>(iters), static_cast<unsigned long long>(deltas),
               static_cast<unsigned long long>(frames), static_cast<unsigned long long>(trips));
   for (const kd::Ops* o : runnable_ops()) std::printf(" %s", o->isa);
-  std::printf(")\n");
+  std::printf("); %llu of %llu frames made used the Huffman stage (%llu pages)\n",
+              static_cast<unsigned long long>(g_huffman_frames), static_cast<unsigned long long>(g_frames_made),
+              static_cast<unsigned long long>(g_huffman_pages));
+  if (g_huffman_frames == 0) fail("no frame used the Huffman stage: its decoder was not fuzzed");
   return 0;
 }
 #endif

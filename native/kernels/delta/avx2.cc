@@ -43,6 +43,6 @@ static void xor_blocks(uint8_t* prev, const uint8_t* next, size_t blocks, bool u
 
 }  // namespace avx2_impl
 
-extern const Ops ops_avx2 = {"avx2", avx2_impl::encode_page_impl};
+extern const Ops ops_avx2 = {"avx2", avx2_impl::encode_page_impl, avx2_impl::encode_page_split_impl};
 
 }  // namespace kernels::delta

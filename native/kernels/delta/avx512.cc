@@ -34,6 +34,6 @@ static void xor_blocks(uint8_t* prev, const uint8_t* next, size_t blocks, bool u
 
 }  // namespace avx512_impl
 
-extern const Ops ops_avx512 = {"avx512", avx512_impl::encode_page_impl};
+extern const Ops ops_avx512 = {"avx512", avx512_impl::encode_page_impl, avx512_impl::encode_page_split_impl};
 
 }  // namespace kernels::delta

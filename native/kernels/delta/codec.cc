@@ -4,6 +4,7 @@
 
 #include <lz4.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -18,6 +19,18 @@ Workspace::Workspace(size_t max_page)
 
 Workspace::~Workspace() {
   std::free(lz4_);
+  delete[] dec_;
+}
+
+const huff::Decoder* Workspace::decoders(const uint8_t* tables, const char** err) {
+  if (dec_ == nullptr) dec_ = new huff::Decoder[2];
+  if (tables != dec_tables_) {
+    dec_tables_ = tables;
+    dec_err_ = huff::read_table(tables, &dec_[0]);
+    if (dec_err_ == nullptr) dec_err_ = huff::read_table(tables + huff::kTableBytes, &dec_[1]);
+  }
+  *err = dec_err_;
+  return dec_err_ == nullptr ? dec_ : nullptr;
 }
 
 void* Workspace::lz4_stream() {
@@ -92,75 +105,126 @@ size_t try_lz4(Workspace& ws, const uint8_t* src, size_t n, uint8_t* dst, size_t
 // pays, so only bulk changes (a third of the page or more) and RAW pages get the second stage.
 inline size_t lz4_min_xrle(size_t n) { return n / 3 > 96 ? n / 3 : 96; }
 
+// lz4 form of a first-stage body (XRLE: varint of its length + block; RAW: block of the page)
+// in dst if it saves at least 1/16 of the body; returns its length, 0 if it does not pay or is
+// not tried (XRLE bodies below lz4_min_xrle).
+size_t lz4_body(Kind k, const uint8_t* body, size_t len, const uint8_t* next, size_t n,
+                uint8_t* dst, Workspace& ws) {
+  if (k == kXrle && len >= lz4_min_xrle(n)) {
+    const size_t vs = varint_size(len);
+    const size_t c = try_lz4(ws, body, len, dst + vs, len - len / 16 - vs);
+    if (c == 0) return 0;
+    write_varint(dst, len);
+    return vs + c;
+  }
+  if (k == kRaw && n >= 96) return try_lz4(ws, next, n, dst, n - n / 16);
+  return 0;
+}
+
 }  // namespace
+
+Kind lz4_stage(Kind k, const uint8_t* next, size_t n, uint8_t* out, size_t* out_len, Workspace& ws) {
+  uint8_t* tmp = ws.tmp();
+  const size_t c = lz4_body(k, out, *out_len, next, n, tmp, ws);
+  if (c == 0) return k;
+  std::memcpy(out, tmp, c);
+  *out_len = c;
+  return k == kXrle ? kXrleLz4 : kRawLz4;
+}
 
 Kind encode_page(const Ops& ops, uint8_t* prev, const uint8_t* next, size_t n, bool update_prev,
                  bool compress, uint8_t* out, size_t* out_len, Workspace& ws) {
-  Kind k = ops.encode_page(prev, next, n, update_prev, out, out_len, ws.scratch());
-  if (!compress) return k;
-  uint8_t* tmp = ws.tmp();
-  if (k == kXrle && *out_len >= lz4_min_xrle(n)) {
-    const size_t len = *out_len;
-    const size_t vs = varint_size(len);
-    // The whole body (varint + block) must save at least 1/16 of the XRLE stream.
-    const size_t c = try_lz4(ws, out, len, tmp + vs, len - len / 16 - vs);
-    if (c != 0) {
-      write_varint(tmp, len);
-      std::memcpy(out, tmp, vs + c);
-      *out_len = vs + c;
-      return kXrleLz4;
-    }
-  } else if (k == kRaw && n >= 96) {
-    const size_t c = try_lz4(ws, next, n, tmp, n - n / 16);
-    if (c != 0) {
-      std::memcpy(out, tmp, c);
-      *out_len = c;
-      return kRawLz4;
-    }
-  }
-  return k;
+  const Kind k = ops.encode_page(prev, next, n, update_prev, out, out_len, ws.scratch());
+  return compress ? lz4_stage(k, next, n, out, out_len, ws) : k;
 }
 
 namespace {
 
-// Walks an XRLE stream; with target == nullptr only checks it.
-const char* xrle_walk(uint8_t* target, const uint8_t* body, size_t len, size_t n) {
+// Walks an XRLE stream; with target == nullptr only checks it. With lit == nullptr the literal
+// bytes follow their tokens in `body` (XRLE); otherwise body holds only the tokens and the
+// literals come from lit[0, lit_len) in order, all of which must be used (the Huffman kinds).
+const char* xrle_walk(uint8_t* target, const uint8_t* body, size_t len, size_t n,
+                      const uint8_t* lit = nullptr, size_t lit_len = 0) {
   const uint8_t* p = body;
   const uint8_t* const end = body + len;
+  const bool split = lit != nullptr;
+  const uint8_t* lp = lit;
+  const uint8_t* const lend = lit + lit_len;
   size_t pos = 0;
   while (p < end) {
     const uint8_t t = *p++;
-    size_t skip = t & 15, lit = t >> 4;
+    size_t skip = t & 15, run = t >> 4;
     uint32_t v;
     if (skip == 15) {
       if (!read_varint(&p, end, &v)) return "truncated or oversized skip varint";
       skip = 15 + static_cast<size_t>(v);
     }
-    if (lit == 0) {
+    if (run == 0) {
       if (!read_varint(&p, end, &v)) return "truncated or oversized length varint";
-      lit = 16 + static_cast<size_t>(v);
+      run = 16 + static_cast<size_t>(v);
     }
     if (skip > n - pos) return "skip runs past the end of the page";
     pos += skip;
-    if (lit > n - pos) return "literal runs past the end of the page";
-    if (lit > static_cast<size_t>(end - p)) return "literal is truncated";
+    if (run > n - pos) return "literal runs past the end of the page";
+    const uint8_t*& src = split ? lp : p;
+    if (run > static_cast<size_t>((split ? lend : end) - src)) return "literal is truncated";
     if (target != nullptr) {
       uint8_t* d = target + pos;
-      // SAFETY: pos + lit <= n and p + lit <= end were checked above.
+      // SAFETY: pos + run <= n and src + run <= its end were checked above.
       size_t i = 0;
-      for (; i + 8 <= lit; i += 8) {
+      for (; i + 8 <= run; i += 8) {
         uint64_t a, b;
         std::memcpy(&a, d + i, 8);
-        std::memcpy(&b, p + i, 8);
+        std::memcpy(&b, src + i, 8);
         a ^= b;
         std::memcpy(d + i, &a, 8);
       }
-      for (; i < lit; i++) d[i] ^= p[i];
+      for (; i < run; i++) d[i] ^= src[i];
     }
-    p += lit;
-    pos += lit;
+    src += run;
+    pos += run;
   }
+  if (split && lp != lend) return "literal bytes left over";
   return nullptr;
+}
+
+// Decodes the token and literal streams of a kXrleHuf body (for kXrleHufTable: the body after
+// its tables) into ws.tmp(): tokens at [0, *tok_len), literals right after them.
+const char* huf_unpack(const uint8_t* body, size_t len, size_t n, const uint8_t* tables,
+                       Workspace& ws, size_t* tok_len, size_t* lit_len) {
+  if (tables == nullptr) return "Huffman page with no tables before it in the frame";
+  if (len == 0 || len >= n) return "XRLE+HUF body length out of range";
+  const char* err = nullptr;
+  const huff::Decoder* dec = ws.decoders(tables, &err);
+  if (dec == nullptr) return err;
+  const uint8_t* p = body;
+  const uint8_t* const end = body + len;
+  uint32_t t, l, b;
+  if (!read_varint(&p, end, &t) || !read_varint(&p, end, &l) || !read_varint(&p, end, &b)) {
+    return "truncated or oversized Huffman stream lengths";
+  }
+  if (t == 0 || l == 0 || uint64_t{t} + l >= n) return "Huffman stream lengths out of range";
+  if (b > static_cast<size_t>(end - p)) return "Huffman token stream runs past the body";
+  uint8_t* tmp = ws.tmp();
+  if (const char* e = huff::decode(dec[0], p, b, tmp, t)) return e;
+  if (const char* e = huff::decode(dec[1], p + b, static_cast<size_t>(end - p) - b, tmp + t, l)) return e;
+  *tok_len = t;
+  *lit_len = l;
+  return nullptr;
+}
+
+// Checks (target == nullptr) or applies a kXrleHuf / kXrleHufTable body.
+const char* huf_page(uint8_t* target, uint8_t kind, const uint8_t* body, size_t len, size_t n,
+                     const uint8_t* tables, Workspace& ws) {
+  if (kind == kXrleHufTable) {
+    if (len <= kHufTables) return "XRLE+HUF tables are truncated";
+    tables = body;
+    body += kHufTables;
+    len -= kHufTables;
+  }
+  size_t t = 0, l = 0;
+  if (const char* e = huf_unpack(body, len, n, tables, ws, &t, &l)) return e;
+  return xrle_walk(target, ws.tmp(), t, n, ws.tmp() + t, l);
 }
 
 // Decompresses the XRLE stream of a kXrleLz4 body into tmp; returns its length via *xlen.
@@ -181,7 +245,8 @@ const char* xrle_lz4_unpack(const uint8_t* body, size_t len, size_t n, uint8_t* 
 
 }  // namespace
 
-const char* check_page(uint8_t kind, const uint8_t* body, size_t len, size_t n, Workspace& ws) {
+const char* check_page(uint8_t kind, const uint8_t* body, size_t len, size_t n, Workspace& ws,
+                       const uint8_t* tables) {
   if (n > ws.max_page()) return "page larger than the workspace";
   switch (kind) {
     case kSame:
@@ -207,13 +272,16 @@ const char* check_page(uint8_t kind, const uint8_t* body, size_t len, size_t n, 
                               static_cast<int>(len), static_cast<int>(n));
       return r == static_cast<int>(n) ? nullptr : "corrupt lz4 block";
     }
+    case kXrleHuf:
+    case kXrleHufTable:
+      return huf_page(nullptr, kind, body, len, n, tables, ws);
     default:
       return "unknown page kind";
   }
 }
 
 void apply_page(uint8_t* target, uint8_t kind, const uint8_t* body, size_t len, size_t n,
-                Workspace& ws) {
+                Workspace& ws, const uint8_t* tables) {
   if (n == 0) return;  // nothing to write (and target may be null for an empty buffer)
   switch (kind) {
     case kSame:
@@ -238,9 +306,196 @@ void apply_page(uint8_t* target, uint8_t kind, const uint8_t* body, size_t len, 
       LZ4_decompress_safe(reinterpret_cast<const char*>(body), reinterpret_cast<char*>(target),
                           static_cast<int>(len), static_cast<int>(n));
       return;
+    case kXrleHuf:
+    case kXrleHufTable:
+      huf_page(target, kind, body, len, n, tables, ws);
+      return;
     default:
       return;
   }
+}
+
+// ---- entropy stage over a group of pages ----
+
+namespace {
+
+// Makes v hold at least `want` bytes (grows by doubling; contents kept).
+void reserve_bytes(std::vector<uint8_t>& v, size_t want) {
+  if (v.size() < want) v.resize(std::max(want, v.size() * 2));
+}
+
+}  // namespace
+
+GroupCoder::GroupCoder(size_t page_size) : n_(page_size) {}
+
+void GroupCoder::reset() {
+  pages_.clear();
+  tok_used_ = lit_used_ = 0;
+}
+
+void GroupCoder::add(const Ops& ops, uint8_t* shadow, const uint8_t* next, Workspace& ws) {
+  reserve_bytes(toks_, tok_used_ + n_ + 64);
+  reserve_bytes(lits_, lit_used_ + n_ + 64);
+  Page pg{};
+  pg.next = next;
+  pg.kind = ops.encode_page_split(shadow, next, n_, true, toks_.data() + tok_used_, &pg.tok_len,
+                                  lits_.data() + lit_used_, &pg.lit_len, ws.scratch());
+  if (pg.kind == kXrle) {
+    pg.tok_off = tok_used_;
+    pg.lit_off = lit_used_;
+    tok_used_ += pg.tok_len;
+    lit_used_ += pg.lit_len;
+  } else {
+    pg.tok_len = pg.lit_len = 0;  // a RAW page's body is `next` itself
+  }
+  pages_.push_back(pg);
+}
+
+size_t GroupCoder::interleave(const Page& pg, uint8_t* dst) const {
+  // Our own first stage's output: well formed, so no checks.
+  const uint8_t* t = toks_.data() + pg.tok_off;
+  const uint8_t* const end = t + pg.tok_len;
+  const uint8_t* l = lits_.data() + pg.lit_off;
+  uint8_t* o = dst;
+  while (t < end) {
+    const uint8_t tk = *t++;
+    *o++ = tk;
+    size_t run = tk >> 4;
+    if ((tk & 15) == 15) {
+      uint8_t b;
+      do {
+        b = *t++;
+        *o++ = b;
+      } while (b & 0x80);
+    }
+    if (run == 0) {
+      size_t v = 0;
+      unsigned shift = 0;
+      uint8_t b;
+      do {
+        b = *t++;
+        *o++ = b;
+        v |= size_t{b & 0x7fu} << shift;
+        shift += 7;
+      } while (b & 0x80);
+      run = 16 + v;
+    }
+    std::memcpy(o, l, run);
+    o += run;
+    l += run;
+  }
+  return static_cast<size_t>(o - dst);
+}
+
+size_t GroupCoder::finish(uint8_t* out, uint8_t* kinds, uint32_t* lens, Workspace& ws) {
+  const size_t n = n_;
+  bool use_huf = false;
+  huff::Code code_tok, code_lit;
+  uint8_t len_tok[huff::kSymbols], len_lit[huff::kSymbols];
+  if (lit_used_ != 0) {
+    std::memset(hist_tok_, 0, sizeof hist_tok_);
+    std::memset(hist_lit_, 0, sizeof hist_lit_);
+    for (size_t i = 0; i < tok_used_; i++) hist_tok_[toks_[i]]++;
+    // Four histograms so consecutive equal bytes do not wait on each other's increments.
+    const uint8_t* lp = lits_.data();
+    size_t i = 0;
+    for (; i + 4 <= lit_used_; i += 4) {
+      hist_lit_[0][lp[i]]++;
+      hist_lit_[1][lp[i + 1]]++;
+      hist_lit_[2][lp[i + 2]]++;
+      hist_lit_[3][lp[i + 3]]++;
+    }
+    for (; i < lit_used_; i++) hist_lit_[0][lp[i]]++;
+    for (size_t s = 0; s < huff::kSymbols; s++) {
+      hist_lit_[0][s] += hist_lit_[1][s] + hist_lit_[2][s] + hist_lit_[3][s];
+    }
+    huff::build_lengths(hist_tok_, len_tok);
+    huff::build_lengths(hist_lit_[0], len_lit);
+    size_t count = 0;
+    for (const Page& pg : pages_) count += pg.kind == kXrle;
+    // Worth it only if the estimate (streams, tables, ~4 bytes of lengths and padding per page)
+    // saves at least 1/32 of the group's XRLE bytes; otherwise the coding time is not spent.
+    const size_t xrle = tok_used_ + lit_used_;
+    const uint64_t est = (huff::cost_bits(hist_tok_, len_tok) + huff::cost_bits(hist_lit_[0], len_lit)) / 8 +
+                         kHufTables + 4 * count;
+    use_huf = est + xrle / 32 < xrle;
+    if (use_huf) {
+      huff::build_code(len_tok, &code_tok);
+      huff::build_code(len_lit, &code_lit);
+    }
+  }
+  // Each page's best body without Huffman: plain, or lz4 when it pays (lz4 bodies go to lz4_).
+  size_t lz4_used = 0;
+  for (Page& pg : pages_) {
+    pg.best_kind = pg.kind;
+    pg.best_len = pg.kind == kXrle ? pg.tok_len + pg.lit_len : pg.kind == kRaw ? n : 0;
+    pg.huf_len = 0;
+    if ((pg.kind == kXrle && pg.best_len >= lz4_min_xrle(n)) || pg.kind == kRaw) {
+      reserve_bytes(lz4_, lz4_used + 2 * n + 64);
+      uint8_t* body = lz4_.data() + lz4_used + n + 64;  // the XRLE stream, after room for lz4's
+      if (pg.kind == kXrle) interleave(pg, body);
+      const size_t c = lz4_body(pg.kind, body, pg.best_len, pg.next, n, lz4_.data() + lz4_used, ws);
+      if (c != 0) {
+        pg.best_kind = pg.kind == kXrle ? kXrleLz4 : kRawLz4;
+        pg.best_len = c;
+        pg.lz4_off = lz4_used;
+        lz4_used += c;
+      }
+    }
+  }
+  if (use_huf) {
+    // Code every XRLE page; the group uses the tables only if what the pages save pays for them.
+    size_t used = 0, saved = 0;
+    for (Page& pg : pages_) {
+      if (pg.kind != kXrle) continue;
+      reserve_bytes(coded_, used + huff::encode_bound(pg.tok_len) + huff::encode_bound(pg.lit_len));
+      uint8_t* cb = coded_.data() + used;
+      const size_t tb = huff::encode(code_tok, toks_.data() + pg.tok_off, pg.tok_len, cb);
+      const size_t lb = huff::encode(code_lit, lits_.data() + pg.lit_off, pg.lit_len, cb + tb);
+      const size_t hlen = varint_size(pg.tok_len) + varint_size(pg.lit_len) + varint_size(tb) + tb + lb;
+      if (hlen < pg.best_len) {
+        pg.huf_len = hlen;
+        pg.huf_off = used;
+        pg.huf_tok = tb;
+        saved += pg.best_len - hlen;
+        used += tb + lb;
+      }
+    }
+    use_huf = saved > kHufTables;
+  }
+  uint8_t* o = out;
+  bool tables_out = false;
+  for (size_t i = 0; i < pages_.size(); i++) {
+    const Page& pg = pages_[i];
+    if (use_huf && pg.huf_len != 0) {
+      uint8_t* h = o;
+      if (!tables_out) {
+        huff::write_table(len_tok, h);
+        huff::write_table(len_lit, h + huff::kTableBytes);
+        h += kHufTables;
+      }
+      uint8_t* const start = h;
+      h = write_varint(h, pg.tok_len);
+      h = write_varint(h, pg.lit_len);
+      h = write_varint(h, pg.huf_tok);
+      std::memcpy(h, coded_.data() + pg.huf_off, pg.huf_len - static_cast<size_t>(h - start));
+      kinds[i] = tables_out ? kXrleHuf : kXrleHufTable;
+      lens[i] = static_cast<uint32_t>(pg.huf_len + (tables_out ? 0 : kHufTables));
+      tables_out = true;
+    } else {
+      kinds[i] = pg.best_kind;
+      lens[i] = static_cast<uint32_t>(pg.best_len);
+      if (pg.best_kind == kXrle) {
+        interleave(pg, o);
+      } else if (pg.best_kind == kRaw) {
+        std::memcpy(o, pg.next, n);
+      } else if (pg.best_len != 0) {
+        std::memcpy(o, lz4_.data() + pg.lz4_off, pg.best_len);
+      }
+    }
+    o += lens[i];
+  }
+  return static_cast<size_t>(o - out);
 }
 
 }  // namespace kernels::delta

@@ -8,8 +8,12 @@
 #include <vector>
 
 #include "kernels/delta/delta.h"
+#include "kernels/delta/huffman.h"
 
 namespace kernels::delta {
+
+// Bytes of the two Huffman tables (tokens, then literals) at the start of a kXrleHufTable body.
+constexpr size_t kHufTables = 2 * huff::kTableBytes;
 
 // Per-thread buffers for encoding or decoding pages of up to `max_page` bytes.
 class Workspace {
@@ -23,6 +27,10 @@ class Workspace {
   uint8_t* tmp() { return tmp_.data(); }
   void* lz4_stream();  // lz4 state (LZ4_sizeofState bytes), allocated on first use
   size_t max_page() const { return max_page_; }
+  // Decoders for the Huffman tables at `tables` (kHufTables bytes), built on first use and kept
+  // while the same tables are asked for again (the pages of one group); nullptr on bad tables
+  // with the reason in *err.
+  const huff::Decoder* decoders(const uint8_t* tables, const char** err);
 
  private:
   size_t max_page_;
@@ -31,6 +39,9 @@ class Workspace {
   std::vector<uint32_t> edges_;
   std::vector<uint8_t> tmp_;
   void* lz4_ = nullptr;
+  huff::Decoder* dec_ = nullptr;  // [0] tokens, [1] literals
+  const uint8_t* dec_tables_ = nullptr;
+  const char* dec_err_ = nullptr;
 };
 
 // Encodes one n-byte page (n <= ws.max_page()) into `out` (capacity >= n + 64). With `compress`,
@@ -38,13 +49,55 @@ class Workspace {
 Kind encode_page(const Ops& ops, uint8_t* prev, const uint8_t* next, size_t n, bool update_prev,
                  bool compress, uint8_t* out, size_t* out_len, Workspace& ws);
 
-// Returns nullptr when `body` (len bytes) is a well-formed body of `kind` for an n-byte page,
-// else a short reason. Never reads outside body[0, len). Uses ws.tmp() for lz4 kinds.
-const char* check_page(uint8_t kind, const uint8_t* body, size_t len, size_t n, Workspace& ws);
+// The lz4 second stage alone, for a body the first stage made (`next` is the page itself).
+Kind lz4_stage(Kind k, const uint8_t* next, size_t n, uint8_t* out, size_t* out_len, Workspace& ws);
 
-// Applies a body that check_page accepted to the n-byte `target`.
+// Returns nullptr when `body` (len bytes) is a well-formed body of `kind` for an n-byte page,
+// else a short reason. Never reads outside body[0, len). Uses ws.tmp() for lz4 and Huffman
+// kinds. `tables` is the start of the kXrleHufTable body whose tables a kXrleHuf page uses
+// (nullptr: none; the kind is then refused); a kXrleHufTable page uses its own.
+const char* check_page(uint8_t kind, const uint8_t* body, size_t len, size_t n, Workspace& ws,
+                       const uint8_t* tables = nullptr);
+
+// Applies a body that check_page accepted (with the same tables) to the n-byte `target`.
 void apply_page(uint8_t* target, uint8_t kind, const uint8_t* body, size_t len, size_t n,
-                Workspace& ws);
+                Workspace& ws, const uint8_t* tables = nullptr);
+
+// The entropy stage over a group of pages (encode_pages with compress): the first stage writes
+// each page's XRLE stream split into token bytes and literal bytes, one Huffman code is built
+// for each from the whole group, and each page keeps whichever of its Huffman, lz4 and plain
+// body is smallest. The group's first Huffman page carries the tables (kXrleHufTable).
+class GroupCoder {
+ public:
+  explicit GroupCoder(size_t page_size);
+  // Begins a group.
+  void reset();
+  // Encodes `next` against `shadow` (updating the shadow) and adds it to the group.
+  void add(const Ops& ops, uint8_t* shadow, const uint8_t* next, Workspace& ws);
+  // Writes the final bodies of the group's pages, in order, to out (capacity: pages * (page
+  // size + 64) + kHufTables); kinds[i] and lens[i] get each page's kind and length. Returns the
+  // bytes written.
+  size_t finish(uint8_t* out, uint8_t* kinds, uint32_t* lens, Workspace& ws);
+
+ private:
+  struct Page {
+    Kind kind;
+    const uint8_t* next;
+    size_t tok_off, tok_len, lit_off, lit_len;  // split XRLE streams (XRLE pages)
+    Kind best_kind;                             // the smaller of plain and lz4
+    size_t best_len, lz4_off;
+    size_t huf_len, huf_off, huf_tok;           // Huffman body (0: not smaller than best)
+  };
+  // Writes the XRLE stream of a page (tokens and literals interleaved again) to dst.
+  size_t interleave(const Page& pg, uint8_t* dst) const;
+
+  size_t n_;
+  std::vector<Page> pages_;
+  size_t tok_used_ = 0, lit_used_ = 0;
+  std::vector<uint8_t> toks_, lits_, coded_, lz4_;
+  uint32_t hist_tok_[huff::kSymbols];
+  uint32_t hist_lit_[4][huff::kSymbols];
+};
 
 // LEB128 helpers shared with frame.cc. read_varint returns false on truncation or a value that
 // does not fit in 32 bits (at most 5 bytes).

@@ -20,8 +20,11 @@ enum Kind : uint8_t {
   kRaw = 3,      // the new bytes verbatim (body length == page length)
   kXrleLz4 = 4,  // varint(XOR-RLE length) + lz4 block of the XOR-RLE stream
   kRawLz4 = 5,   // lz4 block of the new bytes (decompresses to exactly the page length)
+  kXrleHuf = 6,  // XOR-RLE split into token and literal streams, each Huffman coded with the
+                 // tables of the nearest kXrleHufTable page before it in the frame
+  kXrleHufTable = 7,  // the two Huffman tables (2 x 128 bytes), then a kXrleHuf body
 };
-constexpr uint8_t kKindCount = 6;
+constexpr uint8_t kKindCount = 8;
 
 // Scratch a caller hands to encode_page (one per thread; sized for the largest page).
 struct Scratch {
@@ -44,6 +47,12 @@ struct Ops {
   // differ are written), which is how encodePages keeps its shadow in step.
   Kind (*encode_page)(uint8_t* prev, const uint8_t* next, size_t n, bool update_prev,
                       uint8_t* out, size_t* out_len, const Scratch& scratch);
+  // The same with the XRLE stream split in two (the entropy stage's input): token bytes (with
+  // their extension varints) to `toks`, literal bytes to `lits` (each of capacity n + 64).
+  // Same kinds; a RAW page is copied to toks (*tok_len n, *lit_len 0).
+  Kind (*encode_page_split)(uint8_t* prev, const uint8_t* next, size_t n, bool update_prev,
+                            uint8_t* toks, size_t* tok_len, uint8_t* lits, size_t* lit_len,
+                            const Scratch& scratch);
 };
 
 extern const Ops ops_scalar;

@@ -9,7 +9,9 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <mutex>
+#include <new>
 #include <string>
 
 #include "runtime/pool.h"
@@ -108,7 +110,7 @@ void apply_delta(uint8_t* target, size_t n, const uint8_t* d, size_t len) {
 const char* parse_frame(const uint8_t* f, size_t len, size_t page_size, FrameView* out) {
   if (len < kFrameHeader) return "is shorter than the 32-byte header";
   if (std::memcmp(f, kFrameMagic, 4) != 0) return "has a bad magic (not a page frame)";
-  if (f[4] != kVersion) return "has an unsupported version";
+  if (f[4] != 1 && f[4] != kFrameVersion) return "has an unsupported version";
   if (f[5] != 0) return "has unknown flags";
   const uint8_t shift = f[6];
   if (shift < 9 || shift > 20) return "has an invalid page size";
@@ -128,8 +130,9 @@ const char* parse_frame(const uint8_t* f, size_t len, size_t page_size, FrameVie
   out->index = f + kFrameHeader;
   out->payload = f + kFrameHeader + count * kIndexEntry;
   uint64_t total = 0;
+  const uint8_t kinds = out->version == 1 ? uint8_t{kXrleHuf} : kKindCount;
   for (size_t i = 0; i < count; i++) {
-    if (entry_kind(*out, i) >= kKindCount) return "has an unknown page kind in its index";
+    if (entry_kind(*out, i) >= kinds) return "has an unknown page kind in its index";
     total += entry_length(*out, i);
   }
   if (total != payload) return "has index lengths that do not add up to the payload";
@@ -147,9 +150,22 @@ bool check_frame(const uint8_t* f, size_t len, size_t page_size, uint64_t replic
   for (size_t i = 0; i < count; i++) pfns[i] = entry_pfn(*out, i);
   if (!check_pfns(pfns.data(), count, replica_pages, reason)) return false;
   out->offsets.assign(count, 0);
+  out->tables.assign(count, nullptr);
   uint64_t off = 0;
+  const uint8_t* tables = nullptr;  // the latest kXrleHufTable body
   for (size_t i = 0; i < count; i++) {
     out->offsets[i] = off;
+    const uint8_t kind = entry_kind(*out, i);
+    if (kind == kXrleHufTable) {
+      if (entry_length(*out, i) <= kHufTables) {
+        *reason = "has a bad page " + std::to_string(i) + " (pfn " + std::to_string(pfns[i]) +
+                  "): XRLE+HUF tables are truncated";
+        return false;
+      }
+      tables = out->payload + off;
+    } else if (kind == kXrleHuf) {
+      out->tables[i] = tables;
+    }
     off += entry_length(*out, i);
   }
   std::mutex mu;
@@ -160,7 +176,7 @@ bool check_frame(const uint8_t* f, size_t len, size_t page_size, uint64_t replic
     Workspace ws(fv.page_size);
     for (size_t i = b; i < e; i++) {
       const char* r = check_page(entry_kind(fv, i), fv.payload + fv.offsets[i], entry_length(fv, i),
-                                 fv.page_size, ws);
+                                 fv.page_size, ws, fv.tables[i]);
       if (r != nullptr) {
         std::lock_guard<std::mutex> lock(mu);
         if (i < bad) {
@@ -186,7 +202,7 @@ void apply_frame(uint8_t* replica, const FrameView& f, unsigned threads) {
       // SAFETY: check_frame proved pfn < replica pages, so the page lies inside the replica.
       uint8_t* page = replica + static_cast<size_t>(entry_pfn(f, i)) * f.page_size;
       apply_page(page, entry_kind(f, i), f.payload + f.offsets[i], entry_length(f, i), f.page_size,
-                 ws);
+                 ws, f.tables[i]);
     }
   });
 }
@@ -317,6 +333,28 @@ uint8_t* take_frame(size_t size, size_t* cap) {
   return p;
 }
 
+// Per-thread encoder state, kept between calls (pool threads live as long as the process): a
+// fresh group buffer per call is fresh memory, and its page faults cost more than the coding.
+struct EncodeScratch {
+  explicit EncodeScratch(size_t page_size) : page_size(page_size), ws(page_size), coder(page_size) {}
+  size_t page_size;
+  Workspace ws;
+  GroupCoder coder;
+};
+
+EncodeScratch* encode_scratch(size_t page_size) {
+  thread_local std::unique_ptr<EncodeScratch> es;
+  if (es == nullptr || es->page_size != page_size) {
+    es.reset();
+    try {
+      es = std::make_unique<EncodeScratch>(page_size);
+    } catch (const std::bad_alloc&) {
+      return nullptr;
+    }
+  }
+  return es.get();
+}
+
 }  // namespace
 
 void release_frame(uint8_t* data, size_t capacity) {
@@ -334,22 +372,27 @@ void release_frame(uint8_t* data, size_t capacity) {
 
 const char* encode_pages(const Ops& ops, uint8_t* shadow, const uint8_t* pages,
                          const uint32_t* pfns, size_t count, size_t page_size, unsigned threads,
-                         bool compress, Encoded* out) {
+                         bool compress, bool entropy, Encoded* out) {
   std::vector<uint8_t> kinds(count);
   std::vector<uint32_t> lens(count);
   std::vector<Chunk> chunks;
   std::mutex mu;
   bool oom = false;
-  runtime::parallel_for(count, threads, [&](size_t b, size_t e) {
-    Workspace ws(page_size);
+  const size_t gp = group_pages(page_size);
+  const size_t groups = (count + gp - 1) / gp;
+  const size_t slot = page_size + 64;  // first-stage body of one page, with copy slack
+  runtime::parallel_for(groups, threads, [&](size_t gb, size_t ge) {
+    EncodeScratch* es = encode_scratch(page_size);
     Chunk c;
-    c.begin = b;
-    // Room for the worst case of one page; grows by doubling when a page might not fit.
-    take_buffer(&c, std::min<size_t>((e - b) * (page_size + 64), size_t{1} << 20) + page_size + 64);
-    bool failed = c.buf == nullptr;
-    for (size_t i = b; i < e && !failed; i++) {
-      if (c.cap - c.len < page_size + 64) {
-        const size_t ncap = std::max(c.cap * 2, c.len + page_size + 64);
+    c.begin = gb;
+    const size_t b0 = gb * gp, e0 = std::min(count, ge * gp);
+    // Room for the worst case of one group; grows by doubling when a group might not fit.
+    const size_t group_max = gp * slot + kHufTables;
+    take_buffer(&c, std::min<size_t>((e0 - b0) * slot, size_t{1} << 20) + group_max);
+    bool failed = c.buf == nullptr || es == nullptr;
+    for (size_t g = gb; g < ge && !failed; g++) {
+      if (c.cap - c.len < group_max) {
+        const size_t ncap = std::max(c.cap * 2, c.len + group_max);
         auto* nb = static_cast<uint8_t*>(std::realloc(c.buf, ncap));
         if (nb == nullptr) {
           failed = true;
@@ -358,13 +401,26 @@ const char* encode_pages(const Ops& ops, uint8_t* shadow, const uint8_t* pages,
         c.buf = nb;
         c.cap = ncap;
       }
-      size_t blen = 0;
-      // SAFETY: pfns were checked < shadow pages; pages holds count * page_size bytes.
-      kinds[i] = encode_page(ops, shadow + static_cast<size_t>(pfns[i]) * page_size,
-                             pages + i * page_size, page_size, true, compress, c.buf + c.len,
-                             &blen, ws);
-      lens[i] = static_cast<uint32_t>(blen);
-      c.len += blen;
+      const size_t b = g * gp, e = std::min(count, b + gp);
+      if (compress && entropy) {
+        es->coder.reset();
+        for (size_t i = b; i < e; i++) {
+          // SAFETY: pfns were checked < shadow pages; pages holds count * page_size bytes.
+          es->coder.add(ops, shadow + static_cast<size_t>(pfns[i]) * page_size, pages + i * page_size,
+                        es->ws);
+        }
+        c.len += es->coder.finish(c.buf + c.len, kinds.data() + b, lens.data() + b, es->ws);
+        continue;
+      }
+      for (size_t i = b; i < e; i++) {
+        size_t blen = 0;
+        // SAFETY: as above; the chunk has room for the group (page size + 64 per page).
+        kinds[i] = encode_page(ops, shadow + static_cast<size_t>(pfns[i]) * page_size,
+                               pages + i * page_size, page_size, true, compress, c.buf + c.len,
+                               &blen, es->ws);
+        lens[i] = static_cast<uint32_t>(blen);
+        c.len += blen;
+      }
     }
     std::lock_guard<std::mutex> lock(mu);
     if (failed) oom = true;
@@ -377,8 +433,11 @@ const char* encode_pages(const Ops& ops, uint8_t* shadow, const uint8_t* pages,
   size_t cap = 0;
   uint8_t* f = oom ? nullptr : take_frame(size, &cap);
   if (f != nullptr) {
+    // Version 2 only when a page needs it, so readers of version 1 still take the rest.
+    bool huffman = false;
+    for (size_t i = 0; i < count; i++) huffman |= kinds[i] >= kXrleHuf;
     std::memcpy(f, kFrameMagic, 4);
-    f[4] = kVersion;
+    f[4] = huffman ? kFrameVersion : 1;
     f[5] = 0;
     f[6] = static_cast<uint8_t>(__builtin_ctzll(page_size));
     f[7] = 0;

@@ -18,7 +18,14 @@
 
 namespace kernels::delta {
 
-constexpr uint8_t kVersion = 1;
+constexpr uint8_t kVersion = 1;       // delta container
+constexpr uint8_t kFrameVersion = 2;  // page frame (version 1: no Huffman kinds; still read)
+// encode_pages codes pages in groups of group_pages(page size) pages (by index in the batch,
+// 256 KiB of pages): the unit of the entropy stage's tables and of the work split between
+// threads, so frames do not depend on the thread count.
+inline size_t group_pages(size_t page_size) {
+  return page_size >= (size_t{256} << 10) ? 1 : (size_t{256} << 10) / page_size;
+}
 constexpr size_t kDeltaHeader = 24;
 constexpr size_t kFrameHeader = 32;
 constexpr size_t kIndexEntry = 8;
@@ -47,6 +54,8 @@ struct FrameView {
   const uint8_t* index = nullptr;    // count entries of kIndexEntry bytes
   const uint8_t* payload = nullptr;  // bodies in index order
   std::vector<uint64_t> offsets;     // offset of each body in payload (filled by check_frame)
+  // For each kXrleHuf page, the kXrleHufTable body whose tables it uses (check_frame).
+  std::vector<const uint8_t*> tables;
 };
 
 inline uint32_t entry_pfn(const FrameView& f, size_t i) {
@@ -83,9 +92,10 @@ struct Encoded {
   size_t capacity = 0;      // bytes allocated at data (>= length)
 };
 // Encodes pages[i] against shadow page pfns[i] for every i and updates the shadow. The caller
-// has checked the pfns (check_pfns) and sizes. Returns nullptr or a reason (out of memory).
+// has checked the pfns (check_pfns) and sizes. `compress` allows the lz4 second stage and, with
+// `entropy`, the Huffman stage (GroupCoder). Returns nullptr or a reason (out of memory).
 const char* encode_pages(const Ops& ops, uint8_t* shadow, const uint8_t* pages,
                          const uint32_t* pfns, size_t count, size_t page_size, unsigned threads,
-                         bool compress, Encoded* out);
+                         bool compress, bool entropy, Encoded* out);
 
 }  // namespace kernels::delta

@@ -40,6 +40,6 @@ static void xor_blocks(uint8_t* prev, const uint8_t* next, size_t blocks, bool u
 
 }  // namespace scalar_impl
 
-extern const Ops ops_scalar = {"scalar", scalar_impl::encode_page_impl};
+extern const Ops ops_scalar = {"scalar", scalar_impl::encode_page_impl, scalar_impl::encode_page_split_impl};
 
 }  // namespace kernels::delta

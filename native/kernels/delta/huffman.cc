@@ -1,0 +1,206 @@
+// Canonical Huffman coder for the page codec's entropy stage (see huffman.h).
+#include "kernels/delta/huffman.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace kernels::delta::huff {
+
+void build_lengths(const uint32_t* hist, uint8_t* len) {
+  std::memset(len, 0, kSymbols);
+  uint16_t sym[kSymbols];
+  uint64_t w[kSymbols];
+  size_t m = 0;
+  for (size_t s = 0; s < kSymbols; s++) {
+    if (hist[s] != 0) {
+      sym[m] = static_cast<uint16_t>(s);
+      w[m++] = hist[s];
+    }
+  }
+  if (m == 0) return;
+  if (m == 1) {
+    len[sym[0]] = 1;
+    return;
+  }
+  uint16_t order[kSymbols];
+  uint64_t nw[2 * kSymbols];
+  uint16_t parent[2 * kSymbols];
+  uint8_t depth[2 * kSymbols];
+  uint64_t key[kSymbols];
+  {
+    // Sort by (weight, index): one integer key per leaf (weights stay below 2^40).
+    for (size_t i = 0; i < m; i++) key[i] = w[i] << 8 | i;
+    std::sort(key, key + m);
+    for (size_t i = 0; i < m; i++) {
+      order[i] = static_cast<uint16_t>(key[i] & 255);
+      nw[i] = key[i] >> 8;
+    }
+    // Two queues: the sorted leaves [0, m) and the internal nodes [m, next), whose weights are
+    // made in non-decreasing order. On equal weights a leaf is taken first.
+    size_t li = 0, ii = m;
+    const size_t root = 2 * m - 2;
+    for (size_t next = m; next <= root; next++) {
+      size_t pick[2];
+      for (size_t& p : pick) p = (li < m && (ii >= next || nw[li] <= nw[ii])) ? li++ : ii++;
+      nw[next] = nw[pick[0]] + nw[pick[1]];
+      parent[pick[0]] = parent[pick[1]] = static_cast<uint16_t>(next);
+    }
+    depth[root] = 0;
+    unsigned deepest = 0;
+    for (size_t i = root; i-- > 0;) {  // a parent always has a higher index than its children
+      depth[i] = static_cast<uint8_t>(depth[parent[i]] + 1);
+      if (i < m && depth[i] > deepest) deepest = depth[i];
+    }
+    if (deepest > kMaxBits) {
+      // Clamp to kMaxBits, then pay back the code space that took (the Kraft sum, in units of
+      // 2^-kMaxBits, must not pass 2^kMaxBits) by lengthening the least frequent codes that are
+      // still short, one bit at a time. Leaves are in ascending weight, so depths are
+      // non-increasing and the clamped ones come first.
+      uint32_t kraft = 0;
+      for (size_t i = 0; i < m; i++) {
+        if (depth[i] > kMaxBits) depth[i] = kMaxBits;
+        kraft += 1u << (kMaxBits - depth[i]);
+      }
+      for (size_t i = 0; kraft > (1u << kMaxBits);) {
+        while (depth[i] == kMaxBits) i++;  // m <= 2^kMaxBits, so this ends before i == m
+        kraft -= 1u << (kMaxBits - depth[i] - 1);
+        depth[i]++;
+      }
+    }
+    for (size_t i = 0; i < m; i++) len[sym[order[i]]] = depth[i];
+    return;
+  }
+}
+
+uint64_t cost_bits(const uint32_t* hist, const uint8_t* len) {
+  uint64_t bits = 0;
+  for (size_t s = 0; s < kSymbols; s++) bits += uint64_t{hist[s]} * len[s];
+  return bits;
+}
+
+namespace {
+
+// First canonical code of each length (deflate's rule); false if the lengths over-subscribe
+// the code space or use none of it.
+bool first_codes(const uint8_t* len, uint32_t* next) {
+  uint32_t count[kMaxBits + 1] = {};
+  for (size_t s = 0; s < kSymbols; s++) count[len[s]]++;
+  count[0] = 0;
+  uint32_t code = 0, kraft = 0;
+  for (unsigned l = 1; l <= kMaxBits; l++) {
+    code = (code + count[l - 1]) << 1;
+    next[l] = code;
+    kraft += count[l] << (kMaxBits - l);
+  }
+  return kraft != 0 && kraft <= (1u << kMaxBits);
+}
+
+uint32_t reverse(uint32_t v, unsigned bits) {
+  uint32_t r = 0;
+  for (unsigned i = 0; i < bits; i++) r |= ((v >> i) & 1u) << (bits - 1 - i);
+  return r;
+}
+
+}  // namespace
+
+void build_code(const uint8_t* len, Code* code) {
+  uint32_t next[kMaxBits + 1] = {};
+  first_codes(len, next);
+  for (size_t s = 0; s < kSymbols; s++) {
+    const unsigned l = len[s];
+    code->entry[s] = (l == 0 ? 0 : reverse(next[l]++, l)) | l << 16;
+  }
+}
+
+void write_table(const uint8_t* len, uint8_t* out) {
+  for (size_t i = 0; i < kTableBytes; i++) out[i] = static_cast<uint8_t>(len[2 * i] | len[2 * i + 1] << 4);
+}
+
+size_t encode(const Code& code, const uint8_t* src, size_t count, uint8_t* out) {
+  uint8_t* o = out;
+  uint64_t acc = 0;
+  unsigned bits = 0;  // < 8 between groups
+  size_t i = 0;
+  // Four symbols (at most 44 bits) on top of < 8 pending bits fit the 64-bit accumulator. They
+  // are first joined among themselves (independent of the pending bits), so the serial chain
+  // through `bits` is one shift per four symbols; then every whole byte is stored with one
+  // unaligned 8-byte write (the slack of encode_bound).
+  for (; i + 4 <= count; i += 4) {
+    const uint32_t e0 = code.entry[src[i]], e1 = code.entry[src[i + 1]];
+    const uint32_t e2 = code.entry[src[i + 2]], e3 = code.entry[src[i + 3]];
+    const unsigned l0 = e0 >> 16, l1 = e1 >> 16, l2 = e2 >> 16, l3 = e3 >> 16;
+    const uint64_t c01 = uint64_t{e0 & 0xffff} | uint64_t{e1 & 0xffff} << l0;
+    const uint64_t c23 = uint64_t{e2 & 0xffff} | uint64_t{e3 & 0xffff} << l2;
+    acc |= (c01 | c23 << (l0 + l1)) << bits;
+    bits += l0 + l1 + l2 + l3;
+    std::memcpy(o, &acc, 8);
+    o += bits >> 3;
+    acc >>= bits & ~7u;
+    bits &= 7;
+  }
+  for (; i < count; i++) {
+    const uint32_t e = code.entry[src[i]];
+    acc |= uint64_t{e & 0xffff} << bits;
+    bits += e >> 16;
+  }
+  std::memcpy(o, &acc, 8);
+  o += (bits + 7) >> 3;
+  return static_cast<size_t>(o - out);
+}
+
+const char* read_table(const uint8_t* table, Decoder* dec) {
+  uint8_t len[kSymbols];
+  for (size_t i = 0; i < kTableBytes; i++) {
+    len[2 * i] = table[i] & 15;
+    len[2 * i + 1] = table[i] >> 4;
+  }
+  for (size_t s = 0; s < kSymbols; s++) {
+    if (len[s] > kMaxBits) return "Huffman table has a code longer than 11 bits";
+  }
+  uint32_t next[kMaxBits + 1] = {};
+  if (!first_codes(len, next)) return "Huffman table is empty or over-subscribed";
+  std::memset(dec->entry, 0, sizeof dec->entry);
+  for (size_t s = 0; s < kSymbols; s++) {
+    const unsigned l = len[s];
+    if (l == 0) continue;
+    const uint16_t e = static_cast<uint16_t>(s << 4 | l);
+    // Not over-subscribed, so no two codes share an entry.
+    for (uint32_t k = reverse(next[l]++, l); k < (1u << kMaxBits); k += 1u << l) dec->entry[k] = e;
+  }
+  return nullptr;
+}
+
+const char* decode(const Decoder& dec, const uint8_t* in, size_t len, uint8_t* out, size_t count) {
+  const uint8_t* p = in;
+  const uint8_t* const end = in + len;
+  uint64_t acc = 0;
+  unsigned bits = 0;
+  for (size_t i = 0; i < count; i++) {
+    if (bits < kMaxBits) {
+      if (end - p >= 8) {
+        uint64_t v;
+        std::memcpy(&v, p, 8);
+        acc |= v << bits;
+        p += (63 - bits) >> 3;
+        bits |= 56;
+        acc &= bits == 64 ? ~uint64_t{0} : (uint64_t{1} << bits) - 1;
+      } else {
+        while (bits <= 56 && p < end) {
+          acc |= uint64_t{*p++} << bits;
+          bits += 8;
+        }
+      }
+    }
+    const uint16_t e = dec.entry[acc & ((1u << kMaxBits) - 1)];
+    const unsigned l = e & 15;
+    if (l == 0) return "Huffman stream has a code that is not in its table";
+    if (l > bits) return "Huffman stream is truncated";
+    out[i] = static_cast<uint8_t>(e >> 4);
+    acc >>= l;
+    bits -= l;
+  }
+  if (p != end || bits >= 8 || acc != 0) return "Huffman stream has bits left over";
+  return nullptr;
+}
+
+}  // namespace kernels::delta::huff

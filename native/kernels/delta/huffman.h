@@ -1,0 +1,58 @@
+// Canonical, length-limited Huffman coding of bytes: the entropy stage of the page codec
+// (page kinds XRLE+HUF, docs/FORMAT.md). ISA independent and free of N-API.
+//
+// A code is carried as 256 code lengths of 4 bits (kTableBytes). Codes are canonical (shorter
+// codes first, then by symbol, as in deflate) and written least significant bit first, so a
+// decoder reads kMaxBits bits and looks the symbol up in one table. The decoder treats tables and
+// streams as hostile: over-subscribed or empty tables, codes that are not in the table, streams
+// that end early and bits left over are all errors, never out-of-bounds reads.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace kernels::delta::huff {
+
+constexpr unsigned kMaxBits = 11;
+constexpr size_t kSymbols = 256;
+constexpr size_t kTableBytes = kSymbols / 2;
+
+// Worst-case encoded size of `count` symbols, plus the 8 bytes of slack the writer needs.
+inline size_t encode_bound(size_t count) { return (count * kMaxBits + 7) / 8 + 8; }
+
+// Code lengths (0 = symbol unused, else 1..kMaxBits) for a histogram of symbol counts. An
+// optimal Huffman code; when that is deeper than kMaxBits, codes are clamped and the least
+// frequent short codes lengthened until the lengths form a prefix code again. A single used
+// symbol gets length 1. Deterministic: ties break by symbol.
+void build_lengths(const uint32_t* hist, uint8_t* len);
+
+// Total bits the histogram costs with these lengths.
+uint64_t cost_bits(const uint32_t* hist, const uint8_t* len);
+
+// Bit-reversed canonical codes for the lengths (which build_lengths made: valid by construction):
+// entry = code bits | length << 16, one load per symbol.
+struct Code {
+  uint32_t entry[kSymbols];
+};
+void build_code(const uint8_t* len, Code* code);
+
+// The table bytes: byte i holds the length of symbol 2i in its low nibble, 2i+1 in its high one.
+void write_table(const uint8_t* len, uint8_t* out);
+
+// Encodes src[0, count) into out (capacity encode_bound(count)); returns the bytes written. The
+// last byte is padded with zero bits.
+size_t encode(const Code& code, const uint8_t* src, size_t count, uint8_t* out);
+
+// Lookup table of a decoder: entry = symbol << 4 | code length, 0 where no code starts.
+struct Decoder {
+  uint16_t entry[1u << kMaxBits];
+};
+
+// Reads a kTableBytes table into a decoder; nullptr or the reason it is invalid.
+const char* read_table(const uint8_t* table, Decoder* dec);
+
+// Decodes exactly `count` symbols from in[0, len) into out. The stream must end there: only the
+// zero padding of its last byte may be left. nullptr or the reason it is corrupt.
+const char* decode(const Decoder& dec, const uint8_t* in, size_t len, uint8_t* out, size_t count);
+
+}  // namespace kernels::delta::huff
