@@ -11,7 +11,7 @@ import {
   setIsa,
   supportedIsas,
 } from '../lib/index.js';
-import { applyBodyRef, encodeBody, encodeDeltaRef, encodePagesRef, KIND } from './reference/delta.js';
+import { applyBodyRef, applyFrameRef, encodeBody, encodeDeltaRef, encodePagesRef, KIND } from './reference/delta.js';
 import { PAGE_KINDS, pagePairs, Rng } from './reference/pages.js';
 
 const PS = 4096;
@@ -218,6 +218,120 @@ function checksum(head: Uint8Array, body: number[]): number[] {
   return Array.from({ length: 8 }, (_, i) => Number((v >> BigInt(8 * i)) & 0xffn));
 }
 
+describe('the Huffman stage (page kinds XRLE+HUF)', () => {
+  // 'counters' pages change by small XOR values, so the stage pays on them; 'realistic' pages'
+  // literal bytes are close to uniform, so it does not (it must save 1/16 of a group).
+  const COUNT = 160; // 2.5 groups of 64 pages: three sets of tables
+  const kindsOf = (f: Uint8Array) => Array.from({ length: inspectFrame(f).count }, (_, i) => f[32 + 8 * i + 4]);
+  const withSum = (f: Uint8Array) => {
+    const v = xxh3.xxh64(f.subarray(32));
+    for (let i = 0; i < 8; i++) f[24 + i] = Number((v >> BigInt(8 * i)) & 0xffn);
+    return f;
+  };
+  const { old, next } = pagePairs(61, 'counters', COUNT);
+  const pfns = range(COUNT, (i) => (i * 37 + 11) % COUNT);
+  const shadowOf = () => {
+    const s = new Uint8Array(COUNT * PS);
+    for (let i = 0; i < COUNT; i++) s.set(old.subarray(i * PS, (i + 1) * PS), pfns[i] * PS);
+    return s;
+  };
+  const expected = (() => {
+    const s = shadowOf();
+    for (let i = 0; i < COUNT; i++) s.set(next.subarray(i * PS, (i + 1) * PS), pfns[i] * PS);
+    return s;
+  })();
+
+  it.each(supportedIsas())('%s: same frame for every ISA and thread count; applyPages and the reference decoder agree', (name) => {
+    setIsa(name);
+    const f1 = encodePagesSync(shadowOf(), next, pfns, { threads: 1 });
+    const s2 = shadowOf();
+    const f2 = encodePagesSync(s2, next, pfns, { threads: 2 });
+    expect(hex(f1) === hex(f2)).toBe(true);
+    expect(hex(s2) === hex(expected)).toBe(true);
+    setIsa('scalar');
+    expect(hex(encodePagesSync(shadowOf(), next, pfns, { threads: 2 })) === hex(f1)).toBe(true);
+    expect(inspectFrame(f1).version).toBe(2);
+    const kinds = kindsOf(f1);
+    // One table page per group of 64 pages, first in its group; the rest of the group refers to it.
+    expect(kinds.filter((k) => k === KIND.XRLE_HUF_TABLE).length).toBe(3);
+    expect(kinds.filter((k) => k === KIND.XRLE_HUF).length).toBeGreaterThan(COUNT / 2);
+    const r = shadowOf();
+    applyPages(r, f1);
+    expect(hex(r) === hex(expected)).toBe(true);
+    const ref = shadowOf();
+    applyFrameRef(ref, f1);
+    expect(hex(ref) === hex(expected)).toBe(true);
+  });
+
+  it('makes frames smaller than lz4 alone on counter pages; entropy: false and realistic pages leave it out', () => {
+    const huf = encodePagesSync(shadowOf(), next, pfns);
+    const lz4 = encodePagesSync(shadowOf(), next, pfns, { entropy: false });
+    expect(kindsOf(lz4).some((k) => k >= KIND.XRLE_HUF)).toBe(false);
+    expect(inspectFrame(lz4).version).toBe(1);
+    expect(huf.length).toBeLessThan(lz4.length * 0.8);
+    const real = pagePairs(9, 'realistic', 64);
+    const f = encodePagesSync(real.old, real.next, range(64));
+    expect(inspectFrame(f).version).toBe(1);
+    expect(() => encodePagesSync(shadowOf(), next, pfns, { entropy: 1 as unknown as boolean })).toThrow(
+      /^`entropy` must be a boolean, got number$/,
+    );
+  });
+
+  it('rejects hostile Huffman pages with a RangeError naming the page, and changes nothing', () => {
+    const frame = encodePagesSync(shadowOf(), next, pfns);
+    const replica = shadowOf();
+    const kinds = kindsOf(frame);
+    const first = kinds.indexOf(KIND.XRLE_HUF_TABLE);
+    const second = kinds.indexOf(KIND.XRLE_HUF_TABLE, first + 1);
+    const plain = kinds.indexOf(KIND.XRLE_HUF, first);
+    const bodyAt = (i: number) => {
+      let at = 32 + 8 * kinds.length;
+      for (let k = 0; k < i; k++) at += frame[32 + 8 * k + 5] | (frame[32 + 8 * k + 6] << 8) | (frame[32 + 8 * k + 7] << 16);
+      return at;
+    };
+    const page = (i: number) => `${i} \\(pfn ${pfns[i]}\\)`;
+    // The first table page made a plain Huffman page: it has no tables before it.
+    const noTable = frame.slice();
+    noTable[32 + 8 * first + 4] = KIND.XRLE_HUF;
+    expectRejected(() => applyPages(replica, withSum(noTable)), replica,
+      new RegExp(`^\`frame\` has a bad page ${page(first)}: Huffman page with no tables before it in the frame$`));
+    // A code length of 12 in the token table.
+    const long = frame.slice();
+    long[bodyAt(first)] = 0xcc;
+    expectRejected(() => applyPages(replica, withSum(long)), replica,
+      new RegExp(`^\`frame\` has a bad page ${page(first)}: Huffman table has a code longer than 11 bits$`));
+    // Every literal code 1 bit long: over-subscribed. Pages using the table are refused too.
+    const over = frame.slice();
+    over.fill(0x11, bodyAt(first) + 128, bodyAt(first) + 256);
+    expectRejected(() => applyPages(replica, withSum(over)), replica,
+      new RegExp(`^\`frame\` has a bad page ${page(first)}: Huffman table is empty or over-subscribed$`));
+    // A token count one larger than the stream holds.
+    const more = frame.slice();
+    more[bodyAt(second) + 256] += 1;
+    expectRejected(() => applyPages(replica, withSum(more)), replica,
+      new RegExp(`^\`frame\` has a bad page ${page(second)}: Huffman stream (is truncated|has a code that is not in its table|has bits left over)$`));
+    // A Huffman kind in a version 1 frame.
+    const v1 = frame.slice();
+    v1[4] = 1;
+    expectRejected(() => applyPages(replica, withSum(v1)), replica, /^`frame` has an unknown page kind in its index$/);
+    // A table page too short to hold its tables.
+    const short = frame.slice(0, bodyAt(first) + 100);
+    const e = 32 + 8 * first;
+    short.set([100, 0, 0], e + 5);
+    short.set([first + 1, 0, 0, 0], 8); // count: the pages up to the table page
+    const payload = short.length - 32 - 8 * kinds.length;
+    const cut = Uint8Array.from([...short.subarray(0, 32), ...short.subarray(32, 32 + 8 * (first + 1)), ...short.subarray(32 + 8 * kinds.length)]);
+    cut.set([payload & 255, (payload >> 8) & 255, payload >> 16, 0, 0, 0, 0, 0], 16);
+    expectRejected(() => applyPages(replica, withSum(cut)), replica,
+      new RegExp(`^\`frame\` has a bad page ${page(first)}: XRLE\\+HUF tables are truncated$`));
+    // The literal stream's padding bits set.
+    const pad = frame.slice();
+    const end = bodyAt(plain + 1) - 1;
+    pad[end] |= 0x80;
+    expectRejected(() => applyPages(replica, withSum(pad)), replica, new RegExp(`^\`frame\` has a bad page ${page(plain)}: `));
+  });
+});
+
 describe('encodePages / applyPages', () => {
   const COUNT = 24;
 
@@ -350,9 +464,9 @@ describe('hostile frames', () => {
       for (let i = 0; i < 8; i++) f[24 + i] = Number((v >> BigInt(8 * i)) & 0xffn);
       return f;
     };
-    const v2 = frame.slice();
-    v2[4] = 2;
-    expectRejected(() => applyPages(replica, v2), replica, /^`frame` has an unsupported version$/);
+    const v3 = frame.slice();
+    v3[4] = 3;
+    expectRejected(() => applyPages(replica, v3), replica, /^`frame` has an unsupported version$/);
     const magic = frame.slice();
     magic[0] = 0x58;
     expectRejected(() => applyPages(replica, magic), replica, /^`frame` has a bad magic \(not a page frame\)$/);
@@ -378,7 +492,7 @@ describe('hostile frames', () => {
       /^`frame` has a bad page 0 \(pfn 0\): truncated or oversized skip varint$/,
     );
     await expect(applyPagesAsync(replica, withSum(body))).rejects.toThrow(RangeError);
-    await expect(applyPagesAsync(replica, v2)).rejects.toThrow(new RangeError('`frame` has an unsupported version'));
+    await expect(applyPagesAsync(replica, v3)).rejects.toThrow(new RangeError('`frame` has an unsupported version'));
     expect(() => inspectFrame(sum)).toThrow(new RangeError('`frame` fails its checksum'));
   });
 

@@ -6,7 +6,7 @@
  */
 import { xxh3 } from '@node-rs/xxhash';
 
-export const KIND = { SAME: 0, ZERO: 1, XRLE: 2, RAW: 3, XRLE_LZ4: 4, RAW_LZ4: 5 } as const;
+export const KIND = { SAME: 0, ZERO: 1, XRLE: 2, RAW: 3, XRLE_LZ4: 4, RAW_LZ4: 5, XRLE_HUF: 6, XRLE_HUF_TABLE: 7 } as const;
 
 function varint(out: number[], v: number): void {
   while (v >= 0x80) {
@@ -149,5 +149,118 @@ export function forEachLiteral(body: Uint8Array, n: number, visit: (pos: number,
     visit(pos, len, p);
     p += len;
     pos += len;
+  }
+}
+
+/**
+ * Decodes a Huffman-coded byte stream (docs/FORMAT.md, "XRLE+HUF"): `table` holds 256 code
+ * lengths of 4 bits (symbol 2i in the low nibble of byte i), codes are canonical and read least
+ * significant bit first. Exactly `count` symbols; only zero padding may follow in the last byte.
+ */
+export function huffmanDecodeRef(table: Uint8Array, bits: Uint8Array, count: number): Uint8Array {
+  const len: number[] = [];
+  for (let i = 0; i < 128; i++) len.push(table[i] & 15, table[i] >> 4);
+  if (len.some((l) => l > 11)) throw new RangeError('code longer than 11 bits');
+  // Canonical codes: by length, then by symbol; a code is a string of bits, first bit first.
+  const codes = new Map<string, number>();
+  let code = 0;
+  let kraft = 0;
+  for (let l = 1; l <= 11; l++) {
+    for (let s = 0; s < 256; s++) {
+      if (len[s] !== l) continue;
+      codes.set(code.toString(2).padStart(l, '0'), s);
+      code++;
+      kraft += 2 ** (11 - l);
+    }
+    code <<= 1;
+  }
+  if (kraft === 0 || kraft > 2048) throw new RangeError('empty or over-subscribed table');
+  const out = new Uint8Array(count);
+  let bit = 0;
+  for (let i = 0; i < count; i++) {
+    let word = '';
+    for (;;) {
+      if (bit >= bits.length * 8) throw new RangeError('truncated');
+      word += (bits[bit >> 3] >> (bit & 7)) & 1;
+      bit++;
+      const s = codes.get(word);
+      if (s !== undefined) {
+        out[i] = s;
+        break;
+      }
+      if (word.length >= 11) throw new RangeError('code not in table');
+    }
+  }
+  if (Math.ceil(bit / 8) !== bits.length) throw new RangeError('bytes left over');
+  for (; bit < bits.length * 8; bit++) if ((bits[bit >> 3] >> (bit & 7)) & 1) throw new RangeError('non-zero padding');
+  return out;
+}
+
+/**
+ * Applies a page frame (version 1 or 2) to `replica`, following docs/FORMAT.md; every kind but
+ * the lz4 ones. Throws on anything malformed (it does not promise to leave `replica` unchanged).
+ */
+export function applyFrameRef(replica: Uint8Array, frame: Uint8Array, pageSize = 4096): void {
+  const u32 = (p: number) => (frame[p] | (frame[p + 1] << 8) | (frame[p + 2] << 16) | (frame[p + 3] << 24)) >>> 0;
+  if (String.fromCharCode(...frame.subarray(0, 4)) !== 'UDPF') throw new RangeError('magic');
+  const version = frame[4];
+  if (version !== 1 && version !== 2) throw new RangeError('version');
+  if (1 << frame[6] !== pageSize) throw new RangeError('page size');
+  const count = u32(8);
+  let at = 32 + 8 * count;
+  let tables: Uint8Array | null = null;
+  for (let i = 0; i < count; i++) {
+    const e = 32 + 8 * i;
+    const pfn = u32(e);
+    const kind = frame[e + 4];
+    const length = frame[e + 5] | (frame[e + 6] << 8) | (frame[e + 7] << 16);
+    let body = frame.subarray(at, at + length);
+    at += length;
+    const target = replica.subarray(pfn * pageSize, (pfn + 1) * pageSize);
+    if (kind === KIND.XRLE_HUF_TABLE) {
+      if (version !== 2) throw new RangeError('Huffman kind in a version 1 frame');
+      tables = body.subarray(0, 256);
+      body = body.subarray(256);
+    } else if (kind !== KIND.XRLE_HUF) {
+      applyBodyRef(target, kind, body);
+      continue;
+    }
+    if (tables === null) throw new RangeError('no tables');
+    let p = 0;
+    const varint = (): number => {
+      let v = 0;
+      for (let shift = 0; ; shift += 7) {
+        const b = body[p++];
+        v += (b & 0x7f) * 2 ** shift;
+        if ((b & 0x80) === 0) return v;
+      }
+    };
+    const tokLen = varint();
+    const litLen = varint();
+    const tokBytes = varint();
+    const toks = huffmanDecodeRef(tables.subarray(0, 128), body.subarray(p, p + tokBytes), tokLen);
+    const lits = huffmanDecodeRef(tables.subarray(128, 256), body.subarray(p + tokBytes), litLen);
+    // Interleave into the XRLE stream the two streams were split from, then apply that.
+    const xrle: number[] = [];
+    let l = 0;
+    let t = 0;
+    const copyVarint = (): number => {
+      let v = 0;
+      for (let shift = 0; ; shift += 7) {
+        const b = toks[t++];
+        xrle.push(b);
+        v += (b & 0x7f) * 2 ** shift;
+        if ((b & 0x80) === 0) return v;
+      }
+    };
+    while (t < toks.length) {
+      const token = toks[t++];
+      xrle.push(token);
+      if ((token & 15) === 15) copyVarint();
+      const run = token >> 4 === 0 ? 16 + copyVarint() : token >> 4;
+      for (let k = 0; k < run; k++) xrle.push(lits[l++]);
+    }
+    if (l !== lits.length) throw new RangeError('literal bytes left over');
+    applyBodyRef(target, KIND.XRLE, Uint8Array.from(xrle));
   }
 }

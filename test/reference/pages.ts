@@ -41,8 +41,8 @@ export class Rng {
   }
 }
 
-export type PageKind = 'words' | 'runs640' | 'half' | 'random' | 'unchanged' | 'zero' | 'realistic';
-export const PAGE_KINDS: PageKind[] = ['words', 'runs640', 'half', 'random', 'unchanged', 'zero', 'realistic'];
+export type PageKind = 'words' | 'runs640' | 'half' | 'random' | 'unchanged' | 'zero' | 'realistic' | 'counters';
+export const PAGE_KINDS: PageKind[] = ['words', 'runs640', 'half', 'random', 'unchanged', 'zero', 'realistic', 'counters'];
 
 /** Fills `page` with plausible memory contents: zeros, small integers, pointers and text. */
 export function plausiblePage(rng: Rng, page: Uint8Array): void {
@@ -113,6 +113,22 @@ export function mutate(rng: Rng, kind: PageKind, page: Uint8Array): void {
         const len = 48 + rng.int(33);
         const at = r * slot + rng.int(Math.max(1, slot - len));
         for (let i = 0; i < len && at + i < n; i++) touch(rng, page, at + i, false);
+      }
+      return;
+    }
+    case 'counters': {
+      // Like 'realistic' but every update is a counter or a nearby pointer: fields of 1-8 bytes
+      // whose bytes change by small XOR values (a counter stepping flips its low bits), ~700
+      // changed bytes per page. The XOR literals are skewed, as on real guests' pages.
+      const target = Math.round(((700 * n) / 4096) * Math.exp(0.4 * (rng.float() - 0.5)));
+      let changed = 0;
+      while (changed < target) {
+        const len = [1, 2, 4, 8][rng.int(4)];
+        const at = rng.int(Math.floor(n / len)) * len;
+        for (let i = 0; i < len && changed < target; i++) {
+          page[at + i] ^= i === 0 ? (2 << rng.int(4)) - 1 : 1 + rng.int(rng.int(4) === 0 ? 255 : 3);
+          changed++;
+        }
       }
       return;
     }

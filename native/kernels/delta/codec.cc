@@ -414,11 +414,12 @@ size_t GroupCoder::finish(uint8_t* out, uint8_t* kinds, uint32_t* lens, Workspac
     size_t count = 0;
     for (const Page& pg : pages_) count += pg.kind == kXrle;
     // Worth it only if the estimate (streams, tables, ~4 bytes of lengths and padding per page)
-    // saves at least 1/32 of the group's XRLE bytes; otherwise the coding time is not spent.
+    // saves at least 1/16 of the group's XRLE bytes; otherwise the coding time (about as much
+    // as the first stage's) is not spent.
     const size_t xrle = tok_used_ + lit_used_;
     const uint64_t est = (huff::cost_bits(hist_tok_, len_tok) + huff::cost_bits(hist_lit_[0], len_lit)) / 8 +
                          kHufTables + 4 * count;
-    use_huf = est + xrle / 32 < xrle;
+    use_huf = est + xrle / 16 < xrle;
     if (use_huf) {
       huff::build_code(len_tok, &code_tok);
       huff::build_code(len_lit, &code_lit);
