@@ -330,14 +330,28 @@ GroupCoder::GroupCoder(size_t page_size) : n_(page_size) {}
 
 void GroupCoder::reset() {
   pages_.clear();
-  tok_used_ = lit_used_ = 0;
+  tok_used_ = lit_used_ = plain_used_ = hist_tok_done_ = hist_lit_done_ = 0;
+  plain_ = false;
+  std::memset(hist_tok_, 0, sizeof hist_tok_);
+  std::memset(hist_lit_, 0, sizeof hist_lit_);
 }
 
 void GroupCoder::add(const Ops& ops, uint8_t* shadow, const uint8_t* next, Workspace& ws) {
-  reserve_bytes(toks_, tok_used_ + n_ + 64);
-  reserve_bytes(lits_, lit_used_ + n_ + 64);
   Page pg{};
   pg.next = next;
+  if (plain_) {
+    // The sample said the Huffman stage will not pay: the plain first stage, as without it.
+    reserve_bytes(plain_buf_, plain_used_ + n_ + 64);
+    pg.kind = ops.encode_page(shadow, next, n_, true, plain_buf_.data() + plain_used_, &pg.tok_len,
+                              ws.scratch());
+    pg.plain = true;
+    pg.tok_off = plain_used_;
+    if (pg.kind == kXrle) plain_used_ += pg.tok_len;
+    pages_.push_back(pg);
+    return;
+  }
+  reserve_bytes(toks_, tok_used_ + n_ + 64);
+  reserve_bytes(lits_, lit_used_ + n_ + 64);
   pg.kind = ops.encode_page_split(shadow, next, n_, true, toks_.data() + tok_used_, &pg.tok_len,
                                   lits_.data() + lit_used_, &pg.lit_len, ws.scratch());
   if (pg.kind == kXrle) {
@@ -349,6 +363,12 @@ void GroupCoder::add(const Ops& ops, uint8_t* shadow, const uint8_t* next, Works
     pg.tok_len = pg.lit_len = 0;  // a RAW page's body is `next` itself
   }
   pages_.push_back(pg);
+  if (pages_.size() == kSamplePages && lit_used_ != 0) {
+    // Decide early on a sample whether coding can pay for this group; if not, the rest skips
+    // splitting and histograms. The sample is charged the whole tables: a code fitted to a few
+    // pages looks better on them than it will on the group, and that roughly evens it out.
+    plain_ = !pays(kHufTables + 4 * kSamplePages);
+  }
 }
 
 size_t GroupCoder::interleave(const Page& pg, uint8_t* dst) const {
@@ -380,11 +400,41 @@ size_t GroupCoder::interleave(const Page& pg, uint8_t* dst) const {
       } while (b & 0x80);
       run = 16 + v;
     }
-    std::memcpy(o, l, run);
+    // SAFETY: lits_ has 64 bytes of slack past the last page's literals and every dst (the
+    // chunk, lz4_'s scratch) at least 32 past the stream, so the 32-byte over-copies stay in
+    // bounds; only `run` bytes count.
+    std::memcpy(o, l, 32);
+    for (size_t k = 32; k < run; k += 32) std::memcpy(o + k, l + k, 32);
     o += run;
     l += run;
   }
   return static_cast<size_t>(o - dst);
+}
+
+void GroupCoder::histogram() {
+  for (size_t i = hist_tok_done_; i < tok_used_; i++) hist_tok_[toks_[i]]++;
+  // Four histograms so consecutive equal bytes do not wait on each other's increments.
+  uint32_t h[4][huff::kSymbols];
+  std::memset(h, 0, sizeof h);
+  const uint8_t* lp = lits_.data();
+  size_t i = hist_lit_done_;
+  for (; i + 4 <= lit_used_; i += 4) {
+    h[0][lp[i]]++;
+    h[1][lp[i + 1]]++;
+    h[2][lp[i + 2]]++;
+    h[3][lp[i + 3]]++;
+  }
+  for (; i < lit_used_; i++) h[0][lp[i]]++;
+  for (size_t sym = 0; sym < huff::kSymbols; sym++) hist_lit_[sym] += h[0][sym] + h[1][sym] + h[2][sym] + h[3][sym];
+  hist_tok_done_ = tok_used_;
+  hist_lit_done_ = lit_used_;
+}
+
+bool GroupCoder::pays(size_t overhead) {
+  histogram();
+  const size_t xrle = tok_used_ + lit_used_;
+  const uint64_t est = (huff::estimate_bits(hist_tok_) + huff::estimate_bits(hist_lit_)) / 8 + overhead;
+  return est + xrle / 16 < xrle;
 }
 
 size_t GroupCoder::finish(uint8_t* out, uint8_t* kinds, uint32_t* lens, Workspace& ws) {
@@ -392,35 +442,16 @@ size_t GroupCoder::finish(uint8_t* out, uint8_t* kinds, uint32_t* lens, Workspac
   bool use_huf = false;
   huff::Code code_tok, code_lit;
   uint8_t len_tok[huff::kSymbols], len_lit[huff::kSymbols];
-  if (lit_used_ != 0) {
-    std::memset(hist_tok_, 0, sizeof hist_tok_);
-    std::memset(hist_lit_, 0, sizeof hist_lit_);
-    for (size_t i = 0; i < tok_used_; i++) hist_tok_[toks_[i]]++;
-    // Four histograms so consecutive equal bytes do not wait on each other's increments.
-    const uint8_t* lp = lits_.data();
-    size_t i = 0;
-    for (; i + 4 <= lit_used_; i += 4) {
-      hist_lit_[0][lp[i]]++;
-      hist_lit_[1][lp[i + 1]]++;
-      hist_lit_[2][lp[i + 2]]++;
-      hist_lit_[3][lp[i + 3]]++;
-    }
-    for (; i < lit_used_; i++) hist_lit_[0][lp[i]]++;
-    for (size_t s = 0; s < huff::kSymbols; s++) {
-      hist_lit_[0][s] += hist_lit_[1][s] + hist_lit_[2][s] + hist_lit_[3][s];
-    }
-    huff::build_lengths(hist_tok_, len_tok);
-    huff::build_lengths(hist_lit_[0], len_lit);
+  if (!plain_ && lit_used_ != 0) {
     size_t count = 0;
     for (const Page& pg : pages_) count += pg.kind == kXrle;
     // Worth it only if the estimate (streams, tables, ~4 bytes of lengths and padding per page)
     // saves at least 1/16 of the group's XRLE bytes; otherwise the coding time (about as much
     // as the first stage's) is not spent.
-    const size_t xrle = tok_used_ + lit_used_;
-    const uint64_t est = (huff::cost_bits(hist_tok_, len_tok) + huff::cost_bits(hist_lit_[0], len_lit)) / 8 +
-                         kHufTables + 4 * count;
-    use_huf = est + xrle / 16 < xrle;
+    use_huf = pays(kHufTables + 4 * count);
     if (use_huf) {
+      huff::build_lengths(hist_tok_, len_tok);
+      huff::build_lengths(hist_lit_, len_lit);
       huff::build_code(len_tok, &code_tok);
       huff::build_code(len_lit, &code_lit);
     }
@@ -432,9 +463,14 @@ size_t GroupCoder::finish(uint8_t* out, uint8_t* kinds, uint32_t* lens, Workspac
     pg.best_len = pg.kind == kXrle ? pg.tok_len + pg.lit_len : pg.kind == kRaw ? n : 0;
     pg.huf_len = 0;
     if ((pg.kind == kXrle && pg.best_len >= lz4_min_xrle(n)) || pg.kind == kRaw) {
-      reserve_bytes(lz4_, lz4_used + 2 * n + 64);
-      uint8_t* body = lz4_.data() + lz4_used + n + 64;  // the XRLE stream, after room for lz4's
-      if (pg.kind == kXrle) interleave(pg, body);
+      reserve_bytes(lz4_, lz4_used + 2 * n + 128);
+      // The XRLE stream: a plain page has it; a split one is interleaved after room for lz4's.
+      const uint8_t* body = plain_buf_.data() + pg.tok_off;
+      if (pg.kind == kXrle && !pg.plain) {
+        uint8_t* tmp = lz4_.data() + lz4_used + n + 64;
+        interleave(pg, tmp);
+        body = tmp;
+      }
       const size_t c = lz4_body(pg.kind, body, pg.best_len, pg.next, n, lz4_.data() + lz4_used, ws);
       if (c != 0) {
         pg.best_kind = pg.kind == kXrle ? kXrleLz4 : kRawLz4;
@@ -448,7 +484,7 @@ size_t GroupCoder::finish(uint8_t* out, uint8_t* kinds, uint32_t* lens, Workspac
     // Code every XRLE page; the group uses the tables only if what the pages save pays for them.
     size_t used = 0, saved = 0;
     for (Page& pg : pages_) {
-      if (pg.kind != kXrle) continue;
+      if (pg.kind != kXrle || pg.plain) continue;
       reserve_bytes(coded_, used + huff::encode_bound(pg.tok_len) + huff::encode_bound(pg.lit_len));
       uint8_t* cb = coded_.data() + used;
       const size_t tb = huff::encode(code_tok, toks_.data() + pg.tok_off, pg.tok_len, cb);
@@ -486,7 +522,9 @@ size_t GroupCoder::finish(uint8_t* out, uint8_t* kinds, uint32_t* lens, Workspac
     } else {
       kinds[i] = pg.best_kind;
       lens[i] = static_cast<uint32_t>(pg.best_len);
-      if (pg.best_kind == kXrle) {
+      if (pg.best_kind == kXrle && pg.plain) {
+        std::memcpy(o, plain_buf_.data() + pg.tok_off, pg.best_len);
+      } else if (pg.best_kind == kXrle) {
         interleave(pg, o);
       } else if (pg.best_kind == kRaw) {
         std::memcpy(o, pg.next, n);

@@ -80,8 +80,11 @@ class GroupCoder {
   size_t finish(uint8_t* out, uint8_t* kinds, uint32_t* lens, Workspace& ws);
 
  private:
+  // Pages of a group sampled before deciding whether the group is worth splitting.
+  static constexpr size_t kSamplePages = 8;
   struct Page {
     Kind kind;
+    bool plain;  // encoded without the split (XRLE stream at plain_buf_ + tok_off, tok_len bytes)
     const uint8_t* next;
     size_t tok_off, tok_len, lit_off, lit_len;  // split XRLE streams (XRLE pages)
     Kind best_kind;                             // the smaller of plain and lz4
@@ -90,13 +93,20 @@ class GroupCoder {
   };
   // Writes the XRLE stream of a page (tokens and literals interleaved again) to dst.
   size_t interleave(const Page& pg, uint8_t* dst) const;
+  // Adds what was split since the last call to the histograms.
+  void histogram();
+  // True if coding everything split so far would save 1/16 of its bytes after `overhead` bytes
+  // (estimated from the histograms' entropy).
+  bool pays(size_t overhead);
 
   size_t n_;
   std::vector<Page> pages_;
-  size_t tok_used_ = 0, lit_used_ = 0;
-  std::vector<uint8_t> toks_, lits_, coded_, lz4_;
+  size_t tok_used_ = 0, lit_used_ = 0, plain_used_ = 0;
+  bool plain_ = false;  // the sample said no: later pages use the plain first stage
+  std::vector<uint8_t> toks_, lits_, coded_, lz4_, plain_buf_;
+  size_t hist_tok_done_ = 0, hist_lit_done_ = 0;  // bytes already counted
   uint32_t hist_tok_[huff::kSymbols];
-  uint32_t hist_lit_[4][huff::kSymbols];
+  uint32_t hist_lit_[huff::kSymbols];
 };
 
 // LEB128 helpers shared with frame.cc. read_varint returns false on truncation or a value that

@@ -26,6 +26,10 @@ inline size_t encode_bound(size_t count) { return (count * kMaxBits + 7) / 8 + 8
 // symbol gets length 1. Deterministic: ties break by symbol.
 void build_lengths(const uint32_t* hist, uint8_t* len);
 
+// About the bits a Huffman code would spend on the histogram (its entropy, plus a little), cheap
+// enough to decide whether building the code is worth it.
+uint64_t estimate_bits(const uint32_t* hist);
+
 // Total bits the histogram costs with these lengths.
 uint64_t cost_bits(const uint32_t* hist, const uint8_t* len);
 
