@@ -2,8 +2,9 @@
  * npm run bench -- delta
  *
  * encodePages / applyPages on the page kinds of issue 3 §4 (a few words, ~640 bytes in ~10 runs,
- * half the page, a new random page, unchanged, zero) and on "realistic" fine-grained changes
- * (median ~700 changed bytes per page in many short runs; test/reference/pages.ts), 1 and 2
+ * half the page, a new random page, unchanged, zero), on "realistic" fine-grained changes
+ * (median ~700 changed bytes per page in many short runs; test/reference/pages.ts) and on
+ * "counters" (as many changed bytes, but by small XOR values, where the Huffman stage pays), 1 and 2
  * threads, against: the plain TypeScript XOR + zero-run encoder (test/reference/delta.ts),
  * node:zlib deflate level 1 of the XOR page, and lz4 (LZ4_compress_default) and zstd level 1 of
  * the XOR page, each page on its own, in C via liblz4/libzstd (the addon's bench_xor_compress).
@@ -54,9 +55,9 @@ export async function run(ctx: BenchContext): Promise<void> {
     // reset (untimed) before each call.
     const reset = kind === 'zero' || kind === 'random' || kind === 'half';
     let flip = false;
-    const encode = (threads: number, compress = true) => {
+    const encode = (threads: number, compress = true, entropy = true) => {
       flip = !flip;
-      return encodePagesSync(shadow, reset || flip ? next : old, pfns, { threads, compress });
+      return encodePagesSync(shadow, reset || flip ? next : old, pfns, { threads, compress, entropy });
     };
     const encodeAsync = (threads: number) => {
       flip = !flip;
@@ -82,6 +83,7 @@ export async function run(ctx: BenchContext): Promise<void> {
     // Frames both ways for apply, and output sizes.
     const fwd = encodePagesSync(old.slice(), next, pfns);
     const first = encodePagesSync(old.slice(), next, pfns, { compress: false });
+    const noEntropy = encodePagesSync(old.slice(), next, pfns, { entropy: false });
     // Applying the same frame again does the same work (XOR toggles, RAW/ZERO rewrite).
     const replica = old.slice();
     const apply = (threads: number) => applyPages(replica, fwd, { threads });
@@ -95,6 +97,7 @@ export async function run(ctx: BenchContext): Promise<void> {
       'encodePages 2t': () => encode(2),
       'encodePages async 1t': () => encodeAsync(1),
       'encodePages async 2t': () => encodeAsync(2),
+      'entropy off 1t': () => encode(1, true, false),
       'first stage only 1t': () => encode(1, false),
       'applyPages 1t': () => apply(1),
       'applyPages 2t': () => apply(2),
@@ -112,7 +115,7 @@ export async function run(ctx: BenchContext): Promise<void> {
       'XOR+lz4': () => native.bench_xor_compress(oldS, nextS, PS, 0),
       'XOR+zstd(1)': () => native.bench_xor_compress(oldS, nextS, PS, 1),
     };
-    const encodeTasks = ['encodePages 1t', 'encodePages 2t', 'encodePages async 1t', 'encodePages async 2t', 'first stage only 1t'] as const;
+    const encodeTasks = ['encodePages 1t', 'encodePages 2t', 'encodePages async 1t', 'encodePages async 2t', 'entropy off 1t', 'first stage only 1t'] as const;
     const res = await measure(
       reset ? Object.fromEntries(Object.entries(tasks).filter(([t]) => !(encodeTasks as readonly string[]).includes(t))) : tasks,
       { quick: ctx.quick, time },
@@ -131,6 +134,7 @@ export async function run(ctx: BenchContext): Promise<void> {
       'encodePages 2t': fmt.pct(fwd.length, big),
       'encodePages async 1t': fmt.pct(fwd.length, big),
       'encodePages async 2t': fmt.pct(fwd.length, big),
+      'entropy off 1t': fmt.pct(noEntropy.length, big),
       'first stage only 1t': fmt.pct(first.length, big),
       'applyPages 1t': fmt.pct(fwd.length, big),
       'applyPages 2t': fmt.pct(fwd.length, big),
@@ -140,7 +144,7 @@ export async function run(ctx: BenchContext): Promise<void> {
       'XOR+zstd(1)': fmt.pct(zstdBytes, smallBytes),
     };
     for (const [task, r] of Object.entries(res)) {
-      const bytes = task.startsWith('encodePages') || task.startsWith('apply') || task.startsWith('first') ? big : smallBytes;
+      const bytes = /^(encodePages|apply|first|entropy)/.test(task) ? big : smallBytes;
       rows.push({ kind, method: task, 'GB/s in': fmt.gbps(bytes, r.meanNs), 'out %': sizes[task] });
     }
     summary.push({
@@ -151,6 +155,8 @@ export async function run(ctx: BenchContext): Promise<void> {
       'async 2t GB/s': fmt.gbps(big, res['encodePages async 2t'].meanNs),
       'apply 1t GB/s': fmt.gbps(big, res['applyPages 1t'].meanNs),
       'out %': sizes['encodePages 1t'],
+      'entropy off 1t GB/s': fmt.gbps(big, res['entropy off 1t'].meanNs),
+      'entropy off %': sizes['entropy off 1t'],
       'vs TS x': fmt.ratio(res['TS XOR+zero-run'].meanNs / smallBytes, res['encodePages 1t'].meanNs / big),
       'zstd(1) %': sizes['XOR+zstd(1)'],
       'zstd(1) GB/s': fmt.gbps(smallBytes, res['XOR+zstd(1)'].meanNs),
@@ -177,6 +183,8 @@ export async function run(ctx: BenchContext): Promise<void> {
       'encode 2t GB/s': fmt.gbps(n * PS, res['2t'].meanNs),
       'apply 1t GB/s': '',
       'out %': fmt.pct(size, n * PS),
+      'entropy off 1t GB/s': '',
+      'entropy off %': '',
       'vs TS x': '',
       'zstd(1) %': '',
       'zstd(1) GB/s': '',
@@ -189,6 +197,7 @@ export async function run(ctx: BenchContext): Promise<void> {
     notes: [
       'GB/s = input (whole new pages) per second; out % = output bytes / whole pages.',
       'Targets (issue 3 §4), realistic: out <= 20 % and >= 2 GB/s per thread.',
+      'encodePages rows use the default codec (lz4 + the Huffman stage where it saves 1/16 of a group); "entropy off" is lz4 only.',
     ],
   });
   ctx.report({ family: 'delta', title: 'delta summary', rows: summary });
@@ -255,8 +264,8 @@ function checkRoundTrip(set: RealPages, frames: Uint8Array[]): void {
  * varints), XRLE literal bytes, lz4-compressed bodies, RAW bodies.
  */
 function breakdown(frames: Uint8Array[], ps: number, pages: number): Row {
-  const acc = { 'head+index %': 0, 'tokens %': 0, 'literals %': 0, 'lz4 bodies %': 0, 'raw %': 0 };
-  const kinds = new Array<number>(6).fill(0);
+  const acc = { 'head+index %': 0, 'tokens %': 0, 'literals %': 0, 'lz4 bodies %': 0, 'huffman bodies %': 0, 'raw %': 0 };
+  const kinds = new Array<number>(8).fill(0);
   for (const f of frames) {
     const dv = new DataView(f.buffer, f.byteOffset, f.byteLength);
     const count = dv.getUint32(8, true);
@@ -273,13 +282,14 @@ function breakdown(frames: Uint8Array[], ps: number, pages: number): Row {
         acc['literals %'] += lit;
         acc['tokens %'] += len - lit;
       } else if (kind === KIND.RAW) acc['raw %'] += len;
+      else if (kind >= KIND.XRLE_HUF) acc['huffman bodies %'] += len;
       else acc['lz4 bodies %'] += len;
       body += len;
     }
   }
   const row: Row = {};
   for (const [k, v] of Object.entries(acc)) row[k] = fmt.pct(v, pages * ps);
-  row['kinds S/Z/X/R/XL/RL'] = kinds.join('/');
+  row['kinds S/Z/X/R/XL/RL/H/HT'] = kinds.join('/');
   return row;
 }
 
@@ -302,6 +312,7 @@ async function measureReal(label: string, set: RealPages, time: number): Promise
   for (const [method, opts, useAsync] of [
     ['encodePages (async) 1t', { threads: 1 }, true],
     ['encodePages (async) 2t', { threads: 2 }, true],
+    ['entropy off (sync) 1t', { threads: 1, entropy: false }, false],
     ['first stage only (sync) 1t', { threads: 1, compress: false }, false],
   ] as const) {
     const r = await encode(opts, useAsync);

@@ -11,7 +11,7 @@ import {
   setIsa,
   supportedIsas,
 } from '../lib/index.js';
-import { applyBodyRef, applyFrameRef, encodeBody, encodeDeltaRef, encodePagesRef, KIND } from './reference/delta.js';
+import { applyBodyRef, applyFrameRef, encodeBody, encodeDeltaRef, encodePagesRef, huffmanDecodeRef, KIND } from './reference/delta.js';
 import { PAGE_KINDS, pagePairs, Rng } from './reference/pages.js';
 
 const PS = 4096;
@@ -240,6 +240,16 @@ describe('the Huffman stage (page kinds XRLE+HUF)', () => {
     for (let i = 0; i < COUNT; i++) s.set(next.subarray(i * PS, (i + 1) * PS), pfns[i] * PS);
     return s;
   })();
+
+  it('decodes the worked example of docs/FORMAT.md', () => {
+    const table = new Uint8Array(128);
+    table[48] = 0x10;
+    table[49] = 0x22;
+    expect(Buffer.from(huffmanDecodeRef(table, Uint8Array.of(0x19), 3)).toString()).toBe('bac');
+    expect(() => huffmanDecodeRef(table, Uint8Array.of(0x19 | 0x80), 3)).toThrow('non-zero padding');
+    expect(Buffer.from(huffmanDecodeRef(table, Uint8Array.of(0x19), 6)).toString()).toBe('bacaaa'); // padding reads as a's: T and L say where to stop
+    expect(() => huffmanDecodeRef(table, Uint8Array.of(0x19), 7)).toThrow('truncated');
+  });
 
   it.each(supportedIsas())('%s: same frame for every ISA and thread count; applyPages and the reference decoder agree', (name) => {
     setIsa(name);
