@@ -27,7 +27,7 @@ import { native } from '../lib/native.js';
 import { encodeBody, forEachLiteral, KIND } from '../test/reference/delta.js';
 import { PAGE_KINDS, pagePairs } from '../test/reference/pages.js';
 import { changedBytesPerPair, readRealPages, selectPairs, type RealPages } from '../test/helpers/real-pages.js';
-import { type BenchContext, fmt, measure, type Row } from './harness.js';
+import { type BenchContext, fmt, measure, type Row, settle } from './harness.js';
 
 export const name = 'delta';
 
@@ -121,7 +121,10 @@ export async function run(ctx: BenchContext): Promise<void> {
       { quick: ctx.quick, time },
     );
     if (reset) {
-      for (const t of encodeTasks) res[t] = await timedWithReset(tasks[t]);
+      for (const t of encodeTasks) {
+        await settle();
+        res[t] = await timedWithReset(tasks[t]);
+      }
     }
     const lz4Bytes = native.bench_xor_compress(oldS, nextS, PS, 0) as number;
     const zstdBytes = native.bench_xor_compress(oldS, nextS, PS, 1) as number;
@@ -303,7 +306,10 @@ async function measureReal(label: string, set: RealPages, time: number): Promise
   const ps = set.pageSize;
   const whole = set.count * ps;
   const shadow = new Uint8Array(set.old.length);
-  const encode = (opts: EncodePagesOptions, useAsync: boolean) => repeat(time, () => encodePass(set, opts, useAsync, shadow));
+  const encode = async (opts: EncodePagesOptions, useAsync: boolean) => {
+    await settle();
+    return repeat(time, () => encodePass(set, opts, useAsync, shadow));
+  };
   const sync1 = await encode({ threads: 1 }, false);
   checkRoundTrip(set, sync1.last.frames);
   const results: [string, number, number][] = [

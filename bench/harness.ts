@@ -4,6 +4,8 @@
  * --json). Timings come from tinybench; ratios are always computed within one run.
  */
 import os from 'node:os';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { Bench } from 'tinybench';
 import { isa } from '../lib/index.js';
 
@@ -64,9 +66,24 @@ export function benchSession(json: boolean): { log(line: string): void; report(r
 }
 
 /** Runs tinybench tasks and returns mean time (ns) per task name. */
+/**
+ * Collects garbage and lets pending finalizers run: a task that allocates (frames of
+ * encodePagesSync) leaves buffers that would otherwise be freed while the next task is timed.
+ */
+export async function settle(): Promise<void> {
+  gcFn ??= (() => {
+    v8.setFlagsFromString('--expose-gc');
+    return vm.runInNewContext('gc') as () => void;
+  })();
+  gcFn();
+  for (let i = 0; i < 3; i++) await new Promise((r) => setImmediate(r));
+}
+let gcFn: (() => void) | undefined;
+
 export async function measure(tasks: Record<string, () => unknown | Promise<unknown>>, opts: { quick: boolean; time?: number }): Promise<Record<string, { meanNs: number; p99Ns: number; samples: number }>> {
   const bench = new Bench({ time: opts.time ?? (opts.quick ? 100 : 500), warmupTime: opts.quick ? 20 : 100 });
-  for (const [name, fn] of Object.entries(tasks)) bench.add(name, fn);
+  // Each task starts from a settled heap, so none is timed freeing what the one before left.
+  for (const [name, fn] of Object.entries(tasks)) bench.add(name, fn, { beforeAll: settle });
   await bench.run();
   const out: Record<string, { meanNs: number; p99Ns: number; samples: number }> = {};
   for (const t of bench.tasks) {

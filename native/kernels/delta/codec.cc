@@ -328,30 +328,33 @@ void reserve_bytes(std::vector<uint8_t>& v, size_t want) {
 
 GroupCoder::GroupCoder(size_t page_size) : n_(page_size) {}
 
-void GroupCoder::reset() {
+void GroupCoder::reset(uint8_t* out, uint8_t* kinds, uint32_t* lens) {
   pages_.clear();
-  tok_used_ = lit_used_ = plain_used_ = hist_tok_done_ = hist_lit_done_ = 0;
+  tok_used_ = lit_used_ = hist_tok_done_ = hist_lit_done_ = 0;
   plain_ = false;
+  out_ = out;
+  written_ = 0;
+  kinds_ = kinds;
+  lens_ = lens;
   std::memset(hist_tok_, 0, sizeof hist_tok_);
   std::memset(hist_lit_, 0, sizeof hist_lit_);
 }
 
 void GroupCoder::add(const Ops& ops, uint8_t* shadow, const uint8_t* next, Workspace& ws) {
-  Page pg{};
-  pg.next = next;
   if (plain_) {
-    // The sample said the Huffman stage will not pay: the plain first stage, as without it.
-    reserve_bytes(plain_buf_, plain_used_ + n_ + 64);
-    pg.kind = ops.encode_page(shadow, next, n_, true, plain_buf_.data() + plain_used_, &pg.tok_len,
-                              ws.scratch());
-    pg.plain = true;
-    pg.tok_off = plain_used_;
-    if (pg.kind == kXrle) plain_used_ += pg.tok_len;
-    pages_.push_back(pg);
+    // The sample said the Huffman stage will not pay: the codec without it, straight to out.
+    const size_t i = pages_.size();
+    size_t len = 0;
+    kinds_[i] = encode_page(ops, shadow, next, n_, true, true, out_ + written_, &len, ws);
+    lens_[i] = static_cast<uint32_t>(len);
+    written_ += len;
+    pages_.push_back(Page{});
     return;
   }
   reserve_bytes(toks_, tok_used_ + n_ + 64);
   reserve_bytes(lits_, lit_used_ + n_ + 64);
+  Page pg{};
+  pg.next = next;
   pg.kind = ops.encode_page_split(shadow, next, n_, true, toks_.data() + tok_used_, &pg.tok_len,
                                   lits_.data() + lit_used_, &pg.lit_len, ws.scratch());
   if (pg.kind == kXrle) {
@@ -364,11 +367,30 @@ void GroupCoder::add(const Ops& ops, uint8_t* shadow, const uint8_t* next, Works
   }
   pages_.push_back(pg);
   if (pages_.size() == kSamplePages && lit_used_ != 0) {
-    // Decide early on a sample whether coding can pay for this group; if not, the rest skips
-    // splitting and histograms. The sample is charged the whole tables: a code fitted to a few
-    // pages looks better on them than it will on the group, and that roughly evens it out.
-    plain_ = !pays(kHufTables + 4 * kSamplePages);
+    // Decide early on a sample whether coding can pay for this group; if not, the sampled pages
+    // are written out now and the rest of the group skips splitting and histograms. The sample
+    // is charged the whole tables: a code fitted to a few pages looks better on them than it
+    // will on the group, and that roughly evens it out.
+    if (!pays(kHufTables + 4 * kSamplePages)) {
+      for (size_t i = 0; i < pages_.size(); i++) write_plain(i, ws);
+      plain_ = true;
+    }
   }
+}
+
+void GroupCoder::write_plain(size_t i, Workspace& ws) {
+  const Page& pg = pages_[i];
+  uint8_t* o = out_ + written_;
+  size_t len = 0;
+  if (pg.kind == kXrle) {
+    len = interleave(pg, o);
+  } else if (pg.kind == kRaw) {
+    std::memcpy(o, pg.next, n_);
+    len = n_;
+  }
+  kinds_[i] = lz4_stage(pg.kind, pg.next, n_, o, &len, ws);
+  lens_[i] = static_cast<uint32_t>(len);
+  written_ += len;
 }
 
 size_t GroupCoder::interleave(const Page& pg, uint8_t* dst) const {
@@ -411,21 +433,29 @@ size_t GroupCoder::interleave(const Page& pg, uint8_t* dst) const {
   return static_cast<size_t>(o - dst);
 }
 
-void GroupCoder::histogram() {
-  for (size_t i = hist_tok_done_; i < tok_used_; i++) hist_tok_[toks_[i]]++;
-  // Four histograms so consecutive equal bytes do not wait on each other's increments.
+namespace {
+
+// Adds the byte counts of p[0, len) to hist. Four tables, so that runs of one byte value (common
+// in both strings) do not serialise on one counter's store-to-load latency.
+void count_bytes(const uint8_t* p, size_t len, uint32_t* hist) {
   uint32_t h[4][huff::kSymbols];
   std::memset(h, 0, sizeof h);
-  const uint8_t* lp = lits_.data();
-  size_t i = hist_lit_done_;
-  for (; i + 4 <= lit_used_; i += 4) {
-    h[0][lp[i]]++;
-    h[1][lp[i + 1]]++;
-    h[2][lp[i + 2]]++;
-    h[3][lp[i + 3]]++;
+  size_t i = 0;
+  for (; i + 4 <= len; i += 4) {
+    h[0][p[i]]++;
+    h[1][p[i + 1]]++;
+    h[2][p[i + 2]]++;
+    h[3][p[i + 3]]++;
   }
-  for (; i < lit_used_; i++) h[0][lp[i]]++;
-  for (size_t sym = 0; sym < huff::kSymbols; sym++) hist_lit_[sym] += h[0][sym] + h[1][sym] + h[2][sym] + h[3][sym];
+  for (; i < len; i++) h[0][p[i]]++;
+  for (size_t sym = 0; sym < huff::kSymbols; sym++) hist[sym] += h[0][sym] + h[1][sym] + h[2][sym] + h[3][sym];
+}
+
+}  // namespace
+
+void GroupCoder::histogram() {
+  count_bytes(toks_.data() + hist_tok_done_, tok_used_ - hist_tok_done_, hist_tok_);
+  count_bytes(lits_.data() + hist_lit_done_, lit_used_ - hist_lit_done_, hist_lit_);
   hist_tok_done_ = tok_used_;
   hist_lit_done_ = lit_used_;
 }
@@ -434,107 +464,83 @@ bool GroupCoder::pays(size_t overhead) {
   histogram();
   const size_t xrle = tok_used_ + lit_used_;
   const uint64_t est = (huff::estimate_bits(hist_tok_) + huff::estimate_bits(hist_lit_)) / 8 + overhead;
-  return est + xrle / 16 < xrle;
+  return est + xrle / kMinSaving < xrle;
 }
 
-size_t GroupCoder::finish(uint8_t* out, uint8_t* kinds, uint32_t* lens, Workspace& ws) {
-  const size_t n = n_;
+size_t GroupCoder::finish(Workspace& ws) {
+  if (plain_) return written_;
   bool use_huf = false;
   huff::Code code_tok, code_lit;
   uint8_t len_tok[huff::kSymbols], len_lit[huff::kSymbols];
-  if (!plain_ && lit_used_ != 0) {
+  if (lit_used_ != 0) {
     size_t count = 0;
     for (const Page& pg : pages_) count += pg.kind == kXrle;
     // Worth it only if the estimate (streams, tables, ~4 bytes of lengths and padding per page)
-    // saves at least 1/16 of the group's XRLE bytes; otherwise the coding time (about as much
-    // as the first stage's) is not spent.
+    // saves at least 1/kMinSaving of the group's XRLE bytes (see kMinSaving).
     use_huf = pays(kHufTables + 4 * count);
-    if (use_huf) {
-      huff::build_lengths(hist_tok_, len_tok);
-      huff::build_lengths(hist_lit_, len_lit);
-      huff::build_code(len_tok, &code_tok);
-      huff::build_code(len_lit, &code_lit);
-    }
   }
-  // Each page's best body without Huffman: plain, or lz4 when it pays (lz4 bodies go to lz4_).
-  size_t lz4_used = 0;
-  for (Page& pg : pages_) {
-    pg.best_kind = pg.kind;
-    pg.best_len = pg.kind == kXrle ? pg.tok_len + pg.lit_len : pg.kind == kRaw ? n : 0;
-    pg.huf_len = 0;
-    if ((pg.kind == kXrle && pg.best_len >= lz4_min_xrle(n)) || pg.kind == kRaw) {
-      reserve_bytes(lz4_, lz4_used + 2 * n + 128);
-      // The XRLE stream: a plain page has it; a split one is interleaved after room for lz4's.
-      const uint8_t* body = plain_buf_.data() + pg.tok_off;
-      if (pg.kind == kXrle && !pg.plain) {
-        uint8_t* tmp = lz4_.data() + lz4_used + n + 64;
-        interleave(pg, tmp);
-        body = tmp;
-      }
-      const size_t c = lz4_body(pg.kind, body, pg.best_len, pg.next, n, lz4_.data() + lz4_used, ws);
-      if (c != 0) {
-        pg.best_kind = pg.kind == kXrle ? kXrleLz4 : kRawLz4;
-        pg.best_len = c;
-        pg.lz4_off = lz4_used;
-        lz4_used += c;
-      }
-    }
-  }
+  size_t saved = 0;
   if (use_huf) {
+    huff::build_lengths(hist_tok_, len_tok);
+    huff::build_lengths(hist_lit_, len_lit);
+    huff::build_code(len_tok, &code_tok);
+    huff::build_code(len_lit, &code_lit);
     // Code every XRLE page; the group uses the tables only if what the pages save pays for them.
-    size_t used = 0, saved = 0;
+    size_t used = 0;
     for (Page& pg : pages_) {
-      if (pg.kind != kXrle || pg.plain) continue;
+      pg.huf_len = 0;
+      if (pg.kind != kXrle) continue;
       reserve_bytes(coded_, used + huff::encode_bound(pg.tok_len) + huff::encode_bound(pg.lit_len));
       uint8_t* cb = coded_.data() + used;
       const size_t tb = huff::encode(code_tok, toks_.data() + pg.tok_off, pg.tok_len, cb);
       const size_t lb = huff::encode(code_lit, lits_.data() + pg.lit_off, pg.lit_len, cb + tb);
       const size_t hlen = varint_size(pg.tok_len) + varint_size(pg.lit_len) + varint_size(tb) + tb + lb;
-      if (hlen < pg.best_len) {
+      if (hlen < pg.tok_len + pg.lit_len) {
         pg.huf_len = hlen;
         pg.huf_off = used;
         pg.huf_tok = tb;
-        saved += pg.best_len - hlen;
+        saved += pg.tok_len + pg.lit_len - hlen;
         used += tb + lb;
       }
     }
-    use_huf = saved > kHufTables;
   }
-  uint8_t* o = out;
+  if (saved <= kHufTables) {
+    for (size_t i = 0; i < pages_.size(); i++) write_plain(i, ws);
+    return written_;
+  }
+  // Each page keeps the smaller of XRLE and XRLE+HUF; lz4 is not also tried on the XRLE pages of
+  // a group that uses the stage (it costs about as much again and seldom does better there).
   bool tables_out = false;
   for (size_t i = 0; i < pages_.size(); i++) {
     const Page& pg = pages_[i];
-    if (use_huf && pg.huf_len != 0) {
-      uint8_t* h = o;
-      if (!tables_out) {
-        huff::write_table(len_tok, h);
-        huff::write_table(len_lit, h + huff::kTableBytes);
-        h += kHufTables;
+    if (pg.huf_len == 0) {
+      if (pg.kind == kXrle) {
+        uint8_t* o = out_ + written_;
+        kinds_[i] = kXrle;
+        lens_[i] = static_cast<uint32_t>(interleave(pg, o));
+        written_ += lens_[i];
+      } else {
+        write_plain(i, ws);  // SAME, ZERO, RAW (lz4 may still take a RAW page)
       }
-      uint8_t* const start = h;
-      h = write_varint(h, pg.tok_len);
-      h = write_varint(h, pg.lit_len);
-      h = write_varint(h, pg.huf_tok);
-      std::memcpy(h, coded_.data() + pg.huf_off, pg.huf_len - static_cast<size_t>(h - start));
-      kinds[i] = tables_out ? kXrleHuf : kXrleHufTable;
-      lens[i] = static_cast<uint32_t>(pg.huf_len + (tables_out ? 0 : kHufTables));
-      tables_out = true;
-    } else {
-      kinds[i] = pg.best_kind;
-      lens[i] = static_cast<uint32_t>(pg.best_len);
-      if (pg.best_kind == kXrle && pg.plain) {
-        std::memcpy(o, plain_buf_.data() + pg.tok_off, pg.best_len);
-      } else if (pg.best_kind == kXrle) {
-        interleave(pg, o);
-      } else if (pg.best_kind == kRaw) {
-        std::memcpy(o, pg.next, n);
-      } else if (pg.best_len != 0) {
-        std::memcpy(o, lz4_.data() + pg.lz4_off, pg.best_len);
-      }
+      continue;
     }
-    o += lens[i];
+    uint8_t* h = out_ + written_;
+    if (!tables_out) {
+      huff::write_table(len_tok, h);
+      huff::write_table(len_lit, h + huff::kTableBytes);
+      h += kHufTables;
+    }
+    uint8_t* const start = h;
+    h = write_varint(h, pg.tok_len);
+    h = write_varint(h, pg.lit_len);
+    h = write_varint(h, pg.huf_tok);
+    std::memcpy(h, coded_.data() + pg.huf_off, pg.huf_len - static_cast<size_t>(h - start));
+    kinds_[i] = tables_out ? kXrleHuf : kXrleHufTable;
+    lens_[i] = static_cast<uint32_t>(pg.huf_len + (tables_out ? 0 : kHufTables));
+    written_ += lens_[i];
+    tables_out = true;
   }
-  return static_cast<size_t>(o - out);
+  return written_;
 }
 
 }  // namespace kernels::delta

@@ -403,13 +403,13 @@ const char* encode_pages(const Ops& ops, uint8_t* shadow, const uint8_t* pages,
       }
       const size_t b = g * gp, e = std::min(count, b + gp);
       if (compress && entropy) {
-        es->coder.reset();
+        es->coder.reset(c.buf + c.len, kinds.data() + b, lens.data() + b);
         for (size_t i = b; i < e; i++) {
           // SAFETY: pfns were checked < shadow pages; pages holds count * page_size bytes.
           es->coder.add(ops, shadow + static_cast<size_t>(pfns[i]) * page_size, pages + i * page_size,
                         es->ws);
         }
-        c.len += es->coder.finish(c.buf + c.len, kinds.data() + b, lens.data() + b, es->ws);
+        c.len += es->coder.finish(es->ws);
         continue;
       }
       for (size_t i = b; i < e; i++) {
