@@ -508,20 +508,34 @@ size_t GroupCoder::finish(Workspace& ws) {
     for (size_t i = 0; i < pages_.size(); i++) write_plain(i, ws);
     return written_;
   }
-  // Each page keeps the smaller of XRLE and XRLE+HUF; lz4 is not also tried on the XRLE pages of
-  // a group that uses the stage (it costs about as much again and seldom does better there).
+  // Each page keeps the smallest of XRLE, XRLE+HUF and (on the pages where the codec without
+  // this stage tries it: XRLE of a third of a page or more, RAW) lz4.
   bool tables_out = false;
   for (size_t i = 0; i < pages_.size(); i++) {
     const Page& pg = pages_[i];
-    if (pg.huf_len == 0) {
-      if (pg.kind == kXrle) {
-        uint8_t* o = out_ + written_;
-        kinds_[i] = kXrle;
-        lens_[i] = static_cast<uint32_t>(interleave(pg, o));
-        written_ += lens_[i];
-      } else {
-        write_plain(i, ws);  // SAME, ZERO, RAW (lz4 may still take a RAW page)
+    const size_t xlen = pg.tok_len + pg.lit_len;
+    if (pg.kind == kXrle && (pg.huf_len == 0 || xlen >= lz4_min_xrle(n_))) {
+      uint8_t* o = out_ + written_;
+      interleave(pg, o);
+      // lz4_body only tries streams of a third of a page or more, and writes at most
+      // xlen - xlen/16 bytes to ws.tmp(), which holds n + 64.
+      const size_t c = lz4_body(kXrle, o, xlen, pg.next, n_, ws.tmp(), ws);
+      if (c != 0 && (pg.huf_len == 0 || c < pg.huf_len)) {
+        std::memcpy(o, ws.tmp(), c);
+        kinds_[i] = kXrleLz4;
+        lens_[i] = static_cast<uint32_t>(c);
+        written_ += c;
+        continue;
       }
+      if (pg.huf_len == 0) {
+        kinds_[i] = kXrle;
+        lens_[i] = static_cast<uint32_t>(xlen);
+        written_ += xlen;
+        continue;
+      }
+    }
+    if (pg.huf_len == 0) {
+      write_plain(i, ws);  // SAME, ZERO, RAW (lz4 may still take a RAW page)
       continue;
     }
     uint8_t* h = out_ + written_;

@@ -66,8 +66,8 @@ void apply_page(uint8_t* target, uint8_t kind, const uint8_t* body, size_t len, 
 // The entropy stage over a group of pages (encode_pages with compress): the first stage writes
 // each page's XRLE stream split into token bytes and literal bytes, one Huffman code is built
 // for each from the whole group, and each page keeps the smaller of its Huffman and plain body
-// (lz4 is tried only in groups that do not use the stage, and on RAW pages). The group's first
-// Huffman page carries the tables (kXrleHufTable).
+// (with lz4 tried on the same pages as without this stage). The group's first Huffman page
+// carries the tables (kXrleHufTable).
 class GroupCoder {
  public:
   explicit GroupCoder(size_t page_size);
