@@ -184,26 +184,7 @@ size_t encode(const Code& code, const uint8_t* src, size_t count, uint8_t* out) 
   // are first joined among themselves (independent of the pending bits), so the serial chain
   // through `bits` is one shift per four symbols; then every whole byte is stored with one
   // unaligned 8-byte write (the slack of encode_bound).
-  for (; i + 8 <= count; i += 8) {
-    uint64_t s8;  // eight symbols in one load (little-endian: the first is the low byte)
-    std::memcpy(&s8, src + i, 8);
-    for (int half = 0; half < 2; half++, s8 >>= 32) {
-      const uint32_t e0 = code.entry[s8 & 255], e1 = code.entry[(s8 >> 8) & 255];
-      const uint32_t e2 = code.entry[(s8 >> 16) & 255], e3 = code.entry[(s8 >> 24) & 255];
-      const unsigned l0 = e0 >> 16, l1 = e1 >> 16, l2 = e2 >> 16, l3 = e3 >> 16;
-      const uint64_t c01 = uint64_t{e0 & 0xffff} | uint64_t{e1 & 0xffff} << l0;
-      const uint64_t c23 = uint64_t{e2 & 0xffff} | uint64_t{e3 & 0xffff} << l2;
-      acc |= (c01 | c23 << (l0 + l1)) << bits;
-      bits += l0 + l1 + l2 + l3;
-      std::memcpy(o, &acc, 8);
-      o += bits >> 3;
-      acc >>= bits & ~7u;
-      bits &= 7;
-    }
-  }
-  if (i + 4 <= count) {
-    const uint32_t e0 = code.entry[src[i]], e1 = code.entry[src[i + 1]];
-    const uint32_t e2 = code.entry[src[i + 2]], e3 = code.entry[src[i + 3]];
+  auto put4 = [&](uint32_t e0, uint32_t e1, uint32_t e2, uint32_t e3) {
     const unsigned l0 = e0 >> 16, l1 = e1 >> 16, l2 = e2 >> 16, l3 = e3 >> 16;
     const uint64_t c01 = uint64_t{e0 & 0xffff} | uint64_t{e1 & 0xffff} << l0;
     const uint64_t c23 = uint64_t{e2 & 0xffff} | uint64_t{e3 & 0xffff} << l2;
@@ -213,6 +194,17 @@ size_t encode(const Code& code, const uint8_t* src, size_t count, uint8_t* out) 
     o += bits >> 3;
     acc >>= bits & ~7u;
     bits &= 7;
+  };
+  for (; i + 8 <= count; i += 8) {
+    uint64_t s8;  // eight symbols in one load (little-endian: the first is the low byte)
+    std::memcpy(&s8, src + i, 8);
+    for (int half = 0; half < 2; half++, s8 >>= 32) {
+      put4(code.entry[s8 & 255], code.entry[(s8 >> 8) & 255], code.entry[(s8 >> 16) & 255],
+           code.entry[(s8 >> 24) & 255]);
+    }
+  }
+  if (i + 4 <= count) {
+    put4(code.entry[src[i]], code.entry[src[i + 1]], code.entry[src[i + 2]], code.entry[src[i + 3]]);
     i += 4;
   }
   for (; i < count; i++) {
