@@ -289,6 +289,37 @@ describe('the Huffman stage (page kinds XRLE+HUF)', () => {
     );
   });
 
+  it('never makes a frame larger than the lz4-only codec: savings count against the best other body', () => {
+    // Five bulk pages of small repetitive XOR values (lz4 beats Huffman on them) and one sparse
+    // page: counting the bulk pages' Huffman savings against XRLE alone once put the 256 table
+    // bytes on the sparse page (523 bytes against 290).
+    const shadow = new Uint8Array(6 * PS).fill(0x40);
+    const pages = shadow.slice();
+    for (let i = 0; i < 5; i++) for (let j = 0; j < 2000; j++) pages[i * PS + j] ^= 1 + (j % 3);
+    for (let j = 0; j < 12; j++) pages[5 * PS + 100 * j] ^= 1 + (j & 1);
+    const on = encodePagesSync(shadow.slice(), pages, range(6));
+    const off = encodePagesSync(shadow.slice(), pages, range(6), { entropy: false });
+    expect(on.length).toBeLessThanOrEqual(off.length);
+    for (const c of PAGE_KINDS) {
+      const p = pagePairs(5, c, 130);
+      const a = encodePagesSync(p.old.slice(), p.next, range(130)).length;
+      const b = encodePagesSync(p.old.slice(), p.next, range(130), { entropy: false }).length;
+      expect(a, c).toBeLessThanOrEqual(b);
+    }
+  });
+
+  it('a delta container refuses the Huffman kinds', () => {
+    const prev = new Uint8Array(64);
+    const d = encodeDelta(prev, prev, { compress: false }); // SAME: borrow the container
+    for (const kind of [KIND.XRLE_HUF, KIND.XRLE_HUF_TABLE]) {
+      const bad = d.slice();
+      bad[5] = kind;
+      const v = xxh3.xxh64(Buffer.concat([bad.subarray(0, 16), bad.subarray(24)]));
+      for (let i = 0; i < 8; i++) bad[16 + i] = Number((v >> BigInt(8 * i)) & 0xffn);
+      expectRejected(() => applyDelta(prev, bad), prev, /^`delta` has an unknown encoding kind$/);
+    }
+  });
+
   it('rejects hostile Huffman pages with a RangeError naming the page, and changes nothing', () => {
     const frame = encodePagesSync(shadowOf(), next, pfns);
     const replica = shadowOf();
@@ -302,30 +333,35 @@ describe('the Huffman stage (page kinds XRLE+HUF)', () => {
       return at;
     };
     const page = (i: number) => `${i} \\(pfn ${pfns[i]}\\)`;
+    // Native applyPages and the TypeScript reference decoder both refuse the frame.
+    const expectBoth = (bad: Uint8Array, message: RegExp) => {
+      expectRejected(() => applyPages(replica, bad), replica, message);
+      expect(() => applyFrameRef(shadowOf(), bad)).toThrow(RangeError);
+    };
     // The first table page made a plain Huffman page: it has no tables before it.
     const noTable = frame.slice();
     noTable[32 + 8 * first + 4] = KIND.XRLE_HUF;
-    expectRejected(() => applyPages(replica, withSum(noTable)), replica,
+    expectBoth(withSum(noTable),
       new RegExp(`^\`frame\` has a bad page ${page(first)}: Huffman page with no tables before it in the frame$`));
     // A code length of 12 in the token table.
     const long = frame.slice();
     long[bodyAt(first)] = 0xcc;
-    expectRejected(() => applyPages(replica, withSum(long)), replica,
+    expectBoth(withSum(long),
       new RegExp(`^\`frame\` has a bad page ${page(first)}: Huffman table has a code longer than 11 bits$`));
     // Every literal code 1 bit long: over-subscribed. Pages using the table are refused too.
     const over = frame.slice();
     over.fill(0x11, bodyAt(first) + 128, bodyAt(first) + 256);
-    expectRejected(() => applyPages(replica, withSum(over)), replica,
+    expectBoth(withSum(over),
       new RegExp(`^\`frame\` has a bad page ${page(first)}: Huffman table is empty or over-subscribed$`));
     // A token count one larger than the stream holds.
     const more = frame.slice();
     more[bodyAt(second) + 256] += 1;
-    expectRejected(() => applyPages(replica, withSum(more)), replica,
+    expectBoth(withSum(more),
       new RegExp(`^\`frame\` has a bad page ${page(second)}: Huffman stream (is truncated|has a code that is not in its table|has bits left over)$`));
     // A Huffman kind in a version 1 frame.
     const v1 = frame.slice();
     v1[4] = 1;
-    expectRejected(() => applyPages(replica, withSum(v1)), replica, /^`frame` has an unknown page kind in its index$/);
+    expectBoth(withSum(v1), /^`frame` has an unknown page kind in its index$/);
     // A table page too short to hold its tables.
     const short = frame.slice(0, bodyAt(first) + 100);
     const e = 32 + 8 * first;
@@ -334,13 +370,13 @@ describe('the Huffman stage (page kinds XRLE+HUF)', () => {
     const payload = short.length - 32 - 8 * kinds.length;
     const cut = Uint8Array.from([...short.subarray(0, 32), ...short.subarray(32, 32 + 8 * (first + 1)), ...short.subarray(32 + 8 * kinds.length)]);
     cut.set([payload & 255, (payload >> 8) & 255, payload >> 16, 0, 0, 0, 0, 0], 16);
-    expectRejected(() => applyPages(replica, withSum(cut)), replica,
+    expectBoth(withSum(cut),
       new RegExp(`^\`frame\` has a bad page ${page(first)}: XRLE\\+HUF tables are truncated$`));
     // The literal stream's padding bits set.
     const pad = frame.slice();
     const end = bodyAt(plain + 1) - 1;
     pad[end] |= 0x80;
-    expectRejected(() => applyPages(replica, withSum(pad)), replica, new RegExp(`^\`frame\` has a bad page ${page(plain)}: `));
+    expectBoth(withSum(pad), new RegExp(`^\`frame\` has a bad page ${page(plain)}: `));
   });
 });
 

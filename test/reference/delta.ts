@@ -219,45 +219,50 @@ export function applyFrameRef(replica: Uint8Array, frame: Uint8Array, pageSize =
     const target = replica.subarray(pfn * pageSize, (pfn + 1) * pageSize);
     if (kind === KIND.XRLE_HUF_TABLE) {
       if (version !== 2) throw new RangeError('Huffman kind in a version 1 frame');
+      if (body.length <= 256) throw new RangeError('tables truncated');
       tables = body.subarray(0, 256);
       body = body.subarray(256);
     } else if (kind !== KIND.XRLE_HUF) {
       applyBodyRef(target, kind, body);
       continue;
+    } else if (version !== 2) {
+      throw new RangeError('Huffman kind in a version 1 frame');
     }
     if (tables === null) throw new RangeError('no tables');
-    let p = 0;
-    const varint = (): number => {
+    if (body.length === 0 || body.length >= pageSize) throw new RangeError('body length');
+    // LEB128 of at most 5 bytes and below 2^32, read from `buf` at `at.i`; throws when cut off.
+    const varintIn = (buf: Uint8Array, at: { i: number }, out?: number[]): number => {
       let v = 0;
-      for (let shift = 0; ; shift += 7) {
-        const b = body[p++];
+      for (let shift = 0; shift < 35; shift += 7) {
+        if (at.i >= buf.length) throw new RangeError('truncated varint');
+        const b = buf[at.i++];
+        out?.push(b);
         v += (b & 0x7f) * 2 ** shift;
-        if ((b & 0x80) === 0) return v;
+        if ((b & 0x80) === 0) {
+          if (v > 0xffffffff) throw new RangeError('varint above 2^32');
+          return v;
+        }
       }
+      throw new RangeError('varint longer than 5 bytes');
     };
-    const tokLen = varint();
-    const litLen = varint();
-    const tokBytes = varint();
-    const toks = huffmanDecodeRef(tables.subarray(0, 128), body.subarray(p, p + tokBytes), tokLen);
-    const lits = huffmanDecodeRef(tables.subarray(128, 256), body.subarray(p + tokBytes), litLen);
+    const head = { i: 0 };
+    const tokLen = varintIn(body, head);
+    const litLen = varintIn(body, head);
+    const tokBytes = varintIn(body, head);
+    if (tokLen < 1 || litLen < 1 || tokLen + litLen >= pageSize) throw new RangeError('stream lengths');
+    if (tokBytes > body.length - head.i) throw new RangeError('token stream past the body');
+    const toks = huffmanDecodeRef(tables.subarray(0, 128), body.subarray(head.i, head.i + tokBytes), tokLen);
+    const lits = huffmanDecodeRef(tables.subarray(128, 256), body.subarray(head.i + tokBytes), litLen);
     // Interleave into the XRLE stream the two streams were split from, then apply that.
     const xrle: number[] = [];
     let l = 0;
-    let t = 0;
-    const copyVarint = (): number => {
-      let v = 0;
-      for (let shift = 0; ; shift += 7) {
-        const b = toks[t++];
-        xrle.push(b);
-        v += (b & 0x7f) * 2 ** shift;
-        if ((b & 0x80) === 0) return v;
-      }
-    };
-    while (t < toks.length) {
-      const token = toks[t++];
+    const t = { i: 0 };
+    while (t.i < toks.length) {
+      const token = toks[t.i++];
       xrle.push(token);
-      if ((token & 15) === 15) copyVarint();
-      const run = token >> 4 === 0 ? 16 + copyVarint() : token >> 4;
+      if ((token & 15) === 15) varintIn(toks, t, xrle);
+      const run = token >> 4 === 0 ? 16 + varintIn(toks, t, xrle) : token >> 4;
+      if (run > lits.length - l) throw new RangeError('literal is truncated');
       for (let k = 0; k < run; k++) xrle.push(lits[l++]);
     }
     if (l !== lits.length) throw new RangeError('literal bytes left over');

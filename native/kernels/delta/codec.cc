@@ -479,80 +479,82 @@ size_t GroupCoder::finish(Workspace& ws) {
     // saves at least 1/kMinSaving of the group's XRLE bytes (see kMinSaving).
     use_huf = pays(kHufTables + 4 * count);
   }
-  size_t saved = 0;
-  if (use_huf) {
-    huff::build_lengths(hist_tok_, len_tok);
-    huff::build_lengths(hist_lit_, len_lit);
-    huff::build_code(len_tok, &code_tok);
-    huff::build_code(len_lit, &code_lit);
-    // Code every XRLE page; the group uses the tables only if what the pages save pays for them.
-    size_t used = 0;
-    for (Page& pg : pages_) {
-      pg.huf_len = 0;
-      if (pg.kind != kXrle) continue;
-      reserve_bytes(coded_, used + huff::encode_bound(pg.tok_len) + huff::encode_bound(pg.lit_len));
-      uint8_t* cb = coded_.data() + used;
-      const size_t tb = huff::encode(code_tok, toks_.data() + pg.tok_off, pg.tok_len, cb);
-      const size_t lb = huff::encode(code_lit, lits_.data() + pg.lit_off, pg.lit_len, cb + tb);
-      const size_t hlen = varint_size(pg.tok_len) + varint_size(pg.lit_len) + varint_size(tb) + tb + lb;
-      if (hlen < pg.tok_len + pg.lit_len) {
-        pg.huf_len = hlen;
-        pg.huf_off = used;
-        pg.huf_tok = tb;
-        saved += pg.tok_len + pg.lit_len - hlen;
-        used += tb + lb;
-      }
-    }
-  }
-  if (saved <= kHufTables) {
+  if (!use_huf) {
     for (size_t i = 0; i < pages_.size(); i++) write_plain(i, ws);
     return written_;
   }
-  // Each page keeps the smallest of XRLE, XRLE+HUF and (on the pages where the codec without
-  // this stage tries it: XRLE of a third of a page or more, RAW) lz4.
+  huff::build_lengths(hist_tok_, len_tok);
+  huff::build_lengths(hist_lit_, len_lit);
+  huff::build_code(len_tok, &code_tok);
+  huff::build_code(len_lit, &code_lit);
+  // Every XRLE page gets its Huffman body and, where the codec without this stage would try it
+  // (a third of a page or more), its lz4 body; it keeps the smallest of XRLE, lz4 and Huffman.
+  // The group uses the tables only if the pages that keep Huffman save more than the tables
+  // cost against their best other body; otherwise it comes out as without this stage.
+  size_t used = 0, lz4_used = 0, saved = 0;
+  for (Page& pg : pages_) {
+    pg.huf_len = pg.lz4_len = 0;
+    if (pg.kind != kXrle) continue;
+    const size_t xlen = pg.tok_len + pg.lit_len;
+    size_t best = xlen;
+    if (xlen >= lz4_min_xrle(n_)) {
+      reserve_bytes(lz4_, lz4_used + n_ + 64);
+      uint8_t* x = ws.tmp();  // n + 64 bytes: the stream (< n) and the 32-byte over-copies
+      interleave(pg, x);
+      const size_t c = lz4_body(kXrle, x, xlen, pg.next, n_, lz4_.data() + lz4_used, ws);
+      if (c != 0) {
+        pg.lz4_len = c;
+        pg.lz4_off = lz4_used;
+        lz4_used += c;
+        best = c;
+      }
+    }
+    reserve_bytes(coded_, used + huff::encode_bound(pg.tok_len) + huff::encode_bound(pg.lit_len));
+    uint8_t* cb = coded_.data() + used;
+    const size_t tb = huff::encode(code_tok, toks_.data() + pg.tok_off, pg.tok_len, cb);
+    const size_t lb = huff::encode(code_lit, lits_.data() + pg.lit_off, pg.lit_len, cb + tb);
+    const size_t hlen = varint_size(pg.tok_len) + varint_size(pg.lit_len) + varint_size(tb) + tb + lb;
+    if (hlen < best) {
+      pg.huf_len = hlen;
+      pg.huf_off = used;
+      pg.huf_tok = tb;
+      saved += best - hlen;
+      used += tb + lb;
+    }
+  }
+  const bool tables_pay = saved > kHufTables;
   bool tables_out = false;
   for (size_t i = 0; i < pages_.size(); i++) {
     const Page& pg = pages_[i];
-    const size_t xlen = pg.tok_len + pg.lit_len;
-    if (pg.kind == kXrle && (pg.huf_len == 0 || xlen >= lz4_min_xrle(n_))) {
-      uint8_t* o = out_ + written_;
-      interleave(pg, o);
-      // lz4_body only tries streams of a third of a page or more, and writes at most
-      // xlen - xlen/16 bytes to ws.tmp(), which holds n + 64.
-      const size_t c = lz4_body(kXrle, o, xlen, pg.next, n_, ws.tmp(), ws);
-      if (c != 0 && (pg.huf_len == 0 || c < pg.huf_len)) {
-        std::memcpy(o, ws.tmp(), c);
-        kinds_[i] = kXrleLz4;
-        lens_[i] = static_cast<uint32_t>(c);
-        written_ += c;
-        continue;
-      }
-      if (pg.huf_len == 0) {
-        kinds_[i] = kXrle;
-        lens_[i] = static_cast<uint32_t>(xlen);
-        written_ += xlen;
-        continue;
-      }
-    }
-    if (pg.huf_len == 0) {
-      write_plain(i, ws);  // SAME, ZERO, RAW (lz4 may still take a RAW page)
+    uint8_t* o = out_ + written_;
+    if (pg.kind != kXrle) {
+      write_plain(i, ws);  // SAME, ZERO, RAW (lz4 may take a RAW page)
       continue;
     }
-    uint8_t* h = out_ + written_;
-    if (!tables_out) {
-      huff::write_table(len_tok, h);
-      huff::write_table(len_lit, h + huff::kTableBytes);
-      h += kHufTables;
+    if (tables_pay && pg.huf_len != 0) {
+      uint8_t* h = o;
+      if (!tables_out) {
+        huff::write_table(len_tok, h);
+        huff::write_table(len_lit, h + huff::kTableBytes);
+        h += kHufTables;
+      }
+      uint8_t* const start = h;
+      h = write_varint(h, pg.tok_len);
+      h = write_varint(h, pg.lit_len);
+      h = write_varint(h, pg.huf_tok);
+      std::memcpy(h, coded_.data() + pg.huf_off, pg.huf_len - static_cast<size_t>(h - start));
+      kinds_[i] = tables_out ? kXrleHuf : kXrleHufTable;
+      lens_[i] = static_cast<uint32_t>(pg.huf_len + (tables_out ? 0 : kHufTables));
+      tables_out = true;
+    } else if (pg.lz4_len != 0) {
+      std::memcpy(o, lz4_.data() + pg.lz4_off, pg.lz4_len);
+      kinds_[i] = kXrleLz4;
+      lens_[i] = static_cast<uint32_t>(pg.lz4_len);
+    } else {
+      kinds_[i] = kXrle;
+      lens_[i] = static_cast<uint32_t>(interleave(pg, o));
     }
-    uint8_t* const start = h;
-    h = write_varint(h, pg.tok_len);
-    h = write_varint(h, pg.lit_len);
-    h = write_varint(h, pg.huf_tok);
-    std::memcpy(h, coded_.data() + pg.huf_off, pg.huf_len - static_cast<size_t>(h - start));
-    kinds_[i] = tables_out ? kXrleHuf : kXrleHufTable;
-    lens_[i] = static_cast<uint32_t>(pg.huf_len + (tables_out ? 0 : kHufTables));
     written_ += lens_[i];
-    tables_out = true;
   }
   return written_;
 }

@@ -91,7 +91,8 @@ class GroupCoder {
     Kind kind;
     const uint8_t* next;
     size_t tok_off, tok_len, lit_off, lit_len;  // split XRLE streams (XRLE pages)
-    size_t huf_len, huf_off, huf_tok;           // Huffman body (0: not smaller than XRLE)
+    size_t lz4_len, lz4_off;                    // lz4 body in lz4_ (0: not tried or no gain)
+    size_t huf_len, huf_off, huf_tok;           // Huffman body (0: not smaller than the others)
   };
   // Writes the XRLE stream of a page (tokens and literals interleaved again) to dst.
   size_t interleave(const Page& pg, uint8_t* dst) const;
@@ -111,7 +112,7 @@ class GroupCoder {
   size_t written_ = 0;
   uint8_t* kinds_ = nullptr;
   uint32_t* lens_ = nullptr;
-  std::vector<uint8_t> toks_, lits_, coded_;
+  std::vector<uint8_t> toks_, lits_, coded_, lz4_;
   size_t hist_tok_done_ = 0, hist_lit_done_ = 0;  // bytes already counted
   uint32_t hist_tok_[huff::kSymbols];
   uint32_t hist_lit_[huff::kSymbols];
