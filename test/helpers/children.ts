@@ -3,6 +3,7 @@
  * either the real CLI (dist/cli/main.js, built by `npm install`: real kvm/sim guests) or
  * test/helpers/cli-fake.ts (the stand-in guest with the native kernels).
  */
+import { expect } from 'vitest';
 import { existsSync } from 'node:fs';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
@@ -116,6 +117,22 @@ export async function killPrimaryDuringStream(t: KillTrial): Promise<{ res: Foll
  * primary's whole stream. Returns what the primary said when it noticed (its degraded reason and
  * the records it had released by then), the client's result, and how often it was protected.
  */
+/**
+ * What both backup-kill tests (stand-in and real guest) assert: the primary noticed the lost
+ * link while output was still held, the client's stream has no problems and ends at the
+ * reference's final state, and protection came back after the resync.
+ */
+export function expectResyncedAfterBackupKill(
+  t: Awaited<ReturnType<typeof killBackupThenResync>>,
+  ref: { final: string | null; records: unknown[] },
+): void {
+  expect(t.degradedReason).toMatch(/^backup link (lost|closed)/);
+  expect(t.res.problems).toEqual([]);
+  expect(t.res.final).toBe(ref.final);
+  expect(t.releasedAtDegraded).toBeLessThan(ref.records.length);
+  expect(t.protectedCount).toBeGreaterThanOrEqual(2);
+}
+
 export async function killBackupThenResync(o: {
   backupArgs: string[];
   primaryArgs: string[];

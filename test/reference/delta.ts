@@ -126,30 +126,39 @@ export function applyBodyRef(target: Uint8Array, kind: number, body: Uint8Array)
  * run of `len` bytes landing at `pos`, its bytes at `body[at ..]`. Throws on anything malformed.
  */
 export function forEachLiteral(body: Uint8Array, n: number, visit: (pos: number, len: number, at: number) => void): void {
-  let p = 0;
+  const at = { i: 0 };
   let pos = 0;
-  const readVarint = (): number => {
-    let v = 0;
-    for (let shift = 0; shift < 35; shift += 7) {
-      if (p >= body.length) throw new RangeError('truncated varint');
-      const b = body[p++];
-      v += (b & 0x7f) * 2 ** shift;
-      if ((b & 0x80) === 0) return v;
-    }
-    throw new RangeError('long varint');
-  };
-  while (p < body.length) {
-    const t = body[p++];
+  while (at.i < body.length) {
+    const t = body[at.i++];
     let skip = t & 15;
     let len = t >> 4;
-    if (skip === 15) skip = 15 + readVarint();
-    if (len === 0) len = 16 + readVarint();
+    if (skip === 15) skip = 15 + readVarint(body, at);
+    if (len === 0) len = 16 + readVarint(body, at);
     pos += skip;
-    if (pos + len > n || p + len > body.length) throw new RangeError('out of range');
-    visit(pos, len, p);
-    p += len;
+    if (pos + len > n || at.i + len > body.length) throw new RangeError('out of range');
+    visit(pos, len, at.i);
+    at.i += len;
     pos += len;
   }
+}
+
+/**
+ * Reads a LEB128 varint (at most 5 bytes, below 2^32) from `buf` at `at.i` and advances it;
+ * pushes the bytes read to `copy` if given. Throws when it is cut off or too long.
+ */
+export function readVarint(buf: Uint8Array, at: { i: number }, copy?: number[]): number {
+  let v = 0;
+  for (let shift = 0; shift < 35; shift += 7) {
+    if (at.i >= buf.length) throw new RangeError('truncated varint');
+    const b = buf[at.i++];
+    copy?.push(b);
+    v += (b & 0x7f) * 2 ** shift;
+    if ((b & 0x80) === 0) {
+      if (v > 0xffffffff) throw new RangeError('varint above 2^32');
+      return v;
+    }
+  }
+  throw new RangeError('varint longer than 5 bytes');
 }
 
 /**
@@ -230,25 +239,10 @@ export function applyFrameRef(replica: Uint8Array, frame: Uint8Array, pageSize =
     }
     if (tables === null) throw new RangeError('no tables');
     if (body.length === 0 || body.length >= pageSize) throw new RangeError('body length');
-    // LEB128 of at most 5 bytes and below 2^32, read from `buf` at `at.i`; throws when cut off.
-    const varintIn = (buf: Uint8Array, at: { i: number }, out?: number[]): number => {
-      let v = 0;
-      for (let shift = 0; shift < 35; shift += 7) {
-        if (at.i >= buf.length) throw new RangeError('truncated varint');
-        const b = buf[at.i++];
-        out?.push(b);
-        v += (b & 0x7f) * 2 ** shift;
-        if ((b & 0x80) === 0) {
-          if (v > 0xffffffff) throw new RangeError('varint above 2^32');
-          return v;
-        }
-      }
-      throw new RangeError('varint longer than 5 bytes');
-    };
     const head = { i: 0 };
-    const tokLen = varintIn(body, head);
-    const litLen = varintIn(body, head);
-    const tokBytes = varintIn(body, head);
+    const tokLen = readVarint(body, head);
+    const litLen = readVarint(body, head);
+    const tokBytes = readVarint(body, head);
     if (tokLen < 1 || litLen < 1 || tokLen + litLen >= pageSize) throw new RangeError('stream lengths');
     if (tokBytes > body.length - head.i) throw new RangeError('token stream past the body');
     const toks = huffmanDecodeRef(tables.subarray(0, 128), body.subarray(head.i, head.i + tokBytes), tokLen);
@@ -260,8 +254,8 @@ export function applyFrameRef(replica: Uint8Array, frame: Uint8Array, pageSize =
     while (t.i < toks.length) {
       const token = toks[t.i++];
       xrle.push(token);
-      if ((token & 15) === 15) varintIn(toks, t, xrle);
-      const run = token >> 4 === 0 ? 16 + varintIn(toks, t, xrle) : token >> 4;
+      if ((token & 15) === 15) readVarint(toks, t, xrle);
+      const run = token >> 4 === 0 ? 16 + readVarint(toks, t, xrle) : token >> 4;
       if (run > lits.length - l) throw new RangeError('literal is truncated');
       for (let k = 0; k < run; k++) xrle.push(lits[l++]);
     }

@@ -330,6 +330,7 @@ GroupCoder::GroupCoder(size_t page_size) : n_(page_size) {}
 
 void GroupCoder::reset(uint8_t* out, uint8_t* kinds, uint32_t* lens) {
   pages_.clear();
+  added_ = 0;
   tok_used_ = lit_used_ = hist_tok_done_ = hist_lit_done_ = 0;
   plain_ = false;
   out_ = out;
@@ -343,28 +344,24 @@ void GroupCoder::reset(uint8_t* out, uint8_t* kinds, uint32_t* lens) {
 void GroupCoder::add(const Ops& ops, uint8_t* shadow, const uint8_t* next, Workspace& ws) {
   if (plain_) {
     // The sample said the Huffman stage will not pay: the codec without it, straight to out.
-    const size_t i = pages_.size();
+    const size_t i = added_++;
     size_t len = 0;
     kinds_[i] = encode_page(ops, shadow, next, n_, true, true, out_ + written_, &len, ws);
     lens_[i] = static_cast<uint32_t>(len);
     written_ += len;
-    pages_.push_back(Page{});
     return;
   }
+  added_++;
   reserve_bytes(toks_, tok_used_ + n_ + 64);
   reserve_bytes(lits_, lit_used_ + n_ + 64);
   Page pg{};
   pg.next = next;
   pg.kind = ops.encode_page_split(shadow, next, n_, true, toks_.data() + tok_used_, &pg.tok_len,
                                   lits_.data() + lit_used_, &pg.lit_len, ws.scratch());
-  if (pg.kind == kXrle) {
-    pg.tok_off = tok_used_;
-    pg.lit_off = lit_used_;
-    tok_used_ += pg.tok_len;
-    lit_used_ += pg.lit_len;
-  } else {
-    pg.tok_len = pg.lit_len = 0;  // a RAW page's body is `next` itself
-  }
+  pg.tok_off = tok_used_;  // SAME, ZERO and RAW pages split into nothing
+  pg.lit_off = lit_used_;
+  tok_used_ += pg.tok_len;
+  lit_used_ += pg.lit_len;
   pages_.push_back(pg);
   if (pages_.size() == kSamplePages && lit_used_ != 0) {
     // Decide early on a sample whether coding can pay for this group; if not, the sampled pages
@@ -394,37 +391,26 @@ void GroupCoder::write_plain(size_t i, Workspace& ws) {
 }
 
 size_t GroupCoder::interleave(const Page& pg, uint8_t* dst) const {
-  // Our own first stage's output: well formed, so no checks.
+  // Our own first stage's output, so well formed: read_varint cannot fail here.
   const uint8_t* t = toks_.data() + pg.tok_off;
   const uint8_t* const end = t + pg.tok_len;
   const uint8_t* l = lits_.data() + pg.lit_off;
   uint8_t* o = dst;
   while (t < end) {
+    const uint8_t* const token = t;
     const uint8_t tk = *t++;
-    *o++ = tk;
     size_t run = tk >> 4;
-    if ((tk & 15) == 15) {
-      uint8_t b;
-      do {
-        b = *t++;
-        *o++ = b;
-      } while (b & 0x80);
-    }
+    uint32_t v = 0;
+    if ((tk & 15) == 15) read_varint(&t, end, &v);
     if (run == 0) {
-      size_t v = 0;
-      unsigned shift = 0;
-      uint8_t b;
-      do {
-        b = *t++;
-        *o++ = b;
-        v |= size_t{b & 0x7fu} << shift;
-        shift += 7;
-      } while (b & 0x80);
+      read_varint(&t, end, &v);
       run = 16 + v;
     }
+    std::memcpy(o, token, static_cast<size_t>(t - token));  // the token and its varints
+    o += t - token;
     // SAFETY: lits_ has 64 bytes of slack past the last page's literals and every dst (the
-    // chunk, lz4_'s scratch) at least 32 past the stream, so the 32-byte over-copies stay in
-    // bounds; only `run` bytes count.
+    // chunk, ws.tmp()) at least 32 past the stream, so the 32-byte over-copies stay in bounds;
+    // only `run` bytes count.
     std::memcpy(o, l, 32);
     for (size_t k = 32; k < run; k += 32) std::memcpy(o + k, l + k, 32);
     o += run;

@@ -105,7 +105,8 @@ class GroupCoder {
   bool pays(size_t overhead);
 
   size_t n_;
-  std::vector<Page> pages_;
+  size_t added_ = 0;           // pages added to the group (its page index)
+  std::vector<Page> pages_;    // the split pages: the sample, or the whole group
   size_t tok_used_ = 0, lit_used_ = 0;
   bool plain_ = false;  // the sample said no: later pages go straight to out
   uint8_t* out_ = nullptr;

@@ -49,7 +49,7 @@ struct Ops {
                       uint8_t* out, size_t* out_len, const Scratch& scratch);
   // The same with the XRLE stream split in two (the entropy stage's input): token bytes (with
   // their extension varints) to `toks`, literal bytes to `lits` (each of capacity n + 64).
-  // Same kinds; a RAW page is copied to toks (*tok_len n, *lit_len 0).
+  // Same kinds; for a RAW page nothing is written (*tok_len and *lit_len 0: the body is `next`).
   Kind (*encode_page_split)(uint8_t* prev, const uint8_t* next, size_t n, bool update_prev,
                             uint8_t* toks, size_t* tok_len, uint8_t* lits, size_t* lit_len,
                             const Scratch& scratch);
