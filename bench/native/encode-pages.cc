@@ -49,6 +49,7 @@ int main(int argc, char** argv) {
   std::vector<uint8_t> shadow = old;
   double best = 1e300;
   size_t out = 0;
+  size_t kinds[256] = {}, kind_bytes[256] = {};
   for (int rep = 0; rep < 40; rep++) {
     const uint8_t* pages = (rep & 1) ? old.data() : nx.data();
     const auto t0 = std::chrono::steady_clock::now();
@@ -56,10 +57,22 @@ int main(int argc, char** argv) {
     if (kernels::delta::encode_pages(ops, shadow.data(), pages, pfns.data(), count, ps, threads, true, entropy, &e)) return 1;
     const double t = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count();
     out = e.length;
+    if (rep == 0) {  // pages by kind, and their body bytes (the index of the first frame)
+      for (size_t i = 0; i < count; i++) {
+        const uint8_t* x = e.data + kernels::delta::kFrameHeader + i * kernels::delta::kIndexEntry;
+        kinds[x[4]]++;
+        kind_bytes[x[4]] += size_t{x[5]} | size_t{x[6]} << 8 | size_t{x[7]} << 16;
+      }
+    }
     std::free(e.data);
     if (t < best) best = t;
   }
   std::printf("%s, %u thread(s), %zu pages: %.0f ns/page, %.2f GB/s, output %.2f %%\n", ops.isa, threads,
               count, best / count, count * ps / best, 100.0 * out / (count * ps));
+  std::printf("  kinds (pages/bytes):");
+  for (int k = 0; k < 256; k++) {
+    if (kinds[k] != 0) std::printf(" %d:%zu/%zu", k, kinds[k], kind_bytes[k]);
+  }
+  std::printf("\n");
   return 0;
 }

@@ -49,7 +49,8 @@ struct Rng {
 
 constexpr size_t kPage = 512;
 constexpr size_t kReplicaPages = 8;
-uint64_t g_frames_made = 0, g_huffman_frames = 0, g_huffman_pages = 0;  // coverage of the entropy stage
+// Coverage of the entropy stage and of the XBM kinds among the frames made.
+uint64_t g_frames_made = 0, g_huffman_frames = 0, g_huffman_pages = 0, g_xbm_pages = 0;
 
 // Applies `d` to a copy of `target` only if check_delta accepts it; a rejected delta must leave
 // the target untouched (nothing was written).
@@ -204,8 +205,14 @@ std::vector<uint8_t> make_frame(Rng& r, const kd::Ops& ops, std::vector<uint8_t>
     fail("encode_pages out of memory");
   }
   std::vector<uint8_t> f(enc.data, enc.data + enc.length);
-  for (size_t i = 0; i < count; i++) g_huffman_pages += f[kd::kFrameHeader + i * kd::kIndexEntry + 4] >= kd::kXrleHuf;
-  if (f[4] == kd::kFrameVersion) g_huffman_frames++;
+  size_t huffman = 0;
+  for (size_t i = 0; i < count; i++) {
+    const uint8_t kind = f[kd::kFrameHeader + i * kd::kIndexEntry + 4];
+    huffman += kd::carries_tables(kind) || kd::uses_tables(kind);
+    g_xbm_pages += kd::is_xbm(kind);
+  }
+  g_huffman_pages += huffman;
+  g_huffman_frames += huffman != 0;
   std::free(enc.data);
   *new_shadow = shadow;
   return f;
@@ -340,10 +347,11 @@ int main() {
               static_cast<unsigned long long>(iters), static_cast<unsigned long long>(deltas),
               static_cast<unsigned long long>(frames), static_cast<unsigned long long>(trips));
   for (const kd::Ops* o : runnable_ops()) std::printf(" %s", o->isa);
-  std::printf("); %llu of %llu frames made used the Huffman stage (%llu pages)\n",
+  std::printf("); %llu of %llu frames made used the Huffman stage (%llu pages); %llu XBM pages\n",
               static_cast<unsigned long long>(g_huffman_frames), static_cast<unsigned long long>(g_frames_made),
-              static_cast<unsigned long long>(g_huffman_pages));
+              static_cast<unsigned long long>(g_huffman_pages), static_cast<unsigned long long>(g_xbm_pages));
   if (g_huffman_frames == 0) fail("no frame used the Huffman stage: its decoder was not fuzzed");
+  if (g_xbm_pages == 0) fail("no frame had an XBM page: its decoder was not fuzzed");
   return 0;
 }
 #endif

@@ -105,12 +105,12 @@ size_t try_lz4(Workspace& ws, const uint8_t* src, size_t n, uint8_t* dst, size_t
 // pays, so only bulk changes (a third of the page or more) and RAW pages get the second stage.
 inline size_t lz4_min_xrle(size_t n) { return n / 3 > 96 ? n / 3 : 96; }
 
-// lz4 form of a first-stage body (XRLE: varint of its length + block; RAW: block of the page)
+// lz4 form of a first-stage body (XRLE or XBM: varint of its length + block; RAW: block of the page)
 // in dst if it saves at least 1/16 of the body; returns its length, 0 if it does not pay or is
-// not tried (XRLE bodies below lz4_min_xrle).
+// not tried (XRLE and XBM bodies below lz4_min_xrle).
 size_t lz4_body(Kind k, const uint8_t* body, size_t len, const uint8_t* next, size_t n,
                 uint8_t* dst, Workspace& ws) {
-  if (k == kXrle && len >= lz4_min_xrle(n)) {
+  if ((k == kXrle || k == kXbm) && len >= lz4_min_xrle(n)) {
     const size_t vs = varint_size(len);
     const size_t c = try_lz4(ws, body, len, dst + vs, len - len / 16 - vs);
     if (c == 0) return 0;
@@ -129,12 +129,12 @@ Kind lz4_stage(Kind k, const uint8_t* next, size_t n, uint8_t* out, size_t* out_
   if (c == 0) return k;
   std::memcpy(out, tmp, c);
   *out_len = c;
-  return k == kXrle ? kXrleLz4 : kRawLz4;
+  return k == kXrle ? kXrleLz4 : k == kXbm ? kXbmLz4 : kRawLz4;
 }
 
 Kind encode_page(const Ops& ops, uint8_t* prev, const uint8_t* next, size_t n, bool update_prev,
-                 bool compress, uint8_t* out, size_t* out_len, Workspace& ws) {
-  const Kind k = ops.encode_page(prev, next, n, update_prev, out, out_len, ws.scratch());
+                 bool compress, bool xbm, uint8_t* out, size_t* out_len, Workspace& ws) {
+  const Kind k = ops.encode_page(prev, next, n, update_prev, xbm, out, out_len, ws.scratch());
   return compress ? lz4_stage(k, next, n, out, out_len, ws) : k;
 }
 
@@ -188,6 +188,55 @@ const char* xrle_walk(uint8_t* target, const uint8_t* body, size_t len, size_t n
   return nullptr;
 }
 
+// Walks an XBM body (docs/FORMAT.md, "XBM"); with target == nullptr only checks it. The masks
+// start the body and the literal bytes are exactly the rest. For the Huffman kinds the body is
+// the decoded mask string followed by the literal string, and `mask_len` (else 0) is the
+// length the mask string must have.
+const char* xbm_walk(uint8_t* target, const uint8_t* body, size_t len, size_t n,
+                     size_t mask_len = 0) {
+  const size_t lm = n / 512;  // line-mask bytes (frames only: n is a power of two >= 512)
+  if (n % 512 != 0) return "XBM page size is not a multiple of 512";
+  if (len < lm) return "XBM line mask is truncated";
+  const uint8_t* const end = body + len;
+  const uint8_t* p = body + lm;
+  size_t lits = 0;
+  for (size_t i = 0; i < lm; i++) {
+    for (unsigned lb = body[i]; lb != 0; lb &= lb - 1) {
+      if (p >= end) return "XBM masks run past the body";
+      unsigned wm = *p++;
+      if (wm == 0) return "XBM word mask is zero";
+      if (static_cast<size_t>(end - p) < static_cast<size_t>(__builtin_popcount(wm))) {
+        return "XBM masks run past the body";
+      }
+      for (; wm != 0; wm &= wm - 1) {
+        const unsigned bm = *p++;
+        if (bm == 0) return "XBM byte mask is zero";
+        lits += static_cast<size_t>(__builtin_popcount(bm));
+      }
+    }
+  }
+  if (mask_len != 0 && static_cast<size_t>(p - body) != mask_len) {
+    return "XBM mask string does not end where its length says";
+  }
+  const size_t left = static_cast<size_t>(end - p);
+  if (lits > left) return "XBM literals are truncated";
+  if (lits < left) return "XBM literal bytes left over";
+  if (target == nullptr) return nullptr;
+  // Checked above: the masks are well formed and there is one literal byte per set bit.
+  const uint8_t* m = body + lm;
+  const uint8_t* lit = p;
+  for (size_t i = 0; i < lm; i++) {
+    for (unsigned lb = body[i]; lb != 0; lb &= lb - 1) {
+      uint8_t* const line = target + (i * 8 + static_cast<size_t>(__builtin_ctz(lb))) * 64;
+      for (unsigned wm = *m++; wm != 0; wm &= wm - 1) {
+        uint8_t* const word = line + 8 * static_cast<size_t>(__builtin_ctz(wm));
+        for (unsigned bm = *m++; bm != 0; bm &= bm - 1) word[__builtin_ctz(bm)] ^= *lit++;
+      }
+    }
+  }
+  return nullptr;
+}
+
 // Decodes the token and literal streams of a kXrleHuf body (for kXrleHufTable: the body after
 // its tables) into ws.tmp(): tokens at [0, *tok_len), literals right after them.
 const char* huf_unpack(const uint8_t* body, size_t len, size_t n, const uint8_t* tables,
@@ -213,17 +262,19 @@ const char* huf_unpack(const uint8_t* body, size_t len, size_t n, const uint8_t*
   return nullptr;
 }
 
-// Checks (target == nullptr) or applies a kXrleHuf / kXrleHufTable body.
+// Checks (target == nullptr) or applies a body of a Huffman kind (kXrleHuf, kXbmHuf, or either
+// with its tables).
 const char* huf_page(uint8_t* target, uint8_t kind, const uint8_t* body, size_t len, size_t n,
                      const uint8_t* tables, Workspace& ws) {
-  if (kind == kXrleHufTable) {
-    if (len <= kHufTables) return "XRLE+HUF tables are truncated";
+  if (carries_tables(kind)) {
+    if (len <= kHufTables) return "Huffman tables are truncated";
     tables = body;
     body += kHufTables;
     len -= kHufTables;
   }
   size_t t = 0, l = 0;
   if (const char* e = huf_unpack(body, len, n, tables, ws, &t, &l)) return e;
+  if (is_xbm(kind)) return xbm_walk(target, ws.tmp(), t + l, n, t);
   return xrle_walk(target, ws.tmp(), t, n, ws.tmp() + t, l);
 }
 
@@ -272,8 +323,19 @@ const char* check_page(uint8_t kind, const uint8_t* body, size_t len, size_t n, 
                               static_cast<int>(len), static_cast<int>(n));
       return r == static_cast<int>(n) ? nullptr : "corrupt lz4 block";
     }
+    case kXbm:
+      if (len == 0 || len >= n) return "XBM body length out of range";
+      return xbm_walk(nullptr, body, len, n);
+    case kXbmLz4: {
+      if (len == 0 || len >= n) return "XBM+LZ4 body length out of range";
+      size_t xlen = 0;
+      if (const char* e = xrle_lz4_unpack(body, len, n, ws.tmp(), &xlen)) return e;
+      return xbm_walk(nullptr, ws.tmp(), xlen, n);
+    }
     case kXrleHuf:
     case kXrleHufTable:
+    case kXbmHuf:
+    case kXbmHufTable:
       return huf_page(nullptr, kind, body, len, n, tables, ws);
     default:
       return "unknown page kind";
@@ -306,8 +368,18 @@ void apply_page(uint8_t* target, uint8_t kind, const uint8_t* body, size_t len, 
       LZ4_decompress_safe(reinterpret_cast<const char*>(body), reinterpret_cast<char*>(target),
                           static_cast<int>(len), static_cast<int>(n));
       return;
+    case kXbm:
+      xbm_walk(target, body, len, n);
+      return;
+    case kXbmLz4: {
+      size_t xlen = 0;
+      if (xrle_lz4_unpack(body, len, n, ws.tmp(), &xlen) == nullptr) xbm_walk(target, ws.tmp(), xlen, n);
+      return;
+    }
     case kXrleHuf:
     case kXrleHufTable:
+    case kXbmHuf:
+    case kXbmHufTable:
       huf_page(target, kind, body, len, n, tables, ws);
       return;
     default:
@@ -346,7 +418,7 @@ void GroupCoder::add(const Ops& ops, uint8_t* shadow, const uint8_t* next, Works
     // The sample said the Huffman stage will not pay: the codec without it, straight to out.
     const size_t i = added_++;
     size_t len = 0;
-    kinds_[i] = encode_page(ops, shadow, next, n_, true, true, out_ + written_, &len, ws);
+    kinds_[i] = encode_page(ops, shadow, next, n_, true, true, true, out_ + written_, &len, ws);
     lens_[i] = static_cast<uint32_t>(len);
     written_ += len;
     return;
@@ -356,7 +428,7 @@ void GroupCoder::add(const Ops& ops, uint8_t* shadow, const uint8_t* next, Works
   reserve_bytes(lits_, lit_used_ + n_ + 64);
   Page pg{};
   pg.next = next;
-  pg.kind = ops.encode_page_split(shadow, next, n_, true, toks_.data() + tok_used_, &pg.tok_len,
+  pg.kind = ops.encode_page_split(shadow, next, n_, true, true, toks_.data() + tok_used_, &pg.tok_len,
                                   lits_.data() + lit_used_, &pg.lit_len, ws.scratch());
   pg.tok_off = tok_used_;  // SAME, ZERO and RAW pages split into nothing
   pg.lit_off = lit_used_;
@@ -381,6 +453,8 @@ void GroupCoder::write_plain(size_t i, Workspace& ws) {
   size_t len = 0;
   if (pg.kind == kXrle) {
     len = interleave(pg, o);
+  } else if (pg.kind == kXbm) {
+    len = concat(pg, o);
   } else if (pg.kind == kRaw) {
     std::memcpy(o, pg.next, n_);
     len = n_;
@@ -388,6 +462,12 @@ void GroupCoder::write_plain(size_t i, Workspace& ws) {
   kinds_[i] = lz4_stage(pg.kind, pg.next, n_, o, &len, ws);
   lens_[i] = static_cast<uint32_t>(len);
   written_ += len;
+}
+
+size_t GroupCoder::concat(const Page& pg, uint8_t* dst) const {
+  std::memcpy(dst, toks_.data() + pg.tok_off, pg.tok_len);
+  std::memcpy(dst + pg.tok_len, lits_.data() + pg.lit_off, pg.lit_len);
+  return pg.tok_len + pg.lit_len;
 }
 
 size_t GroupCoder::interleave(const Page& pg, uint8_t* dst) const {
@@ -460,7 +540,7 @@ size_t GroupCoder::finish(Workspace& ws) {
   uint8_t len_tok[huff::kSymbols], len_lit[huff::kSymbols];
   if (lit_used_ != 0) {
     size_t count = 0;
-    for (const Page& pg : pages_) count += pg.kind == kXrle;
+    for (const Page& pg : pages_) count += pg.kind == kXrle || pg.kind == kXbm;
     // Worth it only if the estimate (streams, tables, ~4 bytes of lengths and padding per page)
     // saves at least 1/kMinSaving of the group's XRLE bytes (see kMinSaving).
     use_huf = pays(kHufTables + 4 * count);
@@ -480,14 +560,18 @@ size_t GroupCoder::finish(Workspace& ws) {
   size_t used = 0, lz4_used = 0, saved = 0;
   for (Page& pg : pages_) {
     pg.huf_len = pg.lz4_len = 0;
-    if (pg.kind != kXrle) continue;
+    if (pg.kind != kXrle && pg.kind != kXbm) continue;
     const size_t xlen = pg.tok_len + pg.lit_len;
     size_t best = xlen;
     if (xlen >= lz4_min_xrle(n_)) {
       reserve_bytes(lz4_, lz4_used + n_ + 64);
       uint8_t* x = ws.tmp();  // n + 64 bytes: the stream (< n) and the 32-byte over-copies
-      interleave(pg, x);
-      const size_t c = lz4_body(kXrle, x, xlen, pg.next, n_, lz4_.data() + lz4_used, ws);
+      if (pg.kind == kXbm) {
+        concat(pg, x);
+      } else {
+        interleave(pg, x);
+      }
+      const size_t c = lz4_body(pg.kind, x, xlen, pg.next, n_, lz4_.data() + lz4_used, ws);
       if (c != 0) {
         pg.lz4_len = c;
         pg.lz4_off = lz4_used;
@@ -513,10 +597,11 @@ size_t GroupCoder::finish(Workspace& ws) {
   for (size_t i = 0; i < pages_.size(); i++) {
     const Page& pg = pages_[i];
     uint8_t* o = out_ + written_;
-    if (pg.kind != kXrle) {
+    if (pg.kind != kXrle && pg.kind != kXbm) {
       write_plain(i, ws);  // SAME, ZERO, RAW (lz4 may take a RAW page)
       continue;
     }
+    const bool xbm = pg.kind == kXbm;
     if (tables_pay && pg.huf_len != 0) {
       uint8_t* h = o;
       if (!tables_out) {
@@ -529,16 +614,16 @@ size_t GroupCoder::finish(Workspace& ws) {
       h = write_varint(h, pg.lit_len);
       h = write_varint(h, pg.huf_tok);
       std::memcpy(h, coded_.data() + pg.huf_off, pg.huf_len - static_cast<size_t>(h - start));
-      kinds_[i] = tables_out ? kXrleHuf : kXrleHufTable;
+      kinds_[i] = xbm ? (tables_out ? kXbmHuf : kXbmHufTable) : (tables_out ? kXrleHuf : kXrleHufTable);
       lens_[i] = static_cast<uint32_t>(pg.huf_len + (tables_out ? 0 : kHufTables));
       tables_out = true;
     } else if (pg.lz4_len != 0) {
       std::memcpy(o, lz4_.data() + pg.lz4_off, pg.lz4_len);
-      kinds_[i] = kXrleLz4;
+      kinds_[i] = xbm ? kXbmLz4 : kXrleLz4;
       lens_[i] = static_cast<uint32_t>(pg.lz4_len);
     } else {
-      kinds_[i] = kXrle;
-      lens_[i] = static_cast<uint32_t>(interleave(pg, o));
+      kinds_[i] = pg.kind;
+      lens_[i] = static_cast<uint32_t>(xbm ? concat(pg, o) : interleave(pg, o));
     }
     written_ += lens_[i];
   }

@@ -46,8 +46,9 @@ class Workspace {
 
 // Encodes one n-byte page (n <= ws.max_page()) into `out` (capacity >= n + 64). With `compress`,
 // XRLE and RAW bodies are replaced by their lz4 form when that saves at least 1/16 of the body.
+// With `xbm` (page frames) the first stage may choose kXbm (lz4 may then make it kXbmLz4).
 Kind encode_page(const Ops& ops, uint8_t* prev, const uint8_t* next, size_t n, bool update_prev,
-                 bool compress, uint8_t* out, size_t* out_len, Workspace& ws);
+                 bool compress, bool xbm, uint8_t* out, size_t* out_len, Workspace& ws);
 
 // The lz4 second stage alone, for a body the first stage made (`next` is the page itself).
 Kind lz4_stage(Kind k, const uint8_t* next, size_t n, uint8_t* out, size_t* out_len, Workspace& ws);
@@ -96,6 +97,8 @@ class GroupCoder {
   };
   // Writes the XRLE stream of a page (tokens and literals interleaved again) to dst.
   size_t interleave(const Page& pg, uint8_t* dst) const;
+  // Writes the XBM body of a page (masks, then literals) to dst.
+  size_t concat(const Page& pg, uint8_t* dst) const;
   // Writes split page i as the codec without this stage would (XRLE, RAW, or their lz4 forms).
   void write_plain(size_t i, Workspace& ws);
   // Adds what was split since the last call to the histograms.

@@ -23,8 +23,35 @@ enum Kind : uint8_t {
   kXrleHuf = 6,  // XOR-RLE split into token and literal streams, each Huffman coded with the
                  // tables of the nearest kXrleHufTable page before it in the frame
   kXrleHufTable = 7,  // the two Huffman tables (2 x 128 bytes), then a kXrleHuf body
+  kXbm = 8,      // XOR byte masks: line mask, word masks, byte masks, then the non-zero XOR bytes
+  kXbmHuf = 9,   // kXbm split into mask and literal strings, Huffman coded like kXrleHuf
+  kXbmHufTable = 10,  // the two Huffman tables, then a kXbmHuf body
+  kXbmLz4 = 11,  // varint(XBM length) + lz4 block of the XBM body
 };
-constexpr uint8_t kKindCount = 8;
+constexpr uint8_t kKindCount = 12;
+
+// Which first-stage form the split streams of a Huffman kind hold.
+inline bool is_xbm(uint8_t kind) { return kind >= kXbm && kind <= kXbmLz4; }
+// Pages that carry Huffman tables, and pages that use the nearest such page's tables.
+inline bool carries_tables(uint8_t kind) { return kind == kXrleHufTable || kind == kXbmHufTable; }
+inline bool uses_tables(uint8_t kind) { return kind == kXrleHuf || kind == kXbmHuf; }
+
+// pshufb indices that pack the bytes of a 64-bit word selected by an 8-bit mask: row m lists
+// the positions of the set bits of m in order, then 0x80 (a zero byte) for the rest. Used by
+// the SIMD variants' pack8 (the XBM encoder).
+struct Pack8Table {
+  alignas(8) uint8_t idx[256][8];
+  constexpr Pack8Table() : idx{} {
+    for (unsigned m = 0; m < 256; m++) {
+      unsigned p = 0;
+      for (unsigned k = 0; k < 8; k++) {
+        if ((m >> k) & 1) idx[m][p++] = static_cast<uint8_t>(k);
+      }
+      for (; p < 8; p++) idx[m][p] = 0x80;
+    }
+  }
+};
+inline constexpr Pack8Table kPack8{};
 
 // Scratch a caller hands to encode_page (one per thread; sized for the largest page).
 struct Scratch {
@@ -45,12 +72,15 @@ struct Ops {
   // kind; *out_len gets the body length (0 for SAME/ZERO, n for RAW, < n for XRLE).
   // When `update_prev` is true, prev is overwritten with next (only the 64-byte blocks that
   // differ are written), which is how encodePages keeps its shadow in step.
-  Kind (*encode_page)(uint8_t* prev, const uint8_t* next, size_t n, bool update_prev,
+  // With `xbm` (page frames only; n must then be a multiple of 512) the page may come out as
+  // kXbm instead of kXrle, by the canonical rule of docs/FORMAT.md.
+  Kind (*encode_page)(uint8_t* prev, const uint8_t* next, size_t n, bool update_prev, bool xbm,
                       uint8_t* out, size_t* out_len, const Scratch& scratch);
   // The same with the XRLE stream split in two (the entropy stage's input): token bytes (with
-  // their extension varints) to `toks`, literal bytes to `lits` (each of capacity n + 64).
+  // their extension varints) to `toks`, literal bytes to `lits` (each of capacity n + 64); for
+  // a kXbm page the masks go to `toks` and the literal bytes to `lits`.
   // Same kinds; for a RAW page nothing is written (*tok_len and *lit_len 0: the body is `next`).
-  Kind (*encode_page_split)(uint8_t* prev, const uint8_t* next, size_t n, bool update_prev,
+  Kind (*encode_page_split)(uint8_t* prev, const uint8_t* next, size_t n, bool update_prev, bool xbm,
                             uint8_t* toks, size_t* tok_len, uint8_t* lits, size_t* lit_len,
                             const Scratch& scratch);
 };

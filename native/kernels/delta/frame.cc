@@ -53,7 +53,7 @@ size_t encode_delta(const Ops& ops, const uint8_t* prev, const uint8_t* next, si
   size_t body = 0;
   // SAFETY: update_prev is false, so encode_page only reads prev; the cast drops const for the
   // shared signature. out has delta_bound(n) bytes: the body is at most n.
-  const Kind k = encode_page(ops, const_cast<uint8_t*>(prev), next, n, false, compress,
+  const Kind k = encode_page(ops, const_cast<uint8_t*>(prev), next, n, false, compress, false,
                              out + kDeltaHeader, &body, ws);
   std::memcpy(out, kDeltaMagic, 4);
   out[4] = kVersion;
@@ -71,7 +71,7 @@ const char* check_delta_header(const uint8_t* d, size_t len, size_t n) {
   if (len < kDeltaHeader) return "is shorter than the 24-byte header";
   if (std::memcmp(d, kDeltaMagic, 4) != 0) return "has a bad magic (not a delta)";
   if (d[4] != kVersion) return "has an unsupported version";
-  if (d[5] >= kXrleHuf) return "has an unknown encoding kind";  // 6, 7: frames only (tables)
+  if (d[5] >= kXrleHuf) return "has an unknown encoding kind";  // 6-10: frames only
   if (d[6] != 0 || d[7] != 0) return "has non-zero reserved bytes";
   if (get32(d + 8) != n) return "was made for a target of a different length";
   if (get32(d + 12) != len - kDeltaHeader) return "has a body length that does not match its size";
@@ -110,7 +110,7 @@ void apply_delta(uint8_t* target, size_t n, const uint8_t* d, size_t len) {
 const char* parse_frame(const uint8_t* f, size_t len, size_t page_size, FrameView* out) {
   if (len < kFrameHeader) return "is shorter than the 32-byte header";
   if (std::memcmp(f, kFrameMagic, 4) != 0) return "has a bad magic (not a page frame)";
-  if (f[4] != 1 && f[4] != kFrameVersion) return "has an unsupported version";
+  if (f[4] < 1 || f[4] > kFrameVersion) return "has an unsupported version";
   if (f[5] != 0) return "has unknown flags";
   const uint8_t shift = f[6];
   if (shift < 9 || shift > 20) return "has an invalid page size";
@@ -130,7 +130,7 @@ const char* parse_frame(const uint8_t* f, size_t len, size_t page_size, FrameVie
   out->index = f + kFrameHeader;
   out->payload = f + kFrameHeader + count * kIndexEntry;
   uint64_t total = 0;
-  const uint8_t kinds = out->version == 1 ? uint8_t{kXrleHuf} : kKindCount;
+  const uint8_t kinds = frame_kinds(out->version);
   for (size_t i = 0; i < count; i++) {
     if (entry_kind(*out, i) >= kinds) return "has an unknown page kind in its index";
     total += entry_length(*out, i);
@@ -152,18 +152,18 @@ bool check_frame(const uint8_t* f, size_t len, size_t page_size, uint64_t replic
   out->offsets.assign(count, 0);
   out->tables.assign(count, nullptr);
   uint64_t off = 0;
-  const uint8_t* tables = nullptr;  // the latest kXrleHufTable body
+  const uint8_t* tables = nullptr;  // the latest kXrleHufTable / kXbmHufTable body
   for (size_t i = 0; i < count; i++) {
     out->offsets[i] = off;
     const uint8_t kind = entry_kind(*out, i);
-    if (kind == kXrleHufTable) {
+    if (carries_tables(kind)) {
       if (entry_length(*out, i) <= kHufTables) {
         *reason = "has a bad page " + std::to_string(i) + " (pfn " + std::to_string(pfns[i]) +
-                  "): XRLE+HUF tables are truncated";
+                  "): Huffman tables are truncated";
         return false;
       }
       tables = out->payload + off;
-    } else if (kind == kXrleHuf) {
+    } else if (uses_tables(kind)) {
       out->tables[i] = tables;
     }
     off += entry_length(*out, i);
@@ -416,8 +416,8 @@ const char* encode_pages(const Ops& ops, uint8_t* shadow, const uint8_t* pages,
         size_t blen = 0;
         // SAFETY: as above; the chunk has room for the group (page size + 64 per page).
         kinds[i] = encode_page(ops, shadow + static_cast<size_t>(pfns[i]) * page_size,
-                               pages + i * page_size, page_size, true, compress, c.buf + c.len,
-                               &blen, es->ws);
+                               pages + i * page_size, page_size, true, compress, true,
+                               c.buf + c.len, &blen, es->ws);
         lens[i] = static_cast<uint32_t>(blen);
         c.len += blen;
       }
@@ -433,11 +433,11 @@ const char* encode_pages(const Ops& ops, uint8_t* shadow, const uint8_t* pages,
   size_t cap = 0;
   uint8_t* f = oom ? nullptr : take_frame(size, &cap);
   if (f != nullptr) {
-    // Version 2 only when a page needs it, so readers of version 1 still take the rest.
-    bool huffman = false;
-    for (size_t i = 0; i < count; i++) huffman |= kinds[i] >= kXrleHuf;
+    // The lowest version whose kinds cover the pages, so older readers take what they can.
+    uint8_t top = 0;
+    for (size_t i = 0; i < count; i++) top = std::max(top, kinds[i]);
     std::memcpy(f, kFrameMagic, 4);
-    f[4] = huffman ? kFrameVersion : 1;
+    f[4] = top >= kXbm ? 3 : top >= kXrleHuf ? 2 : 1;
     f[5] = 0;
     f[6] = static_cast<uint8_t>(__builtin_ctzll(page_size));
     f[7] = 0;

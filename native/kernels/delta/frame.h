@@ -19,7 +19,12 @@
 namespace kernels::delta {
 
 constexpr uint8_t kVersion = 1;       // delta container
-constexpr uint8_t kFrameVersion = 2;  // page frame (version 1: no Huffman kinds; still read)
+// Page frame: version 1 holds kinds 0-5, version 2 adds the XRLE Huffman kinds 6-7, version 3
+// the XBM kinds 8-10; encode_pages writes the lowest version its pages need.
+constexpr uint8_t kFrameVersion = 3;
+inline uint8_t frame_kinds(uint8_t version) {
+  return version == 1 ? uint8_t{kXrleHuf} : version == 2 ? uint8_t{kXbm} : kKindCount;
+}
 // encode_pages codes pages in groups of group_pages(page size) pages (by index in the batch,
 // 256 KiB of pages): the unit of the entropy stage's tables and of the work split between
 // threads, so frames do not depend on the thread count.

@@ -36,6 +36,15 @@ static void xor_blocks(uint8_t* prev, const uint8_t* next, size_t blocks, bool u
   *nonzero |= z;
 }
 
+// Branch-free: every byte is stored, and the output position moves on only for selected ones.
+static inline void pack8(uint64_t v, unsigned mask, uint8_t* dst) {
+  size_t p = 0;
+  for (unsigned k = 0; k < 8; k++) {
+    dst[p] = static_cast<uint8_t>(v >> (8 * k));
+    p += (mask >> k) & 1;
+  }
+}
+
 #include "kernels/delta/generic.inc"
 
 }  // namespace scalar_impl
