@@ -63,15 +63,27 @@ void build_lengths(const uint32_t* hist, uint8_t* len) {
   uint64_t nw[2 * kSymbols];
   uint16_t parent[2 * kSymbols];
   uint8_t depth[2 * kSymbols];
-  uint64_t key[kSymbols];
   {
-    // Sort by (weight, index): one integer key per leaf (weights stay below 2^40).
-    for (size_t i = 0; i < m; i++) key[i] = w[i] << 8 | i;
-    std::sort(key, key + m);
+    // Sort the leaves by (weight, index): a stable LSD radix sort on the weight, 8 bits a pass,
+    // from index order; only as many passes as the largest weight has bytes (two for a group
+    // of pages). std::sort here cost several times the rest of the build.
+    uint64_t top = 0;
     for (size_t i = 0; i < m; i++) {
-      order[i] = static_cast<uint16_t>(key[i] & 255);
-      nw[i] = key[i] >> 8;
+      order[i] = static_cast<uint16_t>(i);
+      top |= w[i];
     }
+    uint16_t spare[kSymbols];
+    uint16_t* a = order;
+    uint16_t* b = spare;
+    for (unsigned shift = 0; shift < 64 && (top >> shift) != 0; shift += 8) {
+      uint32_t at[257] = {};
+      for (size_t i = 0; i < m; i++) at[((w[a[i]] >> shift) & 255) + 1]++;
+      for (size_t d = 1; d <= 256; d++) at[d] += at[d - 1];
+      for (size_t i = 0; i < m; i++) b[at[(w[a[i]] >> shift) & 255]++] = a[i];
+      std::swap(a, b);
+    }
+    if (a != order) std::memcpy(order, a, m * sizeof order[0]);
+    for (size_t i = 0; i < m; i++) nw[i] = w[order[i]];
     // Two queues: the sorted leaves and the internal nodes, whose weights are made in
     // non-decreasing order; each ends in a sentinel, and the choice is a select, not a branch
     // (a branch here mispredicts about half the time). Leaves are nodes [0, m), internal
@@ -167,7 +179,8 @@ void build_code(const uint8_t* len, Code* code) {
   first_codes(len, next);
   for (size_t s = 0; s < kSymbols; s++) {
     const unsigned l = len[s];
-    code->entry[s] = (l == 0 ? 0 : reverse(next[l]++, l)) | l << 16;
+    code->bits[s] = static_cast<uint16_t>(l == 0 ? 0 : reverse(next[l]++, l));
+    code->len[s] = static_cast<uint8_t>(l);
   }
 }
 
@@ -183,34 +196,25 @@ size_t encode(const Code& code, const uint8_t* src, size_t count, uint8_t* out) 
   // Four symbols (at most 44 bits) on top of < 8 pending bits fit the 64-bit accumulator. They
   // are first joined among themselves (independent of the pending bits), so the serial chain
   // through `bits` is one shift per four symbols; then every whole byte is stored with one
-  // unaligned 8-byte write (the slack of encode_bound).
-  auto put4 = [&](uint32_t e0, uint32_t e1, uint32_t e2, uint32_t e3) {
-    const unsigned l0 = e0 >> 16, l1 = e1 >> 16, l2 = e2 >> 16, l3 = e3 >> 16;
-    const uint64_t c01 = uint64_t{e0 & 0xffff} | uint64_t{e1 & 0xffff} << l0;
-    const uint64_t c23 = uint64_t{e2 & 0xffff} | uint64_t{e3 & 0xffff} << l2;
+  // unaligned 8-byte write (the slack of encode_bound). Codes and lengths are separate tables,
+  // read straight from each symbol byte: two loads and three ALU operations per symbol.
+  const uint16_t* const cb = code.bits;
+  const uint8_t* const cl = code.len;
+  for (; i + 4 <= count; i += 4) {
+    const uint8_t s0 = src[i], s1 = src[i + 1], s2 = src[i + 2], s3 = src[i + 3];
+    const unsigned l0 = cl[s0], l1 = cl[s1], l2 = cl[s2], l3 = cl[s3];
+    const uint64_t c01 = uint64_t{cb[s0]} | uint64_t{cb[s1]} << l0;
+    const uint64_t c23 = uint64_t{cb[s2]} | uint64_t{cb[s3]} << l2;
     acc |= (c01 | c23 << (l0 + l1)) << bits;
     bits += l0 + l1 + l2 + l3;
     std::memcpy(o, &acc, 8);
     o += bits >> 3;
     acc >>= bits & ~7u;
     bits &= 7;
-  };
-  for (; i + 8 <= count; i += 8) {
-    uint64_t s8;  // eight symbols in one load (little-endian: the first is the low byte)
-    std::memcpy(&s8, src + i, 8);
-    for (int half = 0; half < 2; half++, s8 >>= 32) {
-      put4(code.entry[s8 & 255], code.entry[(s8 >> 8) & 255], code.entry[(s8 >> 16) & 255],
-           code.entry[(s8 >> 24) & 255]);
-    }
-  }
-  if (i + 4 <= count) {
-    put4(code.entry[src[i]], code.entry[src[i + 1]], code.entry[src[i + 2]], code.entry[src[i + 3]]);
-    i += 4;
   }
   for (; i < count; i++) {
-    const uint32_t e = code.entry[src[i]];
-    acc |= uint64_t{e & 0xffff} << bits;
-    bits += e >> 16;
+    acc |= uint64_t{cb[src[i]]} << bits;
+    bits += cl[src[i]];
   }
   std::memcpy(o, &acc, 8);
   o += (bits + 7) >> 3;

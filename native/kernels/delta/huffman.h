@@ -34,9 +34,10 @@ uint64_t estimate_bits(const uint32_t* hist);
 uint64_t cost_bits(const uint32_t* hist, const uint8_t* len);
 
 // Bit-reversed canonical codes for the lengths (which build_lengths made: valid by construction):
-// entry = code bits | length << 16, one load per symbol.
+// the code bits of each symbol and, apart, its length.
 struct Code {
-  uint32_t entry[kSymbols];
+  uint16_t bits[kSymbols];
+  uint8_t len[kSymbols];
 };
 void build_code(const uint8_t* len, Code* code);
 
