@@ -263,12 +263,13 @@ function checkRoundTrip(set: RealPages, frames: Uint8Array[]): void {
 }
 
 /**
- * Where frame bytes go, as % of whole pages: header + index, XRLE tokens (token bytes and
- * varints), XRLE literal bytes, lz4-compressed bodies, RAW bodies.
+ * Where frame bytes go, as % of whole pages: header + index, first-stage metadata (XRLE token
+ * bytes and varints, XBM masks), first-stage literal bytes (XRLE and XBM), lz4-compressed
+ * bodies, Huffman-coded bodies, RAW bodies; and how many pages of each kind (docs/FORMAT.md).
  */
 function breakdown(frames: Uint8Array[], ps: number, pages: number): Row {
-  const acc = { 'head+index %': 0, 'tokens %': 0, 'literals %': 0, 'lz4 bodies %': 0, 'huffman bodies %': 0, 'raw %': 0 };
-  const kinds = new Array<number>(8).fill(0);
+  const acc = { 'head+index %': 0, 'tokens/masks %': 0, 'literals %': 0, 'lz4 bodies %': 0, 'huffman bodies %': 0, 'raw %': 0 };
+  const kinds = new Array<number>(12).fill(0);
   for (const f of frames) {
     const dv = new DataView(f.buffer, f.byteOffset, f.byteLength);
     const count = dv.getUint32(8, true);
@@ -279,21 +280,41 @@ function breakdown(frames: Uint8Array[], ps: number, pages: number): Row {
       const len = dv.getUint32(32 + 8 * i + 4, true) >>> 8;
       const b = f.subarray(body, body + len);
       kinds[kind]!++;
-      if (kind === KIND.XRLE) {
+      if (kind === KIND.XRLE || kind === XBM) {
         let lit = 0;
-        forEachLiteral(b, ps, (_pos, n) => (lit += n));
+        if (kind === XBM) lit = len - xbmMaskBytes(b, ps);
+        else forEachLiteral(b, ps, (_pos, n) => (lit += n));
         acc['literals %'] += lit;
-        acc['tokens %'] += len - lit;
+        acc['tokens/masks %'] += len - lit;
       } else if (kind === KIND.RAW) acc['raw %'] += len;
-      else if (kind >= KIND.XRLE_HUF) acc['huffman bodies %'] += len;
-      else acc['lz4 bodies %'] += len;
+      else if (kind === KIND.XRLE_LZ4 || kind === KIND.RAW_LZ4 || kind === XBM_LZ4) acc['lz4 bodies %'] += len;
+      else acc['huffman bodies %'] += len;
       body += len;
     }
   }
   const row: Row = {};
   for (const [k, v] of Object.entries(acc)) row[k] = fmt.pct(v, pages * ps);
-  row['kinds S/Z/X/R/XL/RL/H/HT'] = kinds.join('/');
+  row['kinds S/Z/X/R/XL/RL/H/HT/B/BH/BHT/BL'] = kinds.join('/');
   return row;
+}
+
+/** Page kinds XBM and XBM+LZ4 (docs/FORMAT.md). */
+const XBM = 8;
+const XBM_LZ4 = 11;
+
+/** Bytes of the masks of an XBM body (of our own encoder: well formed) for a page of `ps` bytes. */
+function xbmMaskBytes(body: Uint8Array, ps: number): number {
+  let at = ps / 512;
+  for (let i = 0; i < ps / 512; i++) {
+    for (let bit = 0; bit < 8; bit++) {
+      if ((body[i]! >> bit) & 1) {
+        const words = body[at]!;
+        at += 1;
+        for (let w = 0; w < 8; w++) at += (words >> w) & 1;
+      }
+    }
+  }
+  return at;
 }
 
 /** Median of the changed bytes of a set's pairs. */

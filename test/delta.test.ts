@@ -11,7 +11,7 @@ import {
   setIsa,
   supportedIsas,
 } from '../lib/index.js';
-import { applyBodyRef, applyFrameRef, encodeBody, encodeDeltaRef, encodePagesRef, huffmanDecodeRef, KIND } from './reference/delta.js';
+import { applyBodyRef, applyFrameRef, encodeBody, encodeDeltaRef, encodePagesRef, huffmanDecodeRef, KIND, xbmBody } from './reference/delta.js';
 import { PAGE_KINDS, pagePairs, Rng } from './reference/pages.js';
 
 const PS = 4096;
@@ -218,11 +218,31 @@ function checksum(head: Uint8Array, body: number[]): number[] {
   return Array.from({ length: 8 }, (_, i) => Number((v >> BigInt(8 * i)) & 0xffn));
 }
 
+/** A frame with a valid checksum and payload length from (pfn, kind, body) pages, of `version`. */
+function buildFrame(pages: [number, number, ArrayLike<number>][], version: number, pageSize = PS): Uint8Array {
+  const index: number[] = [];
+  const bodies: number[] = [];
+  for (const [pfn, kind, body] of pages) {
+    index.push(pfn & 255, (pfn >> 8) & 255, (pfn >> 16) & 255, pfn >>> 24, kind, body.length & 255, (body.length >> 8) & 255, body.length >> 16);
+    bodies.push(...Array.from(body));
+  }
+  const after = Uint8Array.from([...index, ...bodies]);
+  const p = bodies.length;
+  const head = [0x55, 0x44, 0x50, 0x46, version, 0, Math.log2(pageSize), 0, pages.length & 255, (pages.length >> 8) & 255, 0, 0, 0, 0, 0, 0];
+  head.push(p & 255, (p >> 8) & 255, (p >> 16) & 255, p >>> 24, 0, 0, 0, 0);
+  return Uint8Array.from([...head, ...checksum(new Uint8Array(0), Array.from(after)), ...after]);
+}
+
+/** The kinds in a frame's index, in order. */
+const kindsOf = (f: Uint8Array) => Array.from({ length: inspectFrame(f).count }, (_, i) => f[32 + 8 * i + 4]);
+/** Kinds that carry Huffman tables, and kinds that use the nearest such page's tables. */
+const TABLE_KINDS: number[] = [KIND.XRLE_HUF_TABLE, KIND.XBM_HUF_TABLE];
+const HUF_KINDS: number[] = [KIND.XRLE_HUF, KIND.XRLE_HUF_TABLE, KIND.XBM_HUF, KIND.XBM_HUF_TABLE];
+
 describe('the Huffman stage (page kinds XRLE+HUF)', () => {
   // 'counters' pages change by small XOR values, so the stage pays on them; 'realistic' pages'
   // literal bytes are close to uniform, so it does not (it must save 1/16 of a group).
   const COUNT = 160; // 2.5 groups of 64 pages: three sets of tables
-  const kindsOf = (f: Uint8Array) => Array.from({ length: inspectFrame(f).count }, (_, i) => f[32 + 8 * i + 4]);
   const withSum = (f: Uint8Array) => {
     const v = xxh3.xxh64(f.subarray(32));
     for (let i = 0; i < 8; i++) f[24 + i] = Number((v >> BigInt(8 * i)) & 0xffn);
@@ -260,11 +280,12 @@ describe('the Huffman stage (page kinds XRLE+HUF)', () => {
     expect(hex(s2) === hex(expected)).toBe(true);
     setIsa('scalar');
     expect(hex(encodePagesSync(shadowOf(), next, pfns, { threads: 2 })) === hex(f1)).toBe(true);
-    expect(inspectFrame(f1).version).toBe(2);
+    // Counter pages are mostly XBM (kind 8), so their Huffman forms are kinds 9 and 10: version 3.
+    expect(inspectFrame(f1).version).toBe(3);
     const kinds = kindsOf(f1);
-    // One table page per group of 64 pages, first in its group; the rest of the group refers to it.
-    expect(kinds.filter((k) => k === KIND.XRLE_HUF_TABLE).length).toBe(3);
-    expect(kinds.filter((k) => k === KIND.XRLE_HUF).length).toBeGreaterThan(COUNT / 2);
+    // One table page (kind 7 or 10) per group of 64 pages; the rest of the group refers to it.
+    expect(kinds.filter((k) => TABLE_KINDS.includes(k)).length).toBe(3);
+    expect(kinds.filter((k) => k === KIND.XRLE_HUF || k === KIND.XBM_HUF).length).toBeGreaterThan(COUNT / 2);
     const r = shadowOf();
     applyPages(r, f1);
     expect(hex(r) === hex(expected)).toBe(true);
@@ -276,13 +297,16 @@ describe('the Huffman stage (page kinds XRLE+HUF)', () => {
   it('makes frames smaller than lz4 alone on counter pages; entropy: false and realistic pages leave it out', () => {
     const huf = encodePagesSync(shadowOf(), next, pfns);
     const lz4 = encodePagesSync(shadowOf(), next, pfns, { entropy: false });
-    expect(kindsOf(lz4).some((k) => k >= KIND.XRLE_HUF)).toBe(false);
-    expect(inspectFrame(lz4).version).toBe(1);
+    expect(kindsOf(lz4).some((k) => HUF_KINDS.includes(k))).toBe(false);
+    expect(kindsOf(lz4)).toContain(KIND.XBM); // XBM is first stage: whatever the options
+    expect(inspectFrame(lz4).version).toBe(3);
     expect(huf.length).toBeLessThan(lz4.length * 0.8);
-    // Where the stage does not pay, the frame is byte for byte the lz4-only codec's.
+    // Where the stage does not pay, the frame is byte for byte the lz4-only codec's (a few
+    // realistic pages are XBM, so it is version 3).
     const real = pagePairs(9, 'realistic', 150);
     const f = encodePagesSync(real.old.slice(), real.next, range(150));
-    expect(inspectFrame(f).version).toBe(1);
+    expect(kindsOf(f).some((k) => HUF_KINDS.includes(k))).toBe(false);
+    expect(inspectFrame(f).version).toBe(3);
     expect(hex(f) === hex(encodePagesSync(real.old.slice(), real.next, range(150), { entropy: false }))).toBe(true);
     expect(() => encodePagesSync(shadowOf(), next, pfns, { entropy: 1 as unknown as boolean })).toThrow(
       /^`entropy` must be a boolean, got number$/,
@@ -324,9 +348,9 @@ describe('the Huffman stage (page kinds XRLE+HUF)', () => {
     const frame = encodePagesSync(shadowOf(), next, pfns);
     const replica = shadowOf();
     const kinds = kindsOf(frame);
-    const first = kinds.indexOf(KIND.XRLE_HUF_TABLE);
-    const second = kinds.indexOf(KIND.XRLE_HUF_TABLE, first + 1);
-    const plain = kinds.indexOf(KIND.XRLE_HUF, first);
+    const first = kinds.findIndex((k) => TABLE_KINDS.includes(k));
+    const second = kinds.findIndex((k, i) => i > first && TABLE_KINDS.includes(k));
+    const plain = kinds.findIndex((k, i) => i > first && (k === KIND.XRLE_HUF || k === KIND.XBM_HUF));
     const bodyAt = (i: number) => {
       let at = 32 + 8 * kinds.length;
       for (let k = 0; k < i; k++) at += frame[32 + 8 * k + 5] | (frame[32 + 8 * k + 6] << 8) | (frame[32 + 8 * k + 7] << 16);
@@ -340,7 +364,7 @@ describe('the Huffman stage (page kinds XRLE+HUF)', () => {
     };
     // The first table page made a plain Huffman page: it has no tables before it.
     const noTable = frame.slice();
-    noTable[32 + 8 * first + 4] = KIND.XRLE_HUF;
+    noTable[32 + 8 * first + 4] = kinds[first] - 1; // kind 7 -> 6, 10 -> 9
     expectBoth(withSum(noTable),
       new RegExp(`^\`frame\` has a bad page ${page(first)}: Huffman page with no tables before it in the frame$`));
     // A code length of 12 in the token table.
@@ -353,11 +377,13 @@ describe('the Huffman stage (page kinds XRLE+HUF)', () => {
     over.fill(0x11, bodyAt(first) + 128, bodyAt(first) + 256);
     expectBoth(withSum(over),
       new RegExp(`^\`frame\` has a bad page ${page(first)}: Huffman table is empty or over-subscribed$`));
-    // A token count one larger than the stream holds.
+    // A token count one larger than the stream holds. If the padding decodes as one more symbol,
+    // an XBM page's mask string then ends before its T bytes (native checks that first).
     const more = frame.slice();
     more[bodyAt(second) + 256] += 1;
+    const xbmReasons = kinds[second] === KIND.XBM_HUF_TABLE ? '|XBM mask string does not end where its length says' : '';
     expectBoth(withSum(more),
-      new RegExp(`^\`frame\` has a bad page ${page(second)}: Huffman stream (is truncated|has a code that is not in its table|has bits left over)$`));
+      new RegExp(`^\`frame\` has a bad page ${page(second)}: (Huffman stream (is truncated|has a code that is not in its table|has bits left over)${xbmReasons})$`));
     // A Huffman kind in a version 1 frame.
     const v1 = frame.slice();
     v1[4] = 1;
@@ -371,12 +397,374 @@ describe('the Huffman stage (page kinds XRLE+HUF)', () => {
     const cut = Uint8Array.from([...short.subarray(0, 32), ...short.subarray(32, 32 + 8 * (first + 1)), ...short.subarray(32 + 8 * kinds.length)]);
     cut.set([payload & 255, (payload >> 8) & 255, payload >> 16, 0, 0, 0, 0, 0], 16);
     expectBoth(withSum(cut),
-      new RegExp(`^\`frame\` has a bad page ${page(first)}: XRLE\\+HUF tables are truncated$`));
+      new RegExp(`^\`frame\` has a bad page ${page(first)}: Huffman tables are truncated$`));
     // The literal stream's padding bits set.
     const pad = frame.slice();
     const end = bodyAt(plain + 1) - 1;
     pad[end] |= 0x80;
     expectBoth(withSum(pad), new RegExp(`^\`frame\` has a bad page ${page(plain)}: `));
+  });
+});
+
+describe('XBM pages (kinds 8 to 11)', () => {
+  const N = 512; // hand-built pages: a line mask of 1 byte
+  const EXAMPLE_XBM = '05012c010410104005';
+  const exampleInputs = () => {
+    const prev = Uint8Array.from({ length: N }, (_, i) => (i * 7) & 255);
+    const next = prev.slice();
+    next[2] ^= 0x10;
+    next[3] ^= 0x10;
+    next[5] ^= 0x40;
+    next[130] ^= 0x05;
+    return { prev, next };
+  };
+  const varint = (v: number) => {
+    const out: number[] = [];
+    for (; v >= 0x80; v >>>= 7) out.push((v & 0x7f) | 0x80);
+    return [...out, v];
+  };
+  // Tables giving every byte value an 8-bit code (all lengths 8: bytes 0x88), so the canonical
+  // code of symbol s is s; read least significant bit first, a code is stored bit-reversed.
+  const FLAT = new Uint8Array(256).fill(0x88);
+  const rev8 = (b: number) => {
+    let r = 0;
+    for (let i = 0; i < 8; i++) r |= ((b >> i) & 1) << (7 - i);
+    return r;
+  };
+  /** A kind-6/9 body with the flat tables: `toks` (token or mask bytes) and `lits`. */
+  const hufBody = (toks: number[], lits: number[]) => [
+    ...varint(toks.length), ...varint(lits.length), ...varint(toks.length), ...toks.map(rev8), ...lits.map(rev8),
+  ];
+  const withTables = (body: number[]) => [...FLAT, ...body];
+  /** A kind-4/11 body: varint m, then an lz4 block of one literal-only sequence holding `bytes`. */
+  const lz4Body = (bytes: number[], m = bytes.length) => {
+    const len = bytes.length;
+    const ext: number[] = [];
+    if (len >= 15) {
+      let rest = len - 15;
+      for (; rest >= 255; rest -= 255) ext.push(255);
+      ext.push(rest);
+    }
+    return [...varint(m), Math.min(len, 15) << 4, ...ext, ...bytes];
+  };
+  // The example split: XBM masks and literals, XRLE tokens (with varints) and literals.
+  const MASKS = [0x05, 0x01, 0x2c, 0x01, 0x04];
+  const LITS = [0x10, 0x10, 0x40, 0x05];
+  const XRLE_TOKS = [0x42, 0x1f, 0x6d];
+  const XRLE_LITS = [0x10, 0x10, 0x00, 0x40, 0x05];
+  /** A replica of 8 pages of N bytes, each the example's `prev`. */
+  const replicaOf = () => {
+    const r = new Uint8Array(8 * N);
+    for (let p = 0; p < 8; p++) r.set(exampleInputs().prev, p * N);
+    return r;
+  };
+  const pageOf = (r: Uint8Array, pfn: number) => r.subarray(pfn * N, (pfn + 1) * N);
+
+  it('decodes the worked example of docs/FORMAT.md; the canonical encoder picks XRLE for it', () => {
+    const { prev, next } = exampleInputs();
+    const x = prev.map((v, i) => v ^ next[i]);
+    expect(hex(xbmBody(x))).toBe(EXAMPLE_XBM);
+    const t = prev.slice();
+    applyBodyRef(t, KIND.XBM, Buffer.from(EXAMPLE_XBM, 'hex'));
+    expect(hex(t)).toBe(hex(next));
+    // S = 9, F = 5, R = 2: 4S = 36 is not below 4F + 7R = 34.
+    for (const xbm of [true, false]) {
+      const { kind, body } = encodeBody(prev, next, { xbm });
+      expect(kind).toBe(KIND.XRLE);
+      expect(hex(body)).toBe('42101000401f6d05');
+    }
+    // Two changed bytes in each of 20 words, two zero bytes apart: two XRLE literals per word.
+    const sparse = prev.slice();
+    for (let w = 0; w < 20; w++) {
+      sparse[16 * w] ^= 1;
+      sparse[16 * w + 3] ^= 2;
+    }
+    const enc = encodeBody(prev, sparse, { xbm: true });
+    expect(enc.kind).toBe(KIND.XBM); // S = 1 + 5 + 20 + 40 = 66; F = 40, R = 40: 264 < 440
+    expect(enc.body.length).toBe(66);
+    expect(encodeBody(prev, sparse).kind).toBe(KIND.XRLE); // encodeDelta never uses XBM
+    const t2 = prev.slice();
+    applyBodyRef(t2, enc.kind, enc.body);
+    expect(hex(t2)).toBe(hex(sparse));
+  });
+
+  it('applies the example in a version 3 frame natively; inspectFrame reports version 3', () => {
+    const frame = buildFrame([[1, KIND.XBM, Buffer.from(EXAMPLE_XBM, 'hex')]], 3, N);
+    const expected = replicaOf();
+    pageOf(expected, 1).set(exampleInputs().next);
+    for (const name of supportedIsas()) {
+      setIsa(name);
+      const r = replicaOf();
+      applyPages(r, frame, { pageSize: N });
+      expect(hex(r) === hex(expected)).toBe(true);
+    }
+    const ref = replicaOf();
+    applyFrameRef(ref, frame, N);
+    expect(hex(ref) === hex(expected)).toBe(true);
+    expect(inspectFrame(frame)).toEqual({ version: 3, pageSize: N, count: 1, pfns: Uint32Array.of(1), bytes: 32 + 8 + 9, payloadBytes: 9 });
+  });
+
+  it('kinds 6 and 9 use the tables of the nearest kind 7 or 10 page before them', () => {
+    // pfn 0: XRLE+HUF with tables; 1: XBM+HUF on those; 2: XBM+HUF with tables; 3: XRLE+HUF on
+    // those; 4: XBM. Every page goes from the example's prev to its next.
+    const frame = buildFrame(
+      [
+        [0, KIND.XRLE_HUF_TABLE, withTables(hufBody(XRLE_TOKS, XRLE_LITS))],
+        [1, KIND.XBM_HUF, hufBody(MASKS, LITS)],
+        [2, KIND.XBM_HUF_TABLE, withTables(hufBody(MASKS, LITS))],
+        [3, KIND.XRLE_HUF, hufBody(XRLE_TOKS, XRLE_LITS)],
+        [4, KIND.XBM, [...MASKS, ...LITS]],
+      ],
+      3,
+      N,
+    );
+    const expected = replicaOf();
+    for (let p = 0; p < 5; p++) pageOf(expected, p).set(exampleInputs().next);
+    const r = replicaOf();
+    applyPages(r, frame, { pageSize: N, threads: 2 });
+    expect(hex(r) === hex(expected)).toBe(true);
+    const ref = replicaOf();
+    applyFrameRef(ref, frame, N);
+    expect(hex(ref) === hex(expected)).toBe(true);
+    expect(inspectFrame(frame).version).toBe(3);
+  });
+
+  it('kind 11 (XBM+LZ4) applies as kind 8 natively; the reference reports it unsupported, like kinds 4 and 5', () => {
+    const { prev } = exampleInputs();
+    const sparse = prev.slice();
+    for (let w = 0; w < 20; w++) {
+      sparse[16 * w] ^= 1;
+      sparse[16 * w + 3] ^= 2;
+    }
+    const sparseXbm = Array.from(xbmBody(prev.map((v, i) => v ^ sparse[i]))); // 66 bytes: a literal length of 15 + 51
+    const frame = buildFrame([[1, KIND.XBM_LZ4, lz4Body([...MASKS, ...LITS])], [2, KIND.XBM_LZ4, lz4Body(sparseXbm)]], 3, N);
+    const r = replicaOf();
+    applyPages(r, frame, { pageSize: N });
+    expect(hex(pageOf(r, 1))).toBe(hex(exampleInputs().next));
+    expect(hex(pageOf(r, 2))).toBe(hex(sparse));
+    expect(() => applyFrameRef(replicaOf(), frame, N)).toThrow(new RangeError('unsupported kind 11'));
+    // Hostile: lz4 lengths, and an XBM body inside a good lz4 block.
+    const replica = replicaOf();
+    const refused = (body: number[], reason: string) =>
+      expectRejected(() => applyPages(replica, buildFrame([[3, KIND.XBM, [...MASKS, ...LITS]], [5, KIND.XBM_LZ4, body]], 3, N), { pageSize: N }), replica,
+        new RegExp(`^\`frame\` has a bad page 1 \\(pfn 5\\): ${reason}$`));
+    refused([], 'XBM\\+LZ4 body length out of range');
+    refused(lz4Body([...MASKS, ...LITS], 10), 'corrupt lz4 block');
+    refused(lz4Body([...MASKS, ...LITS], 0), 'lz4 length out of range');
+    refused(lz4Body([0x01, 0x00, 0xaa]), 'XBM word mask is zero');
+    refused(lz4Body([0x01, 0x01, 0x01, 0xaa, 0xbb]), 'XBM literal bytes left over');
+  });
+
+  it.each(supportedIsas())('%s: encodePages gives an XBM body of at least n/3 bytes to lz4 (kind 11) when that pays', (name) => {
+    setIsa(name);
+    // Every even byte XORed with 1: S = 8 + 64 + 512 + 2048 = 2632 bytes against F = 4095, R = 1.
+    const old = new Uint8Array(2 * PS);
+    new Rng(3).fill(old);
+    const next = old.map((v, i) => (i % 2 === 0 ? v ^ 1 : v));
+    const ref = encodePagesRef(old.slice(), next, range(2));
+    expect(kindsOf(ref)).toEqual([KIND.XBM, KIND.XBM]);
+    for (const opts of [{ compress: false }, { entropy: false }, {}]) {
+      const s = old.slice();
+      const f = encodePagesSync(s, next, range(2), opts);
+      if (opts.compress === false) expect(hex(f) === hex(ref)).toBe(true);
+      if (opts.entropy === false) expect(kindsOf(f)).toEqual([KIND.XBM_LZ4, KIND.XBM_LZ4]);
+      expect(inspectFrame(f).version).toBe(3);
+      expect(hex(s) === hex(next)).toBe(true);
+      const r = old.slice();
+      applyPages(r, f);
+      expect(hex(r) === hex(next)).toBe(true);
+    }
+  });
+
+  it.each(supportedIsas())('%s: encodePages with compress: false matches the reference byte for byte, on 1 and 2 threads', (name) => {
+    setIsa(name);
+    const COUNT = 40;
+    for (const pageSize of [PS, 512]) {
+      for (const kind of PAGE_KINDS) {
+        const { old, next } = pagePairs(kind.length * 17 + pageSize, kind, COUNT, pageSize);
+        const pfns = range(COUNT, (i) => (i * 11 + 5) % (COUNT + 3));
+        const shadow = new Uint8Array((COUNT + 3) * pageSize);
+        for (let i = 0; i < COUNT; i++) shadow.set(old.subarray(i * pageSize, (i + 1) * pageSize), pfns[i] * pageSize);
+        const refShadow = shadow.slice();
+        const ref = encodePagesRef(refShadow, next, pfns, pageSize);
+        const refKinds = kindsOf(ref);
+        expect(inspectFrame(ref).version, kind).toBe(refKinds.includes(KIND.XBM) ? 3 : 1);
+        if (kind === 'counters') expect(refKinds.filter((k) => k === KIND.XBM).length, kind).toBeGreaterThan(COUNT / 2);
+        if (kind === 'words' || kind === 'half') expect(refKinds, kind).not.toContain(KIND.XBM);
+        for (const threads of [1, 2]) {
+          const s = shadow.slice();
+          const f = encodePagesSync(s, next, pfns, { compress: false, threads, pageSize });
+          expect(hex(f) === hex(ref), `${kind}, ${pageSize}, ${threads} threads`).toBe(true);
+          expect(hex(s) === hex(refShadow)).toBe(true);
+          const r = shadow.slice();
+          applyPages(r, f, { pageSize, threads });
+          expect(hex(r) === hex(refShadow)).toBe(true);
+          const r2 = shadow.slice();
+          applyFrameRef(r2, f, pageSize);
+          expect(hex(r2) === hex(refShadow)).toBe(true);
+        }
+      }
+    }
+  });
+
+  it.each(supportedIsas())('%s: default frames with kinds 8, 9 and 10 decode with the reference as with applyPages', (name) => {
+    setIsa(name);
+    const COUNT = 160;
+    const { old, next } = pagePairs(62, 'counters', COUNT);
+    const pfns = range(COUNT, (i) => (i * 41 + 7) % COUNT);
+    const shadow = new Uint8Array(COUNT * PS);
+    for (let i = 0; i < COUNT; i++) shadow.set(old.subarray(i * PS, (i + 1) * PS), pfns[i] * PS);
+    const expected = shadow.slice();
+    for (let i = 0; i < COUNT; i++) expected.set(next.subarray(i * PS, (i + 1) * PS), pfns[i] * PS);
+    const seen = new Set<number>();
+    for (const opts of [{}, { threads: 1 }, { entropy: false }]) {
+      const f = encodePagesSync(shadow.slice(), next, pfns, opts);
+      kindsOf(f).forEach((k) => seen.add(k));
+      expect(inspectFrame(f).version).toBe(3);
+      const r = shadow.slice();
+      applyPages(r, f);
+      expect(hex(r) === hex(expected)).toBe(true);
+      const ref = shadow.slice();
+      applyFrameRef(ref, f);
+      expect(hex(ref) === hex(expected)).toBe(true);
+    }
+    expect(Array.from(seen)).toEqual(expect.arrayContaining([KIND.XBM, KIND.XBM_HUF, KIND.XBM_HUF_TABLE]));
+    // The same frame for 1 and 2 threads.
+    expect(hex(encodePagesSync(shadow.slice(), next, pfns, { threads: 1 })) === hex(encodePagesSync(shadow.slice(), next, pfns, { threads: 2 }))).toBe(true);
+  });
+
+  describe('hostile XBM pages: a RangeError naming the page, nothing changed', () => {
+    // Page 0 (pfn 3) is the valid example; page 1 (pfn 5) is the bad one.
+    const GOOD: [number, number, number[]] = [3, KIND.XBM, [...MASKS, ...LITS]];
+    const bad = (reason: string) => new RegExp(`^\`frame\` has a bad page 1 \\(pfn 5\\): ${reason}$`);
+    const expectRefused = (frame: Uint8Array, message: RegExp, pageSize = N) => {
+      const replica = new Uint8Array(8 * pageSize);
+      for (let i = 0; i < replica.length; i++) replica[i] = (i * 13) & 255;
+      expectRejected(() => applyPages(replica, frame, { pageSize }), replica, message);
+      expect(() => inspectFrame(frame)).toThrow(message);
+      expect(() => applyFrameRef(replica.slice(), frame, pageSize)).toThrow(RangeError);
+    };
+    /** A body of `len` bytes (n = 512) that parses: every line, word and byte mask set, literals 1.. */
+    const fullBody = (len: number) => {
+      const masks = [0xff, ...Array.from({ length: 8 }, () => [0xff, ...new Array<number>(8).fill(0)]).flat()];
+      let lits = len - masks.length; // 73 mask bytes; one literal at least per byte mask
+      for (let i = 0, m = 0; i < masks.length; i++) {
+        if (i === 0 || i % 9 === 1) continue; // line mask, word masks
+        const c = Math.min(8, lits - (63 - m));
+        masks[i] = (1 << c) - 1;
+        lits -= c;
+        m++;
+      }
+      expect(lits).toBe(0);
+      const count = masks.reduce((sum, b, i) => sum + (i === 0 || i % 9 === 1 ? 0 : popcount(b)), 0);
+      return [...masks, ...Array.from({ length: count }, (_, i) => 1 + (i % 255))];
+    };
+    const popcount = (b: number) => b.toString(2).replaceAll('0', '').length;
+
+    // [name, masks, literals, reason]: bodies bad after the masks are parsed, for kind 8 and,
+    // split at `masks`, for kinds 9 and 10.
+    const CASES: [string, number[], number[], string][] = [
+      ['a word mask runs past the body', [0x01, 0xff], [0x01], 'XBM masks run past the body'],
+      ['a word mask of 0', [0x01, 0x00], [0xaa], 'XBM word mask is zero'],
+      ['a byte mask of 0', [0x01, 0x01, 0x00], [0xaa], 'XBM byte mask is zero'],
+      ['a literal missing', [0x01, 0x01, 0x03], [0xaa], 'XBM literals are truncated'],
+      ['a literal left over', [0x01, 0x01, 0x01], [0xaa, 0xbb], 'XBM literal bytes left over'],
+    ];
+
+    it.each(CASES)('kind 8: %s', (_, masks, lits, reason) => {
+      expectRefused(buildFrame([GOOD, [5, KIND.XBM, [...masks, ...lits]]], 3, N), bad(reason));
+      const t = new Uint8Array(N).fill(1);
+      expectRejected(() => applyBodyRef(t, KIND.XBM, Uint8Array.from([...masks, ...lits])), t, /^XBM /);
+    });
+
+    it.each(CASES)('kinds 9 and 10: %s', (_, masks, lits, reason) => {
+      expectRefused(buildFrame([GOOD, [5, KIND.XBM_HUF_TABLE, withTables(hufBody(masks, lits))]], 3, N), bad(reason));
+      const tables: [number, number, number[]] = [3, KIND.XBM_HUF_TABLE, withTables(hufBody(MASKS, LITS))];
+      expectRefused(buildFrame([tables, [5, KIND.XBM_HUF, hufBody(masks, lits)]], 3, N), bad(reason));
+    });
+
+    it('kind 8: masks past the end of a body with no literals, a line mask cut short', () => {
+      expectRefused(buildFrame([GOOD, [5, KIND.XBM, [0x01]]], 3, N), bad('XBM masks run past the body'));
+      expectRefused(buildFrame([GOOD, [5, KIND.XBM, [0x01, 0x03, 0x01]]], 3, N), bad('XBM masks run past the body'));
+      expectRefused(buildFrame([GOOD, [5, KIND.XBM, [0x01, 0x01, 0x01]]], 3, N), bad('XBM literals are truncated'));
+      // 4096-byte pages have a line mask of 8 bytes.
+      expectRefused(buildFrame([[3, KIND.ZERO, []], [5, KIND.XBM, [0, 0, 0, 0, 0]]], 3, PS), bad('XBM line mask is truncated'), PS);
+    });
+
+    it('kind 8: a body of 0 or n bytes is refused, n - 1 bytes and a 0 literal are not', () => {
+      expectRefused(buildFrame([GOOD, [5, KIND.XBM, []]], 3, N), bad('XBM body length out of range'));
+      expectRefused(buildFrame([GOOD, [5, KIND.XBM, fullBody(N)]], 3, N), bad('XBM body length out of range'));
+      expect(() => applyBodyRef(new Uint8Array(N), KIND.XBM, Uint8Array.from(fullBody(N)))).toThrow(RangeError);
+      const replica = new Uint8Array(8 * N).fill(0x5a);
+      const frame = buildFrame([GOOD, [5, KIND.XBM, fullBody(N - 1)], [6, KIND.XBM, [0x01, 0x01, 0x01, 0x00]]], 3, N);
+      const ref = replica.slice();
+      applyFrameRef(ref, frame, N);
+      applyPages(replica, frame, { pageSize: N });
+      expect(hex(replica) === hex(ref)).toBe(true);
+      expect(hex(pageOf(replica, 6))).toBe(hex(new Uint8Array(N).fill(0x5a))); // XOR with 0
+      expect(pageOf(replica, 5).filter((v) => v === 0x5a).length).toBe(N - (N - 1 - 73)); // one per literal changed
+    });
+
+    it('kinds 9 and 10: Huffman stream lengths out of range (T + L >= n)', () => {
+      const body = [...varint(300), ...varint(212), 0];
+      expectRefused(buildFrame([GOOD, [5, KIND.XBM_HUF_TABLE, withTables(body)]], 3, N), bad('Huffman stream lengths out of range'));
+    });
+
+    it('kinds 9 and 10: a mask string that does not end where T says, even if the bytes would parse as one XBM body', () => {
+      // The valid example's bytes, split one byte late: the first literal counted as a mask byte.
+      const shifted = hufBody([...MASKS, LITS[0]!], LITS.slice(1));
+      const reason = bad('XBM mask string does not end where its length says');
+      expectRefused(buildFrame([GOOD, [5, KIND.XBM_HUF_TABLE, withTables(shifted)]], 3, N), reason);
+      const tables: [number, number, number[]] = [3, KIND.XBM_HUF_TABLE, withTables(hufBody(MASKS, LITS))];
+      expectRefused(buildFrame([tables, [5, KIND.XBM_HUF, shifted]], 3, N), reason);
+    });
+
+    it('kind 9 with no tables before it is refused; tables never come from a later page', () => {
+      expectRefused(buildFrame([GOOD, [5, KIND.XBM_HUF, hufBody(MASKS, LITS)]], 3, N), bad('Huffman page with no tables before it in the frame'));
+      const later = buildFrame([[5, KIND.XBM_HUF, hufBody(MASKS, LITS)], [3, KIND.XBM_HUF_TABLE, withTables(hufBody(MASKS, LITS))]], 3, N);
+      expectRefused(later, /^`frame` has a bad page 0 \(pfn 5\): Huffman page with no tables before it in the frame$/);
+    });
+
+    it('kinds 8 to 11 are unknown in frames of version 1 and 2; version 3 allows kinds up to 11', () => {
+      const pages: [number, number, number[]][] = [
+        [GOOD[0], GOOD[1], GOOD[2]],
+        [4, KIND.XBM_HUF_TABLE, withTables(hufBody(MASKS, LITS))],
+        [5, KIND.XBM_HUF, hufBody(MASKS, LITS)],
+      ];
+      for (const version of [1, 2]) {
+        for (let k = 1; k <= 3; k++) {
+          expectRefused(buildFrame(pages.slice(0, k), version, N), /^`frame` has an unknown page kind in its index$/);
+        }
+      }
+      expectRefused(buildFrame([[3, 12, []]], 3, N), /^`frame` has an unknown page kind in its index$/);
+      expectRefused(buildFrame([[3, KIND.XBM_LZ4, lz4Body([...MASKS, ...LITS])]], 2, N), /^`frame` has an unknown page kind in its index$/);
+      // The same pages in a version 3 frame apply (and an XRLE+HUF table page in version 2 still does).
+      const r = replicaOf();
+      applyPages(r, buildFrame(pages, 3, N), { pageSize: N });
+      for (const pfn of [3, 4, 5]) expect(hex(pageOf(r, pfn))).toBe(hex(exampleInputs().next));
+      const v2 = buildFrame([[2, KIND.XRLE_HUF_TABLE, withTables(hufBody(XRLE_TOKS, XRLE_LITS))]], 2, N);
+      applyPages(r, v2, { pageSize: N });
+      expect(hex(pageOf(r, 2))).toBe(hex(exampleInputs().next));
+      // Version 3 frames may hold only kinds 0-5 (a writer would call that version 1).
+      applyPages(r, buildFrame([[7, KIND.ZERO, []]], 3, N), { pageSize: N });
+      expect(hex(pageOf(r, 7))).toBe(hex(new Uint8Array(N)));
+    });
+
+    it('a delta container refuses the XBM kinds', () => {
+      const prev = new Uint8Array(N);
+      const d = encodeDelta(prev, prev, { compress: false }); // SAME: borrow the container
+      for (const kind of [KIND.XBM, KIND.XBM_HUF, KIND.XBM_HUF_TABLE, KIND.XBM_LZ4]) {
+        const body = {
+          [KIND.XBM]: [...MASKS, ...LITS],
+          [KIND.XBM_HUF]: hufBody(MASKS, LITS),
+          [KIND.XBM_HUF_TABLE]: withTables(hufBody(MASKS, LITS)),
+          [KIND.XBM_LZ4]: lz4Body([...MASKS, ...LITS]),
+        }[kind];
+        const head = Uint8Array.from([...d.subarray(0, 5), kind, 0, 0, ...d.subarray(8, 12), body.length & 255, body.length >> 8, 0, 0]);
+        const delta = Uint8Array.from([...head, ...checksum(head, body), ...body]);
+        expectRejected(() => applyDelta(prev, delta), prev, /^`delta` has an unknown encoding kind$/);
+      }
+    });
   });
 });
 
@@ -512,9 +900,12 @@ describe('hostile frames', () => {
       for (let i = 0; i < 8; i++) f[24 + i] = Number((v >> BigInt(8 * i)) & 0xffn);
       return f;
     };
-    const v3 = frame.slice();
-    v3[4] = 3;
-    expectRejected(() => applyPages(replica, v3), replica, /^`frame` has an unsupported version$/);
+    const v4 = frame.slice();
+    v4[4] = 4;
+    expectRejected(() => applyPages(replica, v4), replica, /^`frame` has an unsupported version$/);
+    const v0 = frame.slice();
+    v0[4] = 0;
+    expectRejected(() => applyPages(replica, v0), replica, /^`frame` has an unsupported version$/);
     const magic = frame.slice();
     magic[0] = 0x58;
     expectRejected(() => applyPages(replica, magic), replica, /^`frame` has a bad magic \(not a page frame\)$/);
@@ -540,7 +931,7 @@ describe('hostile frames', () => {
       /^`frame` has a bad page 0 \(pfn 0\): truncated or oversized skip varint$/,
     );
     await expect(applyPagesAsync(replica, withSum(body))).rejects.toThrow(RangeError);
-    await expect(applyPagesAsync(replica, v3)).rejects.toThrow(new RangeError('`frame` has an unsupported version'));
+    await expect(applyPagesAsync(replica, v4)).rejects.toThrow(new RangeError('`frame` has an unsupported version'));
     expect(() => inspectFrame(sum)).toThrow(new RangeError('`frame` fails its checksum'));
   });
 

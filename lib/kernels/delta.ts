@@ -46,7 +46,7 @@ export interface ApplyPagesOptions {
 
 /** What {@link inspectFrame} reports about a frame. */
 export interface FrameInfo {
-  /** Format version: 1, or 2 when the frame has Huffman-coded pages. */
+  /** Format version: 3 when the frame has XBM pages (kinds 8-11), else 2 when it has XRLE+HUF pages (6-7), else 1 (docs/FORMAT.md). */
   version: number;
   /** Page size the frame was made for. */
   pageSize: number;

@@ -1,12 +1,25 @@
 /**
- * Plain TypeScript reference of the delta codec's first stage (docs/FORMAT.md): XOR-RLE page
- * bodies, the delta container and the page frame, encoder and decoder. Byte for byte what the
- * native code produces with `compress: false`; the decoder accepts every kind except the lz4
+ * Plain TypeScript reference of the delta codec's first stage (docs/FORMAT.md): XOR-RLE and XBM
+ * page bodies, the delta container and the page frame, encoder and decoder. Byte for byte what
+ * the native code produces with `compress: false`; the decoder accepts every kind except the lz4
  * ones (it reports them as unsupported). Written for clarity, not speed.
  */
 import { xxh3 } from '@node-rs/xxhash';
 
-export const KIND = { SAME: 0, ZERO: 1, XRLE: 2, RAW: 3, XRLE_LZ4: 4, RAW_LZ4: 5, XRLE_HUF: 6, XRLE_HUF_TABLE: 7 } as const;
+export const KIND = {
+  SAME: 0,
+  ZERO: 1,
+  XRLE: 2,
+  RAW: 3,
+  XRLE_LZ4: 4,
+  RAW_LZ4: 5,
+  XRLE_HUF: 6,
+  XRLE_HUF_TABLE: 7,
+  XBM: 8,
+  XBM_HUF: 9,
+  XBM_HUF_TABLE: 10,
+  XBM_LZ4: 11,
+} as const;
 
 function varint(out: number[], v: number): void {
   while (v >= 0x80) {
@@ -16,21 +29,14 @@ function varint(out: number[], v: number): void {
   out.push(v);
 }
 
-/** First-stage encoding of one buffer: kind and body. */
-export function encodeBody(prev: Uint8Array, next: Uint8Array): { kind: number; body: Uint8Array } {
-  const n = next.length;
-  let same = true;
-  let zero = true;
-  for (let i = 0; i < n; i++) {
-    if (prev[i] !== next[i]) same = false;
-    if (next[i] !== 0) zero = false;
-  }
-  if (same) return { kind: KIND.SAME, body: new Uint8Array(0) };
-  if (zero) return { kind: KIND.ZERO, body: new Uint8Array(0) };
-  const x = new Uint8Array(n);
-  for (let i = 0; i < n; i++) x[i] = prev[i] ^ next[i];
-  const out: number[] = [];
-  let pos = 0;
+/**
+ * The literal runs of the canonical XRLE rule for `x` (docs/FORMAT.md, "Canonical encoder", rule
+ * 2): maximal runs of non-zero bytes, a gap of exactly one zero byte between two non-zero bytes
+ * kept inside the literal. Each run is [start, end).
+ */
+export function literalRuns(x: Uint8Array): [number, number][] {
+  const n = x.length;
+  const runs: [number, number][] = [];
   let i = 0;
   while (i < n) {
     while (i < n && x[i] === 0) i++;
@@ -46,6 +52,20 @@ export function encodeBody(prev: Uint8Array, next: Uint8Array): { kind: number; 
       }
       break;
     }
+    runs.push([start, end]);
+    i = end;
+  }
+  return runs;
+}
+
+/**
+ * The XRLE token stream of `x` for its literal `runs` (see {@link literalRuns}); it stops once it
+ * reaches `x.length` bytes (the caller then chooses RAW).
+ */
+function xrleStream(x: Uint8Array, runs: [number, number][]): number[] {
+  const out: number[] = [];
+  let pos = 0;
+  for (const [start, end] of runs) {
     const skip = start - pos;
     const len = end - start;
     out.push(((len < 16 ? len : 0) << 4) | (skip < 15 ? skip : 15));
@@ -53,9 +73,97 @@ export function encodeBody(prev: Uint8Array, next: Uint8Array): { kind: number; 
     if (len >= 16) varint(out, len - 16);
     for (let k = start; k < end; k++) out.push(x[k]);
     pos = end;
-    i = end;
-    if (out.length >= n) break;
+    if (out.length >= x.length) break;
   }
+  return out;
+}
+
+/**
+ * The XBM body of `x` (docs/FORMAT.md, "XBM"): line mask (n/512 bytes), then for each set line a
+ * word mask and a byte mask per set word, then the non-zero bytes of `x` in order. `x.length`
+ * must be a multiple of 512.
+ */
+export function xbmBody(x: Uint8Array): Uint8Array {
+  const n = x.length;
+  const lineMask = new Uint8Array(n / 512);
+  const masks: number[] = [];
+  const literals: number[] = [];
+  for (let line = 0; line < n / 64; line++) {
+    let wordMask = 0;
+    const byteMasks: number[] = [];
+    for (let word = 0; word < 8; word++) {
+      let byteMask = 0;
+      for (let k = 0; k < 8; k++) {
+        const v = x[64 * line + 8 * word + k];
+        if (v !== 0) {
+          byteMask |= 1 << k;
+          literals.push(v);
+        }
+      }
+      if (byteMask !== 0) {
+        wordMask |= 1 << word;
+        byteMasks.push(byteMask);
+      }
+    }
+    if (wordMask === 0) continue;
+    lineMask[line >> 3] |= 1 << (line & 7);
+    masks.push(wordMask, ...byteMasks);
+  }
+  return Uint8Array.from([...lineMask, ...masks, ...literals]);
+}
+
+/** Options of {@link encodeBody}. */
+export interface EncodeBodyOptions {
+  /**
+   * Allow XBM (kind 8) for a buffer whose length is a multiple of 512, as `encodePages` does;
+   * default false, as `encodeDelta` (kinds 0-3 only).
+   */
+  xbm?: boolean;
+}
+
+/** First-stage encoding of one buffer: kind and body. */
+export function encodeBody(prev: Uint8Array, next: Uint8Array, opts: EncodeBodyOptions = {}): { kind: number; body: Uint8Array } {
+  const n = next.length;
+  let same = true;
+  let zero = true;
+  for (let i = 0; i < n; i++) {
+    if (prev[i] !== next[i]) same = false;
+    if (next[i] !== 0) zero = false;
+  }
+  if (same) return { kind: KIND.SAME, body: new Uint8Array(0) };
+  if (zero) return { kind: KIND.ZERO, body: new Uint8Array(0) };
+  const x = new Uint8Array(n);
+  for (let i = 0; i < n; i++) x[i] = prev[i] ^ next[i];
+  const runs = literalRuns(x);
+  if (opts.xbm && n % 512 === 0) {
+    // XBM when its body S is shorter than the page and 4S < 4F + 7R (F literal bytes, R runs of
+    // the XRLE rule): docs/FORMAT.md, "Canonical encoder", rule 3. Frame pages are 512 B or more.
+    let N = 0;
+    let W = 0;
+    let L = 0;
+    for (let line = 0; line < n / 64; line++) {
+      let lineSet = false;
+      for (let word = 0; word < 8; word++) {
+        let wordSet = false;
+        for (let k = 0; k < 8; k++) {
+          if (x[64 * line + 8 * word + k] !== 0) {
+            N++;
+            wordSet = true;
+          }
+        }
+        if (wordSet) {
+          W++;
+          lineSet = true;
+        }
+      }
+      if (lineSet) L++;
+    }
+    const S = n / 512 + L + W + N;
+    const F = runs.reduce((sum, [start, end]) => sum + end - start, 0);
+    const R = runs.length;
+    if (S < n && 4 * S < 4 * F + 7 * R) return { kind: KIND.XBM, body: xbmBody(x) };
+  }
+  const out = xrleStream(x, runs);
   if (out.length >= n) return { kind: KIND.RAW, body: next.slice() };
   return { kind: KIND.XRLE, body: Uint8Array.from(out) };
 }
@@ -77,14 +185,19 @@ export function encodeDeltaRef(prev: Uint8Array, next: Uint8Array): Uint8Array {
   return Uint8Array.from([...head, ...u64le(sum), ...body]);
 }
 
-/** The page frame of encodePages with `compress: false`; updates `shadow` like the native one. */
+/**
+ * The page frame of encodePages with `compress: false`; updates `shadow` like the native one.
+ * Pages may be XBM (kind 8); the frame is then version 3, else version 1.
+ */
 export function encodePagesRef(shadow: Uint8Array, pages: Uint8Array, pfns: Uint32Array, pageSize = 4096): Uint8Array {
   const index: number[] = [];
   const bodies: Uint8Array[] = [];
+  let version = 1;
   for (let i = 0; i < pfns.length; i++) {
     const prev = shadow.subarray(pfns[i] * pageSize, (pfns[i] + 1) * pageSize);
     const next = pages.subarray(i * pageSize, (i + 1) * pageSize);
-    const { kind, body } = encodeBody(prev, next);
+    const { kind, body } = encodeBody(prev, next, { xbm: true });
+    if (kind === KIND.XBM) version = 3;
     prev.set(next);
     index.push(...u32le(pfns[i]), kind, body.length & 0xff, (body.length >> 8) & 0xff, (body.length >> 16) & 0xff);
     bodies.push(body);
@@ -92,7 +205,7 @@ export function encodePagesRef(shadow: Uint8Array, pages: Uint8Array, pfns: Uint
   const after = Buffer.concat([Uint8Array.from(index), ...bodies]);
   const payload = after.length - index.length;
   const head = [
-    0x55, 0x44, 0x50, 0x46, 1, 0, Math.log2(pageSize), 0,
+    0x55, 0x44, 0x50, 0x46, version, 0, Math.log2(pageSize), 0,
     ...u32le(pfns.length), 0, 0, 0, 0,
     ...u64le(BigInt(payload)),
     ...u64le(xxh3.xxh64(after)),
@@ -100,9 +213,13 @@ export function encodePagesRef(shadow: Uint8Array, pages: Uint8Array, pfns: Uint
   return Uint8Array.from([...head, ...after]);
 }
 
-/** Applies a first-stage body (SAME/ZERO/XRLE/RAW) to `target`; throws on anything malformed. */
+/**
+ * Applies a first-stage body (SAME/ZERO/XRLE/RAW, and XBM for a buffer whose length is a
+ * multiple of 512) to `target`; throws a RangeError on anything malformed, before writing.
+ */
 export function applyBodyRef(target: Uint8Array, kind: number, body: Uint8Array): void {
   const n = target.length;
+  if ((kind === KIND.SAME || kind === KIND.ZERO) && body.length !== 0) throw new RangeError('SAME/ZERO with a body');
   if (kind === KIND.SAME) return;
   if (kind === KIND.ZERO) {
     target.fill(0);
@@ -113,12 +230,50 @@ export function applyBodyRef(target: Uint8Array, kind: number, body: Uint8Array)
     target.set(body);
     return;
   }
+  if (kind === KIND.XBM) {
+    applyXbmRef(target, body);
+    return;
+  }
   if (kind !== KIND.XRLE) throw new RangeError(`unsupported kind ${kind}`);
+  if (body.length < 1 || body.length >= n) throw new RangeError('XRLE body length out of range');
   const out = target.slice();
   forEachLiteral(body, n, (pos, len, at) => {
     for (let k = 0; k < len; k++) out[pos + k] ^= body[at + k];
   });
   target.set(out);
+}
+
+/**
+ * Applies an XBM body (docs/FORMAT.md, "XBM (kind 8)") to `target` (n bytes, n a multiple of
+ * 512). Every check comes before the first write: body of 1 to n - 1 bytes, no mask past the
+ * end of the body, no word or byte mask of 0, exactly one literal byte per set byte-mask bit and,
+ * with `maskLength` (kinds 9 and 10: the decoded mask string), masks ending exactly there.
+ */
+export function applyXbmRef(target: Uint8Array, body: Uint8Array, maskLength?: number): void {
+  const n = target.length;
+  if (n % 512 !== 0) throw new RangeError(`XBM needs a length that is a multiple of 512, got ${n}`);
+  if (body.length < 1 || body.length >= n) throw new RangeError(`XBM body length ${body.length} out of range (1 to ${n - 1})`);
+  let at = n / 512; // the line mask is body[0 .. n/512)
+  if (at > body.length) throw new RangeError('XBM masks run past the body');
+  const positions: number[] = [];
+  for (let line = 0; line < n / 64; line++) {
+    if (((body[line >> 3] >> (line & 7)) & 1) === 0) continue;
+    if (at >= body.length) throw new RangeError('XBM masks run past the body');
+    const wordMask = body[at++];
+    if (wordMask === 0) throw new RangeError(`XBM word mask of 0 (line ${line})`);
+    for (let word = 0; word < 8; word++) {
+      if (((wordMask >> word) & 1) === 0) continue;
+      if (at >= body.length) throw new RangeError('XBM masks run past the body');
+      const byteMask = body[at++];
+      if (byteMask === 0) throw new RangeError(`XBM byte mask of 0 (line ${line}, word ${word})`);
+      for (let k = 0; k < 8; k++) if ((byteMask >> k) & 1) positions.push(64 * line + 8 * word + k);
+    }
+  }
+  if (maskLength !== undefined && at !== maskLength) throw new RangeError(`XBM mask string is ${at} bytes, its length says ${maskLength}`);
+  const left = body.length - at;
+  if (left < positions.length) throw new RangeError(`XBM literals missing (${positions.length} expected, ${left} present)`);
+  if (left > positions.length) throw new RangeError(`XBM literal bytes left over (${positions.length} expected, ${left} present)`);
+  for (let i = 0; i < positions.length; i++) target[positions[i]] ^= body[at + i];
 }
 
 /**
@@ -205,19 +360,80 @@ export function huffmanDecodeRef(table: Uint8Array, bits: Uint8Array, count: num
   return out;
 }
 
+/** How many kinds a frame of each version may hold: 1 (kinds 0-5), 2 (0-7), 3 (0-11). */
+export const FRAME_KINDS: Record<number, number> = { 1: 6, 2: 8, 3: 12 };
+
 /**
- * Applies a page frame (version 1 or 2) to `replica`, following docs/FORMAT.md; every kind but
- * the lz4 ones. Throws on anything malformed (it does not promise to leave `replica` unchanged).
+ * Decodes the two Huffman streams of a kind-6 or kind-9 body (for kind 7 or 10: the body after
+ * its tables) with `tables` (token table, then literal table): the token (or XBM mask) bytes and
+ * the literal bytes. Checks the body length (1 to n - 1), T, L and B, and both streams.
+ */
+function huffmanUnpackRef(body: Uint8Array, tables: Uint8Array, n: number): { toks: Uint8Array; lits: Uint8Array } {
+  if (body.length === 0 || body.length >= n) throw new RangeError('body length');
+  const head = { i: 0 };
+  const tokLen = readVarint(body, head);
+  const litLen = readVarint(body, head);
+  const tokBytes = readVarint(body, head);
+  if (tokLen < 1 || litLen < 1 || tokLen + litLen >= n) throw new RangeError('stream lengths');
+  if (tokBytes > body.length - head.i) throw new RangeError('token stream past the body');
+  const toks = huffmanDecodeRef(tables.subarray(0, 128), body.subarray(head.i, head.i + tokBytes), tokLen);
+  const lits = huffmanDecodeRef(tables.subarray(128, 256), body.subarray(head.i + tokBytes), litLen);
+  return { toks, lits };
+}
+
+/** Interleaves split token and literal bytes back into the XRLE stream they were split from. */
+function interleaveRef(toks: Uint8Array, lits: Uint8Array): Uint8Array {
+  const xrle: number[] = [];
+  let l = 0;
+  const t = { i: 0 };
+  while (t.i < toks.length) {
+    const token = toks[t.i++];
+    xrle.push(token);
+    if ((token & 15) === 15) readVarint(toks, t, xrle);
+    const run = token >> 4 === 0 ? 16 + readVarint(toks, t, xrle) : token >> 4;
+    if (run > lits.length - l) throw new RangeError('literal is truncated');
+    for (let k = 0; k < run; k++) xrle.push(lits[l++]);
+  }
+  if (l !== lits.length) throw new RangeError('literal bytes left over');
+  return Uint8Array.from(xrle);
+}
+
+/**
+ * Applies a page frame (version 1, 2 or 3) to `replica`, following docs/FORMAT.md; every kind but
+ * the lz4 ones (4, 5 and 11: reported as unsupported). Checks the header, index, checksum, kinds
+ * (against the version), lengths and pfns first; then applies page by page, each body checked
+ * before it is written. Throws a RangeError on anything malformed (it does not promise to leave
+ * `replica` unchanged).
  */
 export function applyFrameRef(replica: Uint8Array, frame: Uint8Array, pageSize = 4096): void {
   const u32 = (p: number) => (frame[p] | (frame[p + 1] << 8) | (frame[p + 2] << 16) | (frame[p + 3] << 24)) >>> 0;
+  if (frame.length < 32) throw new RangeError('shorter than the header');
   if (String.fromCharCode(...frame.subarray(0, 4)) !== 'UDPF') throw new RangeError('magic');
   const version = frame[4];
-  if (version !== 1 && version !== 2) throw new RangeError('version');
-  if (1 << frame[6] !== pageSize) throw new RangeError('page size');
+  const kinds = FRAME_KINDS[version];
+  if (kinds === undefined) throw new RangeError(`unsupported version ${version}`);
+  if (frame[5] !== 0) throw new RangeError('flags');
+  if (frame[6] < 9 || frame[6] > 20 || 1 << frame[6] !== pageSize) throw new RangeError('page size');
+  if (frame[7] !== 0 || u32(12) !== 0) throw new RangeError('reserved bytes');
   const count = u32(8);
+  if (count * 8 > frame.length - 32) throw new RangeError('index truncated');
+  const payload = u32(16) + u32(20) * 2 ** 32;
+  if (payload !== frame.length - 32 - 8 * count) throw new RangeError('payload length');
+  if ((BigInt(u32(24)) | (BigInt(u32(28)) << 32n)) !== xxh3.xxh64(frame.subarray(32))) throw new RangeError('checksum');
+  const pages = replica.length / pageSize;
+  const seen = new Set<number>();
+  let total = 0;
+  for (let i = 0; i < count; i++) {
+    const e = 32 + 8 * i;
+    if (frame[e + 4] >= kinds) throw new RangeError(`page ${i}: kind ${frame[e + 4]} unknown in a version ${version} frame`);
+    if (u32(e) >= pages) throw new RangeError(`page ${i}: pfn ${u32(e)} past the end`);
+    if (seen.has(u32(e))) throw new RangeError(`page ${i}: pfn ${u32(e)} twice`);
+    seen.add(u32(e));
+    total += frame[e + 5] | (frame[e + 6] << 8) | (frame[e + 7] << 16);
+  }
+  if (total !== payload) throw new RangeError('index lengths do not add up to the payload');
   let at = 32 + 8 * count;
-  let tables: Uint8Array | null = null;
+  let tables: Uint8Array | null = null; // set by every kind 7 or 10 page; used by kinds 6 and 9
   for (let i = 0; i < count; i++) {
     const e = 32 + 8 * i;
     const pfn = u32(e);
@@ -226,40 +442,23 @@ export function applyFrameRef(replica: Uint8Array, frame: Uint8Array, pageSize =
     let body = frame.subarray(at, at + length);
     at += length;
     const target = replica.subarray(pfn * pageSize, (pfn + 1) * pageSize);
-    if (kind === KIND.XRLE_HUF_TABLE) {
-      if (version !== 2) throw new RangeError('Huffman kind in a version 1 frame');
-      if (body.length <= 256) throw new RangeError('tables truncated');
+    const huffman = kind === KIND.XRLE_HUF || kind === KIND.XRLE_HUF_TABLE || kind === KIND.XBM_HUF || kind === KIND.XBM_HUF_TABLE;
+    if (!huffman) {
+      applyBodyRef(target, kind, body); // lz4 kinds (4, 5, 11): unsupported
+      continue;
+    }
+    if (kind === KIND.XRLE_HUF_TABLE || kind === KIND.XBM_HUF_TABLE) {
+      if (body.length <= 256) throw new RangeError(`page ${i}: tables truncated`);
       tables = body.subarray(0, 256);
       body = body.subarray(256);
-    } else if (kind !== KIND.XRLE_HUF) {
-      applyBodyRef(target, kind, body);
-      continue;
-    } else if (version !== 2) {
-      throw new RangeError('Huffman kind in a version 1 frame');
     }
-    if (tables === null) throw new RangeError('no tables');
-    if (body.length === 0 || body.length >= pageSize) throw new RangeError('body length');
-    const head = { i: 0 };
-    const tokLen = readVarint(body, head);
-    const litLen = readVarint(body, head);
-    const tokBytes = readVarint(body, head);
-    if (tokLen < 1 || litLen < 1 || tokLen + litLen >= pageSize) throw new RangeError('stream lengths');
-    if (tokBytes > body.length - head.i) throw new RangeError('token stream past the body');
-    const toks = huffmanDecodeRef(tables.subarray(0, 128), body.subarray(head.i, head.i + tokBytes), tokLen);
-    const lits = huffmanDecodeRef(tables.subarray(128, 256), body.subarray(head.i + tokBytes), litLen);
-    // Interleave into the XRLE stream the two streams were split from, then apply that.
-    const xrle: number[] = [];
-    let l = 0;
-    const t = { i: 0 };
-    while (t.i < toks.length) {
-      const token = toks[t.i++];
-      xrle.push(token);
-      if ((token & 15) === 15) readVarint(toks, t, xrle);
-      const run = token >> 4 === 0 ? 16 + readVarint(toks, t, xrle) : token >> 4;
-      if (run > lits.length - l) throw new RangeError('literal is truncated');
-      for (let k = 0; k < run; k++) xrle.push(lits[l++]);
+    if (tables === null) throw new RangeError(`page ${i}: Huffman page with no tables before it`);
+    const { toks, lits } = huffmanUnpackRef(body, tables, pageSize);
+    if (kind === KIND.XRLE_HUF || kind === KIND.XRLE_HUF_TABLE) {
+      applyBodyRef(target, KIND.XRLE, interleaveRef(toks, lits));
+    } else {
+      // Kinds 9 and 10: the mask bytes, then the literal bytes, applied as kind 8.
+      applyXbmRef(target, Uint8Array.from([...toks, ...lits]), toks.length);
     }
-    if (l !== lits.length) throw new RangeError('literal bytes left over');
-    applyBodyRef(target, KIND.XRLE, Uint8Array.from(xrle));
   }
 }
