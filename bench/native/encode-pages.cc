@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "cpu/features.h"
@@ -66,6 +67,24 @@ int main(int argc, char** argv) {
     }
     std::free(e.data);
     if (t < best) best = t;
+  }
+  {
+    // The frame must decode to the new pages: a fast encoder that is wrong measures nothing.
+    std::vector<uint8_t> sh = old, replica = old;
+    kernels::delta::Encoded e;
+    if (kernels::delta::encode_pages(ops, sh.data(), nx.data(), pfns.data(), count, ps, threads, true, entropy, &e)) return 1;
+    kernels::delta::FrameView fv;
+    std::string why;
+    if (!kernels::delta::check_frame(e.data, e.length, ps, count, threads, &fv, &why)) {
+      std::fprintf(stderr, "frame refused: %s\n", why.c_str());
+      return 1;
+    }
+    kernels::delta::apply_frame(replica.data(), fv, threads);
+    std::free(e.data);
+    if (replica != nx) {
+      std::fprintf(stderr, "frame does not decode to the new pages\n");
+      return 1;
+    }
   }
   std::printf("%s, %u thread(s), %zu pages: %.0f ns/page, %.2f GB/s, output %.2f %%\n", ops.isa, threads,
               count, best / count, count * ps / best, 100.0 * out / (count * ps));

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "kernels/delta/delta.h"
+#include "kernels/delta/huffman.h"
 
 namespace kernels::delta {
 namespace avx2_impl {
@@ -48,8 +49,12 @@ static inline void pack8(uint64_t v, unsigned mask, uint8_t* dst) {
 
 #include "kernels/delta/generic.inc"
 
+using huff::Code;
+#include "kernels/delta/huffman_encode.inc"
+
 }  // namespace avx2_impl
 
-extern const Ops ops_avx2 = {"avx2", avx2_impl::encode_page_impl, avx2_impl::encode_page_split_impl};
+extern const Ops ops_avx2 = {"avx2", avx2_impl::encode_page_impl, avx2_impl::encode_page_split_impl,
+                             avx2_impl::encode};
 
 }  // namespace kernels::delta

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "kernels/delta/delta.h"
+#include "kernels/delta/huffman.h"
 
 namespace kernels::delta {
 namespace avx512_impl {
@@ -39,8 +40,12 @@ static inline void pack8(uint64_t v, unsigned mask, uint8_t* dst) {
 
 #include "kernels/delta/generic.inc"
 
+using huff::Code;
+#include "kernels/delta/huffman_encode.inc"
+
 }  // namespace avx512_impl
 
-extern const Ops ops_avx512 = {"avx512", avx512_impl::encode_page_impl, avx512_impl::encode_page_split_impl};
+extern const Ops ops_avx512 = {"avx512", avx512_impl::encode_page_impl, avx512_impl::encode_page_split_impl,
+                             avx512_impl::encode};
 
 }  // namespace kernels::delta

@@ -15,6 +15,7 @@ Workspace::Workspace(size_t max_page)
       xor_((max_page + 63) / 64 * 64 + 64),
       mask_((max_page + 63) / 64 + 1),
       edges_(kEdgeSlots),
+      words_((max_page + 63) / 64 + 8),
       tmp_(max_page + 64) {}
 
 Workspace::~Workspace() {
@@ -105,27 +106,31 @@ size_t try_lz4(Workspace& ws, const uint8_t* src, size_t n, uint8_t* dst, size_t
 // pays, so only bulk changes (a third of the page or more) and RAW pages get the second stage.
 inline size_t lz4_min_xrle(size_t n) { return n / 3 > 96 ? n / 3 : 96; }
 
-// lz4 form of a first-stage body (XRLE or XBM: varint of its length + block; RAW: block of the page)
-// in dst if it saves at least 1/16 of the body; returns its length, 0 if it does not pay or is
-// not tried (XRLE and XBM bodies below lz4_min_xrle).
+// lz4 form of a first-stage body (XRLE or XBM: varint of its length + block; RAW: block of the
+// page) in dst if it saves at least 1/16 of the body and is shorter than `limit`; returns its
+// length, 0 if it does not pay or is not tried (XRLE and XBM bodies below lz4_min_xrle).
 size_t lz4_body(Kind k, const uint8_t* body, size_t len, const uint8_t* next, size_t n,
-                uint8_t* dst, Workspace& ws) {
+                uint8_t* dst, Workspace& ws, size_t limit) {
+  if (limit == 0) return 0;
   if ((k == kXrle || k == kXbm) && len >= lz4_min_xrle(n)) {
     const size_t vs = varint_size(len);
-    const size_t c = try_lz4(ws, body, len, dst + vs, len - len / 16 - vs);
+    const size_t cap = std::min(len - len / 16, limit - 1);  // the whole body, varint included
+    if (cap <= vs) return 0;
+    const size_t c = try_lz4(ws, body, len, dst + vs, cap - vs);
     if (c == 0) return 0;
     write_varint(dst, len);
     return vs + c;
   }
-  if (k == kRaw && n >= 96) return try_lz4(ws, next, n, dst, n - n / 16);
+  if (k == kRaw && n >= 96) return try_lz4(ws, next, n, dst, std::min(n - n / 16, limit - 1));
   return 0;
 }
 
 }  // namespace
 
-Kind lz4_stage(Kind k, const uint8_t* next, size_t n, uint8_t* out, size_t* out_len, Workspace& ws) {
+Kind lz4_stage(Kind k, const uint8_t* next, size_t n, uint8_t* out, size_t* out_len, Workspace& ws,
+               size_t limit) {
   uint8_t* tmp = ws.tmp();
-  const size_t c = lz4_body(k, out, *out_len, next, n, tmp, ws);
+  const size_t c = lz4_body(k, out, *out_len, next, n, tmp, ws, limit);
   if (c == 0) return k;
   std::memcpy(out, tmp, c);
   *out_len = c;
@@ -396,6 +401,31 @@ void reserve_bytes(std::vector<uint8_t>& v, size_t want) {
   if (v.size() < want) v.resize(std::max(want, v.size() * 2));
 }
 
+// Adds the byte counts of p[0, len) to hist. Four tables, so that runs of one byte value (common
+// in both strings) do not serialise on one counter's store-to-load latency.
+void count_bytes(const uint8_t* p, size_t len, uint32_t* hist) {
+  uint32_t h[4][huff::kSymbols];
+  std::memset(h, 0, sizeof h);
+  size_t i = 0;
+  for (; i + 4 <= len; i += 4) {
+    h[0][p[i]]++;
+    h[1][p[i + 1]]++;
+    h[2][p[i + 2]]++;
+    h[3][p[i + 3]]++;
+  }
+  for (; i < len; i++) h[0][p[i]]++;
+  for (size_t sym = 0; sym < huff::kSymbols; sym++) hist[sym] += h[0][sym] + h[1][sym] + h[2][sym] + h[3][sym];
+}
+
+// Code lengths from a sample's histogram that give every byte value a code, so the pages after
+// the sample never meet a value without one: a value the sample did not see weighs 1 against 64
+// per sampled occurrence, which puts it among the longest codes.
+void sample_lengths(const uint32_t* hist, uint8_t* len) {
+  uint32_t h[huff::kSymbols];
+  for (size_t s = 0; s < huff::kSymbols; s++) h[s] = hist[s] * 64 + 1;
+  huff::build_lengths(h, len);
+}
+
 }  // namespace
 
 GroupCoder::GroupCoder(size_t page_size) : n_(page_size) {}
@@ -403,58 +433,90 @@ GroupCoder::GroupCoder(size_t page_size) : n_(page_size) {}
 void GroupCoder::reset(uint8_t* out, uint8_t* kinds, uint32_t* lens) {
   pages_.clear();
   added_ = 0;
-  tok_used_ = lit_used_ = hist_tok_done_ = hist_lit_done_ = 0;
-  plain_ = false;
+  tok_used_ = lit_used_ = 0;
+  mode_ = Mode::kSampling;
+  tables_out_ = false;
   out_ = out;
   written_ = 0;
   kinds_ = kinds;
   lens_ = lens;
-  std::memset(hist_tok_, 0, sizeof hist_tok_);
-  std::memset(hist_lit_, 0, sizeof hist_lit_);
 }
 
 void GroupCoder::add(const Ops& ops, uint8_t* shadow, const uint8_t* next, Workspace& ws) {
-  if (plain_) {
-    // The sample said the Huffman stage will not pay: the codec without it, straight to out.
-    const size_t i = added_++;
+  const size_t i = added_++;
+  ops_ = &ops;
+  if (mode_ == Mode::kPlain) {
+    // The sample said coding will not pay: the codec without this stage, straight to out.
     size_t len = 0;
     kinds_[i] = encode_page(ops, shadow, next, n_, true, true, true, out_ + written_, &len, ws);
     lens_[i] = static_cast<uint32_t>(len);
     written_ += len;
     return;
   }
-  added_++;
+  // The sample's pages keep their split streams until the decision; after it, every page is
+  // written at once and reuses the start of the buffers.
+  if (mode_ == Mode::kCoding) tok_used_ = lit_used_ = 0;
   reserve_bytes(toks_, tok_used_ + n_ + 64);
   reserve_bytes(lits_, lit_used_ + n_ + 64);
   Page pg{};
   pg.next = next;
-  pg.kind = ops.encode_page_split(shadow, next, n_, true, true, toks_.data() + tok_used_, &pg.tok_len,
-                                  lits_.data() + lit_used_, &pg.lit_len, ws.scratch());
+  pg.kind = ops.encode_page_split(shadow, next, n_, true, true, toks_.data() + tok_used_,
+                                  &pg.tok_len, lits_.data() + lit_used_, &pg.lit_len, ws.scratch());
   pg.tok_off = tok_used_;  // SAME, ZERO and RAW pages split into nothing
   pg.lit_off = lit_used_;
   tok_used_ += pg.tok_len;
   lit_used_ += pg.lit_len;
-  pages_.push_back(pg);
-  if (pages_.size() == kSamplePages && lit_used_ != 0) {
-    // Decide early on a sample whether coding can pay for this group; if not, the sampled pages
-    // are written out now and the rest of the group skips splitting and histograms. The sample
-    // is charged the whole tables: a code fitted to a few pages looks better on them than it
-    // will on the group, and that roughly evens it out.
-    if (!pays(kHufTables + 4 * kSamplePages)) {
-      for (size_t i = 0; i < pages_.size(); i++) write_plain(i, ws);
-      plain_ = true;
-    }
+  if (mode_ == Mode::kCoding) {
+    write_coded(i, pg, ws);
+    return;
   }
+  pages_.push_back(pg);
+  if (pages_.size() == kSamplePages) decide(ws);
 }
 
-void GroupCoder::write_plain(size_t i, Workspace& ws) {
-  const Page& pg = pages_[i];
+void GroupCoder::decide(Workspace& ws) {
+  bool code = false;
+  if (lit_used_ != 0) {
+    uint32_t ht[huff::kSymbols] = {}, hl[huff::kSymbols] = {};
+    count_bytes(toks_.data(), tok_used_, ht);
+    count_bytes(lits_.data(), lit_used_, hl);
+    size_t split = 0;
+    for (const Page& pg : pages_) split += pg.kind == kXrle || pg.kind == kXbm;
+    // Worth it only if the estimate (both strings, the tables, ~4 bytes of lengths and padding
+    // per page) saves at least 1/kMinSaving of the sample's first-stage bytes. A code fitted to
+    // the sample looks better on it than it will on the group; charging the sample the whole
+    // tables roughly evens that out.
+    const size_t plain = tok_used_ + lit_used_;
+    const uint64_t est = (huff::estimate_bits(ht) + huff::estimate_bits(hl)) / 8 + kHufTables + 4 * split;
+    code = est + plain / kMinSaving < plain;
+    if (code) {
+      sample_lengths(ht, len_tok_);
+      sample_lengths(hl, len_lit_);
+      huff::build_code(len_tok_, &code_tok_);
+      huff::build_code(len_lit_, &code_lit_);
+    }
+  }
+  mode_ = code ? Mode::kCoding : Mode::kPlain;
+  for (size_t i = 0; i < pages_.size(); i++) {
+    if (code) {
+      write_coded(i, pages_[i], ws);
+    } else {
+      write_plain(i, pages_[i], ws);
+    }
+  }
+  pages_.clear();
+}
+
+size_t GroupCoder::finish(Workspace& ws) {
+  if (mode_ == Mode::kSampling) decide(ws);  // a group shorter than the sample
+  return written_;
+}
+
+void GroupCoder::write_plain(size_t i, const Page& pg, Workspace& ws) {
   uint8_t* o = out_ + written_;
   size_t len = 0;
-  if (pg.kind == kXrle) {
-    len = interleave(pg, o);
-  } else if (pg.kind == kXbm) {
-    len = concat(pg, o);
+  if (pg.kind == kXrle || pg.kind == kXbm) {
+    len = body(pg, o);
   } else if (pg.kind == kRaw) {
     std::memcpy(o, pg.next, n_);
     len = n_;
@@ -462,6 +524,46 @@ void GroupCoder::write_plain(size_t i, Workspace& ws) {
   kinds_[i] = lz4_stage(pg.kind, pg.next, n_, o, &len, ws);
   lens_[i] = static_cast<uint32_t>(len);
   written_ += len;
+}
+
+void GroupCoder::write_coded(size_t i, const Page& pg, Workspace& ws) {
+  if (pg.kind != kXrle && pg.kind != kXbm) {
+    write_plain(i, pg, ws);  // SAME, ZERO, RAW (lz4 may take a RAW page)
+    return;
+  }
+  // The Huffman body first, then the plain body and (where the codec without this stage would
+  // try it) its lz4 form, which only has to beat the Huffman body.
+  reserve_bytes(coded_, huff::encode_bound(pg.tok_len) + huff::encode_bound(pg.lit_len));
+  uint8_t* cb = coded_.data();
+  const size_t tb = ops_->huf_encode(code_tok_, toks_.data() + pg.tok_off, pg.tok_len, cb);
+  const size_t lb = ops_->huf_encode(code_lit_, lits_.data() + pg.lit_off, pg.lit_len, cb + tb);
+  const size_t hlen = varint_size(pg.tok_len) + varint_size(pg.lit_len) + varint_size(tb) + tb + lb;
+  // The page that carries the tables must save them too, so a group never comes out larger
+  // than without this stage; the pages after it only have to be smaller.
+  const size_t hcost = hlen + (tables_out_ ? 0 : kHufTables);
+  uint8_t* o = out_ + written_;
+  size_t len = body(pg, o);
+  const Kind kind = lz4_stage(pg.kind, pg.next, n_, o, &len, ws, hcost);
+  if (hcost < len) {
+    const bool xbm = pg.kind == kXbm;
+    uint8_t* h = o;
+    if (!tables_out_) {
+      huff::write_table(len_tok_, h);
+      huff::write_table(len_lit_, h + huff::kTableBytes);
+      h += kHufTables;
+    }
+    h = write_varint(h, pg.tok_len);
+    h = write_varint(h, pg.lit_len);
+    h = write_varint(h, tb);
+    std::memcpy(h, cb, tb + lb);
+    kinds_[i] = xbm ? (tables_out_ ? kXbmHuf : kXbmHufTable) : (tables_out_ ? kXrleHuf : kXrleHufTable);
+    lens_[i] = static_cast<uint32_t>(hcost);
+    tables_out_ = true;
+  } else {
+    kinds_[i] = kind;
+    lens_[i] = static_cast<uint32_t>(len);
+  }
+  written_ += lens_[i];
 }
 
 size_t GroupCoder::concat(const Page& pg, uint8_t* dst) const {
@@ -489,145 +591,14 @@ size_t GroupCoder::interleave(const Page& pg, uint8_t* dst) const {
     std::memcpy(o, token, static_cast<size_t>(t - token));  // the token and its varints
     o += t - token;
     // SAFETY: lits_ has 64 bytes of slack past the last page's literals and every dst (the
-    // chunk, ws.tmp()) at least 32 past the stream, so the 32-byte over-copies stay in bounds;
-    // only `run` bytes count.
+    // group's out, ws.tmp()) at least 32 past the stream, so the 32-byte over-copies stay in
+    // bounds; only `run` bytes count.
     std::memcpy(o, l, 32);
     for (size_t k = 32; k < run; k += 32) std::memcpy(o + k, l + k, 32);
     o += run;
     l += run;
   }
   return static_cast<size_t>(o - dst);
-}
-
-namespace {
-
-// Adds the byte counts of p[0, len) to hist. Four tables, so that runs of one byte value (common
-// in both strings) do not serialise on one counter's store-to-load latency.
-void count_bytes(const uint8_t* p, size_t len, uint32_t* hist) {
-  uint32_t h[4][huff::kSymbols];
-  std::memset(h, 0, sizeof h);
-  size_t i = 0;
-  for (; i + 4 <= len; i += 4) {
-    h[0][p[i]]++;
-    h[1][p[i + 1]]++;
-    h[2][p[i + 2]]++;
-    h[3][p[i + 3]]++;
-  }
-  for (; i < len; i++) h[0][p[i]]++;
-  for (size_t sym = 0; sym < huff::kSymbols; sym++) hist[sym] += h[0][sym] + h[1][sym] + h[2][sym] + h[3][sym];
-}
-
-}  // namespace
-
-void GroupCoder::histogram() {
-  count_bytes(toks_.data() + hist_tok_done_, tok_used_ - hist_tok_done_, hist_tok_);
-  count_bytes(lits_.data() + hist_lit_done_, lit_used_ - hist_lit_done_, hist_lit_);
-  hist_tok_done_ = tok_used_;
-  hist_lit_done_ = lit_used_;
-}
-
-bool GroupCoder::pays(size_t overhead) {
-  histogram();
-  const size_t xrle = tok_used_ + lit_used_;
-  const uint64_t est = (huff::estimate_bits(hist_tok_) + huff::estimate_bits(hist_lit_)) / 8 + overhead;
-  return est + xrle / kMinSaving < xrle;
-}
-
-size_t GroupCoder::finish(Workspace& ws) {
-  if (plain_) return written_;
-  bool use_huf = false;
-  huff::Code code_tok, code_lit;
-  uint8_t len_tok[huff::kSymbols], len_lit[huff::kSymbols];
-  if (lit_used_ != 0) {
-    size_t count = 0;
-    for (const Page& pg : pages_) count += pg.kind == kXrle || pg.kind == kXbm;
-    // Worth it only if the estimate (streams, tables, ~4 bytes of lengths and padding per page)
-    // saves at least 1/kMinSaving of the group's XRLE bytes (see kMinSaving).
-    use_huf = pays(kHufTables + 4 * count);
-  }
-  if (!use_huf) {
-    for (size_t i = 0; i < pages_.size(); i++) write_plain(i, ws);
-    return written_;
-  }
-  huff::build_lengths(hist_tok_, len_tok);
-  huff::build_lengths(hist_lit_, len_lit);
-  huff::build_code(len_tok, &code_tok);
-  huff::build_code(len_lit, &code_lit);
-  // Every XRLE page gets its Huffman body and, where the codec without this stage would try it
-  // (a third of a page or more), its lz4 body; it keeps the smallest of XRLE, lz4 and Huffman.
-  // The group uses the tables only if the pages that keep Huffman save more than the tables
-  // cost against their best other body; otherwise it comes out as without this stage.
-  size_t used = 0, lz4_used = 0, saved = 0;
-  for (Page& pg : pages_) {
-    pg.huf_len = pg.lz4_len = 0;
-    if (pg.kind != kXrle && pg.kind != kXbm) continue;
-    const size_t xlen = pg.tok_len + pg.lit_len;
-    size_t best = xlen;
-    if (xlen >= lz4_min_xrle(n_)) {
-      reserve_bytes(lz4_, lz4_used + n_ + 64);
-      uint8_t* x = ws.tmp();  // n + 64 bytes: the stream (< n) and the 32-byte over-copies
-      if (pg.kind == kXbm) {
-        concat(pg, x);
-      } else {
-        interleave(pg, x);
-      }
-      const size_t c = lz4_body(pg.kind, x, xlen, pg.next, n_, lz4_.data() + lz4_used, ws);
-      if (c != 0) {
-        pg.lz4_len = c;
-        pg.lz4_off = lz4_used;
-        lz4_used += c;
-        best = c;
-      }
-    }
-    reserve_bytes(coded_, used + huff::encode_bound(pg.tok_len) + huff::encode_bound(pg.lit_len));
-    uint8_t* cb = coded_.data() + used;
-    const size_t tb = huff::encode(code_tok, toks_.data() + pg.tok_off, pg.tok_len, cb);
-    const size_t lb = huff::encode(code_lit, lits_.data() + pg.lit_off, pg.lit_len, cb + tb);
-    const size_t hlen = varint_size(pg.tok_len) + varint_size(pg.lit_len) + varint_size(tb) + tb + lb;
-    if (hlen < best) {
-      pg.huf_len = hlen;
-      pg.huf_off = used;
-      pg.huf_tok = tb;
-      saved += best - hlen;
-      used += tb + lb;
-    }
-  }
-  const bool tables_pay = saved > kHufTables;
-  bool tables_out = false;
-  for (size_t i = 0; i < pages_.size(); i++) {
-    const Page& pg = pages_[i];
-    uint8_t* o = out_ + written_;
-    if (pg.kind != kXrle && pg.kind != kXbm) {
-      write_plain(i, ws);  // SAME, ZERO, RAW (lz4 may take a RAW page)
-      continue;
-    }
-    const bool xbm = pg.kind == kXbm;
-    if (tables_pay && pg.huf_len != 0) {
-      uint8_t* h = o;
-      if (!tables_out) {
-        huff::write_table(len_tok, h);
-        huff::write_table(len_lit, h + huff::kTableBytes);
-        h += kHufTables;
-      }
-      uint8_t* const start = h;
-      h = write_varint(h, pg.tok_len);
-      h = write_varint(h, pg.lit_len);
-      h = write_varint(h, pg.huf_tok);
-      std::memcpy(h, coded_.data() + pg.huf_off, pg.huf_len - static_cast<size_t>(h - start));
-      kinds_[i] = xbm ? (tables_out ? kXbmHuf : kXbmHufTable) : (tables_out ? kXrleHuf : kXrleHufTable);
-      lens_[i] = static_cast<uint32_t>(pg.huf_len + (tables_out ? 0 : kHufTables));
-      tables_out = true;
-    } else if (pg.lz4_len != 0) {
-      std::memcpy(o, lz4_.data() + pg.lz4_off, pg.lz4_len);
-      kinds_[i] = xbm ? kXbmLz4 : kXrleLz4;
-      lens_[i] = static_cast<uint32_t>(pg.lz4_len);
-    } else {
-      kinds_[i] = pg.kind;
-      lens_[i] = static_cast<uint32_t>(xbm ? concat(pg, o) : interleave(pg, o));
-    }
-    written_ += lens_[i];
-  }
-  return written_;
 }
 
 }  // namespace kernels::delta

@@ -23,7 +23,7 @@ class Workspace {
   Workspace(const Workspace&) = delete;
   Workspace& operator=(const Workspace&) = delete;
 
-  Scratch scratch() { return Scratch{xor_.data(), mask_.data(), edges_.data()}; }
+  Scratch scratch() { return Scratch{xor_.data(), mask_.data(), edges_.data(), words_.data()}; }
   uint8_t* tmp() { return tmp_.data(); }
   void* lz4_stream();  // lz4 state (LZ4_sizeofState bytes), allocated on first use
   size_t max_page() const { return max_page_; }
@@ -37,6 +37,7 @@ class Workspace {
   std::vector<uint8_t> xor_;
   std::vector<uint64_t> mask_;
   std::vector<uint32_t> edges_;
+  std::vector<uint8_t> words_;
   std::vector<uint8_t> tmp_;
   void* lz4_ = nullptr;
   huff::Decoder* dec_ = nullptr;  // [0] tokens, [1] literals
@@ -50,8 +51,10 @@ class Workspace {
 Kind encode_page(const Ops& ops, uint8_t* prev, const uint8_t* next, size_t n, bool update_prev,
                  bool compress, bool xbm, uint8_t* out, size_t* out_len, Workspace& ws);
 
-// The lz4 second stage alone, for a body the first stage made (`next` is the page itself).
-Kind lz4_stage(Kind k, const uint8_t* next, size_t n, uint8_t* out, size_t* out_len, Workspace& ws);
+// The lz4 second stage alone, for a body the first stage made (`next` is the page itself): the
+// lz4 form replaces the body if it saves 1/16 of it and is shorter than `limit` bytes.
+Kind lz4_stage(Kind k, const uint8_t* next, size_t n, uint8_t* out, size_t* out_len, Workspace& ws,
+               size_t limit = SIZE_MAX);
 
 // Returns nullptr when `body` (len bytes) is a well-formed body of `kind` for an n-byte page,
 // else a short reason. Never reads outside body[0, len). Uses ws.tmp() for lz4 and Huffman
@@ -65,10 +68,13 @@ void apply_page(uint8_t* target, uint8_t kind, const uint8_t* body, size_t len, 
                 Workspace& ws, const uint8_t* tables = nullptr);
 
 // The entropy stage over a group of pages (encode_pages with compress): the first stage writes
-// each page's XRLE stream split into token bytes and literal bytes, one Huffman code is built
-// for each from the whole group, and each page keeps the smaller of its Huffman and plain body
-// (with lz4 tried on the same pages as without this stage). The group's first Huffman page
-// carries the tables (kXrleHufTable).
+// each page's first-stage body (XRLE or XBM) split into token/mask bytes and literal bytes. The
+// group's first kSamplePages pages are a sample: if the entropy of their two byte strings says
+// coding pays, one Huffman code per string is built from the sample (every byte value gets a
+// code, so later pages never meet a symbol without one) and every page of the group, sample
+// included, is then coded as it comes, keeping the smallest of its plain, lz4 and Huffman bodies;
+// the first page that keeps a Huffman body carries the tables. If coding does not pay, the group
+// is written exactly as without this stage. Pages are written as they come: no group buffer.
 class GroupCoder {
  public:
   explicit GroupCoder(size_t page_size);
@@ -81,45 +87,47 @@ class GroupCoder {
   size_t finish(Workspace& ws);
 
  private:
-  // Pages of a group sampled before deciding whether the group is worth splitting.
-  static constexpr size_t kSamplePages = 4;
-  // The stage is used only where its estimate saves at least 1/kMinSaving of a group's XRLE
-  // bytes. It costs about as much time as the first stage; measured on real guest pages (1 s
-  // capture) a 1/8 rule gave 8 % smaller frames for ~35 % more time, while on pages whose XOR
-  // bytes are small (counters) it saves ~40 %: a quarter keeps it to where it is needed.
+  // Pages of a group sampled to decide whether to code it and to build its codes.
+  static constexpr size_t kSamplePages = 8;
+  // The stage is used only where the sample's estimate saves at least 1/kMinSaving of its
+  // first-stage bytes. On real guest pages (1 s capture) a 1/8 rule gave 8 % smaller frames for
+  // ~35 % more time, while on pages whose XOR bytes are small (counters) coding saves ~40 %: a
+  // quarter keeps the stage to where it is needed.
   static constexpr size_t kMinSaving = 4;
   struct Page {
     Kind kind;
     const uint8_t* next;
-    size_t tok_off, tok_len, lit_off, lit_len;  // split XRLE streams (XRLE pages)
-    size_t lz4_len, lz4_off;                    // lz4 body in lz4_ (0: not tried or no gain)
-    size_t huf_len, huf_off, huf_tok;           // Huffman body (0: not smaller than the others)
+    size_t tok_off, tok_len, lit_off, lit_len;  // split first-stage streams (in toks_ / lits_)
   };
+  enum class Mode { kSampling, kCoding, kPlain };
   // Writes the XRLE stream of a page (tokens and literals interleaved again) to dst.
   size_t interleave(const Page& pg, uint8_t* dst) const;
   // Writes the XBM body of a page (masks, then literals) to dst.
   size_t concat(const Page& pg, uint8_t* dst) const;
-  // Writes split page i as the codec without this stage would (XRLE, RAW, or their lz4 forms).
-  void write_plain(size_t i, Workspace& ws);
-  // Adds what was split since the last call to the histograms.
-  void histogram();
-  // True if coding everything split so far would save 1/kMinSaving of its bytes after
-  // `overhead` bytes (estimated from the histograms' entropy).
-  bool pays(size_t overhead);
+  // Writes the first-stage body of split page pg to dst; returns its length.
+  size_t body(const Page& pg, uint8_t* dst) const { return pg.kind == kXbm ? concat(pg, dst) : interleave(pg, dst); }
+  // Writes split page pg as the group's page i the way the codec without this stage would
+  // (SAME, ZERO, RAW, XRLE, XBM or their lz4 forms).
+  void write_plain(size_t i, const Page& pg, Workspace& ws);
+  // Writes split page pg as page i with the group's codes where that is its smallest body.
+  void write_coded(size_t i, const Page& pg, Workspace& ws);
+  // Decides on the sample: codes built and the sample written coded, or the sample written plain.
+  void decide(Workspace& ws);
 
   size_t n_;
-  size_t added_ = 0;           // pages added to the group (its page index)
-  std::vector<Page> pages_;    // the split pages: the sample, or the whole group
+  const Ops* ops_ = nullptr;  // the ISA of the pages added (its Huffman encoder)
+  size_t added_ = 0;          // pages added to the group (its page index)
+  std::vector<Page> pages_;  // the sample's split pages
   size_t tok_used_ = 0, lit_used_ = 0;
-  bool plain_ = false;  // the sample said no: later pages go straight to out
+  Mode mode_ = Mode::kSampling;
+  bool tables_out_ = false;  // a page of this group already carries the tables
   uint8_t* out_ = nullptr;
   size_t written_ = 0;
   uint8_t* kinds_ = nullptr;
   uint32_t* lens_ = nullptr;
-  std::vector<uint8_t> toks_, lits_, coded_, lz4_;
-  size_t hist_tok_done_ = 0, hist_lit_done_ = 0;  // bytes already counted
-  uint32_t hist_tok_[huff::kSymbols];
-  uint32_t hist_lit_[huff::kSymbols];
+  std::vector<uint8_t> toks_, lits_, coded_;
+  huff::Code code_tok_, code_lit_;
+  uint8_t len_tok_[huff::kSymbols], len_lit_[huff::kSymbols];
 };
 
 // LEB128 helpers shared with frame.cc. read_varint returns false on truncation or a value that

@@ -12,6 +12,10 @@
 
 namespace kernels::delta {
 
+namespace huff {
+struct Code;
+}
+
 // Per-page encodings. The numeric values are part of the wire format (docs/FORMAT.md).
 enum Kind : uint8_t {
   kSame = 0,     // unchanged: no body
@@ -58,6 +62,7 @@ struct Scratch {
   uint8_t* xor_buf;    // n rounded up to 64, plus 64 bytes of slack
   uint64_t* mask;      // (n + 63) / 64 words
   uint32_t* edges;     // kEdgeSlots entries: run edges of a group of words (run walk)
+  uint8_t* words;      // (n + 63) / 64 + 8 bytes: per 64-byte line, its non-zero 8-byte words (XBM)
 };
 
 // The run walk lists the run edges of kEdgeWords mask words at a time (at most 64 per word,
@@ -83,6 +88,8 @@ struct Ops {
   Kind (*encode_page_split)(uint8_t* prev, const uint8_t* next, size_t n, bool update_prev, bool xbm,
                             uint8_t* toks, size_t* tok_len, uint8_t* lits, size_t* lit_len,
                             const Scratch& scratch);
+  // huff::encode built for this ISA (the entropy stage's hot loop; huffman.h has the contract).
+  size_t (*huf_encode)(const huff::Code& code, const uint8_t* src, size_t count, uint8_t* out);
 };
 
 extern const Ops ops_scalar;

@@ -188,38 +188,8 @@ void write_table(const uint8_t* len, uint8_t* out) {
   for (size_t i = 0; i < kTableBytes; i++) out[i] = static_cast<uint8_t>(len[2 * i] | len[2 * i + 1] << 4);
 }
 
-size_t encode(const Code& code, const uint8_t* src, size_t count, uint8_t* out) {
-  uint8_t* o = out;
-  uint64_t acc = 0;
-  unsigned bits = 0;  // < 8 between groups
-  size_t i = 0;
-  // Four symbols (at most 44 bits) on top of < 8 pending bits fit the 64-bit accumulator. They
-  // are first joined among themselves (independent of the pending bits), so the serial chain
-  // through `bits` is one shift per four symbols; then every whole byte is stored with one
-  // unaligned 8-byte write (the slack of encode_bound). Codes and lengths are separate tables,
-  // read straight from each symbol byte: two loads and three ALU operations per symbol.
-  const uint16_t* const cb = code.bits;
-  const uint8_t* const cl = code.len;
-  for (; i + 4 <= count; i += 4) {
-    const uint8_t s0 = src[i], s1 = src[i + 1], s2 = src[i + 2], s3 = src[i + 3];
-    const unsigned l0 = cl[s0], l1 = cl[s1], l2 = cl[s2], l3 = cl[s3];
-    const uint64_t c01 = uint64_t{cb[s0]} | uint64_t{cb[s1]} << l0;
-    const uint64_t c23 = uint64_t{cb[s2]} | uint64_t{cb[s3]} << l2;
-    acc |= (c01 | c23 << (l0 + l1)) << bits;
-    bits += l0 + l1 + l2 + l3;
-    std::memcpy(o, &acc, 8);
-    o += bits >> 3;
-    acc >>= bits & ~7u;
-    bits &= 7;
-  }
-  for (; i < count; i++) {
-    acc |= uint64_t{cb[src[i]]} << bits;
-    bits += cl[src[i]];
-  }
-  std::memcpy(o, &acc, 8);
-  o += (bits + 7) >> 3;
-  return static_cast<size_t>(o - out);
-}
+// The baseline build of the encoder (the ISA variants include the same source; see Ops).
+#include "kernels/delta/huffman_encode.inc"
 
 const char* read_table(const uint8_t* table, Decoder* dec) {
   uint8_t len[kSymbols];

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "kernels/delta/delta.h"
+#include "kernels/delta/huffman.h"
 
 namespace kernels::delta {
 namespace scalar_impl {
@@ -47,8 +48,12 @@ static inline void pack8(uint64_t v, unsigned mask, uint8_t* dst) {
 
 #include "kernels/delta/generic.inc"
 
+using huff::Code;
+#include "kernels/delta/huffman_encode.inc"
+
 }  // namespace scalar_impl
 
-extern const Ops ops_scalar = {"scalar", scalar_impl::encode_page_impl, scalar_impl::encode_page_split_impl};
+extern const Ops ops_scalar = {"scalar", scalar_impl::encode_page_impl, scalar_impl::encode_page_split_impl,
+                             scalar_impl::encode};
 
 }  // namespace kernels::delta
