@@ -477,18 +477,30 @@ void GroupCoder::add(const Ops& ops, uint8_t* shadow, const uint8_t* next, Works
 void GroupCoder::decide(Workspace& ws) {
   bool code = false;
   if (lit_used_ != 0) {
+    // The sample's bodies as the codec without this stage makes them (lz4 where it pays): what
+    // coding has to beat. On real guest pages lz4 already takes most of what a Huffman code
+    // would, and comparing with the first-stage bytes alone codes groups for little gain.
+    size_t split = 0, other = 0, alt_used = 0;
+    for (Page& pg : pages_) {
+      if (pg.kind != kXrle && pg.kind != kXbm) continue;
+      reserve_bytes(alt_, alt_used + n_ + 64);
+      size_t len = body(pg, alt_.data() + alt_used);
+      pg.alt_kind = lz4_stage(pg.kind, pg.next, n_, alt_.data() + alt_used, &len, ws);
+      pg.alt_off = alt_used;
+      pg.alt_len = len;
+      alt_used += len;
+      other += len;
+      split++;
+    }
     uint32_t ht[huff::kSymbols] = {}, hl[huff::kSymbols] = {};
     count_bytes(toks_.data(), tok_used_, ht);
     count_bytes(lits_.data(), lit_used_, hl);
-    size_t split = 0;
-    for (const Page& pg : pages_) split += pg.kind == kXrle || pg.kind == kXbm;
     // Worth it only if the estimate (both strings, the tables, ~4 bytes of lengths and padding
-    // per page) saves at least 1/kMinSaving of the sample's first-stage bytes. A code fitted to
-    // the sample looks better on it than it will on the group; charging the sample the whole
-    // tables roughly evens that out.
-    const size_t plain = tok_used_ + lit_used_;
+    // per page) saves at least 1/kMinSaving of those bodies. A code fitted to the sample looks
+    // better on it than it will on the group; charging the sample the whole tables roughly
+    // evens that out.
     const uint64_t est = (huff::estimate_bits(ht) + huff::estimate_bits(hl)) / 8 + kHufTables + 4 * split;
-    code = est + plain / kMinSaving < plain;
+    code = est + other / kMinSaving < other;
     if (code) {
       sample_lengths(ht, len_tok_);
       sample_lengths(hl, len_lit_);
@@ -498,10 +510,16 @@ void GroupCoder::decide(Workspace& ws) {
   }
   mode_ = code ? Mode::kCoding : Mode::kPlain;
   for (size_t i = 0; i < pages_.size(); i++) {
-    if (code) {
-      write_coded(i, pages_[i], ws);
+    const Page& pg = pages_[i];
+    if (pg.kind != kXrle && pg.kind != kXbm) {
+      write_plain(i, pg, ws);
+    } else if (code) {
+      write_coded(i, pg, ws, true);
     } else {
-      write_plain(i, pages_[i], ws);
+      std::memcpy(out_ + written_, alt_.data() + pg.alt_off, pg.alt_len);
+      kinds_[i] = pg.alt_kind;
+      lens_[i] = static_cast<uint32_t>(pg.alt_len);
+      written_ += pg.alt_len;
     }
   }
   pages_.clear();
@@ -526,7 +544,7 @@ void GroupCoder::write_plain(size_t i, const Page& pg, Workspace& ws) {
   written_ += len;
 }
 
-void GroupCoder::write_coded(size_t i, const Page& pg, Workspace& ws) {
+void GroupCoder::write_coded(size_t i, const Page& pg, Workspace& ws, bool alt) {
   if (pg.kind != kXrle && pg.kind != kXbm) {
     write_plain(i, pg, ws);  // SAME, ZERO, RAW (lz4 may take a RAW page)
     return;
@@ -542,8 +560,16 @@ void GroupCoder::write_coded(size_t i, const Page& pg, Workspace& ws) {
   // than without this stage; the pages after it only have to be smaller.
   const size_t hcost = hlen + (tables_out_ ? 0 : kHufTables);
   uint8_t* o = out_ + written_;
-  size_t len = body(pg, o);
-  const Kind kind = lz4_stage(pg.kind, pg.next, n_, o, &len, ws, hcost);
+  size_t len = 0;
+  Kind kind = pg.kind;
+  if (alt) {
+    kind = pg.alt_kind;
+    len = pg.alt_len;
+    if (hcost >= len) std::memcpy(o, alt_.data() + pg.alt_off, len);
+  } else {
+    len = body(pg, o);
+    kind = lz4_stage(pg.kind, pg.next, n_, o, &len, ws, hcost);
+  }
   if (hcost < len) {
     const bool xbm = pg.kind == kXbm;
     uint8_t* h = o;

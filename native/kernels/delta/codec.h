@@ -98,6 +98,9 @@ class GroupCoder {
     Kind kind;
     const uint8_t* next;
     size_t tok_off, tok_len, lit_off, lit_len;  // split first-stage streams (in toks_ / lits_)
+    // Sample pages: the body the codec without this stage writes (plain or lz4), in alt_.
+    Kind alt_kind;
+    size_t alt_off, alt_len;
   };
   enum class Mode { kSampling, kCoding, kPlain };
   // Writes the XRLE stream of a page (tokens and literals interleaved again) to dst.
@@ -109,8 +112,9 @@ class GroupCoder {
   // Writes split page pg as the group's page i the way the codec without this stage would
   // (SAME, ZERO, RAW, XRLE, XBM or their lz4 forms).
   void write_plain(size_t i, const Page& pg, Workspace& ws);
-  // Writes split page pg as page i with the group's codes where that is its smallest body.
-  void write_coded(size_t i, const Page& pg, Workspace& ws);
+  // Writes split page pg as page i with the group's codes where that is its smallest body. For
+  // a sample page (`alt`) the other body is already made, in alt_.
+  void write_coded(size_t i, const Page& pg, Workspace& ws, bool alt = false);
   // Decides on the sample: codes built and the sample written coded, or the sample written plain.
   void decide(Workspace& ws);
 
@@ -125,7 +129,7 @@ class GroupCoder {
   size_t written_ = 0;
   uint8_t* kinds_ = nullptr;
   uint32_t* lens_ = nullptr;
-  std::vector<uint8_t> toks_, lits_, coded_;
+  std::vector<uint8_t> toks_, lits_, coded_, alt_;
   huff::Code code_tok_, code_lit_;
   uint8_t len_tok_[huff::kSymbols], len_lit_[huff::kSymbols];
 };
