@@ -27,11 +27,12 @@ export interface EncodePagesOptions {
   /** Allow the second stages (lz4, and the Huffman stage if `entropy`), chosen per page when they pay. Default true. */
   compress?: boolean;
   /**
-   * Allow the Huffman stage (with `compress`): pages are coded in groups of 256 KiB, each group's
-   * token and literal bytes with their own Huffman code, where that saves at least a quarter of
-   * the group's XOR-RLE bytes (pages whose changed bytes differ by small amounts: counters,
-   * nearby pointers) and a page's coded body is its smaller. Default true; `false` gives the
-   * lz4-only codec and skips the 4-page sample each group otherwise costs (5-10 % of the encode time).
+   * Allow the Huffman stage (with `compress`): pages are coded in groups of 256 KiB; where an
+   * 8-page sample says a Huffman code of the group's first-stage bytes (XRLE tokens or XBM masks,
+   * and literal bytes) saves at least a quarter of what the codec writes without it (pages whose
+   * changed bytes differ by small amounts: counters, flags, nearby pointers), each page keeps
+   * its smaller body. Default true; `false` gives the lz4-only codec, which is faster on pages
+   * the stage codes (see docs/delta.md for both, measured).
    */
   entropy?: boolean;
 }
