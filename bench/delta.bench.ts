@@ -64,7 +64,7 @@ export async function run(ctx: BenchContext): Promise<void> {
       return encodePages(shadow, reset || flip ? next : old, pfns, { threads });
     };
     // Mean time of fn over `time` ms (at least 5 runs), with the shadow reset before each run.
-    const timedWithReset = async (fn: () => unknown): Promise<{ meanNs: number; p99Ns: number; samples: number }> => {
+    const timedWithReset = async (fn: () => unknown): Promise<{ timeNs: number; p99Ns: number; samples: number }> => {
       for (let i = 0; i < 2; i++) {
         shadow.set(old);
         await fn();
@@ -78,7 +78,7 @@ export async function run(ctx: BenchContext): Promise<void> {
         total += Number(process.hrtime.bigint() - t0);
         runs++;
       }
-      return { meanNs: total / runs, p99Ns: total / runs, samples: runs };
+      return { timeNs: total / runs, p99Ns: total / runs, samples: runs };
     };
     // Frames both ways for apply, and output sizes.
     const fwd = encodePagesSync(old.slice(), next, pfns);
@@ -148,21 +148,21 @@ export async function run(ctx: BenchContext): Promise<void> {
     };
     for (const [task, r] of Object.entries(res)) {
       const bytes = /^(encodePages|apply|first|entropy)/.test(task) ? big : smallBytes;
-      rows.push({ kind, method: task, 'GB/s in': fmt.gbps(bytes, r.meanNs), 'out %': sizes[task] });
+      rows.push({ kind, method: task, 'GB/s in': fmt.gbps(bytes, r.timeNs), 'out %': sizes[task] });
     }
     summary.push({
       kind,
-      'encode 1t GB/s': fmt.gbps(big, res['encodePages 1t'].meanNs),
-      'encode 2t GB/s': fmt.gbps(big, res['encodePages 2t'].meanNs),
-      'async 1t GB/s': fmt.gbps(big, res['encodePages async 1t'].meanNs),
-      'async 2t GB/s': fmt.gbps(big, res['encodePages async 2t'].meanNs),
-      'apply 1t GB/s': fmt.gbps(big, res['applyPages 1t'].meanNs),
+      'encode 1t GB/s': fmt.gbps(big, res['encodePages 1t'].timeNs),
+      'encode 2t GB/s': fmt.gbps(big, res['encodePages 2t'].timeNs),
+      'async 1t GB/s': fmt.gbps(big, res['encodePages async 1t'].timeNs),
+      'async 2t GB/s': fmt.gbps(big, res['encodePages async 2t'].timeNs),
+      'apply 1t GB/s': fmt.gbps(big, res['applyPages 1t'].timeNs),
       'out %': sizes['encodePages 1t'],
-      'entropy off 1t GB/s': fmt.gbps(big, res['entropy off 1t'].meanNs),
+      'entropy off 1t GB/s': fmt.gbps(big, res['entropy off 1t'].timeNs),
       'entropy off %': sizes['entropy off 1t'],
-      'vs TS x': fmt.ratio(res['TS XOR+zero-run'].meanNs / smallBytes, res['encodePages 1t'].meanNs / big),
+      'vs TS x': fmt.ratio(res['TS XOR+zero-run'].timeNs / smallBytes, res['encodePages 1t'].timeNs / big),
       'zstd(1) %': sizes['XOR+zstd(1)'],
-      'zstd(1) GB/s': fmt.gbps(smallBytes, res['XOR+zstd(1)'].meanNs),
+      'zstd(1) GB/s': fmt.gbps(smallBytes, res['XOR+zstd(1)'].timeNs),
     });
     ctx.log(`  ${kind} done`);
   }
@@ -182,8 +182,8 @@ export async function run(ctx: BenchContext): Promise<void> {
     const size = encodePagesSync(old.slice(), next, ep).length;
     summary.push({
       kind: 'realistic, 2 MiB batch',
-      'encode 1t GB/s': fmt.gbps(n * PS, res['1t'].meanNs),
-      'encode 2t GB/s': fmt.gbps(n * PS, res['2t'].meanNs),
+      'encode 1t GB/s': fmt.gbps(n * PS, res['1t'].timeNs),
+      'encode 2t GB/s': fmt.gbps(n * PS, res['2t'].timeNs),
       'apply 1t GB/s': '',
       'out %': fmt.pct(size, n * PS),
       'entropy off 1t GB/s': '',
@@ -242,17 +242,22 @@ async function encodePass(set: RealPages, opts: EncodePagesOptions, useAsync: bo
   return { ns, bytes: frames.reduce((n, f) => n + f.length, 0), frames };
 }
 
-/** Repeats `pass` for about `time` ms (at least 3 times); mean ns per pass and the last pass. */
-async function repeat<T extends { ns: number }>(time: number, pass: () => Promise<T>): Promise<{ meanNs: number; last: T }> {
+/**
+ * Repeats `pass` for about `time` ms (at least 5 times); the median ns of a pass (see measure()
+ * in harness.ts: a shared machine's bursts skew a mean) and the last pass.
+ */
+async function repeat<T extends { ns: number }>(time: number, pass: () => Promise<T>): Promise<{ timeNs: number; last: T }> {
   let total = 0;
-  let runs = 0;
+  const times: number[] = [];
   let last = await pass(); // warm-up, not counted
-  while (runs < 3 || total < time * 1e6) {
+  while (times.length < 5 || total < time * 1e6) {
     last = await pass();
     total += last.ns;
-    runs++;
+    times.push(last.ns);
   }
-  return { meanNs: total / runs, last };
+  times.sort((a, b) => a - b);
+  const mid = times.length >> 1;
+  return { timeNs: times.length % 2 ? times[mid]! : (times[mid - 1]! + times[mid]!) / 2, last };
 }
 
 /** Applies the frames to a copy of the old pages and checks the result is the new pages. */
@@ -334,7 +339,7 @@ async function measureReal(label: string, set: RealPages, time: number): Promise
   const sync1 = await encode({ threads: 1 }, false);
   checkRoundTrip(set, sync1.last.frames);
   const results: [string, number, number][] = [
-    ['encodePagesSync 1t', sync1.meanNs, sync1.last.bytes],
+    ['encodePagesSync 1t', sync1.timeNs, sync1.last.bytes],
   ];
   for (const [method, opts, useAsync] of [
     ['encodePages (async) 1t', { threads: 1 }, true],
@@ -343,7 +348,7 @@ async function measureReal(label: string, set: RealPages, time: number): Promise
     ['first stage only (sync) 1t', { threads: 1, compress: false }, false],
   ] as const) {
     const r = await encode(opts, useAsync);
-    results.push([method, r.meanNs, r.last.bytes]);
+    results.push([method, r.timeNs, r.last.bytes]);
   }
   for (const [method, level] of [['XOR+zstd(1) per page', 1], ['XOR+lz4 per page', 0]] as const) {
     let bytes = 0;
@@ -352,7 +357,7 @@ async function measureReal(label: string, set: RealPages, time: number): Promise
       bytes = native.bench_xor_compress(set.old, set.next, ps, level) as number;
       return { ns: Number(process.hrtime.bigint() - t0) };
     });
-    results.push([method, r.meanNs, bytes]);
+    results.push([method, r.timeNs, bytes]);
   }
   const median = medianChanged(set);
   const rows = results.map(([method, ns, bytes]) => ({

@@ -65,7 +65,6 @@ export function benchSession(json: boolean): { log(line: string): void; report(r
   };
 }
 
-/** Runs tinybench tasks and returns mean time (ns) per task name. */
 /**
  * Collects garbage and lets pending finalizers run: a task that allocates (frames of
  * encodePagesSync) leaves buffers that would otherwise be freed while the next task is timed.
@@ -80,18 +79,23 @@ export async function settle(): Promise<void> {
 }
 let gcFn: (() => void) | undefined;
 
-export async function measure(tasks: Record<string, () => unknown | Promise<unknown>>, opts: { quick: boolean; time?: number }): Promise<Record<string, { meanNs: number; p99Ns: number; samples: number }>> {
+/**
+ * Runs tinybench tasks and returns, per task name, the median time of one call (ns), its p99
+ * and the number of samples. The median, not the mean: on a shared machine another tenant's
+ * burst lands in a few samples and would drag the mean of every row it touches.
+ */
+export async function measure(tasks: Record<string, () => unknown | Promise<unknown>>, opts: { quick: boolean; time?: number }): Promise<Record<string, { timeNs: number; p99Ns: number; samples: number }>> {
   const bench = new Bench({ time: opts.time ?? (opts.quick ? 100 : 500), warmupTime: opts.quick ? 20 : 100 });
   // Each task starts from a settled heap, so none is timed freeing what the one before left.
   for (const [name, fn] of Object.entries(tasks)) bench.add(name, fn, { beforeAll: settle });
   await bench.run();
-  const out: Record<string, { meanNs: number; p99Ns: number; samples: number }> = {};
+  const out: Record<string, { timeNs: number; p99Ns: number; samples: number }> = {};
   for (const t of bench.tasks) {
-    const r = t.result as unknown as { latency?: { mean: number; p99?: number; samples?: number[] | number }; samples?: number };
+    const r = t.result as unknown as { latency?: { mean: number; p50?: number; p99?: number; samples?: number[] | number }; samples?: number };
     const lat = r?.latency;
     if (!lat) throw new Error(`benchmark task ${t.name} failed: ${JSON.stringify((t.result as { error?: unknown })?.error ?? 'no result')}`);
     const samples = Array.isArray(lat.samples) ? lat.samples.length : typeof lat.samples === 'number' ? lat.samples : 0;
-    out[t.name] = { meanNs: lat.mean * 1e6, p99Ns: (lat.p99 ?? lat.mean) * 1e6, samples };
+    out[t.name] = { timeNs: (lat.p50 ?? lat.mean) * 1e6, p99Ns: (lat.p99 ?? lat.mean) * 1e6, samples };
   }
   return out;
 }

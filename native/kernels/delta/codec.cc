@@ -566,6 +566,8 @@ void GroupCoder::write_coded(size_t i, const Page& pg, Workspace& ws, bool alt) 
     kind = pg.alt_kind;
     len = pg.alt_len;
     if (hcost >= len) std::memcpy(o, alt_.data() + pg.alt_off, len);
+  } else if (hcost < pg.tok_len + pg.lit_len && pg.tok_len + pg.lit_len < lz4_min_xrle(n_)) {
+    len = pg.tok_len + pg.lit_len;  // Huffman wins and lz4 would not be tried: no plain body
   } else {
     len = body(pg, o);
     kind = lz4_stage(pg.kind, pg.next, n_, o, &len, ws, hcost);
