@@ -60,4 +60,8 @@ const char* read_table(const uint8_t* table, Decoder* dec);
 // zero padding of its last byte may be left. nullptr or the reason it is corrupt.
 const char* decode(const Decoder& dec, const uint8_t* in, size_t len, uint8_t* out, size_t count);
 
+// decode() of two independent streams (a, then b for the error reported), interleaved.
+const char* decode2(const Decoder& da, const uint8_t* ia, size_t la, uint8_t* oa, size_t ca,
+                    const Decoder& db, const uint8_t* ib, size_t lb, uint8_t* ob, size_t cb);
+
 }  // namespace kernels::delta::huff
