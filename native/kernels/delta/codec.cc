@@ -273,10 +273,16 @@ const char* xbm_walk(uint8_t* target, const uint8_t* body, size_t len, size_t n,
   return nullptr;
 }
 
-// Decodes the token and literal streams of a kXrleHuf body (for kXrleHufTable: the body after
-// its tables) into ws.tmp(): tokens at [0, *tok_len), literals right after them.
+// Reads T and L, the lengths of the two strings of a kXrleHuf / kXbmHuf body (for the
+// table-carrying kinds: the body after its tables); false if they are cut off or oversized.
+bool huf_lengths(const uint8_t** p, const uint8_t* end, uint32_t* t, uint32_t* l) {
+  return read_varint(p, end, t) && read_varint(p, end, l);
+}
+
+// Decodes the token (or mask) and literal strings of a Huffman-kind body (after its tables)
+// into dst: the first string at [0, *tok_len), the second right after it.
 const char* huf_unpack(const uint8_t* body, size_t len, size_t n, const uint8_t* tables,
-                       Workspace& ws, size_t* tok_len, size_t* lit_len) {
+                       Workspace& ws, size_t* tok_len, size_t* lit_len, uint8_t* dst) {
   if (tables == nullptr) return "Huffman page with no tables before it in the frame";
   if (len == 0 || len >= n) return "XRLE+HUF body length out of range";
   const char* err = nullptr;
@@ -285,13 +291,12 @@ const char* huf_unpack(const uint8_t* body, size_t len, size_t n, const uint8_t*
   const uint8_t* p = body;
   const uint8_t* const end = body + len;
   uint32_t t, l, b;
-  if (!read_varint(&p, end, &t) || !read_varint(&p, end, &l) || !read_varint(&p, end, &b)) {
+  if (!huf_lengths(&p, end, &t, &l) || !read_varint(&p, end, &b)) {
     return "truncated or oversized Huffman stream lengths";
   }
   if (t == 0 || l == 0 || uint64_t{t} + l >= n) return "Huffman stream lengths out of range";
   if (b > static_cast<size_t>(end - p)) return "Huffman token stream runs past the body";
-  uint8_t* tmp = ws.tmp();
-  if (const char* e = huff::decode2(dec[0], p, b, tmp, t, dec[1], p + b, static_cast<size_t>(end - p) - b, tmp + t, l)) {
+  if (const char* e = huff::decode2(dec[0], p, b, dst, t, dec[1], p + b, static_cast<size_t>(end - p) - b, dst + t, l)) {
     return e;
   }
   *tok_len = t;
@@ -300,9 +305,10 @@ const char* huf_unpack(const uint8_t* body, size_t len, size_t n, const uint8_t*
 }
 
 // Checks (target == nullptr) or applies a body of a Huffman kind (kXrleHuf, kXbmHuf, or either
-// with its tables).
+// with its tables). A check leaves the decoded strings in `keep` if given (else scratch); an
+// apply with `kept` walks those instead of decoding again.
 const char* huf_page(uint8_t* target, uint8_t kind, const uint8_t* body, size_t len, size_t n,
-                     const uint8_t* tables, Workspace& ws) {
+                     const uint8_t* tables, Workspace& ws, uint8_t* keep, const uint8_t* kept) {
   if (carries_tables(kind)) {
     if (len <= kHufTables) return "Huffman tables are truncated";
     tables = body;
@@ -310,9 +316,21 @@ const char* huf_page(uint8_t* target, uint8_t kind, const uint8_t* body, size_t 
     len -= kHufTables;
   }
   size_t t = 0, l = 0;
-  if (const char* e = huf_unpack(body, len, n, tables, ws, &t, &l)) return e;
-  if (is_xbm(kind)) return xbm_walk(target, ws.tmp(), t + l, n, t);
-  return xrle_walk(target, ws.tmp(), t, n, ws.tmp() + t, l);
+  const uint8_t* strings = kept;
+  if (kept != nullptr) {
+    // Checked before (check_page with keep): the lengths read as they did then.
+    const uint8_t* p = body;
+    uint32_t t32 = 0, l32 = 0;
+    if (!huf_lengths(&p, body + len, &t32, &l32)) return "truncated or oversized Huffman stream lengths";
+    t = t32;
+    l = l32;
+  } else {
+    uint8_t* dst = keep != nullptr ? keep : ws.tmp();
+    if (const char* e = huf_unpack(body, len, n, tables, ws, &t, &l, dst)) return e;
+    strings = dst;
+  }
+  if (is_xbm(kind)) return xbm_walk(target, strings, t + l, n, t);
+  return xrle_walk(target, strings, t, n, strings + t, l);
 }
 
 // Decompresses the XRLE stream of a kXrleLz4 body into tmp; returns its length via *xlen.
@@ -333,8 +351,22 @@ const char* xrle_lz4_unpack(const uint8_t* body, size_t len, size_t n, uint8_t* 
 
 }  // namespace
 
+size_t huffman_strings(uint8_t kind, const uint8_t* body, size_t len, size_t n) {
+  if (carries_tables(kind)) {
+    if (len <= kHufTables) return 0;
+    body += kHufTables;
+    len -= kHufTables;
+  } else if (!uses_tables(kind)) {
+    return 0;
+  }
+  const uint8_t* p = body;
+  uint32_t t = 0, l = 0;
+  if (!huf_lengths(&p, body + len, &t, &l) || t == 0 || l == 0 || uint64_t{t} + l >= n) return 0;
+  return size_t{t} + l;
+}
+
 const char* check_page(uint8_t kind, const uint8_t* body, size_t len, size_t n, Workspace& ws,
-                       const uint8_t* tables) {
+                       const uint8_t* tables, uint8_t* keep) {
   if (n > ws.max_page()) return "page larger than the workspace";
   switch (kind) {
     case kSame:
@@ -373,14 +405,14 @@ const char* check_page(uint8_t kind, const uint8_t* body, size_t len, size_t n, 
     case kXrleHufTable:
     case kXbmHuf:
     case kXbmHufTable:
-      return huf_page(nullptr, kind, body, len, n, tables, ws);
+      return huf_page(nullptr, kind, body, len, n, tables, ws, keep, nullptr);
     default:
       return "unknown page kind";
   }
 }
 
 void apply_page(uint8_t* target, uint8_t kind, const uint8_t* body, size_t len, size_t n,
-                Workspace& ws, const uint8_t* tables) {
+                Workspace& ws, const uint8_t* tables, const uint8_t* kept) {
   if (n == 0) return;  // nothing to write (and target may be null for an empty buffer)
   switch (kind) {
     case kSame:
@@ -417,7 +449,7 @@ void apply_page(uint8_t* target, uint8_t kind, const uint8_t* body, size_t len, 
     case kXrleHufTable:
     case kXbmHuf:
     case kXbmHufTable:
-      huf_page(target, kind, body, len, n, tables, ws);
+      huf_page(target, kind, body, len, n, tables, ws, nullptr, kept);
       return;
     default:
       return;

@@ -60,12 +60,18 @@ Kind lz4_stage(Kind k, const uint8_t* next, size_t n, uint8_t* out, size_t* out_
 // else a short reason. Never reads outside body[0, len). Uses ws.tmp() for lz4 and Huffman
 // kinds. `tables` is the start of the kXrleHufTable body whose tables a kXrleHuf page uses
 // (nullptr: none; the kind is then refused); a kXrleHufTable page uses its own.
+// For a Huffman kind, a check given `keep` (huffman_strings() bytes) leaves the decoded strings
+// there, and an apply given them as `kept` does not decode again.
 const char* check_page(uint8_t kind, const uint8_t* body, size_t len, size_t n, Workspace& ws,
-                       const uint8_t* tables = nullptr);
+                       const uint8_t* tables = nullptr, uint8_t* keep = nullptr);
+
+// Bytes of the two decoded strings (T + L) of a Huffman-kind body, read from its lengths; 0 for
+// other kinds or lengths check_page would refuse.
+size_t huffman_strings(uint8_t kind, const uint8_t* body, size_t len, size_t n);
 
 // Applies a body that check_page accepted (with the same tables) to the n-byte `target`.
 void apply_page(uint8_t* target, uint8_t kind, const uint8_t* body, size_t len, size_t n,
-                Workspace& ws, const uint8_t* tables = nullptr);
+                Workspace& ws, const uint8_t* tables = nullptr, const uint8_t* kept = nullptr);
 
 // The entropy stage over a group of pages (encode_pages with compress): the first stage writes
 // each page's first-stage body (XRLE or XBM) split into token/mask bytes and literal bytes. The

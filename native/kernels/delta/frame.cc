@@ -168,6 +168,19 @@ bool check_frame(const uint8_t* f, size_t len, size_t page_size, uint64_t replic
     }
     off += entry_length(*out, i);
   }
+  // Room for the Huffman pages' decoded strings, so applying them does not decode them again.
+  // Sizes come from each body's own lengths; a body they do not fit is refused by its check.
+  out->kept.assign(count, FrameView::kNone);
+  size_t kept_bytes = 0;
+  for (size_t i = 0; i < count; i++) {
+    const size_t s = huffman_strings(entry_kind(*out, i), out->payload + out->offsets[i],
+                                     entry_length(*out, i), out->page_size);
+    if (s == 0) continue;
+    out->kept[i] = kept_bytes;
+    kept_bytes += s;
+  }
+  out->strings.reset(kept_bytes == 0 ? nullptr : new (std::nothrow) uint8_t[kept_bytes]);
+  if (out->strings == nullptr) out->kept.assign(count, FrameView::kNone);  // decode twice then
   std::mutex mu;
   size_t bad = count;
   std::string bad_reason;
@@ -175,8 +188,9 @@ bool check_frame(const uint8_t* f, size_t len, size_t page_size, uint64_t replic
   runtime::parallel_for(count, threads, [&](size_t b, size_t e) {
     Workspace ws(fv.page_size);
     for (size_t i = b; i < e; i++) {
+      uint8_t* keep = fv.kept[i] == FrameView::kNone ? nullptr : fv.strings.get() + fv.kept[i];
       const char* r = check_page(entry_kind(fv, i), fv.payload + fv.offsets[i], entry_length(fv, i),
-                                 fv.page_size, ws, fv.tables[i]);
+                                 fv.page_size, ws, fv.tables[i], keep);
       if (r != nullptr) {
         std::lock_guard<std::mutex> lock(mu);
         if (i < bad) {
@@ -201,8 +215,9 @@ void apply_frame(uint8_t* replica, const FrameView& f, unsigned threads) {
     for (size_t i = b; i < e; i++) {
       // SAFETY: check_frame proved pfn < replica pages, so the page lies inside the replica.
       uint8_t* page = replica + static_cast<size_t>(entry_pfn(f, i)) * f.page_size;
+      const uint8_t* kept = f.kept.empty() || f.kept[i] == FrameView::kNone ? nullptr : f.strings.get() + f.kept[i];
       apply_page(page, entry_kind(f, i), f.payload + f.offsets[i], entry_length(f, i), f.page_size,
-                 ws, f.tables[i]);
+                 ws, f.tables[i], kept);
     }
   });
 }

@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -59,8 +60,13 @@ struct FrameView {
   const uint8_t* index = nullptr;    // count entries of kIndexEntry bytes
   const uint8_t* payload = nullptr;  // bodies in index order
   std::vector<uint64_t> offsets;     // offset of each body in payload (filled by check_frame)
-  // For each kXrleHuf page, the kXrleHufTable body whose tables it uses (check_frame).
+  // For each kXrleHuf / kXbmHuf page, the table-carrying body whose tables it uses (check_frame).
   std::vector<const uint8_t*> tables;
+  // Huffman pages' decoded strings, left by check_frame for apply_frame (which then does not
+  // decode them again): page i's at strings[kept[i]], kept[i] == kNone for other pages.
+  static constexpr size_t kNone = ~size_t{0};
+  std::vector<size_t> kept;
+  std::unique_ptr<uint8_t[]> strings;
 };
 
 inline uint32_t entry_pfn(const FrameView& f, size_t i) {
