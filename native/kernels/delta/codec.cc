@@ -377,11 +377,13 @@ const char* check_page(uint8_t kind, const uint8_t* body, size_t len, size_t n, 
     case kXrle:
       if (len == 0 || len >= n) return "XRLE body length out of range";
       return xrle_walk(nullptr, body, len, n);
-    case kXrleLz4: {
-      if (len == 0 || len >= n) return "XRLE+LZ4 body length out of range";
+    case kXrleLz4:
+    case kXbmLz4: {
+      const bool xbm = kind == kXbmLz4;
+      if (len == 0 || len >= n) return xbm ? "XBM+LZ4 body length out of range" : "XRLE+LZ4 body length out of range";
       size_t xlen = 0;
       if (const char* e = xrle_lz4_unpack(body, len, n, ws.tmp(), &xlen)) return e;
-      return xrle_walk(nullptr, ws.tmp(), xlen, n);
+      return xbm ? xbm_walk(nullptr, ws.tmp(), xlen, n) : xrle_walk(nullptr, ws.tmp(), xlen, n);
     }
     case kRawLz4: {
       if (len == 0 || len >= n || len > static_cast<size_t>(LZ4_MAX_INPUT_SIZE)) {
@@ -395,12 +397,6 @@ const char* check_page(uint8_t kind, const uint8_t* body, size_t len, size_t n, 
     case kXbm:
       if (len == 0 || len >= n) return "XBM body length out of range";
       return xbm_walk(nullptr, body, len, n);
-    case kXbmLz4: {
-      if (len == 0 || len >= n) return "XBM+LZ4 body length out of range";
-      size_t xlen = 0;
-      if (const char* e = xrle_lz4_unpack(body, len, n, ws.tmp(), &xlen)) return e;
-      return xbm_walk(nullptr, ws.tmp(), xlen, n);
-    }
     case kXrleHuf:
     case kXrleHufTable:
     case kXbmHuf:
@@ -426,9 +422,13 @@ void apply_page(uint8_t* target, uint8_t kind, const uint8_t* body, size_t len, 
     case kXrle:
       xrle_walk(target, body, len, n);
       return;
-    case kXrleLz4: {
+    case kXrleLz4:
+    case kXbmLz4: {
       size_t xlen = 0;
-      if (xrle_lz4_unpack(body, len, n, ws.tmp(), &xlen) == nullptr) {
+      if (xrle_lz4_unpack(body, len, n, ws.tmp(), &xlen) != nullptr) return;
+      if (kind == kXbmLz4) {
+        xbm_walk(target, ws.tmp(), xlen, n);
+      } else {
         xrle_walk(target, ws.tmp(), xlen, n);
       }
       return;
@@ -440,11 +440,6 @@ void apply_page(uint8_t* target, uint8_t kind, const uint8_t* body, size_t len, 
     case kXbm:
       xbm_walk(target, body, len, n);
       return;
-    case kXbmLz4: {
-      size_t xlen = 0;
-      if (xrle_lz4_unpack(body, len, n, ws.tmp(), &xlen) == nullptr) xbm_walk(target, ws.tmp(), xlen, n);
-      return;
-    }
     case kXrleHuf:
     case kXrleHufTable:
     case kXbmHuf:

@@ -215,6 +215,25 @@ const char* read_table(const uint8_t* table, Decoder* dec) {
 
 namespace {
 
+// Tops the bit accumulator up from p: with 8 bytes readable, one unaligned load brings it to
+// 56..63 bits (the bytes past those are masked off and read again next time); near the end of
+// the stream, byte by byte while bytes remain.
+inline void refill(const uint8_t*& p, const uint8_t* end, uint64_t& acc, unsigned& bits) {
+  if (end - p >= 8) {
+    uint64_t v;
+    std::memcpy(&v, p, 8);
+    acc |= v << bits;
+    p += (63 - bits) >> 3;
+    bits |= 56;
+    acc &= bits == 64 ? ~uint64_t{0} : (uint64_t{1} << bits) - 1;
+  } else {
+    while (bits <= 56 && p < end) {
+      acc |= uint64_t{*p++} << bits;
+      bits += 8;
+    }
+  }
+}
+
 // Decodes symbol by symbol, checking each: finds and names what is wrong with a stream.
 const char* decode_exact(const Decoder& dec, const uint8_t* in, size_t len, uint8_t* out, size_t count) {
   const uint8_t* p = in;
@@ -222,21 +241,7 @@ const char* decode_exact(const Decoder& dec, const uint8_t* in, size_t len, uint
   uint64_t acc = 0;
   unsigned bits = 0;
   for (size_t i = 0; i < count; i++) {
-    if (bits < kMaxBits) {
-      if (end - p >= 8) {
-        uint64_t v;
-        std::memcpy(&v, p, 8);
-        acc |= v << bits;
-        p += (63 - bits) >> 3;
-        bits |= 56;
-        acc &= bits == 64 ? ~uint64_t{0} : (uint64_t{1} << bits) - 1;
-      } else {
-        while (bits <= 56 && p < end) {
-          acc |= uint64_t{*p++} << bits;
-          bits += 8;
-        }
-      }
-    }
+    if (bits < kMaxBits) refill(p, end, acc, bits);
     const uint16_t e = dec.entry[acc & ((1u << kMaxBits) - 1)];
     const unsigned l = e & 15;
     if (l == 0) return "Huffman stream has a code that is not in its table";
@@ -268,12 +273,7 @@ struct Stream {
   // Refills to at least 56 bits, then takes four symbols (at most 44 bits) with no check but
   // "not in the table", kept aside: per symbol only the serial chain lookup -> shift is left.
   void take4(const Decoder& dec) {
-    uint64_t v;
-    std::memcpy(&v, p, 8);
-    acc |= v << bits;
-    p += (63 - bits) >> 3;
-    bits |= 56;
-    acc &= bits == 64 ? ~uint64_t{0} : (uint64_t{1} << bits) - 1;
+    refill(p, end, acc, bits);  // can4(): the 8-byte load
     for (int k = 0; k < 4; k++) {
       const uint16_t e = dec.entry[acc & ((1u << kMaxBits) - 1)];
       const unsigned l = e & 15;
@@ -288,12 +288,7 @@ struct Stream {
   bool finish(const Decoder& dec) {
     if (bad != 0) return false;
     for (; i < count; i++) {
-      if (bits < kMaxBits) {
-        while (bits <= 56 && p < end) {
-          acc |= uint64_t{*p++} << bits;
-          bits += 8;
-        }
-      }
+      if (bits < kMaxBits) refill(p, end, acc, bits);
       const uint16_t e = dec.entry[acc & ((1u << kMaxBits) - 1)];
       const unsigned l = e & 15;
       if (l == 0 || l > bits) return false;
