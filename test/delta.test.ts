@@ -553,6 +553,14 @@ describe('XBM pages (kinds 8 to 11)', () => {
     refused(lz4Body([...MASKS, ...LITS], 0), 'lz4 length out of range');
     refused(lz4Body([0x01, 0x00, 0xaa]), 'XBM word mask is zero');
     refused(lz4Body([0x01, 0x01, 0x01, 0xaa, 0xbb]), 'XBM literal bytes left over');
+    // A block that decompresses to an XBM body as long as the page: refused as kind 8 would be,
+    // though its bytes parse as masks (73) and literals (439 set bits: 53 x 8 + 4 x 2 + 7 x 1).
+    const bms = [...new Array<number>(53).fill(0xff), 0x03, 0x03, 0x03, 0x03, ...new Array<number>(7).fill(0x01)];
+    const masks = [0xff];
+    for (let line = 0; line < 8; line++) masks.push(0xff, ...bms.slice(line * 8, line * 8 + 8));
+    // lz4: 74 literals (the masks and one 0x01), a match at offset 1 of 433 bytes, 5 literals.
+    const block = [0xff, 74 - 15, ...masks, 0x01, 0x01, 0x00, 255, 433 - 4 - 15 - 255, 0x50, 1, 1, 1, 1, 1];
+    refused([...varint(N), ...block], 'XBM\\+LZ4 decompresses to a body as long as the page');
   });
 
   it.each(supportedIsas())('%s: encodePages gives an XBM body of at least n/3 bytes to lz4 (kind 11) when that pays', (name) => {

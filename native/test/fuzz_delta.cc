@@ -47,8 +47,12 @@ struct Rng {
   size_t below(size_t n) { return n == 0 ? 0 : static_cast<size_t>(next() % n); }
 };
 
-constexpr size_t kPage = 512;
-constexpr size_t kReplicaPages = 8;
+// Page size of the frames made and fuzzed: 4096 (the real case; the Huffman stage needs pages
+// large enough for one to save its 256 table bytes) and 512 (every XBM line of a page in one
+// line-mask byte, short bodies) in turn. 24 replica pages, so frames run past the 8-page sample
+// of the entropy stage into its streaming part.
+size_t g_page = 4096;
+constexpr size_t kReplicaPages = 24;
 // Coverage of the entropy stage and of the XBM kinds among the frames made.
 uint64_t g_frames_made = 0, g_huffman_frames = 0, g_huffman_pages = 0, g_xbm_pages = 0;
 
@@ -70,11 +74,11 @@ void exercise_delta(const uint8_t* d, size_t len, size_t n) {
 }
 
 void exercise_frame(const uint8_t* f, size_t len) {
-  std::vector<uint8_t> replica(kReplicaPages * kPage, 0xa5);
+  std::vector<uint8_t> replica(kReplicaPages * g_page, 0xa5);
   std::vector<uint8_t> before = replica;
   kd::FrameView view;
   std::string reason;
-  if (kd::check_frame(f, len, kPage, kReplicaPages, 1, &view, &reason)) {
+  if (kd::check_frame(f, len, g_page, kReplicaPages, 1, &view, &reason)) {
     kd::apply_frame(replica.data(), view, 1);
   } else if (replica != before) {
     fail("rejected frame changed the replica");
@@ -183,25 +187,25 @@ std::vector<uint8_t> make_frame(Rng& r, const kd::Ops& ops, std::vector<uint8_t>
   for (uint32_t p = 0; p < kReplicaPages; p++) pfns.push_back(p);
   for (size_t i = kReplicaPages; i > 1; i--) std::swap(pfns[i - 1], pfns[r.below(i)]);
   pfns.resize(count);
-  std::vector<uint8_t> shadow(kReplicaPages * kPage), pages(count * kPage + 1);
+  std::vector<uint8_t> shadow(kReplicaPages * g_page), pages(count * g_page + 1);
   std::vector<uint8_t> a, b;
   const bool skewed = r.below(2) == 0;
   for (size_t p = 0; p < kReplicaPages; p++) {
-    make_pair(r, a, b, kPage);
-    std::memcpy(shadow.data() + p * kPage, a.data(), kPage);
+    make_pair(r, a, b, g_page);
+    std::memcpy(shadow.data() + p * g_page, a.data(), g_page);
   }
   for (size_t i = 0; i < count; i++) {
-    std::vector<uint8_t> prev(shadow.begin() + pfns[i] * kPage, shadow.begin() + (pfns[i] + 1) * kPage);
-    make_pair(r, a, b, kPage, skewed);
+    std::vector<uint8_t> prev(shadow.begin() + pfns[i] * g_page, shadow.begin() + (pfns[i] + 1) * g_page);
+    make_pair(r, a, b, g_page, skewed);
     // Re-derive a change of this page's old contents with the same mutation style.
     // Skewed pages keep their small XOR values: the same bytes change by the same amounts.
-    for (size_t j = 0; j < kPage; j++) b[j] = (a[j] == b[j]) ? prev[j] : skewed ? prev[j] ^ a[j] ^ b[j] : b[j];
-    std::memcpy(pages.data() + i * kPage, b.data(), kPage);
+    for (size_t j = 0; j < g_page; j++) b[j] = (a[j] == b[j]) ? prev[j] : skewed ? prev[j] ^ a[j] ^ b[j] : b[j];
+    std::memcpy(pages.data() + i * g_page, b.data(), g_page);
   }
   *shadow_out = shadow;
   kd::Encoded enc;
   g_frames_made++;
-  if (kd::encode_pages(ops, shadow.data(), pages.data(), pfns.data(), count, kPage, threads, compress, compress, &enc)) {
+  if (kd::encode_pages(ops, shadow.data(), pages.data(), pfns.data(), count, g_page, threads, compress, compress, &enc)) {
     fail("encode_pages out of memory");
   }
   std::vector<uint8_t> f(enc.data, enc.data + enc.length);
@@ -235,7 +239,7 @@ void round_trip_frame(Rng& r) {
   }
   kd::FrameView view;
   std::string reason;
-  if (!kd::check_frame(want.data(), want.size(), kPage, kReplicaPages, 2, &view, &reason)) fail(reason.c_str());
+  if (!kd::check_frame(want.data(), want.size(), g_page, kReplicaPages, 2, &view, &reason)) fail(reason.c_str());
   kd::apply_frame(old0.data(), view, 2);
   if (old0 != new0) fail("frame round trip");
 }
@@ -306,6 +310,7 @@ int main() {
   std::vector<uint8_t> prev, next;
   while (std::chrono::steady_clock::now() < deadline || iters < 200) {
     iters++;
+    g_page = (iters / 4) % 2 != 0 ? 512 : 4096;  // round trips (every 4th) alternate too
     // Round trips over sizes 0..4097 (all ISAs vs scalar).
     const size_t n = r.below(8) == 0 ? r.below(4098) : r.below(300);
     make_pair(r, prev, next, n);
@@ -350,6 +355,7 @@ int main() {
   std::printf("); %llu of %llu frames made used the Huffman stage (%llu pages); %llu XBM pages\n",
               static_cast<unsigned long long>(g_huffman_frames), static_cast<unsigned long long>(g_frames_made),
               static_cast<unsigned long long>(g_huffman_pages), static_cast<unsigned long long>(g_xbm_pages));
+  std::fflush(stdout);
   if (g_huffman_frames == 0) fail("no frame used the Huffman stage: its decoder was not fuzzed");
   if (g_xbm_pages == 0) fail("no frame had an XBM page: its decoder was not fuzzed");
   return 0;

@@ -284,7 +284,7 @@ bool huf_lengths(const uint8_t** p, const uint8_t* end, uint32_t* t, uint32_t* l
 const char* huf_unpack(const uint8_t* body, size_t len, size_t n, const uint8_t* tables,
                        Workspace& ws, size_t* tok_len, size_t* lit_len, uint8_t* dst) {
   if (tables == nullptr) return "Huffman page with no tables before it in the frame";
-  if (len == 0 || len >= n) return "XRLE+HUF body length out of range";
+  if (len == 0 || len >= n) return "Huffman body length out of range";
   const char* err = nullptr;
   const huff::Decoder* dec = ws.decoders(tables, &err);
   if (dec == nullptr) return err;
@@ -383,7 +383,11 @@ const char* check_page(uint8_t kind, const uint8_t* body, size_t len, size_t n, 
       if (len == 0 || len >= n) return xbm ? "XBM+LZ4 body length out of range" : "XRLE+LZ4 body length out of range";
       size_t xlen = 0;
       if (const char* e = xrle_lz4_unpack(body, len, n, ws.tmp(), &xlen)) return e;
-      return xbm ? xbm_walk(nullptr, ws.tmp(), xlen, n) : xrle_walk(nullptr, ws.tmp(), xlen, n);
+      if (!xbm) return xrle_walk(nullptr, ws.tmp(), xlen, n);
+      // As for kind 8, the XBM body must be shorter than the page (kind 4 predates this and
+      // takes an XRLE stream of up to n bytes).
+      if (xlen >= n) return "XBM+LZ4 decompresses to a body as long as the page";
+      return xbm_walk(nullptr, ws.tmp(), xlen, n);
     }
     case kRawLz4: {
       if (len == 0 || len >= n || len > static_cast<size_t>(LZ4_MAX_INPUT_SIZE)) {

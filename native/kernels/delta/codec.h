@@ -58,8 +58,9 @@ Kind lz4_stage(Kind k, const uint8_t* next, size_t n, uint8_t* out, size_t* out_
 
 // Returns nullptr when `body` (len bytes) is a well-formed body of `kind` for an n-byte page,
 // else a short reason. Never reads outside body[0, len). Uses ws.tmp() for lz4 and Huffman
-// kinds. `tables` is the start of the kXrleHufTable body whose tables a kXrleHuf page uses
-// (nullptr: none; the kind is then refused); a kXrleHufTable page uses its own.
+// kinds. `tables` is the start of the table-carrying body (kXrleHufTable or kXbmHufTable)
+// whose tables a kXrleHuf or kXbmHuf page uses (nullptr: none; the kind is then refused); a
+// table-carrying page uses its own.
 // For a Huffman kind, a check given `keep` (huffman_strings() bytes) leaves the decoded strings
 // there, and an apply given them as `kept` does not decode again.
 const char* check_page(uint8_t kind, const uint8_t* body, size_t len, size_t n, Workspace& ws,

@@ -71,7 +71,7 @@ const char* check_delta_header(const uint8_t* d, size_t len, size_t n) {
   if (len < kDeltaHeader) return "is shorter than the 24-byte header";
   if (std::memcmp(d, kDeltaMagic, 4) != 0) return "has a bad magic (not a delta)";
   if (d[4] != kVersion) return "has an unsupported version";
-  if (d[5] >= kXrleHuf) return "has an unknown encoding kind";  // 6-10: frames only
+  if (d[5] >= kXrleHuf) return "has an unknown encoding kind";  // 6-11: frames only
   if (d[6] != 0 || d[7] != 0) return "has non-zero reserved bytes";
   if (get32(d + 8) != n) return "was made for a target of a different length";
   if (get32(d + 12) != len - kDeltaHeader) return "has a body length that does not match its size";
