@@ -858,6 +858,27 @@ describe('encodePages / applyPages', () => {
     expect(hex(shadow) === hex(new Uint8Array(4 * PS))).toBe(true);
   });
 
+  it('other page sizes: XBM as the reference writes it, and round trips with lz4 and the Huffman stage', () => {
+    const same = (a: Uint8Array, b: Uint8Array) => Buffer.compare(a, b) === 0;
+    for (const pageSize of [512, 65536, 1 << 20]) {
+      for (const kind of ['counters', 'realistic'] as const) {
+        const count = pageSize === 1 << 20 ? 3 : 12;
+        const { old, next } = pagePairs(9, kind, count, pageSize);
+        const plain = encodePagesSync(old.slice(), next, range(count), { pageSize, compress: false });
+        expect(same(plain, encodePagesRef(old.slice(), next, range(count), pageSize))).toBe(true);
+        if (kind === 'counters') expect(plain[4]).toBe(3); // XBM pages at every size
+        for (const opts of [{}, { entropy: false }]) {
+          const f = encodePagesSync(old.slice(), next, range(count), { pageSize, ...opts });
+          // The Huffman stage codes counters pages at 64 KiB and 1 MiB too (1 MiB: one-page groups).
+          if (kind === 'counters' && pageSize > 4096 && !('entropy' in opts)) expect(kindsOf(f)).toContain(KIND.XBM_HUF_TABLE);
+          const r = old.slice();
+          applyPages(r, f, { pageSize });
+          expect(same(r, next)).toBe(true);
+        }
+      }
+    }
+  });
+
   it('supports other page sizes', () => {
     for (const pageSize of [512, 65536]) {
       const { old, next } = pagePairs(8, 'realistic', 4, pageSize);
