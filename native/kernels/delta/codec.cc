@@ -225,13 +225,40 @@ inline const uint8_t* xbm_word(uint8_t* word, unsigned bm, const uint8_t* lit, c
   return lit;
 }
 
-// Walks an XBM body (docs/FORMAT.md, "XBM"); with target == nullptr only checks it. The masks
-// start the body and the literal bytes are exactly the rest. For the Huffman kinds the body is
-// the decoded mask string followed by the literal string, and `mask_len` (else 0) is the
-// length the mask string must have.
+// XORs a checked XBM body into target: the masks from body (line mask of lm bytes first), the
+// literals from lit up to end.
+void xbm_apply(uint8_t* target, const uint8_t* body, size_t lm, const uint8_t* lit, const uint8_t* end) {
+  const uint8_t* m = body + lm;
+  for (size_t i = 0; i < lm; i++) {
+    for (unsigned lb = body[i]; lb != 0; lb &= lb - 1) {
+      uint8_t* const line = target + (i * 8 + static_cast<size_t>(__builtin_ctz(lb))) * 64;
+      for (unsigned wm = *m++; wm != 0; wm &= wm - 1) {
+        lit = xbm_word(line + 8 * static_cast<size_t>(__builtin_ctz(wm)), *m++, lit, end);
+      }
+    }
+  }
+}
+
+// Walks an XBM body (docs/FORMAT.md, "XBM"); with target == nullptr checks it, else applies a
+// body that check accepted (with the same mask_len) without checking it again. The masks start
+// the body and the literal bytes are exactly the rest. For the Huffman kinds the body is the
+// decoded mask string followed by the literal string, and `mask_len` (else 0) is the length the
+// mask string must have.
 const char* xbm_walk(uint8_t* target, const uint8_t* body, size_t len, size_t n,
                      size_t mask_len = 0) {
   const size_t lm = n / 512;  // line-mask bytes (frames only: n is a power of two >= 512)
+  if (target != nullptr) {
+    // The literals start after the masks: one byte per set line, one per set word.
+    size_t masks = mask_len;
+    if (masks == 0) {
+      masks = lm;
+      for (size_t i = 0; i < lm; i++) {
+        for (unsigned lb = body[i]; lb != 0; lb &= lb - 1) masks += 1 + kPopcount8.n[body[masks]];
+      }
+    }
+    xbm_apply(target, body, lm, body + masks, body + len);
+    return nullptr;
+  }
   if (n % 512 != 0) return "XBM page size is not a multiple of 512";
   if (len < lm) return "XBM line mask is truncated";
   const uint8_t* const end = body + len;
@@ -258,18 +285,6 @@ const char* xbm_walk(uint8_t* target, const uint8_t* body, size_t len, size_t n,
   const size_t left = static_cast<size_t>(end - p);
   if (lits > left) return "XBM literals are truncated";
   if (lits < left) return "XBM literal bytes left over";
-  if (target == nullptr) return nullptr;
-  // Checked above: the masks are well formed and there is one literal byte per set bit.
-  const uint8_t* m = body + lm;
-  const uint8_t* lit = p;
-  for (size_t i = 0; i < lm; i++) {
-    for (unsigned lb = body[i]; lb != 0; lb &= lb - 1) {
-      uint8_t* const line = target + (i * 8 + static_cast<size_t>(__builtin_ctz(lb))) * 64;
-      for (unsigned wm = *m++; wm != 0; wm &= wm - 1) {
-        lit = xbm_word(line + 8 * static_cast<size_t>(__builtin_ctz(wm)), *m++, lit, end);
-      }
-    }
-  }
   return nullptr;
 }
 
@@ -545,10 +560,10 @@ void GroupCoder::decide(Workspace& ws) {
     // would, and comparing with the first-stage bytes alone codes groups for little gain.
     size_t split = 0, other = 0, alt_used = 0;
     for (Page& pg : pages_) {
-      if (pg.kind != kXrle && pg.kind != kXbm) continue;
+      if (!pg.streams()) continue;
       reserve_bytes(alt_, alt_used + n_ + 64);
-      size_t len = body(pg, alt_.data() + alt_used);
-      pg.alt_kind = lz4_stage(pg.kind, pg.next, n_, alt_.data() + alt_used, &len, ws);
+      size_t len = 0;
+      pg.alt_kind = plain(pg, alt_.data() + alt_used, &len, ws);
       pg.alt_off = alt_used;
       pg.alt_len = len;
       alt_used += len;
@@ -574,7 +589,7 @@ void GroupCoder::decide(Workspace& ws) {
   mode_ = code ? Mode::kCoding : Mode::kPlain;
   for (size_t i = 0; i < pages_.size(); i++) {
     const Page& pg = pages_[i];
-    if (pg.kind != kXrle && pg.kind != kXbm) {
+    if (!pg.streams()) {
       write_plain(i, pg, ws);
     } else if (code) {
       write_coded(i, pg, ws, true);
@@ -593,22 +608,26 @@ size_t GroupCoder::finish(Workspace& ws) {
   return written_;
 }
 
-void GroupCoder::write_plain(size_t i, const Page& pg, Workspace& ws) {
-  uint8_t* o = out_ + written_;
-  size_t len = 0;
-  if (pg.kind == kXrle || pg.kind == kXbm) {
-    len = body(pg, o);
+Kind GroupCoder::plain(const Page& pg, uint8_t* dst, size_t* len, Workspace& ws, size_t limit) const {
+  *len = 0;
+  if (pg.streams()) {
+    *len = body(pg, dst);
   } else if (pg.kind == kRaw) {
-    std::memcpy(o, pg.next, n_);
-    len = n_;
+    std::memcpy(dst, pg.next, n_);
+    *len = n_;
   }
-  kinds_[i] = lz4_stage(pg.kind, pg.next, n_, o, &len, ws);
+  return lz4_stage(pg.kind, pg.next, n_, dst, len, ws, limit);
+}
+
+void GroupCoder::write_plain(size_t i, const Page& pg, Workspace& ws) {
+  size_t len = 0;
+  kinds_[i] = plain(pg, out_ + written_, &len, ws);
   lens_[i] = static_cast<uint32_t>(len);
   written_ += len;
 }
 
 void GroupCoder::write_coded(size_t i, const Page& pg, Workspace& ws, bool alt) {
-  if (pg.kind != kXrle && pg.kind != kXbm) {
+  if (!pg.streams()) {
     write_plain(i, pg, ws);  // SAME, ZERO, RAW (lz4 may take a RAW page)
     return;
   }
@@ -632,8 +651,7 @@ void GroupCoder::write_coded(size_t i, const Page& pg, Workspace& ws, bool alt) 
   } else if (hcost < pg.tok_len + pg.lit_len && pg.tok_len + pg.lit_len < lz4_min_xrle(n_)) {
     len = pg.tok_len + pg.lit_len;  // Huffman wins and lz4 would not be tried: no plain body
   } else {
-    len = body(pg, o);
-    kind = lz4_stage(pg.kind, pg.next, n_, o, &len, ws, hcost);
+    kind = plain(pg, o, &len, ws, hcost);
   }
   if (hcost < len) {
     const bool xbm = pg.kind == kXbm;

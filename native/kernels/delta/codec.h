@@ -108,6 +108,8 @@ class GroupCoder {
     // Sample pages: the body the codec without this stage writes (plain or lz4), in alt_.
     Kind alt_kind;
     size_t alt_off, alt_len;
+    // XRLE and XBM pages have split streams (the ones this stage codes).
+    bool streams() const { return kind == kXrle || kind == kXbm; }
   };
   enum class Mode { kSampling, kCoding, kPlain };
   // Writes the XRLE stream of a page (tokens and literals interleaved again) to dst.
@@ -116,8 +118,10 @@ class GroupCoder {
   size_t concat(const Page& pg, uint8_t* dst) const;
   // Writes the first-stage body of split page pg to dst; returns its length.
   size_t body(const Page& pg, uint8_t* dst) const { return pg.kind == kXbm ? concat(pg, dst) : interleave(pg, dst); }
-  // Writes split page pg as the group's page i the way the codec without this stage would
-  // (SAME, ZERO, RAW, XRLE, XBM or their lz4 forms).
+  // Writes to dst the body the codec without this stage gives split page pg (SAME, ZERO, RAW,
+  // XRLE, XBM, or their lz4 form where it pays and is shorter than `limit`); returns its kind.
+  Kind plain(const Page& pg, uint8_t* dst, size_t* len, Workspace& ws, size_t limit = SIZE_MAX) const;
+  // plain() as the group's page i.
   void write_plain(size_t i, const Page& pg, Workspace& ws);
   // Writes split page pg as page i with the group's codes where that is its smallest body. For
   // a sample page (`alt`) the other body is already made, in alt_.

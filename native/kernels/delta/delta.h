@@ -88,7 +88,7 @@ struct Ops {
   Kind (*encode_page_split)(uint8_t* prev, const uint8_t* next, size_t n, bool update_prev, bool xbm,
                             uint8_t* toks, size_t* tok_len, uint8_t* lits, size_t* lit_len,
                             const Scratch& scratch);
-  // huff::encode built for this ISA (the entropy stage's hot loop; huffman.h has the contract).
+  // The Huffman encoder built for this ISA (huffman_encode.inc; huffman.h has the contract).
   size_t (*huf_encode)(const huff::Code& code, const uint8_t* src, size_t count, uint8_t* out);
 };
 

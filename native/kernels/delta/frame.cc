@@ -215,7 +215,7 @@ void apply_frame(uint8_t* replica, const FrameView& f, unsigned threads) {
     for (size_t i = b; i < e; i++) {
       // SAFETY: check_frame proved pfn < replica pages, so the page lies inside the replica.
       uint8_t* page = replica + static_cast<size_t>(entry_pfn(f, i)) * f.page_size;
-      const uint8_t* kept = f.kept.empty() || f.kept[i] == FrameView::kNone ? nullptr : f.strings.get() + f.kept[i];
+      const uint8_t* kept = f.kept[i] == FrameView::kNone ? nullptr : f.strings.get() + f.kept[i];
       apply_page(page, entry_kind(f, i), f.payload + f.offsets[i], entry_length(f, i), f.page_size,
                  ws, f.tables[i], kept);
     }
@@ -452,7 +452,7 @@ const char* encode_pages(const Ops& ops, uint8_t* shadow, const uint8_t* pages,
     uint8_t top = 0;
     for (size_t i = 0; i < count; i++) top = std::max(top, kinds[i]);
     std::memcpy(f, kFrameMagic, 4);
-    f[4] = top >= kXbm ? 3 : top >= kXrleHuf ? 2 : 1;
+    f[4] = frame_version(top);
     f[5] = 0;
     f[6] = static_cast<uint8_t>(__builtin_ctzll(page_size));
     f[7] = 0;

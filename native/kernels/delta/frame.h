@@ -26,6 +26,12 @@ constexpr uint8_t kFrameVersion = 3;
 inline uint8_t frame_kinds(uint8_t version) {
   return version == 1 ? uint8_t{kXrleHuf} : version == 2 ? uint8_t{kXbm} : kKindCount;
 }
+// The lowest version whose kinds include `top`, the highest kind of a frame's pages.
+inline uint8_t frame_version(uint8_t top) {
+  uint8_t v = 1;
+  while (top >= frame_kinds(v)) v++;
+  return v;
+}
 // encode_pages codes pages in groups of group_pages(page size) pages (by index in the batch,
 // 256 KiB of pages): the unit of the entropy stage's tables and of the work split between
 // threads, so frames do not depend on the thread count.

@@ -134,12 +134,6 @@ void build_lengths(const uint32_t* hist, uint8_t* len) {
   }
 }
 
-uint64_t cost_bits(const uint32_t* hist, const uint8_t* len) {
-  uint64_t bits = 0;
-  for (size_t s = 0; s < kSymbols; s++) bits += uint64_t{hist[s]} * len[s];
-  return bits;
-}
-
 namespace {
 
 // First canonical code of each length (deflate's rule); false if the lengths over-subscribe
@@ -187,9 +181,6 @@ void build_code(const uint8_t* len, Code* code) {
 void write_table(const uint8_t* len, uint8_t* out) {
   for (size_t i = 0; i < kTableBytes; i++) out[i] = static_cast<uint8_t>(len[2 * i] | len[2 * i + 1] << 4);
 }
-
-// The baseline build of the encoder (the ISA variants include the same source; see Ops).
-#include "kernels/delta/huffman_encode.inc"
 
 const char* read_table(const uint8_t* table, Decoder* dec) {
   uint8_t len[kSymbols];
@@ -254,10 +245,6 @@ const char* decode_exact(const Decoder& dec, const uint8_t* in, size_t len, uint
   return nullptr;
 }
 
-}  // namespace
-
-namespace {
-
 // One stream's position in the fast decoder.
 struct Stream {
   const uint8_t* p;
@@ -302,15 +289,9 @@ struct Stream {
 
 }  // namespace
 
-// Fast paths: four symbols per refill (Stream::take4); anything wrong sends the stream through
-// decode_exact, which names the error. decode2 interleaves two streams so their serial chains
-// overlap (the mask or token string and the literal string of one page).
-const char* decode(const Decoder& dec, const uint8_t* in, size_t len, uint8_t* out, size_t count) {
-  Stream s(in, len, out, count);
-  while (s.can4()) s.take4(dec);
-  return s.finish(dec) ? nullptr : decode_exact(dec, in, len, out, count);
-}
-
+// Fast path: four symbols per refill (Stream::take4), the two streams interleaved so their
+// serial chains overlap (the mask or token string and the literal string of one page); anything
+// wrong sends a stream through decode_exact, which names the error.
 const char* decode2(const Decoder& da, const uint8_t* ia, size_t la, uint8_t* oa, size_t ca,
                     const Decoder& db, const uint8_t* ib, size_t lb, uint8_t* ob, size_t cb) {
   Stream a(ia, la, oa, ca), b(ib, lb, ob, cb);

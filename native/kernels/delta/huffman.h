@@ -30,9 +30,6 @@ void build_lengths(const uint32_t* hist, uint8_t* len);
 // enough to decide whether building the code is worth it.
 uint64_t estimate_bits(const uint32_t* hist);
 
-// Total bits the histogram costs with these lengths.
-uint64_t cost_bits(const uint32_t* hist, const uint8_t* len);
-
 // Bit-reversed canonical codes for the lengths (which build_lengths made: valid by construction):
 // the code bits of each symbol and, apart, its length.
 struct Code {
@@ -44,9 +41,10 @@ void build_code(const uint8_t* len, Code* code);
 // The table bytes: byte i holds the length of symbol 2i in its low nibble, 2i+1 in its high one.
 void write_table(const uint8_t* len, uint8_t* out);
 
-// Encodes src[0, count) into out (capacity encode_bound(count)); returns the bytes written. The
-// last byte is padded with zero bits.
-size_t encode(const Code& code, const uint8_t* src, size_t count, uint8_t* out);
+// The encoder, size_t encode(const Code&, const uint8_t* src, size_t count, uint8_t* out), is
+// built per ISA from huffman_encode.inc and reached through Ops::huf_encode: it encodes
+// src[0, count) into out (capacity encode_bound(count)), returns the bytes written, and pads
+// the last byte with zero bits.
 
 // Lookup table of a decoder: entry = symbol << 4 | code length, 0 where no code starts.
 struct Decoder {
@@ -56,11 +54,9 @@ struct Decoder {
 // Reads a kTableBytes table into a decoder; nullptr or the reason it is invalid.
 const char* read_table(const uint8_t* table, Decoder* dec);
 
-// Decodes exactly `count` symbols from in[0, len) into out. The stream must end there: only the
-// zero padding of its last byte may be left. nullptr or the reason it is corrupt.
-const char* decode(const Decoder& dec, const uint8_t* in, size_t len, uint8_t* out, size_t count);
-
-// decode() of two independent streams (a, then b for the error reported), interleaved.
+// Decodes two independent streams: exactly `ca` symbols from ia[0, la) into oa with decoder da,
+// and `cb` from ib[0, lb) into ob with db. Each stream must end there: only the zero padding of
+// its last byte may be left. nullptr or the reason one is corrupt (stream a's first).
 const char* decode2(const Decoder& da, const uint8_t* ia, size_t la, uint8_t* oa, size_t ca,
                     const Decoder& db, const uint8_t* ib, size_t lb, uint8_t* ob, size_t cb);
 
