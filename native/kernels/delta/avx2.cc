@@ -51,10 +51,25 @@ static inline void pack8(uint64_t v, unsigned mask, uint8_t* dst) {
 
 using huff::Code;
 #include "kernels/delta/huffman_encode.inc"
+using huff::Decoder;
+using huff::decode_exact;
+using huff::refill_bytes;
+using huff::kCodeMask;
+using huff::kNoCode;
+using huff::kMaxBits;
+#include "kernels/delta/huffman_decode.inc"
+
+// One pshufb with the row of kUnpack8 for the mask.
+static inline uint64_t unpack8(const uint8_t* lit, unsigned bm) {
+  const __m128i s = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(kUnpack8.idx[bm]));
+  const __m128i v = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(lit));
+  return static_cast<uint64_t>(_mm_cvtsi128_si64(_mm_shuffle_epi8(v, s)));
+}
+#include "kernels/delta/xbm_apply.inc"
 
 }  // namespace avx2_impl
 
 extern const Ops ops_avx2 = {"avx2", avx2_impl::encode_page_impl, avx2_impl::encode_page_split_impl,
-                             avx2_impl::encode};
+                             avx2_impl::encode, avx2_impl::decode2, avx2_impl::xbm_apply};
 
 }  // namespace kernels::delta

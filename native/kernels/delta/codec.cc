@@ -8,6 +8,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "kernels/dispatch.h"
+
 namespace kernels::delta {
 
 Workspace::Workspace(size_t max_page)
@@ -193,52 +195,6 @@ const char* xrle_walk(uint8_t* target, const uint8_t* body, size_t len, size_t n
   return nullptr;
 }
 
-// Set bits of each byte value. This file is built for baseline x86-64, where __builtin_popcount
-// is a library call: a table is several times faster on the decoder's per-mask counts.
-struct Popcount8 {
-  uint8_t n[256];
-  constexpr Popcount8() : n{} {
-    for (unsigned v = 0; v < 256; v++) n[v] = static_cast<uint8_t>((v & 1) + ((v >> 1) & 1) + ((v >> 2) & 1) + ((v >> 3) & 1) + ((v >> 4) & 1) + ((v >> 5) & 1) + ((v >> 6) & 1) + ((v >> 7) & 1));
-  }
-};
-constexpr Popcount8 kPopcount8{};
-
-// XORs the literals of one word into it: byte k of `word` gets the next literal where bit k of
-// bm is set. With 8 literal bytes readable at lit (not necessarily all this word's), branch
-// free: every byte position takes lit[p] masked by its bit; else one set bit at a time.
-inline const uint8_t* xbm_word(uint8_t* word, unsigned bm, const uint8_t* lit, const uint8_t* lend) {
-  if (lend - lit >= 8) {
-    uint64_t v = 0;
-    size_t p = 0;
-    for (unsigned k = 0; k < 8; k++) {
-      const unsigned b = (bm >> k) & 1;
-      v |= uint64_t{static_cast<uint8_t>(lit[p] & (0u - b))} << (8 * k);
-      p += b;
-    }
-    uint64_t w;
-    std::memcpy(&w, word, 8);
-    w ^= v;
-    std::memcpy(word, &w, 8);
-    return lit + p;
-  }
-  for (; bm != 0; bm &= bm - 1) word[__builtin_ctz(bm)] ^= *lit++;
-  return lit;
-}
-
-// XORs a checked XBM body into target: the masks from body (line mask of lm bytes first), the
-// literals from lit up to end.
-void xbm_apply(uint8_t* target, const uint8_t* body, size_t lm, const uint8_t* lit, const uint8_t* end) {
-  const uint8_t* m = body + lm;
-  for (size_t i = 0; i < lm; i++) {
-    for (unsigned lb = body[i]; lb != 0; lb &= lb - 1) {
-      uint8_t* const line = target + (i * 8 + static_cast<size_t>(__builtin_ctz(lb))) * 64;
-      for (unsigned wm = *m++; wm != 0; wm &= wm - 1) {
-        lit = xbm_word(line + 8 * static_cast<size_t>(__builtin_ctz(wm)), *m++, lit, end);
-      }
-    }
-  }
-}
-
 // Walks an XBM body (docs/FORMAT.md, "XBM"); with target == nullptr checks it, else applies a
 // body that check accepted (with the same mask_len) without checking it again. The masks start
 // the body and the literal bytes are exactly the rest. For the Huffman kinds the body is the
@@ -256,7 +212,7 @@ const char* xbm_walk(uint8_t* target, const uint8_t* body, size_t len, size_t n,
         for (unsigned lb = body[i]; lb != 0; lb &= lb - 1) masks += 1 + kPopcount8.n[body[masks]];
       }
     }
-    xbm_apply(target, body, lm, body + masks, body + len);
+    kernels::active().delta->xbm_apply(target, body, lm, body + masks, body + len);
     return nullptr;
   }
   if (n % 512 != 0) return "XBM page size is not a multiple of 512";
@@ -311,7 +267,8 @@ const char* huf_unpack(const uint8_t* body, size_t len, size_t n, const uint8_t*
   }
   if (t == 0 || l == 0 || uint64_t{t} + l >= n) return "Huffman stream lengths out of range";
   if (b > static_cast<size_t>(end - p)) return "Huffman token stream runs past the body";
-  if (const char* e = huff::decode2(dec[0], p, b, dst, t, dec[1], p + b, static_cast<size_t>(end - p) - b, dst + t, l)) {
+  // The decoder of the ISA in use (the page's bytes decode the same on every ISA).
+  if (const char* e = kernels::active().delta->huf_decode2(dec[0], p, b, dst, t, dec[1], p + b, static_cast<size_t>(end - p) - b, dst + t, l)) {
     return e;
   }
   *tok_len = t;

@@ -14,6 +14,7 @@ namespace kernels::delta {
 
 namespace huff {
 struct Code;
+struct Decoder;
 }
 
 // Per-page encodings. The numeric values are part of the wire format (docs/FORMAT.md).
@@ -57,6 +58,33 @@ struct Pack8Table {
 };
 inline constexpr Pack8Table kPack8{};
 
+// The inverse, for applying XBM: row m moves packed bytes back to the positions of m's set bits
+// (byte k takes packed byte "set bits of m below k"; 0x80, a zero byte, where bit k is clear).
+struct Unpack8Table {
+  alignas(8) uint8_t idx[256][8];
+  constexpr Unpack8Table() : idx{} {
+    for (unsigned m = 0; m < 256; m++) {
+      unsigned p = 0;
+      for (unsigned k = 0; k < 8; k++) idx[m][k] = ((m >> k) & 1) ? static_cast<uint8_t>(p++) : 0x80;
+    }
+  }
+};
+inline constexpr Unpack8Table kUnpack8{};
+
+// Set bits of each byte value. The scalar build is baseline x86-64, where __builtin_popcount is
+// a library call: a table is several times faster on the per-mask counts.
+struct Popcount8 {
+  uint8_t n[256];
+  constexpr Popcount8() : n{} {
+    for (unsigned v = 0; v < 256; v++) {
+      unsigned c = 0;
+      for (unsigned k = 0; k < 8; k++) c += (v >> k) & 1;
+      n[v] = static_cast<uint8_t>(c);
+    }
+  }
+};
+inline constexpr Popcount8 kPopcount8{};
+
 // Scratch a caller hands to encode_page (one per thread; sized for the largest page).
 struct Scratch {
   uint8_t* xor_buf;    // n rounded up to 64, plus 64 bytes of slack
@@ -90,6 +118,13 @@ struct Ops {
                             const Scratch& scratch);
   // The Huffman encoder built for this ISA (huffman_encode.inc; huffman.h has the contract).
   size_t (*huf_encode)(const huff::Code& code, const uint8_t* src, size_t count, uint8_t* out);
+  // The Huffman decoder of two streams built for this ISA (huffman_decode.inc; huffman.h).
+  const char* (*huf_decode2)(const huff::Decoder& da, const uint8_t* ia, size_t la, uint8_t* oa,
+                             size_t ca, const huff::Decoder& db, const uint8_t* ib, size_t lb,
+                             uint8_t* ob, size_t cb);
+  // XORs a checked XBM body into the page at target: the masks from body (the line mask of lm
+  // bytes first), the literals from lit up to end (xbm_apply.inc).
+  void (*xbm_apply)(uint8_t* target, const uint8_t* body, size_t lm, const uint8_t* lit, const uint8_t* end);
 };
 
 extern const Ops ops_scalar;

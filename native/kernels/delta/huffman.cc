@@ -193,116 +193,33 @@ const char* read_table(const uint8_t* table, Decoder* dec) {
   }
   uint32_t next[kMaxBits + 1] = {};
   if (!first_codes(len, next)) return "Huffman table is empty or over-subscribed";
-  std::memset(dec->entry, 0, sizeof dec->entry);
+  for (uint16_t& e : dec->entry) e = kNoCode;
   for (size_t s = 0; s < kSymbols; s++) {
     const unsigned l = len[s];
     if (l == 0) continue;
-    const uint16_t e = static_cast<uint16_t>(s << 4 | l);
+    const uint16_t e = static_cast<uint16_t>(l << 8 | s);
     // Not over-subscribed, so no two codes share an entry.
     for (uint32_t k = reverse(next[l]++, l); k < (1u << kMaxBits); k += 1u << l) dec->entry[k] = e;
   }
   return nullptr;
 }
 
-namespace {
-
-// Tops the bit accumulator up from p: with 8 bytes readable, one unaligned load brings it to
-// 56..63 bits (the bytes past those are masked off and read again next time); near the end of
-// the stream, byte by byte while bytes remain.
-inline void refill(const uint8_t*& p, const uint8_t* end, uint64_t& acc, unsigned& bits) {
-  if (end - p >= 8) {
-    uint64_t v;
-    std::memcpy(&v, p, 8);
-    acc |= v << bits;
-    p += (63 - bits) >> 3;
-    bits |= 56;
-    acc &= bits == 64 ? ~uint64_t{0} : (uint64_t{1} << bits) - 1;
-  } else {
-    while (bits <= 56 && p < end) {
-      acc |= uint64_t{*p++} << bits;
-      bits += 8;
-    }
-  }
-}
-
-// Decodes symbol by symbol, checking each: finds and names what is wrong with a stream.
 const char* decode_exact(const Decoder& dec, const uint8_t* in, size_t len, uint8_t* out, size_t count) {
   const uint8_t* p = in;
   const uint8_t* const end = in + len;
   uint64_t acc = 0;
   unsigned bits = 0;
   for (size_t i = 0; i < count; i++) {
-    if (bits < kMaxBits) refill(p, end, acc, bits);
-    const uint16_t e = dec.entry[acc & ((1u << kMaxBits) - 1)];
-    const unsigned l = e & 15;
+    if (bits < kMaxBits) refill_bytes(p, end, acc, bits);
+    const uint16_t e = dec.entry[acc & kCodeMask];
+    const unsigned l = (e >> 8) & 15;
     if (l == 0) return "Huffman stream has a code that is not in its table";
     if (l > bits) return "Huffman stream is truncated";
-    out[i] = static_cast<uint8_t>(e >> 4);
+    out[i] = static_cast<uint8_t>(e);
     acc >>= l;
     bits -= l;
   }
   if (p != end || bits >= 8 || acc != 0) return "Huffman stream has bits left over";
-  return nullptr;
-}
-
-// One stream's position in the fast decoder.
-struct Stream {
-  const uint8_t* p;
-  const uint8_t* end;
-  uint8_t* out;
-  size_t count;
-  size_t i = 0;
-  uint64_t acc = 0;
-  unsigned bits = 0;
-  unsigned bad = 0;  // some code was not in the table
-  Stream(const uint8_t* in, size_t len, uint8_t* o, size_t n) : p(in), end(in + len), out(o), count(n) {}
-  bool can4() const { return count - i >= 4 && end - p >= 8; }
-  // Refills to at least 56 bits, then takes four symbols (at most 44 bits) with no check but
-  // "not in the table", kept aside: per symbol only the serial chain lookup -> shift is left.
-  void take4(const Decoder& dec) {
-    refill(p, end, acc, bits);  // can4(): the 8-byte load
-    for (int k = 0; k < 4; k++) {
-      const uint16_t e = dec.entry[acc & ((1u << kMaxBits) - 1)];
-      const unsigned l = e & 15;
-      bad |= l == 0;
-      out[i + k] = static_cast<uint8_t>(e >> 4);
-      acc >>= l;
-      bits -= l;
-    }
-    i += 4;
-  }
-  // The last symbols one by one, then the end-of-stream rules; false if anything is wrong.
-  bool finish(const Decoder& dec) {
-    if (bad != 0) return false;
-    for (; i < count; i++) {
-      if (bits < kMaxBits) refill(p, end, acc, bits);
-      const uint16_t e = dec.entry[acc & ((1u << kMaxBits) - 1)];
-      const unsigned l = e & 15;
-      if (l == 0 || l > bits) return false;
-      out[i] = static_cast<uint8_t>(e >> 4);
-      acc >>= l;
-      bits -= l;
-    }
-    return p == end && bits < 8 && acc == 0;
-  }
-};
-
-}  // namespace
-
-// Fast path: four symbols per refill (Stream::take4), the two streams interleaved so their
-// serial chains overlap (the mask or token string and the literal string of one page); anything
-// wrong sends a stream through decode_exact, which names the error.
-const char* decode2(const Decoder& da, const uint8_t* ia, size_t la, uint8_t* oa, size_t ca,
-                    const Decoder& db, const uint8_t* ib, size_t lb, uint8_t* ob, size_t cb) {
-  Stream a(ia, la, oa, ca), b(ib, lb, ob, cb);
-  while (a.can4() && b.can4()) {
-    a.take4(da);
-    b.take4(db);
-  }
-  while (a.can4()) a.take4(da);
-  while (b.can4()) b.take4(db);
-  if (!a.finish(da)) return decode_exact(da, ia, la, oa, ca);
-  if (!b.finish(db)) return decode_exact(db, ib, lb, ob, cb);
   return nullptr;
 }
 

@@ -46,7 +46,8 @@ void write_table(const uint8_t* len, uint8_t* out);
 // src[0, count) into out (capacity encode_bound(count)), returns the bytes written, and pads
 // the last byte with zero bits.
 
-// Lookup table of a decoder: entry = symbol << 4 | code length, 0 where no code starts.
+// Lookup table of a decoder: entry = code length << 8 | symbol, kNoCode where no code starts.
+constexpr uint16_t kNoCode = 0x8000;
 struct Decoder {
   uint16_t entry[1u << kMaxBits];
 };
@@ -54,10 +55,26 @@ struct Decoder {
 // Reads a kTableBytes table into a decoder; nullptr or the reason it is invalid.
 const char* read_table(const uint8_t* table, Decoder* dec);
 
-// Decodes two independent streams: exactly `ca` symbols from ia[0, la) into oa with decoder da,
-// and `cb` from ib[0, lb) into ob with db. Each stream must end there: only the zero padding of
-// its last byte may be left. nullptr or the reason one is corrupt (stream a's first).
-const char* decode2(const Decoder& da, const uint8_t* ia, size_t la, uint8_t* oa, size_t ca,
-                    const Decoder& db, const uint8_t* ib, size_t lb, uint8_t* ob, size_t cb);
+// The decoder, const char* decode2(const Decoder& da, const uint8_t* ia, size_t la, uint8_t* oa,
+// size_t ca, const Decoder& db, const uint8_t* ib, size_t lb, uint8_t* ob, size_t cb), is built
+// per ISA from huffman_decode.inc and reached through Ops::huf_decode2: it decodes two
+// independent streams, exactly `ca` symbols from ia[0, la) into oa with decoder da and `cb` from
+// ib[0, lb) into ob with db. Each stream must end there: only the zero padding of its last byte
+// may be left. Returns nullptr or the reason one is corrupt (stream a's first).
+
+constexpr uint64_t kCodeMask = (1u << kMaxBits) - 1;
+
+// Tops the bit accumulator up from p byte by byte while bytes remain (the bits of acc above
+// `bits` must be zero).
+inline void refill_bytes(const uint8_t*& p, const uint8_t* end, uint64_t& acc, unsigned& bits) {
+  while (bits <= 56 && p < end) {
+    acc |= uint64_t{*p++} << bits;
+    bits += 8;
+  }
+}
+
+// Decodes exactly `count` symbols from in[0, len) symbol by symbol, checking each: the slow
+// path that names what is wrong with a stream the fast decoder refused.
+const char* decode_exact(const Decoder& dec, const uint8_t* in, size_t len, uint8_t* out, size_t count);
 
 }  // namespace kernels::delta::huff

@@ -50,10 +50,30 @@ static inline void pack8(uint64_t v, unsigned mask, uint8_t* dst) {
 
 using huff::Code;
 #include "kernels/delta/huffman_encode.inc"
+using huff::Decoder;
+using huff::decode_exact;
+using huff::refill_bytes;
+using huff::kCodeMask;
+using huff::kNoCode;
+using huff::kMaxBits;
+#include "kernels/delta/huffman_decode.inc"
+
+// Branch free: every byte position takes the next literal masked by its bit.
+static inline uint64_t unpack8(const uint8_t* lit, unsigned bm) {
+  uint64_t v = 0;
+  size_t p = 0;
+  for (unsigned k = 0; k < 8; k++) {
+    const unsigned b = (bm >> k) & 1;
+    v |= uint64_t{static_cast<uint8_t>(lit[p] & (0u - b))} << (8 * k);
+    p += b;
+  }
+  return v;
+}
+#include "kernels/delta/xbm_apply.inc"
 
 }  // namespace scalar_impl
 
 extern const Ops ops_scalar = {"scalar", scalar_impl::encode_page_impl, scalar_impl::encode_page_split_impl,
-                             scalar_impl::encode};
+                             scalar_impl::encode, scalar_impl::decode2, scalar_impl::xbm_apply};
 
 }  // namespace kernels::delta
