@@ -278,6 +278,12 @@ describe('the Huffman stage (page kinds XRLE+HUF)', () => {
     const f2 = encodePagesSync(s2, next, pfns, { threads: 2 });
     expect(hex(f1) === hex(f2)).toBe(true);
     expect(hex(s2) === hex(expected)).toBe(true);
+    // Applied with this ISA's decoder and XBM walk (per-ISA since session 5), on 1 and 2 threads.
+    for (const threads of [1, 2]) {
+      const mine = shadowOf();
+      applyPages(mine, f1, { threads });
+      expect(hex(mine) === hex(expected)).toBe(true);
+    }
     setIsa('scalar');
     expect(hex(encodePagesSync(shadowOf(), next, pfns, { threads: 2 })) === hex(f1)).toBe(true);
     // Counter pages are mostly XBM (kind 8), so their Huffman forms are kinds 9 and 10: version 3.
