@@ -40,31 +40,13 @@ static void xor_blocks(uint8_t* prev, const uint8_t* next, size_t blocks, bool u
   *nonzero |= _mm256_testz_si256(z, z) ? 0 : 1;
 }
 
-// One pshufb with the row of kPack8 for the mask.
-static inline void pack8(uint64_t v, unsigned mask, uint8_t* dst) {
-  const __m128i s = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(kPack8.idx[mask]));
-  const __m128i r = _mm_shuffle_epi8(_mm_cvtsi64_si128(static_cast<long long>(v)), s);
-  _mm_storel_epi64(reinterpret_cast<__m128i*>(dst), r);
-}
+#include "kernels/delta/shuffle8.inc"
 
 #include "kernels/delta/generic.inc"
 
-using huff::Code;
 #include "kernels/delta/huffman_encode.inc"
-using huff::Decoder;
-using huff::decode_exact;
-using huff::refill_bytes;
-using huff::kCodeMask;
-using huff::kNoCode;
-using huff::kMaxBits;
 #include "kernels/delta/huffman_decode.inc"
 
-// One pshufb with the row of kUnpack8 for the mask.
-static inline uint64_t unpack8(const uint8_t* lit, unsigned bm) {
-  const __m128i s = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(kUnpack8.idx[bm]));
-  const __m128i v = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(lit));
-  return static_cast<uint64_t>(_mm_cvtsi128_si64(_mm_shuffle_epi8(v, s)));
-}
 #include "kernels/delta/xbm_apply.inc"
 
 }  // namespace avx2_impl

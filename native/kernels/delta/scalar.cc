@@ -48,14 +48,7 @@ static inline void pack8(uint64_t v, unsigned mask, uint8_t* dst) {
 
 #include "kernels/delta/generic.inc"
 
-using huff::Code;
 #include "kernels/delta/huffman_encode.inc"
-using huff::Decoder;
-using huff::decode_exact;
-using huff::refill_bytes;
-using huff::kCodeMask;
-using huff::kNoCode;
-using huff::kMaxBits;
 #include "kernels/delta/huffman_decode.inc"
 
 // Branch free: every byte position takes the next literal masked by its bit.
