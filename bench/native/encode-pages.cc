@@ -76,7 +76,7 @@ int main(int argc, char** argv) {
         kind_bytes[x[4]] += size_t{x[5]} | size_t{x[6]} << 8 | size_t{x[7]} << 16;
       }
     }
-    std::free(e.data);
+    kernels::delta::release_frame(e.data, e.capacity);  // as the addon's finalizer does
     if (t < best) best = t;
   }
   double apply_best = 1e300;
