@@ -11,7 +11,9 @@ import {
   setIsa,
   supportedIsas,
 } from '../lib/index.js';
-import { applyBodyRef, applyFrameRef, encodeBody, encodeDeltaRef, encodePagesRef, huffmanDecodeRef, KIND, xbmBody } from './reference/delta.js';
+import {
+  applyBodyRef, applyFrameRef, encodeBody, encodeDeltaRef, encodePagesRef, huffmanDecodeRef, KIND, lz4BlockMasksRef, xbmBody, xbmLz4Ref,
+} from './reference/delta.js';
 import { PAGE_KINDS, pagePairs, Rng } from './reference/pages.js';
 
 const PS = 4096;
@@ -569,7 +571,7 @@ describe('XBM pages (kinds 8 to 11)', () => {
     refused([...varint(N), ...block], 'XBM\\+LZ4 decompresses to a body as long as the page');
   });
 
-  it.each(supportedIsas())('%s: encodePages gives an XBM body of at least n/3 bytes to lz4 (kind 11) when that pays', (name) => {
+  it.each(supportedIsas())('%s: encodePages gives an XBM body of at least n/4 bytes to lz4 (kind 11) when that pays', (name) => {
     setIsa(name);
     // Every even byte XORed with 1: S = 8 + 64 + 512 + 2048 = 2632 bytes against F = 4095, R = 1.
     const old = new Uint8Array(2 * PS);
@@ -588,6 +590,69 @@ describe('XBM pages (kinds 8 to 11)', () => {
       applyPages(r, f);
       expect(hex(r) === hex(next)).toBe(true);
     }
+  });
+
+  it('the XBM lz4 writer: exact blocks for hand-checked masks, and the end rules', () => {
+    // "abcdabcdabcd" then 16 literal bytes (1..16): a match may end by 12 (the masks' end) and
+    // start before 16 (28 - 12). Positions 0-3 miss; at 4, "abcd" is found at 0: 4 literals, an
+    // offset of 4, 8 matched bytes (token 0x44); then one literal run of 16 (token 0xf0, 15 + 1).
+    const m = Uint8Array.from([..."abcdabcdabcd"].map((c) => c.charCodeAt(0)));
+    const l = Uint8Array.from({ length: 16 }, (_, i) => i + 1);
+    expect(hex(lz4BlockMasksRef(m, l))).toBe('44616263640400f001' + hex(l));
+    // Too short for any match (8 bytes of masks at least, and a match start before total - 12).
+    expect(hex(lz4BlockMasksRef(m.subarray(0, 7), new Uint8Array(0)))).toBe('7061626364616263');
+    // One literal run of 15 or more takes a length byte; 255 + 15 takes two.
+    const long = new Uint8Array(270).fill(9);
+    expect(hex(lz4BlockMasksRef(new Uint8Array(0), long))).toBe('f0ff00' + '09'.repeat(270));
+  });
+
+  it.each(supportedIsas())('%s: kind 11 bodies are the reference writer\'s, byte for byte (arrays whose entries change alike)', (name) => {
+    setIsa(name);
+    const COUNT = 24;
+    const rng = new Rng(611);
+    const old = new Uint8Array(COUNT * PS);
+    rng.fill(old);
+    const next = old.slice();
+    // Page i: an array of records of stride 8..64 bytes whose fields at 1-3 offsets change by a
+    // small XOR value, over all or part of the page, plus a few stray bytes.
+    for (let i = 0; i < COUNT; i++) {
+      const stride = [8, 16, 8, 24, 16, 32][i % 6];
+      const fields = Array.from({ length: 1 + (i % 3) }, () => rng.int(stride));
+      const end = PS >> (i % 4 === 3 ? 1 : 0);
+      for (let r = 0; r + stride <= end; r += stride) {
+        for (const f of fields) next[i * PS + r + f] ^= 1 + rng.int(3);
+      }
+      for (let k = 0; k < 1 + (i % 5); k++) next[i * PS + rng.int(PS)] ^= 0x80;
+    }
+    // The last page: 700 scattered bytes, an XBM body over n/4 whose masks do not repeat, so the
+    // writer cannot save 1/16 and the page stays kind 8.
+    next.set(old.subarray((COUNT - 1) * PS), (COUNT - 1) * PS);
+    for (let k = 0; k < 700; k++) next[(COUNT - 1) * PS + rng.int(PS)] ^= 1 + rng.int(255);
+    const f = encodePagesSync(old.slice(), next, range(COUNT), { entropy: false });
+    const view = inspectFrame(f);
+    let at = 32 + 8 * COUNT;
+    let lz = 0;
+    for (let i = 0; i < COUNT; i++) {
+      const e = 32 + 8 * i;
+      const kind = f[e + 4];
+      const len = f[e + 5] | (f[e + 6] << 8) | (f[e + 7] << 16);
+      const body = f.subarray(at, at + len);
+      at += len;
+      const ref = encodeBody(old.subarray(i * PS, (i + 1) * PS), next.subarray(i * PS, (i + 1) * PS), { xbm: true });
+      if (ref.kind !== KIND.XBM) continue; // XRLE pages may go to liblz4, whose bytes are its own
+      const want = xbmLz4Ref(ref.body, PS);
+      expect([i, kind]).toEqual([i, want === null ? KIND.XBM : KIND.XBM_LZ4]);
+      expect(hex(body) === hex(want ?? ref.body)).toBe(true);
+      if (want !== null) lz++;
+    }
+    expect(view.count).toBe(COUNT);
+    expect(lz).toBe(10); // pages 0-2, 6, 8, 12-14, 18 and 20: the rest stay under n/4 or do not pay
+    const last = inspectFrame(f).pfns.length - 1;
+    expect(f[32 + 8 * last + 4]).toBe(KIND.XBM);
+    expect(f[32 + 8 * last + 5] | (f[32 + 8 * last + 6] << 8)).toBeGreaterThan(PS / 4);
+    const r = old.slice();
+    applyPages(r, f);
+    expect(hex(r) === hex(next)).toBe(true);
   });
 
   it.each(supportedIsas())('%s: encodePages with compress: false matches the reference byte for byte, on 1 and 2 threads', (name) => {

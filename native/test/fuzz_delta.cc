@@ -20,10 +20,12 @@
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
+#include <lz4.h>
 
 #include "cpu/features.h"
 #include "kernels/delta/codec.h"
 #include "kernels/delta/frame.h"
+#include "kernels/delta/lz4_block.h"
 #include "kernels/dispatch.h"
 
 namespace kd = kernels::delta;
@@ -55,6 +57,8 @@ size_t g_page = 4096;
 constexpr size_t kReplicaPages = 24;
 // Coverage of the entropy stage and of the XBM kinds among the frames made.
 uint64_t g_frames_made = 0, g_huffman_frames = 0, g_huffman_pages = 0, g_xbm_pages = 0;
+// XBM+LZ4 pages among them, and blocks of our lz4 writer checked against liblz4's decoder.
+uint64_t g_xbm_lz4_pages = 0, g_lz4_blocks = 0;
 
 // Applies `d` to a copy of `target` only if check_delta accepts it; a rejected delta must leave
 // the target untouched (nothing was written).
@@ -122,9 +126,18 @@ void make_pair(Rng& r, std::vector<uint8_t>& prev, std::vector<uint8_t>& next, s
     }
     return;
   }
-  switch (r.below(7)) {
+  switch (r.below(8)) {
     case 0:
       break;
+    case 4: {  // an array of records whose fields change alike: XBM masks that repeat (kind 11)
+      const size_t stride = 8 << r.below(3), fields = 1 + r.below(3);
+      size_t at[3];
+      for (size_t k = 0; k < fields; k++) at[k] = r.below(stride);
+      for (size_t i = 0; i + stride <= n; i += stride) {
+        for (size_t k = 0; k < fields; k++) next[i + at[k]] ^= static_cast<uint8_t>(1 + r.below(3));
+      }
+      break;
+    }
     case 1:
       std::fill(next.begin(), next.end(), 0);
       break;
@@ -214,6 +227,7 @@ std::vector<uint8_t> make_frame(Rng& r, const kd::Ops& ops, std::vector<uint8_t>
     const uint8_t kind = f[kd::kFrameHeader + i * kd::kIndexEntry + 4];
     huffman += kd::carries_tables(kind) || kd::uses_tables(kind);
     g_xbm_pages += kd::is_xbm(kind);
+    g_xbm_lz4_pages += kind == kd::kXbmLz4;
   }
   g_huffman_pages += huffman;
   g_huffman_frames += huffman != 0;
@@ -242,6 +256,37 @@ void round_trip_frame(Rng& r) {
   if (!kd::check_frame(want.data(), want.size(), g_page, kReplicaPages, 2, &view, &reason)) fail(reason.c_str());
   kd::apply_frame(old0.data(), view, 2);
   if (old0 != new0) fail("frame round trip");
+}
+
+// Our lz4 block writer against liblz4's decoder: masks with repeats (a few units, repeated and
+// sometimes changed), random literals, and a capacity that is ample or random. A block must fit
+// its capacity, decode to exactly masks + literals, and never be refused when the room is ample.
+void round_trip_lz4_block(Rng& r) {
+  const size_t mlen = r.below(64) == 0 ? 60000 + r.below(10000) : r.below(r.below(4) == 0 ? 5000 : 700);
+  const size_t llen = r.below(4) == 0 ? 0 : r.below(3000);
+  std::vector<uint8_t> in(mlen + llen + 1);
+  const size_t unit = 1 + r.below(24);
+  for (size_t i = 0; i < mlen; i++) {
+    in[i] = i < unit || r.below(16) == 0 ? static_cast<uint8_t>(r.below(r.below(2) ? 4 : 256)) : in[i - unit];
+  }
+  for (size_t i = mlen; i < mlen + llen; i++) in[i] = static_cast<uint8_t>(r.next());
+  const size_t total = mlen + llen, ample = total + total / 255 + 16;
+  const bool roomy = r.below(2) == 0;
+  const size_t cap = roomy ? ample : r.below(ample);
+  std::vector<uint8_t> block(cap + 1);
+  const size_t c = kd::lz4_block_masks(in.data(), mlen, in.data() + mlen, llen, block.data(), cap);
+  g_lz4_blocks++;
+  if (c > cap) fail("lz4 writer: block past its capacity");
+  if (c == 0) {
+    if (roomy) fail("lz4 writer: refused a block with ample room");
+    return;
+  }
+  std::vector<char> out(total + 1);
+  const int got = LZ4_decompress_safe(reinterpret_cast<const char*>(block.data()), out.data(),
+                                      static_cast<int>(c), static_cast<int>(total));
+  if (got != static_cast<int>(total) || std::memcmp(out.data(), in.data(), total) != 0) {
+    fail("lz4 writer: block does not decode to its input");
+  }
 }
 
 // Mutates a valid container in one of several hostile ways.
@@ -315,6 +360,7 @@ int main() {
     const size_t n = r.below(8) == 0 ? r.below(4098) : r.below(300);
     make_pair(r, prev, next, n);
     round_trip_delta(prev, next);
+    round_trip_lz4_block(r);
     if (iters % 4 == 0) {
       round_trip_frame(r);
       trips++;
@@ -352,12 +398,15 @@ int main() {
               static_cast<unsigned long long>(iters), static_cast<unsigned long long>(deltas),
               static_cast<unsigned long long>(frames), static_cast<unsigned long long>(trips));
   for (const kd::Ops* o : runnable_ops()) std::printf(" %s", o->isa);
-  std::printf("); %llu of %llu frames made used the Huffman stage (%llu pages); %llu XBM pages\n",
+  std::printf("); %llu of %llu frames made used the Huffman stage (%llu pages); %llu XBM pages (%llu XBM+LZ4); "
+              "%llu lz4 writer blocks decoded\n",
               static_cast<unsigned long long>(g_huffman_frames), static_cast<unsigned long long>(g_frames_made),
-              static_cast<unsigned long long>(g_huffman_pages), static_cast<unsigned long long>(g_xbm_pages));
+              static_cast<unsigned long long>(g_huffman_pages), static_cast<unsigned long long>(g_xbm_pages),
+              static_cast<unsigned long long>(g_xbm_lz4_pages), static_cast<unsigned long long>(g_lz4_blocks));
   std::fflush(stdout);
   if (g_huffman_frames == 0) fail("no frame used the Huffman stage: its decoder was not fuzzed");
   if (g_xbm_pages == 0) fail("no frame had an XBM page: its decoder was not fuzzed");
+  if (g_xbm_lz4_pages == 0) fail("no frame had an XBM+LZ4 page: our lz4 writer's blocks were not fuzzed");
   return 0;
 }
 #endif

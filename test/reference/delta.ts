@@ -168,6 +168,109 @@ export function encodeBody(prev: Uint8Array, next: Uint8Array, opts: EncodeBodyO
   return { kind: KIND.XRLE, body: Uint8Array.from(out) };
 }
 
+/** Bytes of masks at the start of an XBM body of an n-byte page (line mask, then per set line its word mask and byte masks). */
+export function xbmMaskLength(body: Uint8Array, n: number): number {
+  let p = n / 512;
+  for (let i = 0; i < n / 512; i++) {
+    for (let bit = 0; bit < 8; bit++) {
+      if ((body[i] >> bit) & 1) p += 1 + popcount8(body[p]);
+    }
+  }
+  return p;
+}
+
+function popcount8(v: number): number {
+  let c = 0;
+  for (; v !== 0; v &= v - 1) c++;
+  return c;
+}
+
+/** An lz4 length field beyond its token nibble (`v` less the nibble's base), as in lz4's block format. */
+function lz4Length(out: number[], v: number): void {
+  if (v < 15) return;
+  for (v -= 15; v >= 255; v -= 255) out.push(255);
+  out.push(v);
+}
+
+/**
+ * The lz4 block our encoder writes for an XBM body (native/kernels/delta/lz4_block.cc): greedy
+ * matches found through a hash of 4 bytes, looked for in the masks only (within their first
+ * 65535 bytes), the literals stored as the last literal run; lz4's end rules (the last 5 bytes
+ * literals, no match starting in the last 12). Written to be compared byte for byte.
+ */
+export function lz4BlockMasksRef(masks: Uint8Array, lits: Uint8Array): Uint8Array {
+  const total = masks.length + lits.length;
+  const out: number[] = [];
+  const sequence = (from: number, to: number, offset: number, length: number) => {
+    const ll = to - from;
+    const ml = length - 4;
+    out.push((Math.min(ll, 15) << 4) | Math.min(ml, 15));
+    lz4Length(out, ll);
+    for (let i = from; i < to; i++) out.push(masks[i]);
+    out.push(offset & 0xff, offset >> 8);
+    lz4Length(out, ml);
+  };
+  const matchEnd = Math.min(masks.length, Math.max(total - 5, 0), 65535);
+  const startEnd = Math.max(total - 12, 0);
+  let anchor = 0;
+  if (matchEnd >= 8) {
+    let bits = 8;
+    while (bits < 12 && 1 << bits < matchEnd) bits++;
+    const table = new Map<number, number>(); // hash -> last position with it
+    const word = (i: number) => (masks[i] | (masks[i + 1] << 8) | (masks[i + 2] << 16) | (masks[i + 3] << 24)) >>> 0;
+    const hash = (v: number) => Math.imul(v, 2654435761 | 0) >>> (32 - bits);
+    let ip = 0;
+    let misses = 64;
+    while (ip + 4 <= matchEnd && ip < startEnd) {
+      const v = word(ip);
+      const h = hash(v);
+      const c = table.get(h);
+      table.set(h, ip);
+      if (c === undefined || word(c) !== v) {
+        ip += misses >> 6;
+        misses++;
+        continue;
+      }
+      let cand = c;
+      let ml = 4;
+      while (ip + ml < matchEnd && masks[ip + ml] === masks[cand + ml]) ml++;
+      while (ip > anchor && cand > 0 && masks[ip - 1] === masks[cand - 1]) {
+        ip--;
+        cand--;
+        ml++;
+      }
+      sequence(anchor, ip, ip - cand, ml);
+      ip += ml;
+      anchor = ip;
+      misses = 64;
+      if (ip + 2 <= matchEnd) table.set(hash(word(ip - 2)), ip - 2);
+    }
+  }
+  const ll = masks.length - anchor + lits.length;
+  out.push(Math.min(ll, 15) << 4);
+  lz4Length(out, ll);
+  for (let i = anchor; i < masks.length; i++) out.push(masks[i]);
+  for (const b of lits) out.push(b);
+  return Uint8Array.from(out);
+}
+
+/**
+ * The XBM+LZ4 body (kind 11) the encoder makes of an XBM body of an n-byte page without the
+ * Huffman stage (docs/FORMAT.md, "Canonical encoder", rule 5): varint of the body length, then
+ * the block of {@link lz4BlockMasksRef}, when the body is at least max(96, n/4) bytes and the
+ * result saves at least 1/16 of it; else null (the page stays kind 8).
+ */
+export function xbmLz4Ref(body: Uint8Array, n: number): Uint8Array | null {
+  const len = body.length;
+  if (len < Math.max(96, Math.floor(n / 4))) return null;
+  const t = xbmMaskLength(body, n);
+  const head: number[] = [];
+  varint(head, len);
+  const block = lz4BlockMasksRef(body.subarray(0, t), body.subarray(t));
+  if (head.length + block.length > len - Math.floor(len / 16)) return null;
+  return Uint8Array.from([...head, ...block]);
+}
+
 function u32le(v: number): number[] {
   return [v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, (v >>> 24) & 0xff];
 }
