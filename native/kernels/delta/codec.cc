@@ -146,10 +146,10 @@ size_t xbm_lz4_body(const uint8_t* masks, size_t t, const uint8_t* lits, size_t 
 // returns its length, 0 if it does not pay or is not tried (XRLE and XBM bodies below
 // lz4_min_body).
 size_t lz4_body(Kind k, const uint8_t* body, size_t len, const uint8_t* next, size_t n,
-                uint8_t* dst, Workspace& ws, size_t limit) {
+                uint8_t* dst, Workspace& ws, size_t limit, size_t mask_len) {
   if (limit == 0) return 0;
   if (k == kXbm && len >= lz4_min_body(k, n)) {
-    const size_t t = xbm_masks_length(body, n);
+    const size_t t = mask_len != 0 ? mask_len : xbm_masks_length(body, n);
     return xbm_lz4_body(body, t, body + t, len - t, dst, limit);
   }
   if (k == kXrle && len >= lz4_min_body(k, n)) {
@@ -168,9 +168,9 @@ size_t lz4_body(Kind k, const uint8_t* body, size_t len, const uint8_t* next, si
 }  // namespace
 
 Kind lz4_stage(Kind k, const uint8_t* next, size_t n, uint8_t* out, size_t* out_len, Workspace& ws,
-               size_t limit) {
+               size_t limit, size_t mask_len) {
   uint8_t* tmp = ws.tmp();
-  const size_t c = lz4_body(k, out, *out_len, next, n, tmp, ws, limit);
+  const size_t c = lz4_body(k, out, *out_len, next, n, tmp, ws, limit, mask_len);
   if (c == 0) return k;
   std::memcpy(out, tmp, c);
   *out_len = c;
@@ -179,8 +179,9 @@ Kind lz4_stage(Kind k, const uint8_t* next, size_t n, uint8_t* out, size_t* out_
 
 Kind encode_page(const Ops& ops, uint8_t* prev, const uint8_t* next, size_t n, bool update_prev,
                  bool compress, bool xbm, uint8_t* out, size_t* out_len, Workspace& ws) {
-  const Kind k = ops.encode_page(prev, next, n, update_prev, xbm, out, out_len, ws.scratch());
-  return compress ? lz4_stage(k, next, n, out, out_len, ws) : k;
+  size_t mask_len = 0;
+  const Kind k = ops.encode_page(prev, next, n, update_prev, xbm, out, out_len, &mask_len, ws.scratch());
+  return compress ? lz4_stage(k, next, n, out, out_len, ws, SIZE_MAX, mask_len) : k;
 }
 
 namespace {

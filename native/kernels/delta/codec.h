@@ -52,9 +52,10 @@ Kind encode_page(const Ops& ops, uint8_t* prev, const uint8_t* next, size_t n, b
                  bool compress, bool xbm, uint8_t* out, size_t* out_len, Workspace& ws);
 
 // The lz4 second stage alone, for a body the first stage made (`next` is the page itself): the
-// lz4 form replaces the body if it saves 1/16 of it and is shorter than `limit` bytes.
+// lz4 form replaces the body if it saves 1/16 of it and is shorter than `limit` bytes. For an
+// XBM body, `mask_len` is its bytes of masks if known (0: read from the body).
 Kind lz4_stage(Kind k, const uint8_t* next, size_t n, uint8_t* out, size_t* out_len, Workspace& ws,
-               size_t limit = SIZE_MAX);
+               size_t limit = SIZE_MAX, size_t mask_len = 0);
 
 // Returns nullptr when `body` (len bytes) is a well-formed body of `kind` for an n-byte page,
 // else a short reason. Never reads outside body[0, len). Uses ws.tmp() for lz4 and Huffman

@@ -106,9 +106,10 @@ struct Ops {
   // When `update_prev` is true, prev is overwritten with next (only the 64-byte blocks that
   // differ are written), which is how encodePages keeps its shadow in step.
   // With `xbm` (page frames only; n must then be a multiple of 512) the page may come out as
-  // kXbm instead of kXrle, by the canonical rule of docs/FORMAT.md.
+  // kXbm instead of kXrle, by the canonical rule of docs/FORMAT.md; *mask_len then gets the
+  // bytes of masks at the start of its body (mask_len may be nullptr).
   Kind (*encode_page)(uint8_t* prev, const uint8_t* next, size_t n, bool update_prev, bool xbm,
-                      uint8_t* out, size_t* out_len, const Scratch& scratch);
+                      uint8_t* out, size_t* out_len, size_t* mask_len, const Scratch& scratch);
   // The same with the XRLE stream split in two (the entropy stage's input): token bytes (with
   // their extension varints) to `toks`, literal bytes to `lits` (each of capacity n + 64); for
   // a kXbm page the masks go to `toks` and the literal bytes to `lits`.
