@@ -264,29 +264,85 @@ void round_trip_frame(Rng& r) {
 void round_trip_lz4_block(Rng& r) {
   const size_t mlen = r.below(64) == 0 ? 60000 + r.below(10000) : r.below(r.below(4) == 0 ? 5000 : 700);
   const size_t llen = r.below(4) == 0 ? 0 : r.below(3000);
-  std::vector<uint8_t> in(mlen + llen + 1);
+  // Masks and literals in separate buffers of exactly their size, so AddressSanitizer sees any
+  // read past either one.
+  std::vector<uint8_t> masks(mlen), lits(llen);
   const size_t unit = 1 + r.below(24);
   for (size_t i = 0; i < mlen; i++) {
-    in[i] = i < unit || r.below(16) == 0 ? static_cast<uint8_t>(r.below(r.below(2) ? 4 : 256)) : in[i - unit];
+    masks[i] = i < unit || r.below(16) == 0 ? static_cast<uint8_t>(r.below(r.below(2) ? 4 : 256)) : masks[i - unit];
   }
-  for (size_t i = mlen; i < mlen + llen; i++) in[i] = static_cast<uint8_t>(r.next());
+  for (size_t i = 0; i < llen; i++) lits[i] = static_cast<uint8_t>(r.next());
   const size_t total = mlen + llen, ample = total + total / 255 + 16;
   const bool roomy = r.below(2) == 0;
   const size_t cap = roomy ? ample : r.below(ample);
-  std::vector<uint8_t> block(cap + 1);
-  const size_t c = kd::lz4_block_masks(in.data(), mlen, in.data() + mlen, llen, block.data(), cap);
+  std::vector<uint8_t> block(cap);  // exactly cap: a write past it is an ASan error
+  const size_t c = kd::lz4_block_masks(mlen ? masks.data() : nullptr, mlen, llen ? lits.data() : nullptr, llen,
+                                       cap ? block.data() : nullptr, cap);
   g_lz4_blocks++;
   if (c > cap) fail("lz4 writer: block past its capacity");
   if (c == 0) {
     if (roomy) fail("lz4 writer: refused a block with ample room");
     return;
   }
+  std::vector<uint8_t> in(masks);
+  in.insert(in.end(), lits.begin(), lits.end());
   std::vector<char> out(total + 1);
   const int got = LZ4_decompress_safe(reinterpret_cast<const char*>(block.data()), out.data(),
                                       static_cast<int>(c), static_cast<int>(total));
-  if (got != static_cast<int>(total) || std::memcmp(out.data(), in.data(), total) != 0) {
+  if (got != static_cast<int>(total) || (total != 0 && std::memcmp(out.data(), in.data(), total) != 0)) {
     fail("lz4 writer: block does not decode to its input");
   }
+  // The end rules: the block ends with a literal run of at least 5 bytes (or holds no match).
+  if (total >= 5 && c >= 1) {
+    // Walk the sequences and check every match ends 5+ bytes before the end and starts 12+ before.
+    size_t ip = 0, op = 0;
+    while (ip < c) {
+      const uint8_t token = block[ip++];
+      size_t lit = token >> 4;
+      if (lit == 15) {
+        uint8_t b;
+        do { b = block[ip++]; lit += b; } while (b == 255);
+      }
+      ip += lit;
+      op += lit;
+      if (ip >= c) break;
+      ip += 2;
+      size_t ml = (token & 15) + 4;
+      if ((token & 15) == 15) {
+        uint8_t b;
+        do { b = block[ip++]; ml += b; } while (b == 255);
+      }
+      if (op + 12 > total) fail("lz4 writer: a match starts in the last 12 bytes");
+      op += ml;
+      if (op > mlen) fail("lz4 writer: a match runs past the masks");
+      if (op + 5 > total) fail("lz4 writer: a match ends in the last 5 bytes");
+    }
+  }
+}
+
+// Known answers: the hand-checked blocks of test/delta.test.ts ("the XBM lz4 writer"), from the
+// native writer, so the C++ and the TypeScript reference are held to the same bytes.
+void lz4_block_known_answers() {
+  auto block = [](const std::vector<uint8_t>& m, const std::vector<uint8_t>& l) {
+    std::vector<uint8_t> out(m.size() + l.size() + 16);
+    const size_t c = kd::lz4_block_masks(m.data(), m.size(), l.data(), l.size(), out.data(), out.size());
+    out.resize(c);
+    return out;
+  };
+  const std::vector<uint8_t> abc{'a', 'b', 'c', 'd', 'a', 'b', 'c', 'd', 'a', 'b', 'c', 'd'};
+  std::vector<uint8_t> l16(16);
+  for (size_t i = 0; i < 16; i++) l16[i] = static_cast<uint8_t>(i + 1);
+  std::vector<uint8_t> want{0x44, 'a', 'b', 'c', 'd', 0x04, 0x00, 0xf0, 0x01};
+  want.insert(want.end(), l16.begin(), l16.end());
+  if (block(abc, l16) != want) fail("lz4 writer: known answer 1 (abcd x3 + 16 literals)");
+  const std::vector<uint8_t> short7(abc.begin(), abc.begin() + 7);
+  if (block(short7, {}) != std::vector<uint8_t>{0x70, 'a', 'b', 'c', 'd', 'a', 'b', 'c'}) {
+    fail("lz4 writer: known answer 2 (7 bytes, no match)");
+  }
+  const std::vector<uint8_t> nines(270, 9);
+  std::vector<uint8_t> want3{0xf0, 0xff, 0x00};
+  want3.insert(want3.end(), nines.begin(), nines.end());
+  if (block({}, nines) != want3) fail("lz4 writer: known answer 3 (270 literals)");
 }
 
 // Mutates a valid container in one of several hostile ways.
@@ -349,6 +405,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 int main() {
   const char* env = std::getenv("UNDERSTUDY_FUZZ_SECONDS");
   const double seconds = env ? std::atof(env) : 20.0;
+  lz4_block_known_answers();
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
   Rng r(20261123);
   uint64_t iters = 0, deltas = 0, frames = 0, trips = 0;

@@ -7,6 +7,9 @@
 
 namespace kernels::delta {
 
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+              "the match finder compares and hashes little-endian loads; lz4 offsets are little-endian");
+
 namespace {
 
 constexpr size_t kMinMatch = 4;

@@ -16,7 +16,7 @@ namespace kernels::delta {
 
 // Writes an lz4 block that decompresses to masks[0, mlen) followed by lits[0, llen) to dst and
 // returns its length, or 0 if it would take more than `cap` bytes. Matches start and end inside
-// the masks (within their first 64 KiB), so the literals are copied as they are. The block keeps
+// the masks (within their first 65535 bytes), so the literals are copied as they are. The block keeps
 // the format's end rules (the last 5 bytes are literals, no match starts in the last 12), and
 // its bytes depend only on the input.
 size_t lz4_block_masks(const uint8_t* masks, size_t mlen, const uint8_t* lits, size_t llen,
