@@ -288,8 +288,9 @@ describe('the Huffman stage (page kinds XRLE+HUF)', () => {
     }
     setIsa('scalar');
     expect(hex(encodePagesSync(shadowOf(), next, pfns, { threads: 2 })) === hex(f1)).toBe(true);
-    // Counter pages are mostly XBM (kind 8), so their Huffman forms are kinds 9 and 10: version 3.
-    expect(inspectFrame(f1).version).toBe(3);
+    // Counter pages are mostly XBM (kind 8), so their Huffman forms are kinds 9 and 10: version 3,
+    // or 4 where a sample page does better with a code of its own (kind 12).
+    expect(inspectFrame(f1).version).toBe(kindsOf(f1).includes(KIND.XBM_HUF_OWN) ? 4 : 3);
     const kinds = kindsOf(f1);
     // One table page (kind 7 or 10) per group of 64 pages; the rest of the group refers to it.
     expect(kinds.filter((k) => TABLE_KINDS.includes(k)).length).toBe(3);
@@ -537,7 +538,7 @@ describe('XBM pages (kinds 8 to 11)', () => {
     expect(inspectFrame(frame).version).toBe(3);
   });
 
-  it('kind 11 (XBM+LZ4) applies as kind 8 natively; the reference reports it unsupported, like kinds 4 and 5', () => {
+  it('kind 11 (XBM+LZ4) applies as kind 8, natively and by the reference (its own lz4 block decoder)', () => {
     const { prev } = exampleInputs();
     const sparse = prev.slice();
     for (let w = 0; w < 20; w++) {
@@ -550,7 +551,9 @@ describe('XBM pages (kinds 8 to 11)', () => {
     applyPages(r, frame, { pageSize: N });
     expect(hex(pageOf(r, 1))).toBe(hex(exampleInputs().next));
     expect(hex(pageOf(r, 2))).toBe(hex(sparse));
-    expect(() => applyFrameRef(replicaOf(), frame, N)).toThrow(new RangeError('unsupported kind 11'));
+    const viaRef = replicaOf();
+    applyFrameRef(viaRef, frame, N);
+    expect(hex(viaRef) === hex(r)).toBe(true);
     // Hostile: lz4 lengths, and an XBM body inside a good lz4 block.
     const replica = replicaOf();
     const refused = (body: number[], reason: string) =>
@@ -571,6 +574,89 @@ describe('XBM pages (kinds 8 to 11)', () => {
     refused([...varint(N), ...block], 'XBM\\+LZ4 decompresses to a body as long as the page');
   });
 
+  // docs/FORMAT.md, "XBM+HUF with its own code (kind 12)": the example's masks as they are and
+  // its literals 10 10 40 05 coded 0x10 = 0, 0x05 = 10, 0x40 = 11; streams [10 10] and [40 05].
+  const OWN_BITMAP = [0x20, 0x00, 0x01, 0, 0, 0, 0, 0, 0x01, ...new Array<number>(23).fill(0)];
+  const EXAMPLE_OWN = [0x05, 0x04, 0x05, 0x01, ...OWN_BITMAP, 0x12, 0x02, ...MASKS, 0x00, 0x07];
+
+  it('kind 12 (XBM+HUF, own code): the worked example applies natively and by the reference, in a version 4 frame', () => {
+    expect(hex(Uint8Array.from(EXAMPLE_OWN))).toBe(
+      '05040501' + '200001' + '00'.repeat(5) + '01' + '00'.repeat(23) + '1202' + '05012c0104' + '00' + '07');
+    const frame = buildFrame([[1, KIND.XBM_HUF_OWN, EXAMPLE_OWN]], 4, N);
+    expect(inspectFrame(frame).version).toBe(4);
+    for (const threads of [1, 2]) {
+      const r = replicaOf();
+      applyPages(r, frame, { pageSize: N, threads });
+      expect(hex(pageOf(r, 1))).toBe(hex(exampleInputs().next));
+    }
+    const viaRef = replicaOf();
+    applyFrameRef(viaRef, frame, N);
+    expect(hex(pageOf(viaRef, 1))).toBe(hex(exampleInputs().next));
+    // Kind 12 is unknown to version 3.
+    const replica = replicaOf();
+    expectRejected(() => applyPages(replica, buildFrame([[1, KIND.XBM_HUF_OWN, EXAMPLE_OWN]], 3, N), { pageSize: N }), replica,
+      /^`frame` has an unknown page kind in its index$/);
+  });
+
+  it('kind 12: masks as an lz4 block; hostile bodies are refused by name and change nothing', () => {
+    const n = 4096;
+    const prev = new Uint8Array(2 * n);
+    new Rng(12).fill(prev);
+    const next = prev.slice();
+    // Page 1: byte 3 of every word XORed with 1, 2, 1, 4 in turn: masks repeat (lz4 pays),
+    // literals take three values (a code pays).
+    for (let w = 0; w < n / 8; w++) next[n + 8 * w + 3] ^= [1, 2, 1, 4][w % 4];
+    const f = encodePagesSync(prev.slice(), next, Uint32Array.of(0, 1), {});
+    const body = (() => {
+      const e = 32 + 8 * 1;
+      const len = f[e + 5] | (f[e + 6] << 8) | (f[e + 7] << 16);
+      return Array.from(f.subarray(f.length - len));
+    })();
+    expect(kindsOf(f)).toEqual([KIND.SAME, KIND.XBM_HUF_OWN]);
+    // T = 8 + 64 + 512 = 584 mask bytes (varint c8 04), L = 512 (80 04), the masks (period 9:
+    // ff 08 08 08 08 08 08 08 08) stored as a 24-byte lz4 block, B = 48: the first 256 literals,
+    // 128 x 0x01 of one bit and 64 each of 0x02 and 0x04 of two; the bitmap's byte 0 has bits 1,
+    // 2 and 4 (0x16), its lengths 1, 2, 2 (nibbles 0x21 0x02).
+    expect(body.slice(0, 7)).toEqual([0xc8, 0x04, 0x80, 0x04, 24, 48, 0x16]);
+    expect(body.slice(7 + 31, 7 + 31 + 2)).toEqual([0x21, 0x02]);
+    expect(body.length).toBe(4 + 2 + 32 + 2 + 24 + 48 + 48);
+    const r0 = prev.slice();
+    applyPages(r0, f);
+    expect(hex(r0) === hex(next)).toBe(true);
+    const viaRef = prev.slice();
+    applyFrameRef(viaRef, f, n);
+    expect(hex(viaRef) === hex(next)).toBe(true);
+
+    const replica = new Uint8Array(8 * N).fill(7);
+    const refused = (b: number[], reason: string) =>
+      expectRejected(() => applyPages(replica, buildFrame([[3, KIND.XBM, [...MASKS, ...LITS]], [5, KIND.XBM_HUF_OWN, b]], 4, N), { pageSize: N }), replica,
+        new RegExp(`^\`frame\` has a bad page 1 \\(pfn 5\\): ${reason}$`));
+    const tail = EXAMPLE_OWN.slice(4);
+    refused([], 'XBM\\+HUF body length out of range');
+    refused([0x05, 0x04, 0x05], 'truncated or oversized XBM\\+HUF lengths');
+    refused([0x00, 0x04, 0x05, 0x01, ...tail], 'XBM\\+HUF string lengths out of range');
+    refused([0x05, 0x00, 0x05, 0x01, ...tail], 'XBM\\+HUF string lengths out of range');
+    refused([0xfc, 0x03, 0x04, 0x05, 0x01, ...tail], 'XBM\\+HUF string lengths out of range'); // T + L = 508 + 4 = n
+    refused([0x05, 0x04, 0x00, 0x01, ...tail], 'XBM\\+HUF stored mask length out of range');
+    refused([0x05, 0x04, 0x06, 0x01, ...tail], 'XBM\\+HUF stored mask length out of range');
+    refused([0x05, 0x04, 0x05, 0x01, ...OWN_BITMAP.slice(0, 20)], 'XBM\\+HUF code table is truncated');
+    refused([0x05, 0x04, 0x05, 0x01, ...new Array<number>(32).fill(0), 0x12, 0x02, ...MASKS, 0x00, 0x07], 'XBM\\+HUF code table is empty');
+    refused([0x05, 0x04, 0x05, 0x01, ...OWN_BITMAP, 0x12], 'XBM\\+HUF code table is truncated');
+    refused([0x05, 0x04, 0x05, 0x01, ...OWN_BITMAP, 0x10, 0x02, ...MASKS, 0x00, 0x07], 'Huffman code length out of range \\(1 to 11\\)');
+    refused([0x05, 0x04, 0x05, 0x01, ...OWN_BITMAP, 0x1c, 0x02, ...MASKS, 0x00, 0x07], 'Huffman code length out of range \\(1 to 11\\)');
+    refused([0x05, 0x04, 0x05, 0x01, ...OWN_BITMAP, 0x12, 0x12, ...MASKS, 0x00, 0x07], 'XBM\\+HUF code table padding is not zero');
+    refused([0x05, 0x04, 0x05, 0x01, ...OWN_BITMAP, 0x11, 0x01, ...MASKS, 0x00, 0x07], 'Huffman table is empty or over-subscribed');
+    refused([0x05, 0x04, 0x05, 0x01, ...OWN_BITMAP, 0x12, 0x02, ...MASKS.slice(0, 3)], 'XBM\\+HUF masks run past the body');
+    refused([0x05, 0x04, 0x05, 0x03, ...OWN_BITMAP, 0x12, 0x02, ...MASKS, 0x00], 'XBM\\+HUF literal stream runs past the body');
+    refused([0x05, 0x04, 0x04, 0x01, ...OWN_BITMAP, 0x12, 0x02, 0x30, 0x05, 0x01, 0x2c, 0x00, 0x07], 'XBM\\+HUF masks: corrupt lz4 block');
+    refused([0x05, 0x04, 0x05, 0x01, ...OWN_BITMAP, 0x12, 0x02, ...MASKS, 0x00, 0x07, 0x00], 'Huffman stream has bits left over');
+    refused([0x05, 0x04, 0x05, 0x01, ...OWN_BITMAP, 0x12, 0x02, ...MASKS, 0x00], 'Huffman stream is truncated');
+    refused([0x05, 0x04, 0x05, 0x01, ...OWN_BITMAP, 0x12, 0x02, 0x05, 0x01, 0x2c, 0x00, 0x04, 0x00, 0x07], 'XBM word mask is zero');
+    refused([0x05, 0x05, 0x05, 0x01, ...OWN_BITMAP, 0x12, 0x02, ...MASKS, 0x00, 0x07], 'XBM literal bytes left over'); // 10 10 10 | 40 05
+    // The reference refuses every one of these too.
+    expect(() => applyFrameRef(new Uint8Array(8 * N), buildFrame([[5, KIND.XBM_HUF_OWN, [0x05, 0x04, 0x05, 0x01, ...OWN_BITMAP, 0x12, 0x12, ...MASKS, 0x00, 0x07]]], 4, N), N)).toThrow(RangeError);
+  });
+
   it.each(supportedIsas())('%s: encodePages gives an XBM body of at least n/4 bytes to lz4 (kind 11) when that pays', (name) => {
     setIsa(name);
     // Every even byte XORed with 1: S = 8 + 64 + 512 + 2048 = 2632 bytes against F = 4095, R = 1.
@@ -584,7 +670,9 @@ describe('XBM pages (kinds 8 to 11)', () => {
       const f = encodePagesSync(s, next, range(2), opts);
       if (opts.compress === false) expect(hex(f) === hex(ref)).toBe(true);
       if (opts.entropy === false) expect(kindsOf(f)).toEqual([KIND.XBM_LZ4, KIND.XBM_LZ4]);
-      expect(inspectFrame(f).version).toBe(3);
+      // By default the 2048 literals (all 0x01) take a code of their own: one bit each (kind 12).
+      if (opts.compress !== false && opts.entropy !== false) expect(kindsOf(f)).toEqual([KIND.XBM_HUF_OWN, KIND.XBM_HUF_OWN]);
+      expect(inspectFrame(f).version).toBe(opts.compress === false || opts.entropy === false ? 3 : 4);
       expect(hex(s) === hex(next)).toBe(true);
       const r = old.slice();
       applyPages(r, f);
@@ -699,7 +787,7 @@ describe('XBM pages (kinds 8 to 11)', () => {
     for (const opts of [{}, { threads: 1 }, { entropy: false }]) {
       const f = encodePagesSync(shadow.slice(), next, pfns, opts);
       kindsOf(f).forEach((k) => seen.add(k));
-      expect(inspectFrame(f).version).toBe(3);
+      expect(inspectFrame(f).version).toBe(kindsOf(f).includes(KIND.XBM_HUF_OWN) ? 4 : 3);
       const r = shadow.slice();
       applyPages(r, f);
       expect(hex(r) === hex(expected)).toBe(true);
@@ -1000,9 +1088,9 @@ describe('hostile frames', () => {
       for (let i = 0; i < 8; i++) f[24 + i] = Number((v >> BigInt(8 * i)) & 0xffn);
       return f;
     };
-    const v4 = frame.slice();
-    v4[4] = 4;
-    expectRejected(() => applyPages(replica, v4), replica, /^`frame` has an unsupported version$/);
+    const v5 = frame.slice();
+    v5[4] = 5;
+    expectRejected(() => applyPages(replica, v5), replica, /^`frame` has an unsupported version$/);
     const v0 = frame.slice();
     v0[4] = 0;
     expectRejected(() => applyPages(replica, v0), replica, /^`frame` has an unsupported version$/);
@@ -1031,7 +1119,7 @@ describe('hostile frames', () => {
       /^`frame` has a bad page 0 \(pfn 0\): truncated or oversized skip varint$/,
     );
     await expect(applyPagesAsync(replica, withSum(body))).rejects.toThrow(RangeError);
-    await expect(applyPagesAsync(replica, v4)).rejects.toThrow(new RangeError('`frame` has an unsupported version'));
+    await expect(applyPagesAsync(replica, v5)).rejects.toThrow(new RangeError('`frame` has an unsupported version'));
     expect(() => inspectFrame(sum)).toThrow(new RangeError('`frame` fails its checksum'));
   });
 

@@ -1,8 +1,8 @@
 /**
  * Plain TypeScript reference of the delta codec's first stage (docs/FORMAT.md): XOR-RLE and XBM
  * page bodies, the delta container and the page frame, encoder and decoder. Byte for byte what
- * the native code produces with `compress: false`; the decoder accepts every kind except the lz4
- * ones (it reports them as unsupported). Written for clarity, not speed.
+ * the native code produces with `compress: false`; the decoder accepts every kind (lz4 blocks
+ * through its own small lz4 block decoder). Written for clarity, not speed.
  */
 import { xxh3 } from '@node-rs/xxhash';
 
@@ -19,6 +19,7 @@ export const KIND = {
   XBM_HUF: 9,
   XBM_HUF_TABLE: 10,
   XBM_LZ4: 11,
+  XBM_HUF_OWN: 12,
 } as const;
 
 function varint(out: number[], v: number): void {
@@ -317,10 +318,12 @@ export function encodePagesRef(shadow: Uint8Array, pages: Uint8Array, pfns: Uint
 }
 
 /**
- * Applies a first-stage body (SAME/ZERO/XRLE/RAW, and XBM for a buffer whose length is a
- * multiple of 512) to `target`; throws a RangeError on anything malformed, before writing.
+ * Applies a page body of any kind but the Huffman ones that use a frame's tables (6, 7, 9, 10:
+ * see applyFrameRef) to `target`; XBM kinds need a length that is a multiple of 512. Throws a
+ * RangeError on anything malformed, before writing. `fromLz4`: an XRLE stream out of a kind-4
+ * block, which may be as long as the page.
  */
-export function applyBodyRef(target: Uint8Array, kind: number, body: Uint8Array): void {
+export function applyBodyRef(target: Uint8Array, kind: number, body: Uint8Array, fromLz4 = false): void {
   const n = target.length;
   if ((kind === KIND.SAME || kind === KIND.ZERO) && body.length !== 0) throw new RangeError('SAME/ZERO with a body');
   if (kind === KIND.SAME) return;
@@ -337,8 +340,31 @@ export function applyBodyRef(target: Uint8Array, kind: number, body: Uint8Array)
     applyXbmRef(target, body);
     return;
   }
+  if (kind === KIND.XBM_LZ4) {
+    if (body.length < 1 || body.length >= n) throw new RangeError('XBM+LZ4 body length out of range');
+    const xbm = lz4BodyRef(body, n);
+    if (xbm.length >= n) throw new RangeError('XBM+LZ4 decompresses to a body as long as the page');
+    applyXbmRef(target, xbm);
+    return;
+  }
+  if (kind === KIND.XBM_HUF_OWN) {
+    const { xbm, masks } = xbmHufOwnRef(body, n);
+    applyXbmRef(target, xbm, masks);
+    return;
+  }
+  if (kind === KIND.RAW_LZ4) {
+    if (body.length < 1 || body.length >= n) throw new RangeError('RAW+LZ4 body length out of range');
+    target.set(lz4DecompressRef(body, n));
+    return;
+  }
+  if (kind === KIND.XRLE_LZ4) {
+    if (body.length < 1 || body.length >= n) throw new RangeError('XRLE+LZ4 body length out of range');
+    applyBodyRef(target, KIND.XRLE, lz4BodyRef(body, n), true);
+    return;
+  }
   if (kind !== KIND.XRLE) throw new RangeError(`unsupported kind ${kind}`);
-  if (body.length < 1 || body.length >= n) throw new RangeError('XRLE body length out of range');
+  // An XRLE stream from an lz4 block (kind 4) may take the whole page; a kind-2 body may not.
+  if (body.length < 1 || body.length > n || (body.length === n && !fromLz4)) throw new RangeError('XRLE body length out of range');
   const out = target.slice();
   forEachLiteral(body, n, (pos, len, at) => {
     for (let k = 0; k < len; k++) out[pos + k] ^= body[at + k];
@@ -463,8 +489,98 @@ export function huffmanDecodeRef(table: Uint8Array, bits: Uint8Array, count: num
   return out;
 }
 
-/** How many kinds a frame of each version may hold: 1 (kinds 0-5), 2 (0-7), 3 (0-11). */
-export const FRAME_KINDS: Record<number, number> = { 1: 6, 2: 8, 3: 12 };
+/** How many kinds a frame of each version may hold: 1 (kinds 0-5), 2 (0-7), 3 (0-11), 4 (0-12). */
+export const FRAME_KINDS: Record<number, number> = { 1: 6, 2: 8, 3: 12, 4: 13 };
+
+/**
+ * Decompresses an lz4 block (lz4's block format: sequences of a token, literal length, literals,
+ * a 16-bit little-endian offset and a match length; the last sequence has literals only) that
+ * must give exactly `size` bytes. Throws a RangeError on anything malformed.
+ */
+export function lz4DecompressRef(block: Uint8Array, size: number): Uint8Array {
+  const out = new Uint8Array(size);
+  let ip = 0;
+  let op = 0;
+  const length = (base: number): number => {
+    let v = base;
+    if (base === 15) {
+      for (;;) {
+        if (ip >= block.length) throw new RangeError('lz4: length runs past the block');
+        const b = block[ip++];
+        v += b;
+        if (b !== 255) break;
+      }
+    }
+    return v;
+  };
+  for (;;) {
+    if (ip >= block.length) throw new RangeError('lz4: block ends without a last sequence');
+    const token = block[ip++];
+    const lit = length(token >> 4);
+    if (lit > block.length - ip || lit > size - op) throw new RangeError('lz4: literals run past the block or the output');
+    out.set(block.subarray(ip, ip + lit), op);
+    ip += lit;
+    op += lit;
+    if (ip === block.length) break; // the last sequence: literals only
+    if (block.length - ip < 2) throw new RangeError('lz4: offset cut off');
+    const offset = block[ip] | (block[ip + 1] << 8);
+    ip += 2;
+    if (offset === 0 || offset > op) throw new RangeError('lz4: offset out of range');
+    const match = length(token & 15) + 4;
+    if (match > size - op) throw new RangeError('lz4: match runs past the output');
+    for (let k = 0; k < match; k++, op++) out[op] = out[op - offset]; // may overlap: byte by byte
+  }
+  if (op !== size) throw new RangeError('lz4: block gives fewer bytes than its length says');
+  return out;
+}
+
+/** An XRLE+LZ4 or XBM+LZ4 body (varint m, then an lz4 block of exactly m bytes): the m bytes. */
+function lz4BodyRef(body: Uint8Array, n: number): Uint8Array {
+  const at = { i: 0 };
+  const m = readVarint(body, at);
+  if (m < 1 || m > n) throw new RangeError('lz4 length out of range');
+  return lz4DecompressRef(body.subarray(at.i), m);
+}
+
+/**
+ * Decodes a kind-12 body (docs/FORMAT.md, "XBM+HUF with its own code"): the XBM body it stands
+ * for, and its mask length. Checks everything the format asks before returning.
+ */
+export function xbmHufOwnRef(body: Uint8Array, n: number): { xbm: Uint8Array; masks: number } {
+  if (body.length < 1 || body.length >= n) throw new RangeError('XBM+HUF body length out of range');
+  const at = { i: 0 };
+  const t = readVarint(body, at);
+  const l = readVarint(body, at);
+  const c = readVarint(body, at);
+  const b = readVarint(body, at);
+  if (t < 1 || l < 1 || t + l >= n) throw new RangeError('XBM+HUF string lengths out of range');
+  if (c < 1 || c > t) throw new RangeError('XBM+HUF stored mask length out of range');
+  if (body.length - at.i < 32) throw new RangeError('code table truncated');
+  const used: number[] = [];
+  for (let s = 0; s < 256; s++) if ((body[at.i + (s >> 3)] >> (s & 7)) & 1) used.push(s);
+  at.i += 32;
+  if (used.length === 0) throw new RangeError('code table empty');
+  const nib = Math.ceil(used.length / 2);
+  if (body.length - at.i < nib) throw new RangeError('code table truncated');
+  // The kind 6/7 table layout (256 lengths of 4 bits), so huffmanDecodeRef reads it.
+  const table = new Uint8Array(128);
+  used.forEach((s, k) => {
+    const v = (body[at.i + (k >> 1)] >> ((k & 1) * 4)) & 15;
+    if (v < 1 || v > 11) throw new RangeError('code length out of range');
+    table[s >> 1] |= v << ((s & 1) * 4);
+  });
+  if (used.length % 2 === 1 && body[at.i + (used.length >> 1)] >> 4 !== 0) throw new RangeError('table padding not zero');
+  at.i += nib;
+  if (c > body.length - at.i) throw new RangeError('masks past the body');
+  const stored = body.subarray(at.i, at.i + c);
+  at.i += c;
+  if (b > body.length - at.i) throw new RangeError('literal stream past the body');
+  const masks = c === t ? stored : lz4DecompressRef(stored, t);
+  const h1 = Math.ceil(l / 2);
+  const s1 = huffmanDecodeRef(table, body.subarray(at.i, at.i + b), h1);
+  const s2 = huffmanDecodeRef(table, body.subarray(at.i + b), l - h1);
+  return { xbm: Uint8Array.from([...masks, ...s1, ...s2]), masks: t };
+}
 
 /**
  * Decodes the two Huffman streams of a kind-6 or kind-9 body (for kind 7 or 10: the body after
@@ -502,8 +618,8 @@ function interleaveRef(toks: Uint8Array, lits: Uint8Array): Uint8Array {
 }
 
 /**
- * Applies a page frame (version 1, 2 or 3) to `replica`, following docs/FORMAT.md; every kind but
- * the lz4 ones (4, 5 and 11: reported as unsupported). Checks the header, index, checksum, kinds
+ * Applies a page frame (version 1 to 4) to `replica`, following docs/FORMAT.md, every kind.
+ * Checks the header, index, checksum, kinds
  * (against the version), lengths and pfns first; then applies page by page, each body checked
  * before it is written. Throws a RangeError on anything malformed (it does not promise to leave
  * `replica` unchanged).
@@ -547,7 +663,7 @@ export function applyFrameRef(replica: Uint8Array, frame: Uint8Array, pageSize =
     const target = replica.subarray(pfn * pageSize, (pfn + 1) * pageSize);
     const huffman = kind === KIND.XRLE_HUF || kind === KIND.XRLE_HUF_TABLE || kind === KIND.XBM_HUF || kind === KIND.XBM_HUF_TABLE;
     if (!huffman) {
-      applyBodyRef(target, kind, body); // lz4 kinds (4, 5, 11): unsupported
+      applyBodyRef(target, kind, body);
       continue;
     }
     if (kind === KIND.XRLE_HUF_TABLE || kind === KIND.XBM_HUF_TABLE) {

@@ -19,11 +19,18 @@ Workspace::Workspace(size_t max_page)
       mask_((max_page + 63) / 64 + 1),
       edges_(kEdgeSlots),
       words_((max_page + 63) / 64 + 8),
-      tmp_(max_page + 64) {}
+      tmp_(max_page + 64),
+      own_(4 * max_page + 128) {}
 
 Workspace::~Workspace() {
   std::free(lz4_);
+  delete own_dec_;
   delete[] dec_;
+}
+
+huff::Decoder* Workspace::own_decoder() {
+  if (own_dec_ == nullptr) own_dec_ = new huff::Decoder;
+  return own_dec_;
 }
 
 const huff::Decoder* Workspace::decoders(const uint8_t* tables, const char** err) {
@@ -78,6 +85,39 @@ bool read_varint(const uint8_t** pp, const uint8_t* end, uint32_t* v) {
 }
 
 namespace {
+
+// Adds the byte counts of p[0, len) to hist. Four tables, so that runs of one byte value (common
+// in both strings) do not serialise on one counter's store-to-load latency.
+void count_bytes(const uint8_t* p, size_t len, uint32_t* hist) {
+  if (len < 65536) {
+    // 16-bit counters suffice: half the tables to clear and add up.
+    uint16_t h[4][huff::kSymbols];
+    std::memset(h, 0, sizeof h);
+    size_t i = 0;
+    for (; i + 4 <= len; i += 4) {
+      h[0][p[i]]++;
+      h[1][p[i + 1]]++;
+      h[2][p[i + 2]]++;
+      h[3][p[i + 3]]++;
+    }
+    for (; i < len; i++) h[0][p[i]]++;
+    for (size_t sym = 0; sym < huff::kSymbols; sym++) {
+      hist[sym] += uint32_t{h[0][sym]} + h[1][sym] + h[2][sym] + h[3][sym];
+    }
+    return;
+  }
+  uint32_t h[4][huff::kSymbols];
+  std::memset(h, 0, sizeof h);
+  size_t i = 0;
+  for (; i + 4 <= len; i += 4) {
+    h[0][p[i]]++;
+    h[1][p[i + 1]]++;
+    h[2][p[i + 2]]++;
+    h[3][p[i + 3]]++;
+  }
+  for (; i < len; i++) h[0][p[i]]++;
+  for (size_t sym = 0; sym < huff::kSymbols; sym++) hist[sym] += h[0][sym] + h[1][sym] + h[2][sym] + h[3][sym];
+}
 
 // lz4's speed/ratio knob: 4 skips through incompressible input ~3x faster than 1 and loses
 // little on the long repeats that make lz4 worth it on a page.
@@ -177,10 +217,78 @@ Kind lz4_stage(Kind k, const uint8_t* next, size_t n, uint8_t* out, size_t* out_
   return k == kXrle ? kXrleLz4 : k == kXbm ? kXbmLz4 : kRawLz4;
 }
 
+size_t xbm_own_body(const Ops& ops, const uint8_t* masks, size_t t, const uint8_t* lits, size_t l,
+                    uint8_t* dst, size_t limit, Workspace& ws) {
+  if (l < kOwnMinLiterals || limit == 0 || t == 0) return 0;
+  const size_t plain = t + l;
+  const size_t cap = std::min(plain - plain / 16, limit - 1);  // the longest body that pays
+  uint32_t hist[huff::kSymbols] = {};
+  count_bytes(lits, l, hist);
+  uint8_t len[huff::kSymbols];
+  huff::build_lengths(hist, len);
+  // What the code costs, known before anything is encoded: the table and the streams' bits.
+  size_t used = 0;
+  uint64_t bits = 0;
+  for (size_t s = 0; s < huff::kSymbols; s++) {
+    used += len[s] != 0;
+    bits += uint64_t{hist[s]} * len[s];
+  }
+  const size_t table = kOwnBitmap + (used + 1) / 2;
+  const size_t heads = varint_size(t) + varint_size(l) + 2 * varint_size(t);  // C <= T, B < T + L
+  if (heads + table + bits / 8 > cap) return 0;  // even with masks of no size
+  // The masks as an lz4 block where that is shorter (our writer: lz4_block.h).
+  uint8_t* const sb = ws.own_scratch();
+  uint8_t* const mb = sb + 2 * huff::encode_bound(ws.max_page());
+  size_t c = t >= 32 ? lz4_block_masks(masks, t, nullptr, 0, mb, t - 1) : 0;
+  const uint8_t* mask_src = c != 0 ? mb : masks;
+  if (c == 0) c = t;
+  if (table + c + bits / 8 > cap) return 0;
+  huff::Code code;
+  huff::build_code(len, &code);
+  // Two streams, the first ceil(l/2) literals and the rest, so a decoder runs them interleaved.
+  const size_t h1 = (l + 1) / 2;
+  const size_t b1 = ops.huf_encode(code, lits, h1, sb);
+  const size_t b2 = ops.huf_encode(code, lits + h1, l - h1, sb + b1);
+  const size_t total = varint_size(t) + varint_size(l) + varint_size(c) + varint_size(b1) + table + c + b1 + b2;
+  if (total > cap) return 0;
+  uint8_t* o = dst;
+  o = write_varint(o, t);
+  o = write_varint(o, l);
+  o = write_varint(o, c);
+  o = write_varint(o, b1);
+  // Branch free, as the used values follow no pattern; the bitmap is built in registers and the
+  // lengths listed apart, so no store waits on the one before it.
+  uint64_t bm[kOwnBitmap / 8] = {};
+  uint8_t list[huff::kSymbols + 1];
+  size_t k = 0;
+  for (size_t s = 0; s < huff::kSymbols; s++) {
+    const uint64_t u = len[s] != 0;
+    bm[s >> 6] |= u << (s & 63);
+    list[k] = len[s];
+    k += u;
+  }
+  list[k] = 0;  // the pad nibble of an odd count
+  std::memcpy(o, bm, kOwnBitmap);
+  for (size_t j = 0; j < (k + 1) / 2; j++) o[kOwnBitmap + j] = static_cast<uint8_t>(list[2 * j] | list[2 * j + 1] << 4);
+  o += table;
+  std::memcpy(o, mask_src, c);
+  o += c;
+  std::memcpy(o, sb, b1 + b2);
+  return total;
+}
+
 Kind encode_page(const Ops& ops, uint8_t* prev, const uint8_t* next, size_t n, bool update_prev,
-                 bool compress, bool xbm, uint8_t* out, size_t* out_len, Workspace& ws) {
+                 bool compress, bool xbm, uint8_t* out, size_t* out_len, Workspace& ws, bool entropy) {
   size_t mask_len = 0;
   const Kind k = ops.encode_page(prev, next, n, update_prev, xbm, out, out_len, &mask_len, ws.scratch());
+  if (compress && entropy && k == kXbm && mask_len != 0) {
+    const size_t c = xbm_own_body(ops, out, mask_len, out + mask_len, *out_len - mask_len, ws.tmp(), SIZE_MAX, ws);
+    if (c != 0) {
+      std::memcpy(out, ws.tmp(), c);
+      *out_len = c;
+      return kXbmHufOwn;
+    }
+  }
   return compress ? lz4_stage(k, next, n, out, out_len, ws, SIZE_MAX, mask_len) : k;
 }
 
@@ -344,6 +452,70 @@ const char* huf_page(uint8_t* target, uint8_t kind, const uint8_t* body, size_t 
   return xrle_walk(target, strings, t, n, strings + t, l);
 }
 
+// Reads the four varints of a kXbmHufOwn body (T, L, C, B) and checks their ranges; *p is left
+// on the code table.
+const char* own_lengths(const uint8_t** p, const uint8_t* end, size_t n, uint32_t* t, uint32_t* l,
+                        uint32_t* c, uint32_t* b) {
+  if (!read_varint(p, end, t) || !read_varint(p, end, l) || !read_varint(p, end, c) || !read_varint(p, end, b)) {
+    return "truncated or oversized XBM+HUF lengths";
+  }
+  if (*t == 0 || *l == 0 || uint64_t{*t} + *l >= n) return "XBM+HUF string lengths out of range";
+  if (*c == 0 || *c > *t) return "XBM+HUF stored mask length out of range";
+  return nullptr;
+}
+
+// Checks (target == nullptr) or applies a kXbmHufOwn body (docs/FORMAT.md). A check leaves the
+// decoded masks and literals in `keep` if given (else scratch); an apply with `kept` walks those.
+const char* own_page(uint8_t* target, const uint8_t* body, size_t len, size_t n, Workspace& ws,
+                     uint8_t* keep, const uint8_t* kept) {
+  if (len == 0 || len >= n) return "XBM+HUF body length out of range";
+  const uint8_t* p = body;
+  const uint8_t* const end = body + len;
+  uint32_t t, l, c, b;
+  if (const char* e = own_lengths(&p, end, n, &t, &l, &c, &b)) return e;
+  if (kept != nullptr) return xbm_walk(target, kept, size_t{t} + l, n, t);
+  // The code: a bitmap of the used byte values, then their lengths, 4 bits each.
+  if (static_cast<size_t>(end - p) < kOwnBitmap) return "XBM+HUF code table is truncated";
+  const uint8_t* const bitmap = p;
+  p += kOwnBitmap;
+  size_t used = 0;
+  for (size_t i = 0; i < kOwnBitmap; i++) used += kPopcount8.n[bitmap[i]];
+  if (used == 0) return "XBM+HUF code table is empty";
+  if (static_cast<size_t>(end - p) < (used + 1) / 2) return "XBM+HUF code table is truncated";
+  uint8_t syms[huff::kSymbols], lens[huff::kSymbols];
+  size_t k = 0;
+  for (size_t w = 0; w < kOwnBitmap / 8; w++) {
+    uint64_t bits;
+    std::memcpy(&bits, bitmap + 8 * w, 8);
+    for (; bits != 0; bits &= bits - 1, k++) {
+      syms[k] = static_cast<uint8_t>(64 * w + static_cast<size_t>(__builtin_ctzll(bits)));
+      lens[k] = static_cast<uint8_t>((p[k >> 1] >> ((k & 1) * 4)) & 15);
+    }
+  }
+  if ((used & 1) != 0 && (p[used >> 1] >> 4) != 0) return "XBM+HUF code table padding is not zero";
+  p += (used + 1) / 2;
+  huff::Decoder* dec = ws.own_decoder();
+  if (const char* e = huff::build_decoder(syms, lens, used, dec)) return e;
+  if (c > static_cast<size_t>(end - p)) return "XBM+HUF masks run past the body";
+  const uint8_t* const masks = p;
+  p += c;
+  if (b > static_cast<size_t>(end - p)) return "XBM+HUF literal stream runs past the body";
+  uint8_t* const dst = keep != nullptr ? keep : ws.tmp();
+  if (c == t) {
+    std::memcpy(dst, masks, t);
+  } else {
+    const int r = LZ4_decompress_safe(reinterpret_cast<const char*>(masks), reinterpret_cast<char*>(dst),
+                                      static_cast<int>(c), static_cast<int>(t));
+    if (r != static_cast<int>(t)) return "XBM+HUF masks: corrupt lz4 block";
+  }
+  const size_t h1 = (size_t{l} + 1) / 2;
+  if (const char* e = kernels::active().delta->huf_decode2(*dec, p, b, dst + t, h1, *dec, p + b,
+                                                             static_cast<size_t>(end - p) - b, dst + t + h1, l - h1)) {
+    return e;
+  }
+  return xbm_walk(target, dst, size_t{t} + l, n, t);
+}
+
 // Decompresses the XRLE stream of a kXrleLz4 body into tmp; returns its length via *xlen.
 const char* xrle_lz4_unpack(const uint8_t* body, size_t len, size_t n, uint8_t* tmp,
                             size_t* xlen) {
@@ -363,6 +535,12 @@ const char* xrle_lz4_unpack(const uint8_t* body, size_t len, size_t n, uint8_t* 
 }  // namespace
 
 size_t huffman_strings(uint8_t kind, const uint8_t* body, size_t len, size_t n) {
+  if (kind == kXbmHufOwn) {
+    const uint8_t* p = body;
+    uint32_t t = 0, l = 0, c = 0, b = 0;
+    if (len >= n || own_lengths(&p, body + len, n, &t, &l, &c, &b) != nullptr) return 0;
+    return size_t{t} + l;
+  }
   if (carries_tables(kind)) {
     if (len <= kHufTables) return 0;
     body += kHufTables;
@@ -417,6 +595,8 @@ const char* check_page(uint8_t kind, const uint8_t* body, size_t len, size_t n, 
     case kXbmHuf:
     case kXbmHufTable:
       return huf_page(nullptr, kind, body, len, n, tables, ws, keep, nullptr);
+    case kXbmHufOwn:
+      return own_page(nullptr, body, len, n, ws, keep, nullptr);
     default:
       return "unknown page kind";
   }
@@ -461,6 +641,9 @@ void apply_page(uint8_t* target, uint8_t kind, const uint8_t* body, size_t len, 
     case kXbmHufTable:
       huf_page(target, kind, body, len, n, tables, ws, nullptr, kept);
       return;
+    case kXbmHufOwn:
+      own_page(target, body, len, n, ws, nullptr, kept);
+      return;
     default:
       return;
   }
@@ -473,22 +656,6 @@ namespace {
 // Makes v hold at least `want` bytes (grows by doubling; contents kept).
 void reserve_bytes(std::vector<uint8_t>& v, size_t want) {
   if (v.size() < want) v.resize(std::max(want, v.size() * 2));
-}
-
-// Adds the byte counts of p[0, len) to hist. Four tables, so that runs of one byte value (common
-// in both strings) do not serialise on one counter's store-to-load latency.
-void count_bytes(const uint8_t* p, size_t len, uint32_t* hist) {
-  uint32_t h[4][huff::kSymbols];
-  std::memset(h, 0, sizeof h);
-  size_t i = 0;
-  for (; i + 4 <= len; i += 4) {
-    h[0][p[i]]++;
-    h[1][p[i + 1]]++;
-    h[2][p[i + 2]]++;
-    h[3][p[i + 3]]++;
-  }
-  for (; i < len; i++) h[0][p[i]]++;
-  for (size_t sym = 0; sym < huff::kSymbols; sym++) hist[sym] += h[0][sym] + h[1][sym] + h[2][sym] + h[3][sym];
 }
 
 // Code lengths from a sample's histogram that give every byte value a code, so the pages after
@@ -522,7 +689,7 @@ void GroupCoder::add(const Ops& ops, uint8_t* shadow, const uint8_t* next, Works
   if (mode_ == Mode::kPlain) {
     // The sample said coding will not pay: the codec without this stage, straight to out.
     size_t len = 0;
-    kinds_[i] = encode_page(ops, shadow, next, n_, true, true, true, out_ + written_, &len, ws);
+    kinds_[i] = encode_page(ops, shadow, next, n_, true, true, true, out_ + written_, &len, ws, true);
     lens_[i] = static_cast<uint32_t>(len);
     written_ += len;
     return;
@@ -559,7 +726,7 @@ void GroupCoder::decide(Workspace& ws) {
       if (!pg.streams()) continue;
       reserve_bytes(alt_, alt_used + n_ + 64);
       size_t len = 0;
-      pg.alt_kind = plain(pg, alt_.data() + alt_used, &len, ws);
+      pg.alt_kind = plain(pg, alt_.data() + alt_used, &len, ws, SIZE_MAX, false);
       pg.alt_off = alt_used;
       pg.alt_len = len;
       alt_used += len;
@@ -590,10 +757,22 @@ void GroupCoder::decide(Workspace& ws) {
     } else if (code) {
       write_coded(i, pg, ws, true);
     } else {
-      std::memcpy(out_ + written_, alt_.data() + pg.alt_off, pg.alt_len);
-      kinds_[i] = pg.alt_kind;
-      lens_[i] = static_cast<uint32_t>(pg.alt_len);
-      written_ += pg.alt_len;
+      // Written as without this stage: an XBM page may still pay for a code of its own, which
+      // the bodies compared above left out (a group code is meant to stand in for it).
+      size_t c = 0;
+      if (pg.kind == kXbm) {
+        c = xbm_own_body(*ops_, toks_.data() + pg.tok_off, pg.tok_len, lits_.data() + pg.lit_off, pg.lit_len,
+                         out_ + written_, pg.alt_len, ws);
+      }
+      if (c != 0) {
+        kinds_[i] = kXbmHufOwn;
+      } else {
+        std::memcpy(out_ + written_, alt_.data() + pg.alt_off, pg.alt_len);
+        kinds_[i] = pg.alt_kind;
+        c = pg.alt_len;
+      }
+      lens_[i] = static_cast<uint32_t>(c);
+      written_ += c;
     }
   }
   pages_.clear();
@@ -604,8 +783,16 @@ size_t GroupCoder::finish(Workspace& ws) {
   return written_;
 }
 
-Kind GroupCoder::plain(const Page& pg, uint8_t* dst, size_t* len, Workspace& ws, size_t limit) const {
+Kind GroupCoder::plain(const Page& pg, uint8_t* dst, size_t* len, Workspace& ws, size_t limit, bool own) const {
   *len = 0;
+  if (pg.kind == kXbm && own) {
+    const size_t c = xbm_own_body(*ops_, toks_.data() + pg.tok_off, pg.tok_len, lits_.data() + pg.lit_off,
+                                  pg.lit_len, dst, limit, ws);
+    if (c != 0) {
+      *len = c;
+      return kXbmHufOwn;
+    }
+  }
   if (pg.kind == kXbm && pg.tok_len + pg.lit_len >= lz4_min_body(kXbm, n_)) {
     // The XBM+LZ4 body straight from the split strings (what lz4_stage makes of their concat).
     const size_t c = xbm_lz4_body(toks_.data() + pg.tok_off, pg.tok_len, lits_.data() + pg.lit_off,
@@ -658,7 +845,19 @@ void GroupCoder::write_coded(size_t i, const Page& pg, Workspace& ws, bool alt) 
   } else if (hcost < pg.tok_len + pg.lit_len && pg.tok_len + pg.lit_len < lz4_min_body(pg.kind, n_)) {
     len = pg.tok_len + pg.lit_len;  // Huffman wins and lz4 would not be tried: no plain body
   } else {
-    kind = plain(pg, o, &len, ws, hcost);
+    kind = plain(pg, o, &len, ws, hcost, false);  // the group's code stands in for an own code
+  }
+  if (alt && pg.kind == kXbm) {
+    // A sample page may still do better with a code of its own (the group code was fitted to
+    // all eight): kept if shorter than both other bodies.
+    const size_t c = xbm_own_body(*ops_, toks_.data() + pg.tok_off, pg.tok_len, lits_.data() + pg.lit_off,
+                                  pg.lit_len, o, std::min(len, hcost), ws);
+    if (c != 0) {
+      kinds_[i] = kXbmHufOwn;
+      lens_[i] = static_cast<uint32_t>(c);
+      written_ += c;
+      return;
+    }
   }
   if (hcost < len) {
     const bool xbm = pg.kind == kXbm;

@@ -31,6 +31,11 @@ class Workspace {
   // while the same tables are asked for again (the pages of one group); nullptr on bad tables
   // with the reason in *err.
   const huff::Decoder* decoders(const uint8_t* tables, const char** err);
+  // The decoder of a kXbmHufOwn page's own code (rebuilt for every such page).
+  huff::Decoder* own_decoder();
+  // Room for building a kXbmHufOwn body (4 * max_page + 128 bytes: two literal streams and the
+  // masks' lz4 block).
+  uint8_t* own_scratch() { return own_.data(); }
 
  private:
   size_t max_page_;
@@ -40,6 +45,8 @@ class Workspace {
   std::vector<uint8_t> words_;
   std::vector<uint8_t> tmp_;
   void* lz4_ = nullptr;
+  std::vector<uint8_t> own_;
+  huff::Decoder* own_dec_ = nullptr;
   huff::Decoder* dec_ = nullptr;  // [0] tokens, [1] literals
   const uint8_t* dec_tables_ = nullptr;
   const char* dec_err_ = nullptr;
@@ -47,9 +54,22 @@ class Workspace {
 
 // Encodes one n-byte page (n <= ws.max_page()) into `out` (capacity >= n + 64). With `compress`,
 // XRLE and RAW bodies are replaced by their lz4 form when that saves at least 1/16 of the body.
-// With `xbm` (page frames) the first stage may choose kXbm (lz4 may then make it kXbmLz4).
+// With `xbm` (page frames) the first stage may choose kXbm (lz4 may then make it kXbmLz4); with
+// `entropy` too, an XBM body whose literals pay for a code of their own becomes kXbmHufOwn
+// (xbm_own_body) before lz4 is tried.
 Kind encode_page(const Ops& ops, uint8_t* prev, const uint8_t* next, size_t n, bool update_prev,
-                 bool compress, bool xbm, uint8_t* out, size_t* out_len, Workspace& ws);
+                 bool compress, bool xbm, uint8_t* out, size_t* out_len, Workspace& ws,
+                 bool entropy = false);
+
+// The kXbmHufOwn body (docs/FORMAT.md, "XBM+HUF with its own code") of the XBM body masks[0, t)
+// + lits[0, l), in dst (capacity t + l), if it saves at least 1/16 of that body and is shorter
+// than `limit`; returns its length, 0 if it does not pay (then dst holds nothing of use).
+// Pages with fewer than kOwnMinLiterals literals are refused before anything is counted: on real
+// guest pages those below 512 hold ~1 % of what such a code saves (docs/delta.md, session 7).
+constexpr size_t kOwnMinLiterals = 512;
+constexpr size_t kOwnBitmap = 32;  // a kXbmHufOwn table's bitmap of the used byte values
+size_t xbm_own_body(const Ops& ops, const uint8_t* masks, size_t t, const uint8_t* lits, size_t l,
+                    uint8_t* dst, size_t limit, Workspace& ws);
 
 // The lz4 second stage alone, for a body the first stage made (`next` is the page itself): the
 // lz4 form replaces the body if it saves 1/16 of it and is shorter than `limit` bytes. For an
@@ -120,8 +140,10 @@ class GroupCoder {
   // Writes the first-stage body of split page pg to dst; returns its length.
   size_t body(const Page& pg, uint8_t* dst) const { return pg.kind == kXbm ? concat(pg, dst) : interleave(pg, dst); }
   // Writes to dst the body the codec without this stage gives split page pg (SAME, ZERO, RAW,
-  // XRLE, XBM, or their lz4 form where it pays and is shorter than `limit`); returns its kind.
-  Kind plain(const Page& pg, uint8_t* dst, size_t* len, Workspace& ws, size_t limit = SIZE_MAX) const;
+  // XRLE, XBM, their lz4 form or, with `own`, an XBM body with its own literal code, where it
+  // pays and is shorter than `limit`); returns its kind.
+  Kind plain(const Page& pg, uint8_t* dst, size_t* len, Workspace& ws, size_t limit = SIZE_MAX,
+             bool own = true) const;
   // plain() as the group's page i.
   void write_plain(size_t i, const Page& pg, Workspace& ws);
   // Writes split page pg as page i with the group's codes where that is its smallest body. For

@@ -32,11 +32,13 @@ enum Kind : uint8_t {
   kXbmHuf = 9,   // kXbm split into mask and literal strings, Huffman coded like kXrleHuf
   kXbmHufTable = 10,  // the two Huffman tables, then a kXbmHuf body
   kXbmLz4 = 11,  // varint(XBM length) + lz4 block of the XBM body
+  kXbmHufOwn = 12,  // XBM with its literals Huffman coded by the page's own code (in the body),
+                    // its masks as they are or as an lz4 block
 };
-constexpr uint8_t kKindCount = 12;
+constexpr uint8_t kKindCount = 13;
 
 // Which first-stage form the split streams of a Huffman kind hold.
-inline bool is_xbm(uint8_t kind) { return kind >= kXbm && kind <= kXbmLz4; }
+inline bool is_xbm(uint8_t kind) { return kind >= kXbm && kind <= kXbmHufOwn; }
 // Pages that carry Huffman tables, and pages that use the nearest such page's tables.
 inline bool carries_tables(uint8_t kind) { return kind == kXrleHufTable || kind == kXbmHufTable; }
 inline bool uses_tables(uint8_t kind) { return kind == kXrleHuf || kind == kXbmHuf; }

@@ -49,10 +49,10 @@ void build_lengths(const uint32_t* hist, uint8_t* len) {
   uint64_t w[kSymbols];
   size_t m = 0;
   for (size_t s = 0; s < kSymbols; s++) {
-    if (hist[s] != 0) {
-      sym[m] = static_cast<uint16_t>(s);
-      w[m++] = hist[s];
-    }
+    // Branch free: which values are used follows no pattern a predictor could learn.
+    sym[m] = static_cast<uint16_t>(s);
+    w[m] = hist[s];
+    m += hist[s] != 0;
   }
   if (m == 0) return;
   if (m == 1) {
@@ -72,14 +72,20 @@ void build_lengths(const uint32_t* hist, uint8_t* len) {
       order[i] = static_cast<uint16_t>(i);
       top |= w[i];
     }
+    // Digits as narrow as the passes allow: weights below 2^12 (one page) take two passes of
+    // 6 bits, 64 buckets each, rather than two of 8 bits over 256.
+    const unsigned wbits = 64u - static_cast<unsigned>(__builtin_clzll(top | 1));
+    const unsigned passes = (wbits + 7) / 8;
+    const unsigned digit = (wbits + passes - 1) / passes;
+    const uint64_t dmask = (uint64_t{1} << digit) - 1;
     uint16_t spare[kSymbols];
     uint16_t* a = order;
     uint16_t* b = spare;
-    for (unsigned shift = 0; shift < 64 && (top >> shift) != 0; shift += 8) {
+    for (unsigned pass = 0, shift = 0; pass < passes; pass++, shift += digit) {
       uint32_t at[257] = {};
-      for (size_t i = 0; i < m; i++) at[((w[a[i]] >> shift) & 255) + 1]++;
-      for (size_t d = 1; d <= 256; d++) at[d] += at[d - 1];
-      for (size_t i = 0; i < m; i++) b[at[(w[a[i]] >> shift) & 255]++] = a[i];
+      for (size_t i = 0; i < m; i++) at[((w[a[i]] >> shift) & dmask) + 1]++;
+      for (size_t d = 1; d <= dmask + 1; d++) at[d] += at[d - 1];
+      for (size_t i = 0; i < m; i++) b[at[(w[a[i]] >> shift) & dmask]++] = a[i];
       std::swap(a, b);
     }
     if (a != order) std::memcpy(order, a, m * sizeof order[0]);
@@ -136,44 +142,53 @@ void build_lengths(const uint32_t* hist, uint8_t* len) {
 
 namespace {
 
-// First canonical code of each length (deflate's rule); false if the lengths over-subscribe
-// the code space or use none of it.
-bool first_codes(const uint8_t* len, uint32_t* next) {
-  uint32_t count[kMaxBits + 1] = {};
-  for (size_t s = 0; s < kSymbols; s++) count[len[s]]++;
-  count[0] = 0;
-  uint32_t code = 0, kraft = 0;
-  for (unsigned l = 1; l <= kMaxBits; l++) {
-    code = (code + count[l - 1]) << 1;
-    next[l] = code;
-    kraft += count[l] << (kMaxBits - l);
-  }
-  return kraft != 0 && kraft <= (1u << kMaxBits);
-}
-
-// The low `bits` bits of v (bits <= 16) in reverse order.
-uint32_t reverse(uint32_t v, unsigned bits) {
-  static const struct Rev8 {
-    uint8_t r[256];
-    Rev8() {
-      for (unsigned i = 0; i < 256; i++) {
-        unsigned x = 0;
-        for (unsigned k = 0; k < 8; k++) x |= ((i >> k) & 1u) << (7 - k);
-        r[i] = static_cast<uint8_t>(x);
-      }
+// Every kMaxBits-bit value in reverse bit order.
+struct Reverse {
+  uint16_t r[1u << kMaxBits];
+  constexpr Reverse() : r() {
+    for (unsigned i = 0; i < (1u << kMaxBits); i++) {
+      unsigned x = 0;
+      for (unsigned k = 0; k < kMaxBits; k++) x |= ((i >> k) & 1u) << (kMaxBits - 1 - k);
+      r[i] = static_cast<uint16_t>(x);
     }
-  } rev;
-  return (uint32_t{rev.r[v & 255]} << 8 | rev.r[(v >> 8) & 255]) >> (16 - bits);
+  }
+};
+constexpr Reverse kReverse;
+
+// The low `bits` bits of v (v < 2^bits, bits <= kMaxBits) in reverse order; 0 for bits = 0.
+inline uint32_t reverse(uint32_t v, unsigned bits) {
+  return kReverse.r[(v << (kMaxBits - bits)) & ((1u << kMaxBits) - 1)];
 }
 
 }  // namespace
 
 void build_code(const uint8_t* len, Code* code) {
-  uint32_t next[kMaxBits + 1] = {};
-  first_codes(len, next);
+  // A symbol's canonical code is the first code of its length plus its rank among the symbols
+  // of that length. The ranks come from per-length counters packed 10 bits apiece into two
+  // words (lengths 0-5 and 6-11): counters in memory would make each symbol wait on the store
+  // of the one before it whenever lengths repeat, which they mostly do.
+  static constexpr uint8_t kShift[kMaxBits + 1] = {0, 10, 20, 30, 40, 50, 0, 10, 20, 30, 40, 50};
+  uint64_t lo = 0, hi = 0;
+  uint16_t rank[kSymbols];
   for (size_t s = 0; s < kSymbols; s++) {
     const unsigned l = len[s];
-    code->bits[s] = static_cast<uint16_t>(l == 0 ? 0 : reverse(next[l]++, l));
+    const bool high = l >= 6;
+    rank[s] = static_cast<uint16_t>(((high ? hi : lo) >> kShift[l]) & 1023);
+    const uint64_t inc = uint64_t{1} << kShift[l];
+    lo += high ? 0 : inc;
+    hi += high ? inc : 0;
+  }
+  uint32_t first[kMaxBits + 1] = {};
+  uint32_t c = 0, prev = 0;  // prev: the count of length l - 1 (length 0 counts as none)
+  for (unsigned l = 1; l <= kMaxBits; l++) {
+    c = (c + prev) << 1;
+    first[l] = c;
+    prev = static_cast<uint32_t>(((l >= 6 ? hi : lo) >> kShift[l]) & 1023);
+  }
+  for (size_t s = 0; s < kSymbols; s++) {
+    // Branch free: an unused symbol (l = 0) reverses 0 bits, which gives 0.
+    const unsigned l = len[s];
+    code->bits[s] = static_cast<uint16_t>(reverse(first[l] + rank[s], l));
     code->len[s] = static_cast<uint8_t>(l);
   }
 }
@@ -182,26 +197,56 @@ void write_table(const uint8_t* len, uint8_t* out) {
   for (size_t i = 0; i < kTableBytes; i++) out[i] = static_cast<uint8_t>(len[2 * i] | len[2 * i + 1] << 4);
 }
 
-const char* read_table(const uint8_t* table, Decoder* dec) {
-  uint8_t len[kSymbols];
-  for (size_t i = 0; i < kTableBytes; i++) {
-    len[2 * i] = table[i] & 15;
-    len[2 * i + 1] = table[i] >> 4;
-  }
-  for (size_t s = 0; s < kSymbols; s++) {
-    if (len[s] > kMaxBits) return "Huffman table has a code longer than 11 bits";
+const char* build_decoder(const uint8_t* sym, const uint8_t* len, size_t used, Decoder* dec) {
+  // Codes per length, the Kraft sum and the first canonical code of each length (deflate's rule).
+  uint32_t count[kMaxBits + 1] = {};
+  for (size_t i = 0; i < used; i++) {
+    if (len[i] == 0 || len[i] > kMaxBits) return "Huffman code length out of range (1 to 11)";
+    count[len[i]]++;
   }
   uint32_t next[kMaxBits + 1] = {};
-  if (!first_codes(len, next)) return "Huffman table is empty or over-subscribed";
-  for (uint16_t& e : dec->entry) e = kNoCode;
-  for (size_t s = 0; s < kSymbols; s++) {
-    const unsigned l = len[s];
-    if (l == 0) continue;
-    const uint16_t e = static_cast<uint16_t>(l << 8 | s);
-    // Not over-subscribed, so no two codes share an entry.
-    for (uint32_t k = reverse(next[l]++, l); k < (1u << kMaxBits); k += 1u << l) dec->entry[k] = e;
+  uint32_t code = 0, kraft = 0;
+  for (unsigned l = 1; l <= kMaxBits; l++) {
+    code = (code + count[l - 1]) << 1;
+    next[l] = code;
+    kraft += count[l] << (kMaxBits - l);
+  }
+  if (kraft == 0 || kraft > (1u << kMaxBits)) return "Huffman table is empty or over-subscribed";
+  // The symbols of each length in the order given (ascending symbols: their canonical order).
+  uint32_t at[kMaxBits + 2] = {};
+  for (unsigned l = 1; l <= kMaxBits; l++) at[l + 1] = at[l] + count[l];
+  uint8_t by_len[kSymbols];
+  for (size_t i = 0; i < used; i++) by_len[at[len[i]]++] = sym[i];  // at[l]: then the end of length l
+  // Entry k of a table over l bits is the symbol whose bit-reversed code is the low bits of k.
+  // Built by doubling: the table over l - 1 bits, copied to the upper half, is the table over l
+  // bits for every code shorter than l; each code of length l then takes its one entry, which
+  // no shorter code covers (the lengths are not over-subscribed). Entries no code covers keep
+  // kNoCode. About 2^kMaxBits copied entries and one store per symbol, rather than a store per
+  // entry a code covers after a clear of the table.
+  uint16_t* const e = dec->entry;
+  e[0] = kNoCode;
+  size_t i = 0;
+  for (unsigned l = 1; l <= kMaxBits; l++) {
+    const size_t half = size_t{1} << (l - 1);
+    std::memcpy(e + half, e, half * sizeof e[0]);
+    for (const size_t stop = at[l]; i < stop; i++) {
+      e[reverse(next[l]++, l)] = static_cast<uint16_t>(l << 8 | by_len[i]);
+    }
   }
   return nullptr;
+}
+
+const char* read_table(const uint8_t* table, Decoder* dec) {
+  uint8_t sym[kSymbols], len[kSymbols];
+  size_t used = 0;
+  for (size_t s = 0; s < kSymbols; s++) {
+    const unsigned l = (table[s >> 1] >> ((s & 1) * 4)) & 15;
+    if (l > kMaxBits) return "Huffman table has a code longer than 11 bits";
+    sym[used] = static_cast<uint8_t>(s);
+    len[used] = static_cast<uint8_t>(l);
+    used += l != 0;
+  }
+  return build_decoder(sym, len, used, dec);
 }
 
 const char* decode_exact(const Decoder& dec, const uint8_t* in, size_t len, uint8_t* out, size_t count) {
