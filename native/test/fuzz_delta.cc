@@ -58,7 +58,7 @@ constexpr size_t kReplicaPages = 24;
 // Coverage of the entropy stage and of the XBM kinds among the frames made.
 uint64_t g_frames_made = 0, g_huffman_frames = 0, g_huffman_pages = 0, g_xbm_pages = 0;
 // XBM+LZ4 pages among them, and blocks of our lz4 writer checked against liblz4's decoder.
-uint64_t g_xbm_lz4_pages = 0, g_lz4_blocks = 0;
+uint64_t g_xbm_lz4_pages = 0, g_lz4_blocks = 0, g_own_pages = 0;
 
 // Applies `d` to a copy of `target` only if check_delta accepts it; a rejected delta must leave
 // the target untouched (nothing was written).
@@ -228,6 +228,7 @@ std::vector<uint8_t> make_frame(Rng& r, const kd::Ops& ops, std::vector<uint8_t>
     huffman += kd::carries_tables(kind) || kd::uses_tables(kind);
     g_xbm_pages += kd::is_xbm(kind);
     g_xbm_lz4_pages += kind == kd::kXbmLz4;
+    g_own_pages += kind == kd::kXbmHufOwn;
   }
   g_huffman_pages += huffman;
   g_huffman_frames += huffman != 0;
@@ -455,15 +456,17 @@ int main() {
               static_cast<unsigned long long>(iters), static_cast<unsigned long long>(deltas),
               static_cast<unsigned long long>(frames), static_cast<unsigned long long>(trips));
   for (const kd::Ops* o : runnable_ops()) std::printf(" %s", o->isa);
-  std::printf("); %llu of %llu frames made used the Huffman stage (%llu pages); %llu XBM pages (%llu XBM+LZ4); "
-              "%llu lz4 writer blocks decoded\n",
+  std::printf("); %llu of %llu frames made used the Huffman stage (%llu pages); %llu XBM pages (%llu XBM+LZ4, "
+              "%llu XBM+HUF with their own code); %llu lz4 writer blocks decoded\n",
               static_cast<unsigned long long>(g_huffman_frames), static_cast<unsigned long long>(g_frames_made),
               static_cast<unsigned long long>(g_huffman_pages), static_cast<unsigned long long>(g_xbm_pages),
-              static_cast<unsigned long long>(g_xbm_lz4_pages), static_cast<unsigned long long>(g_lz4_blocks));
+              static_cast<unsigned long long>(g_xbm_lz4_pages), static_cast<unsigned long long>(g_own_pages),
+              static_cast<unsigned long long>(g_lz4_blocks));
   std::fflush(stdout);
   if (g_huffman_frames == 0) fail("no frame used the Huffman stage: its decoder was not fuzzed");
   if (g_xbm_pages == 0) fail("no frame had an XBM page: its decoder was not fuzzed");
   if (g_xbm_lz4_pages == 0) fail("no frame had an XBM+LZ4 page: our lz4 writer's blocks were not fuzzed");
+  if (g_own_pages == 0) fail("no frame had an XBM+HUF page with its own code (kind 12): its decoder was not fuzzed");
   return 0;
 }
 #endif

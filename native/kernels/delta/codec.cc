@@ -277,17 +277,37 @@ size_t xbm_own_body(const Ops& ops, const uint8_t* masks, size_t t, const uint8_
   return total;
 }
 
+Kind xbm_stage(const Ops& ops, const uint8_t* masks, size_t t, const uint8_t* lits, size_t l, size_t n,
+               bool own, uint8_t* dst, size_t* len, size_t limit, Workspace& ws) {
+  const size_t c12 = own ? xbm_own_body(ops, masks, t, lits, l, dst, limit, ws) : 0;
+  if (t + l >= lz4_min_body(kXbm, n)) {
+    // Rule 5's XBM+LZ4 body, which kind 12 has to beat: so a page never comes out larger than
+    // with entropy: false. Built apart (the writer fills its output as it goes).
+    uint8_t* const tmp = ws.own_scratch();
+    const size_t c11 = xbm_lz4_body(masks, t, lits, l, tmp, c12 != 0 ? c12 + 1 : limit);
+    if (c11 != 0) {
+      std::memcpy(dst, tmp, c11);
+      *len = c11;
+      return kXbmLz4;
+    }
+  }
+  *len = c12;
+  return c12 != 0 ? kXbmHufOwn : kXbm;
+}
+
 Kind encode_page(const Ops& ops, uint8_t* prev, const uint8_t* next, size_t n, bool update_prev,
                  bool compress, bool xbm, uint8_t* out, size_t* out_len, Workspace& ws, bool entropy) {
   size_t mask_len = 0;
   const Kind k = ops.encode_page(prev, next, n, update_prev, xbm, out, out_len, &mask_len, ws.scratch());
-  if (compress && entropy && k == kXbm && mask_len != 0) {
-    const size_t c = xbm_own_body(ops, out, mask_len, out + mask_len, *out_len - mask_len, ws.tmp(), SIZE_MAX, ws);
-    if (c != 0) {
+  if (compress && k == kXbm && mask_len != 0) {
+    size_t c = 0;
+    const Kind k2 = xbm_stage(ops, out, mask_len, out + mask_len, *out_len - mask_len, n, entropy, ws.tmp(), &c,
+                              SIZE_MAX, ws);
+    if (k2 != kXbm) {
       std::memcpy(out, ws.tmp(), c);
       *out_len = c;
-      return kXbmHufOwn;
     }
+    return k2;
   }
   return compress ? lz4_stage(k, next, n, out, out_len, ws, SIZE_MAX, mask_len) : k;
 }
@@ -759,10 +779,12 @@ void GroupCoder::decide(Workspace& ws) {
     } else {
       // Written as without this stage: an XBM page may still pay for a code of its own, which
       // the bodies compared above left out (a group code is meant to stand in for it).
+      // As encode_page would choose: kind 12 if it pays, unless the lz4 body (the alt body if
+      // kind 11) is no longer.
       size_t c = 0;
       if (pg.kind == kXbm) {
         c = xbm_own_body(*ops_, toks_.data() + pg.tok_off, pg.tok_len, lits_.data() + pg.lit_off, pg.lit_len,
-                         out_ + written_, pg.alt_len, ws);
+                         out_ + written_, pg.alt_kind == kXbmLz4 ? pg.alt_len : SIZE_MAX, ws);
       }
       if (c != 0) {
         kinds_[i] = kXbmHufOwn;
@@ -785,24 +807,12 @@ size_t GroupCoder::finish(Workspace& ws) {
 
 Kind GroupCoder::plain(const Page& pg, uint8_t* dst, size_t* len, Workspace& ws, size_t limit, bool own) const {
   *len = 0;
-  if (pg.kind == kXbm && own) {
-    const size_t c = xbm_own_body(*ops_, toks_.data() + pg.tok_off, pg.tok_len, lits_.data() + pg.lit_off,
-                                  pg.lit_len, dst, limit, ws);
-    if (c != 0) {
-      *len = c;
-      return kXbmHufOwn;
-    }
-  }
-  if (pg.kind == kXbm && pg.tok_len + pg.lit_len >= lz4_min_body(kXbm, n_)) {
-    // The XBM+LZ4 body straight from the split strings (what lz4_stage makes of their concat).
-    const size_t c = xbm_lz4_body(toks_.data() + pg.tok_off, pg.tok_len, lits_.data() + pg.lit_off,
-                                  pg.lit_len, dst, limit);
-    if (c != 0) {
-      *len = c;
-      return kXbmLz4;
-    }
-    *len = body(pg, dst);
-    return kXbm;
+  if (pg.kind == kXbm) {
+    // The second stage straight from the split strings (what encode_page makes of their concat).
+    const Kind k = xbm_stage(*ops_, toks_.data() + pg.tok_off, pg.tok_len, lits_.data() + pg.lit_off,
+                             pg.lit_len, n_, own, dst, len, limit, ws);
+    if (k == kXbm) *len = body(pg, dst);
+    return k;
   }
   if (pg.streams()) {
     *len = body(pg, dst);
@@ -849,9 +859,10 @@ void GroupCoder::write_coded(size_t i, const Page& pg, Workspace& ws, bool alt) 
   }
   if (alt && pg.kind == kXbm) {
     // A sample page may still do better with a code of its own (the group code was fitted to
-    // all eight): kept if shorter than both other bodies.
+    // all eight): kept if shorter than its plain body and its body in the group code, tables
+    // not counted (a page that skips them only hands them to the next).
     const size_t c = xbm_own_body(*ops_, toks_.data() + pg.tok_off, pg.tok_len, lits_.data() + pg.lit_off,
-                                  pg.lit_len, o, std::min(len, hcost), ws);
+                                  pg.lit_len, o, std::min(len, hlen), ws);
     if (c != 0) {
       kinds_[i] = kXbmHufOwn;
       lens_[i] = static_cast<uint32_t>(c);

@@ -68,6 +68,13 @@ Kind encode_page(const Ops& ops, uint8_t* prev, const uint8_t* next, size_t n, b
 // guest pages those below 512 hold ~1 % of what such a code saves (docs/delta.md, session 7).
 constexpr size_t kOwnMinLiterals = 512;
 constexpr size_t kOwnBitmap = 32;  // a kXbmHufOwn table's bitmap of the used byte values
+
+// The second stage of an XBM body (masks[0, t) + lits[0, l) of an n-byte page): with `own`, the
+// kXbmHufOwn body if it pays (xbm_own_body), then the kXbmLz4 body where rule 5 tries it, which
+// is kept instead if it is no longer. Writes the chosen body to dst (capacity t + l) and its
+// length to *len, every body shorter than `limit`; returns kXbm (nothing written) if none pays.
+Kind xbm_stage(const Ops& ops, const uint8_t* masks, size_t t, const uint8_t* lits, size_t l, size_t n,
+               bool own, uint8_t* dst, size_t* len, size_t limit, Workspace& ws);
 size_t xbm_own_body(const Ops& ops, const uint8_t* masks, size_t t, const uint8_t* lits, size_t l,
                     uint8_t* dst, size_t limit, Workspace& ws);
 
