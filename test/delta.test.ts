@@ -681,12 +681,17 @@ describe('XBM pages (kinds 8 to 11)', () => {
   });
 
   it('the XBM lz4 writer: exact blocks for hand-checked masks, and the end rules', () => {
-    // "abcdabcdabcd" then 16 literal bytes (1..16): a match may end by 12 (the masks' end) and
-    // start before 16 (28 - 12). Positions 0-3 miss; at 4, "abcd" is found at 0: 4 literals, an
-    // offset of 4, 8 matched bytes (token 0x44); then one literal run of 16 (token 0xf0, 15 + 1).
-    const m = Uint8Array.from([..."abcdabcdabcd"].map((c) => c.charCodeAt(0)));
+    // "abcd" five times (20 bytes) then 16 literal bytes (1..16): a match may end by 15 (the
+    // masks' last 5 bytes are literals) and start before 8 (their last 12 hold no match start),
+    // literals or not. Positions 0-3 miss; at 4, "abcd" is found at 0: 4 literals, an offset of
+    // 4, 11 matched bytes (token 0x47); then one literal run of "dabcd" and the 16 (0xf0, 15 + 6).
+    const m = Uint8Array.from([..."abcdabcdabcdabcdabcd"].map((c) => c.charCodeAt(0)));
     const l = Uint8Array.from({ length: 16 }, (_, i) => i + 1);
-    expect(hex(lz4BlockMasksRef(m, l))).toBe('44616263640400f001' + hex(l));
+    expect(hex(lz4BlockMasksRef(m, l))).toBe('47616263640400f0066461626364' + hex(l));
+    // The masks alone: the same sequence, then "dabcd" (token 0x50).
+    expect(hex(lz4BlockMasksRef(m, new Uint8Array(0)))).toBe('4761626364040050' + '6461626364');
+    // "abcdabcdabcd" alone is too short for a match (one may start only before 12 - 12 = 0).
+    expect(hex(lz4BlockMasksRef(m.subarray(0, 12), l))).toBe('f00d' + hex(m.subarray(0, 12)) + hex(l));
     // Too short for any match (8 bytes of masks at least, and a match start before total - 12).
     expect(hex(lz4BlockMasksRef(m.subarray(0, 7), new Uint8Array(0)))).toBe('7061626364616263');
     // One literal run of 15 or more takes a length byte; 255 + 15 takes two.

@@ -281,6 +281,19 @@ void round_trip_lz4_block(Rng& r) {
                                        cap ? block.data() : nullptr, cap);
   g_lz4_blocks++;
   if (c > cap) fail("lz4 writer: block past its capacity");
+  {
+    // One match pass for the masks alone and for masks + literals gives what two passes give.
+    const size_t acap = mlen + mlen / 255 + 16;
+    std::vector<uint8_t> a(acap), a1(acap), b(cap);
+    size_t len2 = SIZE_MAX;
+    const size_t la = kd::lz4_block_masks2(mlen ? masks.data() : nullptr, mlen, a.data(), acap,
+                                           llen ? lits.data() : nullptr, llen, cap ? b.data() : nullptr, cap, &len2);
+    const size_t l1 = kd::lz4_block_masks(mlen ? masks.data() : nullptr, mlen, nullptr, 0, a1.data(), acap);
+    if (la != l1 || (la != 0 && std::memcmp(a.data(), a1.data(), la) != 0)) fail("lz4 writer: masks2 first block differs");
+    if (len2 != SIZE_MAX && (len2 != c || (c != 0 && std::memcmp(b.data(), block.data(), c) != 0))) {
+      fail("lz4 writer: masks2 second block differs");
+    }
+  }
   if (c == 0) {
     if (roomy) fail("lz4 writer: refused a block with ample room");
     return;
@@ -330,12 +343,26 @@ void lz4_block_known_answers() {
     out.resize(c);
     return out;
   };
-  const std::vector<uint8_t> abc{'a', 'b', 'c', 'd', 'a', 'b', 'c', 'd', 'a', 'b', 'c', 'd'};
+  std::vector<uint8_t> abc;
+  for (int k = 0; k < 5; k++) abc.insert(abc.end(), {'a', 'b', 'c', 'd'});
   std::vector<uint8_t> l16(16);
   for (size_t i = 0; i < 16; i++) l16[i] = static_cast<uint8_t>(i + 1);
-  std::vector<uint8_t> want{0x44, 'a', 'b', 'c', 'd', 0x04, 0x00, 0xf0, 0x01};
+  std::vector<uint8_t> want{0x47, 'a', 'b', 'c', 'd', 0x04, 0x00, 0xf0, 0x06, 'd', 'a', 'b', 'c', 'd'};
   want.insert(want.end(), l16.begin(), l16.end());
-  if (block(abc, l16) != want) fail("lz4 writer: known answer 1 (abcd x3 + 16 literals)");
+  if (block(abc, l16) != want) fail("lz4 writer: known answer 1 (abcd x5 + 16 literals)");
+  if (block(abc, {}) != std::vector<uint8_t>{0x47, 'a', 'b', 'c', 'd', 0x04, 0x00, 0x50, 'd', 'a', 'b', 'c', 'd'}) {
+    fail("lz4 writer: known answer 1b (abcd x5 alone)");
+  }
+  // One pass for both blocks gives the same bytes as two.
+  {
+    std::vector<uint8_t> a(64), b2(64);
+    size_t len2 = SIZE_MAX;
+    const size_t la = kd::lz4_block_masks2(abc.data(), abc.size(), a.data(), a.size(), l16.data(), l16.size(),
+                                           b2.data(), b2.size(), &len2);
+    a.resize(la);
+    b2.resize(len2 == SIZE_MAX ? 0 : len2);
+    if (a != block(abc, {}) || b2 != want) fail("lz4 writer: lz4_block_masks2 differs from two passes");
+  }
   const std::vector<uint8_t> short7(abc.begin(), abc.begin() + 7);
   if (block(short7, {}) != std::vector<uint8_t>{0x70, 'a', 'b', 'c', 'd', 'a', 'b', 'c'}) {
     fail("lz4 writer: known answer 2 (7 bytes, no match)");

@@ -200,7 +200,6 @@ function lz4Length(out: number[], v: number): void {
  * literals, no match starting in the last 12). Written to be compared byte for byte.
  */
 export function lz4BlockMasksRef(masks: Uint8Array, lits: Uint8Array): Uint8Array {
-  const total = masks.length + lits.length;
   const out: number[] = [];
   const sequence = (from: number, to: number, offset: number, length: number) => {
     const ll = to - from;
@@ -211,8 +210,11 @@ export function lz4BlockMasksRef(masks: Uint8Array, lits: Uint8Array): Uint8Arra
     out.push(offset & 0xff, offset >> 8);
     lz4Length(out, ml);
   };
-  const matchEnd = Math.min(masks.length, Math.max(total - 5, 0), 65535);
-  const startEnd = Math.max(total - 12, 0);
+  // The end rules of a block of the masks alone (no match ends in their last 5 bytes or starts in
+  // their last 12), whatever literals follow: so the masks' sequences are the same with or without
+  // them (kinds 11 and 12 share one match pass).
+  const matchEnd = Math.min(Math.max(masks.length - 5, 0), 65535);
+  const startEnd = Math.max(masks.length - 12, 0);
   let anchor = 0;
   if (matchEnd >= 8) {
     let bits = 8;

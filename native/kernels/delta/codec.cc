@@ -20,7 +20,7 @@ Workspace::Workspace(size_t max_page)
       edges_(kEdgeSlots),
       words_((max_page + 63) / 64 + 8),
       tmp_(max_page + 64),
-      own_(4 * max_page + 128) {}
+      own_(5 * max_page + 128) {}
 
 Workspace::~Workspace() {
   std::free(lz4_);
@@ -217,8 +217,19 @@ Kind lz4_stage(Kind k, const uint8_t* next, size_t n, uint8_t* out, size_t* out_
   return k == kXrle ? kXrleLz4 : k == kXbm ? kXbmLz4 : kRawLz4;
 }
 
-size_t xbm_own_body(const Ops& ops, const uint8_t* masks, size_t t, const uint8_t* lits, size_t l,
-                    uint8_t* dst, size_t limit, Workspace& ws) {
+namespace {
+
+// Where xbm_stage wants rule 5's XBM+LZ4 block of the same page made from the masks' match pass
+// (lz4_block_masks2): dst and cap for the block; len gets its length (0: did not fit), or stays
+// SIZE_MAX if no pass was made.
+struct Lz4Side {
+  uint8_t* dst;
+  size_t cap;
+  size_t len = SIZE_MAX;
+};
+
+size_t own_body(const Ops& ops, const uint8_t* masks, size_t t, const uint8_t* lits, size_t l, uint8_t* dst,
+                size_t limit, Workspace& ws, Lz4Side* side) {
   if (l < kOwnMinLiterals || limit == 0 || t == 0) return 0;
   const size_t plain = t + l;
   const size_t cap = std::min(plain - plain / 16, limit - 1);  // the longest body that pays
@@ -239,7 +250,13 @@ size_t xbm_own_body(const Ops& ops, const uint8_t* masks, size_t t, const uint8_
   // The masks as an lz4 block where that is shorter (our writer: lz4_block.h).
   uint8_t* const sb = ws.own_scratch();
   uint8_t* const mb = sb + 2 * huff::encode_bound(ws.max_page());
-  size_t c = t >= 32 ? lz4_block_masks(masks, t, nullptr, 0, mb, t - 1) : 0;
+  size_t c = 0;
+  if (side != nullptr) {
+    c = lz4_block_masks2(masks, t, mb, t - 1, lits, l, side->dst, side->cap, &side->len);
+    if (c != 0 && t < 32) c = 0;  // the block was only wanted for its second form
+  } else if (t >= 32) {
+    c = lz4_block_masks(masks, t, nullptr, 0, mb, t - 1);
+  }
   const uint8_t* mask_src = c != 0 ? mb : masks;
   if (c == 0) c = t;
   if (table + c + bits / 8 > cap) return 0;
@@ -277,15 +294,30 @@ size_t xbm_own_body(const Ops& ops, const uint8_t* masks, size_t t, const uint8_
   return total;
 }
 
+}  // namespace
+
+size_t xbm_own_body(const Ops& ops, const uint8_t* masks, size_t t, const uint8_t* lits, size_t l,
+                    uint8_t* dst, size_t limit, Workspace& ws) {
+  return own_body(ops, masks, t, lits, l, dst, limit, ws, nullptr);
+}
+
 Kind xbm_stage(const Ops& ops, const uint8_t* masks, size_t t, const uint8_t* lits, size_t l, size_t n,
                bool own, uint8_t* dst, size_t* len, size_t limit, Workspace& ws) {
-  const size_t c12 = own ? xbm_own_body(ops, masks, t, lits, l, dst, limit, ws) : 0;
-  if (t + l >= lz4_min_body(kXbm, n)) {
-    // Rule 5's XBM+LZ4 body, which kind 12 has to beat: so a page never comes out larger than
-    // with entropy: false. Built apart (the writer fills its output as it goes).
-    uint8_t* const tmp = ws.own_scratch();
-    const size_t c11 = xbm_lz4_body(masks, t, lits, l, tmp, c12 != 0 ? c12 + 1 : limit);
-    if (c11 != 0) {
+  const size_t body = t + l;
+  const bool lz4 = body >= lz4_min_body(kXbm, n) && limit != 0;
+  // Rule 5's XBM+LZ4 body (varint of the XBM length, then the block), which kind 12 has to beat
+  // so that a page never comes out larger than with entropy: false. Its block comes from the
+  // match pass kind 12 makes over the masks when that pass is made, else from a pass of its own.
+  const size_t vs = varint_size(body);
+  const size_t cap11 = lz4 ? std::min(body - body / 16, limit - 1) : 0;  // the whole body
+  uint8_t* const tmp = ws.own_scratch() + 4 * ws.max_page();
+  Lz4Side side{tmp + vs, cap11 > vs ? cap11 - vs : 0};
+  const size_t c12 = own ? own_body(ops, masks, t, lits, l, dst, limit, ws, lz4 && cap11 > vs ? &side : nullptr) : 0;
+  if (lz4 && cap11 > vs) {
+    if (side.len == SIZE_MAX) side.len = lz4_block_masks(masks, t, lits, l, side.dst, side.cap);
+    const size_t c11 = side.len != 0 ? vs + side.len : 0;
+    if (c11 != 0 && (c12 == 0 || c11 <= c12)) {
+      write_varint(tmp, body);
       std::memcpy(dst, tmp, c11);
       *len = c11;
       return kXbmLz4;

@@ -33,8 +33,8 @@ class Workspace {
   const huff::Decoder* decoders(const uint8_t* tables, const char** err);
   // The decoder of a kXbmHufOwn page's own code (rebuilt for every such page).
   huff::Decoder* own_decoder();
-  // Room for building a kXbmHufOwn body (4 * max_page + 128 bytes: two literal streams and the
-  // masks' lz4 block).
+  // Room for building a kXbmHufOwn body and the XBM+LZ4 body it is compared with (5 * max_page
+  // + 128 bytes: two literal streams, the masks' lz4 block, then from 4 * max_page the other).
   uint8_t* own_scratch() { return own_.data(); }
 
  private:

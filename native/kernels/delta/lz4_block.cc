@@ -70,6 +70,13 @@ class Writer {
     o_ += ll;
   }
 
+  // Bytes already in lz4 form (the sequences of another block).
+  void raw(const uint8_t* p, size_t len) {
+    if (len == 0 || !room(len)) return;
+    std::memcpy(o_, p, len);
+    o_ += len;
+  }
+
   bool ok() const { return !full_; }
   size_t length() const { return static_cast<size_t>(o_ - begin_); }
 
@@ -101,54 +108,80 @@ inline uint32_t hash4(uint32_t v, unsigned bits) { return (v * 2654435761u) >> (
 
 }  // namespace
 
+namespace {
+
+// The match pass over the masks: writes their sequences (all but the last, literal-only one) to
+// w and returns the anchor, where the masks' trailing literals start. The end rules are those of
+// a block that ends with the masks (no match ends in their last 5 bytes or starts in their last
+// 12), so the same sequences serve a block of the masks alone and one where literals follow.
+size_t mask_sequences(const uint8_t* masks, size_t mlen, Writer& w) {
+  size_t anchor = 0;
+  // A match ends by match_end (inside the masks, before their last 5 bytes, within the 16-bit
+  // positions of the table) and starts before start_end.
+  size_t match_end = mlen > kLastLiterals ? mlen - kLastLiterals : 0;
+  if (match_end > kMaxOffset) match_end = kMaxOffset;
+  const size_t start_end = mlen > kNoMatchTail ? mlen - kNoMatchTail : 0;
+  if (match_end < 2 * kMinMatch) return 0;
+  unsigned bits = 8;
+  while (bits < kMaxHashBits && (size_t{1} << bits) < match_end) bits++;
+  uint16_t table[size_t{1} << kMaxHashBits];  // position + 1 of the last 4 bytes with this hash
+  std::memset(table, 0, sizeof(uint16_t) << bits);
+  size_t ip = 0;
+  unsigned misses = 1u << 6;  // the step grows by one every 64 misses in a row (lz4's skip)
+  while (ip + kMinMatch <= match_end && ip < start_end) {
+    const uint32_t v = load32(masks + ip);
+    const uint32_t h = hash4(v, bits);
+    const size_t c = table[h];
+    table[h] = static_cast<uint16_t>(ip + 1);
+    if (c == 0 || load32(masks + c - 1) != v) {
+      ip += misses >> 6;
+      misses++;
+      continue;
+    }
+    size_t cand = c - 1;
+    size_t ml = common_length(masks + ip, masks + cand, kMinMatch, match_end - ip);
+    while (ip > anchor && cand > 0 && masks[ip - 1] == masks[cand - 1]) {
+      ip--;
+      cand--;
+      ml++;
+    }
+    w.sequence(masks + anchor, ip - anchor, ip - cand, ml);
+    if (!w.ok()) return anchor;
+    ip += ml;
+    anchor = ip;
+    misses = 1u << 6;
+    if (ip + kMinMatch <= match_end + 2) {  // the 4 bytes at ip - 2 lie in the masks
+      table[hash4(load32(masks + ip - 2), bits)] = static_cast<uint16_t>(ip - 1);
+    }
+  }
+  return anchor;
+}
+
+}  // namespace
+
 size_t lz4_block_masks(const uint8_t* masks, size_t mlen, const uint8_t* lits, size_t llen,
                        uint8_t* dst, size_t cap) {
   Writer w(dst, cap);
-  const size_t total = mlen + llen;
-  size_t anchor = 0;
-  // A match ends by match_end (inside the masks, before the last 5 bytes, within the 16-bit
-  // positions of the table) and starts before start_end.
-  size_t match_end = mlen;
-  if (match_end > total - (total < kLastLiterals ? total : kLastLiterals)) {
-    match_end = total - (total < kLastLiterals ? total : kLastLiterals);
-  }
-  if (match_end > kMaxOffset) match_end = kMaxOffset;
-  const size_t start_end = total > kNoMatchTail ? total - kNoMatchTail : 0;
-  if (match_end >= 2 * kMinMatch) {
-    unsigned bits = 8;
-    while (bits < kMaxHashBits && (size_t{1} << bits) < match_end) bits++;
-    uint16_t table[size_t{1} << kMaxHashBits];  // position + 1 of the last 4 bytes with this hash
-    std::memset(table, 0, sizeof(uint16_t) << bits);
-    size_t ip = 0;
-    unsigned misses = 1u << 6;  // the step grows by one every 64 misses in a row (lz4's skip)
-    while (ip + kMinMatch <= match_end && ip < start_end) {
-      const uint32_t v = load32(masks + ip);
-      const uint32_t h = hash4(v, bits);
-      const size_t c = table[h];
-      table[h] = static_cast<uint16_t>(ip + 1);
-      if (c == 0 || load32(masks + c - 1) != v) {
-        ip += misses >> 6;
-        misses++;
-        continue;
-      }
-      size_t cand = c - 1;
-      size_t ml = common_length(masks + ip, masks + cand, kMinMatch, match_end - ip);
-      while (ip > anchor && cand > 0 && masks[ip - 1] == masks[cand - 1]) {
-        ip--;
-        cand--;
-        ml++;
-      }
-      w.sequence(masks + anchor, ip - anchor, ip - cand, ml);
-      if (!w.ok()) return 0;
-      ip += ml;
-      anchor = ip;
-      misses = 1u << 6;
-      if (ip + kMinMatch <= match_end + 2) {  // the 4 bytes at ip - 2 lie in the masks
-        table[hash4(load32(masks + ip - 2), bits)] = static_cast<uint16_t>(ip - 1);
-      }
-    }
-  }
+  const size_t anchor = mask_sequences(masks, mlen, w);
+  if (!w.ok()) return 0;
   w.last(masks + anchor, mlen - anchor, lits, llen);
+  return w.ok() ? w.length() : 0;
+}
+
+size_t lz4_block_masks2(const uint8_t* masks, size_t mlen, uint8_t* dst, size_t cap,
+                        const uint8_t* lits, size_t llen, uint8_t* dst2, size_t cap2, size_t* len2) {
+  Writer w(dst, cap);
+  const size_t anchor = mask_sequences(masks, mlen, w);
+  if (!w.ok()) return 0;  // *len2 untouched: the caller makes the second block itself
+  const size_t seq = w.length();
+  *len2 = 0;
+  if (seq <= cap2) {
+    Writer w2(dst2, cap2);
+    w2.raw(dst, seq);
+    w2.last(masks + anchor, mlen - anchor, lits, llen);
+    if (w2.ok()) *len2 = w2.length();
+  }
+  w.last(masks + anchor, mlen - anchor, nullptr, 0);
   return w.ok() ? w.length() : 0;
 }
 
