@@ -5,6 +5,10 @@
 #include <cmath>
 #include <cstring>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 namespace kernels::delta::huff {
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "encode() reads eight symbols as one little-endian word");
@@ -162,34 +166,50 @@ inline uint32_t reverse(uint32_t v, unsigned bits) {
 
 }  // namespace
 
-void build_code(const uint8_t* len, Code* code) {
-  // A symbol's canonical code is the first code of its length plus its rank among the symbols
-  // of that length. The ranks come from per-length counters packed 10 bits apiece into two
-  // words (lengths 0-5 and 6-11): counters in memory would make each symbol wait on the store
-  // of the one before it whenever lengths repeat, which they mostly do.
-  static constexpr uint8_t kShift[kMaxBits + 1] = {0, 10, 20, 30, 40, 50, 0, 10, 20, 30, 40, 50};
-  uint64_t lo = 0, hi = 0;
-  uint16_t rank[kSymbols];
-  for (size_t s = 0; s < kSymbols; s++) {
-    const unsigned l = len[s];
-    const bool high = l >= 6;
-    rank[s] = static_cast<uint16_t>(((high ? hi : lo) >> kShift[l]) & 1023);
-    const uint64_t inc = uint64_t{1} << kShift[l];
-    lo += high ? 0 : inc;
-    hi += high ? inc : 0;
-  }
-  uint32_t first[kMaxBits + 1] = {};
-  uint32_t c = 0, prev = 0;  // prev: the count of length l - 1 (length 0 counts as none)
+namespace {
+
+// Bit s of out[l][s >> 6] set when len[s] == l, for l in 1..kMaxBits: the symbols of each length
+// in symbol order, which is the order their canonical codes are given in.
+void length_masks(const uint8_t* len, uint64_t (*out)[kSymbols / 64]) {
+#if defined(__SSE2__)
+  // Sixteen compares at a time: no per-symbol chain through memory.
   for (unsigned l = 1; l <= kMaxBits; l++) {
-    c = (c + prev) << 1;
-    first[l] = c;
-    prev = static_cast<uint32_t>(((l >= 6 ? hi : lo) >> kShift[l]) & 1023);
+    const __m128i want = _mm_set1_epi8(static_cast<char>(l));
+    for (size_t w = 0; w < kSymbols / 64; w++) {
+      uint64_t m = 0;
+      for (size_t q = 0; q < 4; q++) {
+        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(len + 64 * w + 16 * q));
+        m |= uint64_t{static_cast<uint16_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(v, want)))} << (16 * q);
+      }
+      out[l][w] = m;
+    }
   }
+#else
+  std::memset(out, 0, sizeof(uint64_t) * (kMaxBits + 1) * (kSymbols / 64));
   for (size_t s = 0; s < kSymbols; s++) {
-    // Branch free: an unused symbol (l = 0) reverses 0 bits, which gives 0.
-    const unsigned l = len[s];
-    code->bits[s] = static_cast<uint16_t>(reverse(first[l] + rank[s], l));
-    code->len[s] = static_cast<uint8_t>(l);
+    if (len[s] != 0 && len[s] <= kMaxBits) out[len[s]][s >> 6] |= uint64_t{1} << (s & 63);
+  }
+#endif
+}
+
+}  // namespace
+
+void build_code(const uint8_t* len, Code* code) {
+  std::memcpy(code->len, len, kSymbols);
+  std::memset(code->bits, 0, sizeof code->bits);
+  uint64_t masks[kMaxBits + 1][kSymbols / 64];
+  length_masks(len, masks);
+  // Canonical codes (deflate's rule): consecutive within a length, in symbol order; the first
+  // code of the next length is the one after the last, shifted left by one.
+  uint32_t next = 0;
+  for (unsigned l = 1; l <= kMaxBits; l++) {
+    for (size_t w = 0; w < kSymbols / 64; w++) {
+      for (uint64_t m = masks[l][w]; m != 0; m &= m - 1) {
+        const size_t s = 64 * w + static_cast<size_t>(__builtin_ctzll(m));
+        code->bits[s] = static_cast<uint16_t>(reverse(next++, l));
+      }
+    }
+    next <<= 1;
   }
 }
 
