@@ -603,9 +603,12 @@ describe('XBM pages (kinds 8 to 11)', () => {
     const prev = new Uint8Array(2 * n);
     new Rng(12).fill(prev);
     const next = prev.slice();
-    // Page 1: byte 3 of every word XORed with 1, 2, 1, 4 in turn: masks repeat (lz4 pays),
-    // literals take three values (a code pays).
-    for (let w = 0; w < n / 8; w++) next[n + 8 * w + 3] ^= [1, 2, 1, 4][w % 4];
+    // Page 1: byte 3 of every word XORed with 1, 2, 1, 4 in turn and byte 5 with 1: masks repeat
+    // (lz4 pays), the 1024 literals take three values (a code pays).
+    for (let w = 0; w < n / 8; w++) {
+      next[n + 8 * w + 3] ^= [1, 2, 1, 4][w % 4];
+      next[n + 8 * w + 5] ^= 1;
+    }
     const f = encodePagesSync(prev.slice(), next, Uint32Array.of(0, 1), {});
     const body = (() => {
       const e = 32 + 8 * 1;
@@ -613,13 +616,13 @@ describe('XBM pages (kinds 8 to 11)', () => {
       return Array.from(f.subarray(f.length - len));
     })();
     expect(kindsOf(f)).toEqual([KIND.SAME, KIND.XBM_HUF_OWN]);
-    // T = 8 + 64 + 512 = 584 mask bytes (varint c8 04), L = 512 (80 04), the masks (period 9:
-    // ff 08 08 08 08 08 08 08 08) stored as a 24-byte lz4 block, B = 48: the first 256 literals,
-    // 128 x 0x01 of one bit and 64 each of 0x02 and 0x04 of two; the bitmap's byte 0 has bits 1,
-    // 2 and 4 (0x16), its lengths 1, 2, 2 (nibbles 0x21 0x02).
-    expect(body.slice(0, 7)).toEqual([0xc8, 0x04, 0x80, 0x04, 24, 48, 0x16]);
+    // T = 8 + 64 + 512 = 584 mask bytes (varint c8 04), L = 1024 (80 08), the masks (period 9:
+    // ff 28 28 28 28 28 28 28 28) stored as a 24-byte lz4 block, B = 80: the first 512 literals,
+    // (b3, 01) for words 0-255, so 384 x 0x01 of one bit and 64 each of 0x02 and 0x04 of two; the
+    // bitmap's byte 0 has bits 1, 2 and 4 (0x16), its lengths 1, 2, 2 (nibbles 0x21 0x02).
+    expect(body.slice(0, 7)).toEqual([0xc8, 0x04, 0x80, 0x08, 24, 80, 0x16]);
     expect(body.slice(7 + 31, 7 + 31 + 2)).toEqual([0x21, 0x02]);
-    expect(body.length).toBe(4 + 2 + 32 + 2 + 24 + 48 + 48);
+    expect(body.length).toBe(4 + 2 + 32 + 2 + 24 + 80 + 80);
     const r0 = prev.slice();
     applyPages(r0, f);
     expect(hex(r0) === hex(next)).toBe(true);

@@ -119,6 +119,12 @@ void make_pair(Rng& r, std::vector<uint8_t>& prev, std::vector<uint8_t>& next, s
   for (auto& b : prev) b = (r.below(3) == 0) ? 0 : static_cast<uint8_t>(r.next());
   next = prev;
   if (skewed) {
+    if (r.below(2) == 0) {  // dense: a third of the bytes change by a small power of two (kind 12)
+      for (size_t i = 0; i < n; i++) {
+        if (r.below(3) == 0) next[i] ^= static_cast<uint8_t>(1u << r.below(r.below(4) == 0 ? 8 : 2));
+      }
+      return;
+    }
     const size_t runs = 1 + r.below(n / 8 + 1);
     for (size_t k = 0; k < runs && n; k++) {
       const size_t at = r.below(n), len = 1 + r.below(6);

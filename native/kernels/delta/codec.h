@@ -65,8 +65,9 @@ Kind encode_page(const Ops& ops, uint8_t* prev, const uint8_t* next, size_t n, b
 // + lits[0, l), in dst (capacity t + l), if it saves at least 1/16 of that body and is shorter
 // than `limit`; returns its length, 0 if it does not pay (then dst holds nothing of use).
 // Pages with fewer than kOwnMinLiterals literals are refused before anything is counted: on real
-// guest pages those below 512 hold ~1 % of what such a code saves (docs/delta.md, session 7).
-constexpr size_t kOwnMinLiterals = 512;
+// guest pages those below 1024 hold ~15-20 % of what such a code saves for ~40 % of the attempts
+// (docs/delta.md, session 7).
+constexpr size_t kOwnMinLiterals = 1024;
 constexpr size_t kOwnBitmap = 32;  // a kXbmHufOwn table's bitmap of the used byte values
 
 // The second stage of an XBM body (masks[0, t) + lits[0, l) of an n-byte page): with `own`, the
