@@ -773,16 +773,27 @@ void GroupCoder::decide(Workspace& ws) {
     // The sample's bodies as the codec without this stage makes them (lz4 where it pays): what
     // coding has to beat. On real guest pages lz4 already takes most of what a Huffman code
     // would, and comparing with the first-stage bytes alone codes groups for little gain.
+    // An XBM page's own code (kind 12) counts too, where it pays: a group code has to beat the
+    // smaller of the two (kept beside the plain body, for writing the page below).
     size_t split = 0, other = 0, alt_used = 0;
     for (Page& pg : pages_) {
       if (!pg.streams()) continue;
-      reserve_bytes(alt_, alt_used + n_ + 64);
+      reserve_bytes(alt_, alt_used + 2 * (n_ + 64));
       size_t len = 0;
       pg.alt_kind = plain(pg, alt_.data() + alt_used, &len, ws, SIZE_MAX, false);
       pg.alt_off = alt_used;
       pg.alt_len = len;
       alt_used += len;
-      other += len;
+      pg.own_off = alt_used;
+      pg.own_len = 0;
+      if (pg.kind == kXbm) {
+        // As encode_page would choose: kind 12 if it pays, unless rule 5's lz4 body (the plain
+        // body if kind 11) is no longer.
+        pg.own_len = xbm_own_body(*ops_, toks_.data() + pg.tok_off, pg.tok_len, lits_.data() + pg.lit_off,
+                                  pg.lit_len, alt_.data() + alt_used, pg.alt_kind == kXbmLz4 ? pg.alt_len : SIZE_MAX, ws);
+        alt_used += pg.own_len;
+      }
+      other += pg.own_len != 0 ? pg.own_len : len;
       split++;
     }
     uint32_t ht[huff::kSymbols] = {}, hl[huff::kSymbols] = {};
@@ -809,22 +820,11 @@ void GroupCoder::decide(Workspace& ws) {
     } else if (code) {
       write_coded(i, pg, ws, true);
     } else {
-      // Written as without this stage: an XBM page may still pay for a code of its own, which
-      // the bodies compared above left out (a group code is meant to stand in for it).
-      // As encode_page would choose: kind 12 if it pays, unless the lz4 body (the alt body if
-      // kind 11) is no longer.
-      size_t c = 0;
-      if (pg.kind == kXbm) {
-        c = xbm_own_body(*ops_, toks_.data() + pg.tok_off, pg.tok_len, lits_.data() + pg.lit_off, pg.lit_len,
-                         out_ + written_, pg.alt_kind == kXbmLz4 ? pg.alt_len : SIZE_MAX, ws);
-      }
-      if (c != 0) {
-        kinds_[i] = kXbmHufOwn;
-      } else {
-        std::memcpy(out_ + written_, alt_.data() + pg.alt_off, pg.alt_len);
-        kinds_[i] = pg.alt_kind;
-        c = pg.alt_len;
-      }
+      // Written as without this stage (encode_page's choice: its own code where that paid).
+      const bool own = pg.own_len != 0;
+      const size_t c = own ? pg.own_len : pg.alt_len;
+      std::memcpy(out_ + written_, alt_.data() + (own ? pg.own_off : pg.alt_off), c);
+      kinds_[i] = own ? kXbmHufOwn : pg.alt_kind;
       lens_[i] = static_cast<uint32_t>(c);
       written_ += c;
     }
@@ -889,18 +889,15 @@ void GroupCoder::write_coded(size_t i, const Page& pg, Workspace& ws, bool alt) 
   } else {
     kind = plain(pg, o, &len, ws, hcost, false);  // the group's code stands in for an own code
   }
-  if (alt && pg.kind == kXbm) {
-    // A sample page may still do better with a code of its own (the group code was fitted to
-    // all eight): kept if shorter than its plain body and its body in the group code, tables
-    // not counted (a page that skips them only hands them to the next).
-    const size_t c = xbm_own_body(*ops_, toks_.data() + pg.tok_off, pg.tok_len, lits_.data() + pg.lit_off,
-                                  pg.lit_len, o, std::min(len, hlen), ws);
-    if (c != 0) {
-      kinds_[i] = kXbmHufOwn;
-      lens_[i] = static_cast<uint32_t>(c);
-      written_ += c;
-      return;
-    }
+  if (alt && pg.own_len != 0 && pg.own_len < hlen) {
+    // A sample page may still do better with its own code (the group code was fitted to all
+    // eight): kept if shorter than its plain body (so it was made) and its body in the group
+    // code, tables not counted (a page that skips them only hands them to the next).
+    std::memcpy(o, alt_.data() + pg.own_off, pg.own_len);
+    kinds_[i] = kXbmHufOwn;
+    lens_[i] = static_cast<uint32_t>(pg.own_len);
+    written_ += pg.own_len;
+    return;
   }
   if (hcost < len) {
     const bool xbm = pg.kind == kXbm;

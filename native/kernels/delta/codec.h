@@ -137,6 +137,9 @@ class GroupCoder {
     // Sample pages: the body the codec without this stage writes (plain or lz4), in alt_.
     Kind alt_kind;
     size_t alt_off, alt_len;
+    // Sample XBM pages: the kXbmHufOwn body where it pays against the plain one (own_len 0 if
+    // not), in alt_ after it.
+    size_t own_off, own_len;
     // XRLE and XBM pages have split streams (the ones this stage codes).
     bool streams() const { return kind == kXrle || kind == kXbm; }
   };
