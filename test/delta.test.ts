@@ -320,6 +320,9 @@ describe('the Huffman stage (page kinds XRLE+HUF)', () => {
     expect(() => encodePagesSync(shadowOf(), next, pfns, { entropy: 1 as unknown as boolean })).toThrow(
       /^`entropy` must be a boolean, got number$/,
     );
+    expect(() => encodePagesSync(shadowOf(), next, pfns, { ownCodes: 'no' as unknown as boolean })).toThrow(
+      /^`ownCodes` must be a boolean, got string$/,
+    );
   });
 
   it('never makes a frame larger than the lz4-only codec: savings count against the best other body', () => {
@@ -682,6 +685,16 @@ describe('XBM pages (kinds 8 to 11)', () => {
     const off = encodePagesSync(old.slice(), next, range(COUNT), { entropy: false });
     expect(kindsOf(off).includes(KIND.XBM_HUF_OWN)).toBe(false);
     expect(f1.length).toBeLessThan(off.length);
+    // ownCodes: false keeps the group codes (these pages then take them: kinds 9 and 10) and no
+    // page takes its own: version 3.
+    const group = encodePagesSync(old.slice(), next, range(COUNT), { ownCodes: false });
+    expect(kindsOf(group).includes(KIND.XBM_HUF_OWN)).toBe(false);
+    expect(kindsOf(group).includes(KIND.XBM_HUF_TABLE)).toBe(true);
+    expect(inspectFrame(group).version).toBe(3);
+    expect(f1.length).toBeLessThan(group.length);
+    const rg = old.slice();
+    applyPages(rg, group);
+    expect(hex(rg) === hex(next)).toBe(true);
     for (const threads of [1, 2]) {
       const r = old.slice();
       applyPages(r, f1, { threads });

@@ -8,7 +8,8 @@
 //     build/Release/understudy_avx2.a build/Release/understudy_avx512.a -llz4 -lpthread -o /tmp/ep
 //   /tmp/ep /tmp/realistic.old /tmp/realistic.new [threads] [isa]
 //
-// Environment: UNDERSTUDY_NO_ENTROPY=1 (entropy: false), UNDERSTUDY_SPREAD=1 (pfns with gaps in a
+// Environment: UNDERSTUDY_NO_ENTROPY=1 (entropy: false), UNDERSTUDY_NO_OWN_CODES=1 (ownCodes:
+// false), UNDERSTUDY_SPREAD=1 (pfns with gaps in a
 // larger shadow instead of one run), UNDERSTUDY_REPS=N (calls timed, default 40),
 // UNDERSTUDY_ENCODE_ONLY=1 (no applyPages timing: for profiling the encoder).
 #include <chrono>
@@ -46,6 +47,7 @@ int main(int argc, char** argv) {
   if (nx.size() != old.size() || count == 0) return 2;
   const unsigned threads = argc > 3 ? static_cast<unsigned>(std::atoi(argv[3])) : 1;
   const bool entropy = std::getenv("UNDERSTUDY_NO_ENTROPY") == nullptr;
+  const bool own = std::getenv("UNDERSTUDY_NO_OWN_CODES") == nullptr;
   cpu::Isa isa = cpu::best();
   if (argc > 4 && (!cpu::parse(argv[4], &isa) || !cpu::supported(isa))) return 2;
   const kernels::delta::Ops& ops = *kernels::row(isa).delta;
@@ -66,7 +68,7 @@ int main(int argc, char** argv) {
     const uint8_t* pages = (rep & 1) ? old.data() : nx.data();
     const auto t0 = std::chrono::steady_clock::now();
     kernels::delta::Encoded e;
-    if (kernels::delta::encode_pages(ops, shadow.data(), pages, pfns.data(), count, ps, threads, true, entropy, &e)) return 1;
+    if (kernels::delta::encode_pages(ops, shadow.data(), pages, pfns.data(), count, ps, threads, true, entropy, own, &e)) return 1;
     const double t = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count();
     out = e.length;
     if (rep == 0) {  // pages by kind, and their body bytes (the index of the first frame)
@@ -88,7 +90,7 @@ int main(int argc, char** argv) {
       std::memcpy(&replica[size_t{pfns[i]} * ps], &old[i * ps], ps);
     }
     kernels::delta::Encoded e;
-    if (kernels::delta::encode_pages(ops, sh.data(), nx.data(), pfns.data(), count, ps, threads, true, entropy, &e)) return 1;
+    if (kernels::delta::encode_pages(ops, sh.data(), nx.data(), pfns.data(), count, ps, threads, true, entropy, own, &e)) return 1;
     kernels::delta::FrameView fv;
     std::string why;
     if (!kernels::delta::check_frame(e.data, e.length, ps, shadow_pages, threads, &fv, &why)) {

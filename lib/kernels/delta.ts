@@ -37,6 +37,13 @@ export interface EncodePagesOptions {
    * (see docs/delta.md for both, measured).
    */
   entropy?: boolean;
+  /**
+   * With `entropy`: let an XBM page with 1024 or more changed bytes code them with a Huffman code
+   * of its own (kind 12, frame version 4). Default true; `false` keeps the group codes and
+   * drops the per-page ones: on real guest pages about twice as fast and ~20 % larger (see
+   * docs/delta.md, session 7).
+   */
+  ownCodes?: boolean;
 }
 
 /** Options of {@link applyPages} / {@link applyPagesAsync}. */
@@ -103,7 +110,7 @@ function threadsOf(o: Record<string, unknown>): number | undefined {
   return v;
 }
 
-function flagOf(o: Record<string, unknown>, name: 'compress' | 'entropy'): boolean {
+function flagOf(o: Record<string, unknown>, name: 'compress' | 'entropy' | 'ownCodes'): boolean {
   const v = o[name] ?? true;
   if (typeof v !== 'boolean') throw new TypeError(`\`${name}\` must be a boolean, got ${describe(v)}`);
   return v;
@@ -148,6 +155,7 @@ function encodeArgs(shadow: Uint8Array, pages: Uint8Array, pfns: Uint32Array, op
   const threads = threadsOf(o);
   const compress = flagOf(o, 'compress');
   const entropy = flagOf(o, 'entropy');
+  const ownCodes = flagOf(o, 'ownCodes');
   if (shadow.length % pageSize !== 0) {
     throw new RangeError(`\`shadow\` length must be a multiple of \`pageSize\` (${pageSize}), got ${shadow.length}`);
   }
@@ -156,7 +164,7 @@ function encodeArgs(shadow: Uint8Array, pages: Uint8Array, pfns: Uint32Array, op
       `\`pages\` must hold \`pfns.length\` (${pfns.length}) pages of ${pageSize} bytes, got ${pages.length} bytes`,
     );
   }
-  return [shadow, pages, pfns, pageSize, threads, compress, entropy] as const;
+  return [shadow, pages, pfns, pageSize, threads, compress, entropy, ownCodes] as const;
 }
 
 /**

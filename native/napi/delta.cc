@@ -3,7 +3,7 @@
 //
 //   delta_encode(prev, next, compress) -> Uint8Array
 //   delta_apply(target, delta)
-//   pages_encode(shadow, pages, pfns, pageSize, threads, compress, entropy) -> Promise<Uint8Array>
+//   pages_encode(shadow, pages, pfns, pageSize, threads, compress, entropy, ownCodes) -> Promise<Uint8Array>
 //   pages_encode_sync(...same) -> Uint8Array
 //   pages_apply(replica, frame, pageSize, threads)
 //   pages_apply_async(...same) -> Promise<void>
@@ -99,6 +99,7 @@ struct EncodeArgs {
   unsigned threads;
   bool compress;
   bool entropy;
+  bool own;
 };
 
 EncodeArgs encode_args(const Napi::CallbackInfo& info) {
@@ -112,6 +113,7 @@ EncodeArgs encode_args(const Napi::CallbackInfo& info) {
   a.threads = threads_arg(info[4]);
   a.compress = info[5].IsUndefined() ? true : info[5].ToBoolean().Value();
   a.entropy = info[6].IsUndefined() ? true : info[6].ToBoolean().Value();
+  a.own = info[7].IsUndefined() ? true : info[7].ToBoolean().Value();
   if (a.shadow.length % a.page_size != 0) {
     napi_util::throw_range(env, "`shadow` length must be a multiple of `pageSize` (" +
                                     std::to_string(a.page_size) + "), got " + std::to_string(a.shadow.length));
@@ -132,7 +134,7 @@ Napi::Value PagesEncodeSync(const Napi::CallbackInfo& info) {
   EncodeArgs a = encode_args(info);
   kd::Encoded out;
   if (const char* e = kd::encode_pages(*a.ops, a.shadow.data, a.pages.data, a.pfns, a.count, a.page_size,
-                                       a.threads, a.compress, a.entropy, &out)) {
+                                       a.threads, a.compress, a.entropy, a.own, &out)) {
     throw Napi::Error::New(info.Env(), e);
   }
   return adopt_frame(info.Env(), out);
@@ -172,7 +174,7 @@ class EncodeWorker : public PromiseWorker {
 
   void Execute() override {
     if (const char* e = kd::encode_pages(*a_.ops, a_.shadow.data, a_.pages.data, a_.pfns, a_.count,
-                                         a_.page_size, a_.threads, a_.compress, a_.entropy, &out_)) {
+                                         a_.page_size, a_.threads, a_.compress, a_.entropy, a_.own, &out_)) {
       SetError(e);
     }
   }

@@ -224,7 +224,10 @@ std::vector<uint8_t> make_frame(Rng& r, const kd::Ops& ops, std::vector<uint8_t>
   *shadow_out = shadow;
   kd::Encoded enc;
   g_frames_made++;
-  if (kd::encode_pages(ops, shadow.data(), pages.data(), pfns.data(), count, g_page, threads, compress, compress, &enc)) {
+  // Own literal codes on all compressed frames but every fourth (a seed bit of the page data's
+  // stream, so every ISA and thread count of one round trip agrees).
+  const bool own = compress && (count % 4) != 3;
+  if (kd::encode_pages(ops, shadow.data(), pages.data(), pfns.data(), count, g_page, threads, compress, compress, own, &enc)) {
     fail("encode_pages out of memory");
   }
   std::vector<uint8_t> f(enc.data, enc.data + enc.length);

@@ -723,7 +723,8 @@ void sample_lengths(const uint32_t* hist, uint8_t* len) {
 
 GroupCoder::GroupCoder(size_t page_size) : n_(page_size) {}
 
-void GroupCoder::reset(uint8_t* out, uint8_t* kinds, uint32_t* lens) {
+void GroupCoder::reset(uint8_t* out, uint8_t* kinds, uint32_t* lens, bool own) {
+  own_ = own;
   pages_.clear();
   added_ = 0;
   tok_used_ = lit_used_ = 0;
@@ -741,7 +742,7 @@ void GroupCoder::add(const Ops& ops, uint8_t* shadow, const uint8_t* next, Works
   if (mode_ == Mode::kPlain) {
     // The sample said coding will not pay: the codec without this stage, straight to out.
     size_t len = 0;
-    kinds_[i] = encode_page(ops, shadow, next, n_, true, true, true, out_ + written_, &len, ws, true);
+    kinds_[i] = encode_page(ops, shadow, next, n_, true, true, true, out_ + written_, &len, ws, own_);
     lens_[i] = static_cast<uint32_t>(len);
     written_ += len;
     return;
@@ -786,7 +787,7 @@ void GroupCoder::decide(Workspace& ws) {
       alt_used += len;
       pg.own_off = alt_used;
       pg.own_len = 0;
-      if (pg.kind == kXbm) {
+      if (pg.kind == kXbm && own_) {
         // As encode_page would choose: kind 12 if it pays, unless rule 5's lz4 body (the plain
         // body if kind 11) is no longer.
         pg.own_len = xbm_own_body(*ops_, toks_.data() + pg.tok_off, pg.tok_len, lits_.data() + pg.lit_off,

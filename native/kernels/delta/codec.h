@@ -115,8 +115,9 @@ class GroupCoder {
  public:
   explicit GroupCoder(size_t page_size);
   // Begins a group whose bodies go to out (capacity: pages * (page size + 64) + kHufTables),
-  // kinds and lengths to kinds[i] and lens[i] for its i-th page.
-  void reset(uint8_t* out, uint8_t* kinds, uint32_t* lens);
+  // kinds and lengths to kinds[i] and lens[i] for its i-th page; with `own`, XBM pages may take
+  // their own literal code (kXbmHufOwn).
+  void reset(uint8_t* out, uint8_t* kinds, uint32_t* lens, bool own = true);
   // Encodes `next` against `shadow` (updating the shadow) as the group's next page.
   void add(const Ops& ops, uint8_t* shadow, const uint8_t* next, Workspace& ws);
   // Writes what is still pending; returns the bytes the group wrote to out.
@@ -170,6 +171,7 @@ class GroupCoder {
   size_t tok_used_ = 0, lit_used_ = 0;
   Mode mode_ = Mode::kSampling;
   bool tables_out_ = false;  // a page of this group already carries the tables
+  bool own_ = true;          // XBM pages may take their own literal code
   uint8_t* out_ = nullptr;
   size_t written_ = 0;
   uint8_t* kinds_ = nullptr;

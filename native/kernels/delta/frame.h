@@ -114,9 +114,10 @@ struct Encoded {
 };
 // Encodes pages[i] against shadow page pfns[i] for every i and updates the shadow. The caller
 // has checked the pfns (check_pfns) and sizes. `compress` allows the lz4 second stage and, with
-// `entropy`, the Huffman stage (GroupCoder). Returns nullptr or a reason (out of memory).
+// `entropy`, the Huffman stage (GroupCoder), with `own` XBM pages' own literal codes (kind 12).
+// Returns nullptr or a reason (out of memory).
 const char* encode_pages(const Ops& ops, uint8_t* shadow, const uint8_t* pages,
                          const uint32_t* pfns, size_t count, size_t page_size, unsigned threads,
-                         bool compress, bool entropy, Encoded* out);
+                         bool compress, bool entropy, bool own, Encoded* out);
 
 }  // namespace kernels::delta
