@@ -87,26 +87,11 @@ bool read_varint(const uint8_t** pp, const uint8_t* end, uint32_t* v) {
 namespace {
 
 // Adds the byte counts of p[0, len) to hist. Four tables, so that runs of one byte value (common
-// in both strings) do not serialise on one counter's store-to-load latency.
-void count_bytes(const uint8_t* p, size_t len, uint32_t* hist) {
-  if (len < 65536) {
-    // 16-bit counters suffice: half the tables to clear and add up.
-    uint16_t h[4][huff::kSymbols];
-    std::memset(h, 0, sizeof h);
-    size_t i = 0;
-    for (; i + 4 <= len; i += 4) {
-      h[0][p[i]]++;
-      h[1][p[i + 1]]++;
-      h[2][p[i + 2]]++;
-      h[3][p[i + 3]]++;
-    }
-    for (; i < len; i++) h[0][p[i]]++;
-    for (size_t sym = 0; sym < huff::kSymbols; sym++) {
-      hist[sym] += uint32_t{h[0][sym]} + h[1][sym] + h[2][sym] + h[3][sym];
-    }
-    return;
-  }
-  uint32_t h[4][huff::kSymbols];
+// in both strings) do not serialise on one counter's store-to-load latency; counters of type C
+// must hold len.
+template <typename C>
+void count_into(const uint8_t* p, size_t len, uint32_t* hist) {
+  C h[4][huff::kSymbols];
   std::memset(h, 0, sizeof h);
   size_t i = 0;
   for (; i + 4 <= len; i += 4) {
@@ -116,7 +101,18 @@ void count_bytes(const uint8_t* p, size_t len, uint32_t* hist) {
     h[3][p[i + 3]]++;
   }
   for (; i < len; i++) h[0][p[i]]++;
-  for (size_t sym = 0; sym < huff::kSymbols; sym++) hist[sym] += h[0][sym] + h[1][sym] + h[2][sym] + h[3][sym];
+  for (size_t sym = 0; sym < huff::kSymbols; sym++) {
+    hist[sym] += uint32_t{h[0][sym]} + h[1][sym] + h[2][sym] + h[3][sym];
+  }
+}
+
+// 16-bit counters where they suffice (a page's strings): half the tables to clear and add up.
+void count_bytes(const uint8_t* p, size_t len, uint32_t* hist) {
+  if (len < 65536) {
+    count_into<uint16_t>(p, len, hist);
+  } else {
+    count_into<uint32_t>(p, len, hist);
+  }
 }
 
 // lz4's speed/ratio knob: 4 skips through incompressible input ~3x faster than 1 and loses
