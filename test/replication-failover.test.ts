@@ -87,9 +87,10 @@ describe('replication with the stand-in guest', () => {
   it('bounded output history: a late backup gets a resync from the oldest kept record and can still take over', async () => {
     const steps = 150000;
     const ref = await reference(13, steps);
-    // 2500 of ~6000 records: at 1500 a client slowed by the rest of the suite on 2 shared cores
-    // once fell more than the history behind during the failover (a lag, not a lost record).
-    const retain = { retainRecords: 2500 };
+    // 4000 of ~6000 records. The late backup's history starts where the primary's was when it
+    // joined, so a client must not lag that far behind by the failover: with 1500 and 2500, a
+    // client starved by the rest of the suite on 2 shared cores did (a lag, not a lost record).
+    const retain = { retainRecords: 4000 };
     const replPort = await freePort();
     const first = await startBackup({ key, listen: { host: '127.0.0.1', port: replPort }, restore: restoreFakeGuest, timeoutMs: 300, takeover: false, retain });
     const primary = await startPrimary({
@@ -103,7 +104,7 @@ describe('replication with the stand-in guest', () => {
       verifier: new StreamVerifier(chainHex, ref), timeoutMs: 20_000,
     });
     // The first backup dies a third of the way in; a new one joins on the same address once the
-    // primary has dropped early records (it keeps 2500), so the resync must start past seq 0.
+    // primary has dropped early records (it keeps 4000), so the resync must start past seq 0.
     while (first.log.length < ref.records.length / 3 || primary.log.firstKept === 0) await new Promise((r) => setTimeout(r, 2));
     await first.close();
     late.primaryFirstKept = primary.log.firstKept;
@@ -117,7 +118,7 @@ describe('replication with the stand-in guest', () => {
     late.firstKept = late.backup.log.firstKept;
     // The primary dies late in the run: retention must exceed the output of a failover window
     // (what the promoted backup releases before the client has reconnected), as it does with
-    // the default of a million records; here the window is under 15 % of 6000 records < 2500.
+    // the default of a million records; here the window is under 15 % of 6000 records < 4000.
     while (late.backup.log.length < 0.85 * ref.records.length) await new Promise((r) => setTimeout(r, 2));
     await primary.close();
     const res = await following;
