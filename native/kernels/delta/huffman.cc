@@ -85,11 +85,36 @@ void build_lengths(const uint32_t* hist, uint8_t* len) {
     uint16_t spare[kSymbols];
     uint16_t* a = order;
     uint16_t* b = spare;
+    // Each pass works on the input's four quarters side by side, each with its own counts and
+    // write positions (a quarter's items of one digit go after the earlier quarters' ones, so the
+    // sort stays stable): most weights are small and repeat, and one count or position per digit
+    // would make each item wait on the store of the one before it.
+    constexpr size_t kLanes = 4;
+    const size_t q = (m + kLanes - 1) / kLanes;  // lane j holds items [j q, min((j + 1) q, m))
     for (unsigned pass = 0, shift = 0; pass < passes; pass++, shift += digit) {
-      uint32_t at[257] = {};
-      for (size_t i = 0; i < m; i++) at[((w[a[i]] >> shift) & dmask) + 1]++;
-      for (size_t d = 1; d <= dmask + 1; d++) at[d] += at[d - 1];
-      for (size_t i = 0; i < m; i++) b[at[(w[a[i]] >> shift) & dmask]++] = a[i];
+      const size_t buckets = static_cast<size_t>(dmask) + 1;
+      uint32_t at[kLanes][257];
+      for (size_t j = 0; j < kLanes; j++) std::memset(at[j], 0, buckets * sizeof at[j][0]);
+      for (size_t i = 0; i < q; i++) {
+        for (size_t j = 0; j < kLanes; j++) {
+          const size_t x = j * q + i;
+          if (x < m) at[j][(w[a[x]] >> shift) & dmask]++;
+        }
+      }
+      uint32_t pos = 0;  // exclusive prefix over (digit, lane)
+      for (size_t d = 0; d < buckets; d++) {
+        for (size_t j = 0; j < kLanes; j++) {
+          const uint32_t c = at[j][d];
+          at[j][d] = pos;
+          pos += c;
+        }
+      }
+      for (size_t i = 0; i < q; i++) {
+        for (size_t j = 0; j < kLanes; j++) {
+          const size_t x = j * q + i;
+          if (x < m) b[at[j][(w[a[x]] >> shift) & dmask]++] = a[x];
+        }
+      }
       std::swap(a, b);
     }
     if (a != order) std::memcpy(order, a, m * sizeof order[0]);
