@@ -151,43 +151,13 @@ inline size_t lz4_min_body(Kind k, size_t n) {
   return m > 96 ? m : 96;
 }
 
-// Bytes of masks at the start of an XBM body our first stage wrote (so well formed).
-size_t xbm_masks_length(const uint8_t* body, size_t n) {
-  const size_t lm = n / 512;
-  size_t lines = 0;
-  for (size_t i = 0; i < lm; i++) lines += kPopcount8.n[body[i]];
-  size_t p = lm;
-  for (size_t k = 0; k < lines; k++) p += 1 + kPopcount8.n[body[p]];
-  return p;
-}
-
-// XBM+LZ4 body (varint of the XBM length, then an lz4 block with matches in the masks only:
-// lz4_block.h) of the XBM body masks[0, t) + lits[0, l), in dst if it saves at least 1/16 of
-// that body and is shorter than `limit`; returns its length, 0 if it does not pay.
-size_t xbm_lz4_body(const uint8_t* masks, size_t t, const uint8_t* lits, size_t l, uint8_t* dst,
-                    size_t limit) {
-  if (limit == 0) return 0;
-  const size_t len = t + l;
-  const size_t vs = varint_size(len);
-  const size_t cap = std::min(len - len / 16, limit - 1);  // the whole body, varint included
-  if (cap <= vs) return 0;
-  const size_t c = lz4_block_masks(masks, t, lits, l, dst + vs, cap - vs);
-  if (c == 0) return 0;
-  write_varint(dst, len);
-  return vs + c;
-}
-
-// lz4 form of a first-stage body (XRLE: varint of its length + block; XBM: xbm_lz4_body; RAW:
-// block of the page) in dst if it saves at least 1/16 of the body and is shorter than `limit`;
-// returns its length, 0 if it does not pay or is not tried (XRLE and XBM bodies below
-// lz4_min_body).
+// lz4 form of a first-stage body (XRLE: varint of its length + block; RAW: block of the page)
+// in dst if it saves at least 1/16 of the body and is shorter than `limit`; returns its length,
+// 0 if it does not pay or is not tried (XRLE bodies below lz4_min_body). XBM bodies have their
+// own second stage (xbm_stage).
 size_t lz4_body(Kind k, const uint8_t* body, size_t len, const uint8_t* next, size_t n,
-                uint8_t* dst, Workspace& ws, size_t limit, size_t mask_len) {
+                uint8_t* dst, Workspace& ws, size_t limit) {
   if (limit == 0) return 0;
-  if (k == kXbm && len >= lz4_min_body(k, n)) {
-    const size_t t = mask_len != 0 ? mask_len : xbm_masks_length(body, n);
-    return xbm_lz4_body(body, t, body + t, len - t, dst, limit);
-  }
   if (k == kXrle && len >= lz4_min_body(k, n)) {
     const size_t vs = varint_size(len);
     const size_t cap = std::min(len - len / 16, limit - 1);  // the whole body, varint included
@@ -204,13 +174,13 @@ size_t lz4_body(Kind k, const uint8_t* body, size_t len, const uint8_t* next, si
 }  // namespace
 
 Kind lz4_stage(Kind k, const uint8_t* next, size_t n, uint8_t* out, size_t* out_len, Workspace& ws,
-               size_t limit, size_t mask_len) {
+               size_t limit) {
   uint8_t* tmp = ws.tmp();
-  const size_t c = lz4_body(k, out, *out_len, next, n, tmp, ws, limit, mask_len);
+  const size_t c = lz4_body(k, out, *out_len, next, n, tmp, ws, limit);
   if (c == 0) return k;
   std::memcpy(out, tmp, c);
   *out_len = c;
-  return k == kXrle ? kXrleLz4 : k == kXbm ? kXbmLz4 : kRawLz4;
+  return k == kXrle ? kXrleLz4 : kRawLz4;
 }
 
 namespace {
@@ -246,13 +216,8 @@ size_t own_body(const Ops& ops, const uint8_t* masks, size_t t, const uint8_t* l
   // The masks as an lz4 block where that is shorter (our writer: lz4_block.h).
   uint8_t* const sb = ws.own_scratch();
   uint8_t* const mb = sb + 2 * huff::encode_bound(ws.max_page());
-  size_t c = 0;
-  if (side != nullptr) {
-    c = lz4_block_masks2(masks, t, mb, t - 1, lits, l, side->dst, side->cap, &side->len);
-    if (c != 0 && t < 32) c = 0;  // the block was only wanted for its second form
-  } else if (t >= 32) {
-    c = lz4_block_masks(masks, t, nullptr, 0, mb, t - 1);
-  }
+  size_t c = side != nullptr ? lz4_block_masks2(masks, t, mb, t - 1, lits, l, side->dst, side->cap, &side->len)
+                             : lz4_block_masks(masks, t, nullptr, 0, mb, t - 1);
   const uint8_t* mask_src = c != 0 ? mb : masks;
   if (c == 0) c = t;
   if (table + c + bits / 8 > cap) return 0;
@@ -298,7 +263,7 @@ size_t xbm_own_body(const Ops& ops, const uint8_t* masks, size_t t, const uint8_
 }
 
 Kind xbm_stage(const Ops& ops, const uint8_t* masks, size_t t, const uint8_t* lits, size_t l, size_t n,
-               bool own, uint8_t* dst, size_t* len, size_t limit, Workspace& ws) {
+               bool own, uint8_t* dst, const uint8_t** body_at, size_t* len, size_t limit, Workspace& ws) {
   const size_t body = t + l;
   const bool lz4 = body >= lz4_min_body(kXbm, n) && limit != 0;
   // Rule 5's XBM+LZ4 body (varint of the XBM length, then the block), which kind 12 has to beat
@@ -314,11 +279,12 @@ Kind xbm_stage(const Ops& ops, const uint8_t* masks, size_t t, const uint8_t* li
     const size_t c11 = side.len != 0 ? vs + side.len : 0;
     if (c11 != 0 && (c12 == 0 || c11 <= c12)) {
       write_varint(tmp, body);
-      std::memcpy(dst, tmp, c11);
+      *body_at = tmp;
       *len = c11;
       return kXbmLz4;
     }
   }
+  *body_at = dst;
   *len = c12;
   return c12 != 0 ? kXbmHufOwn : kXbm;
 }
@@ -327,17 +293,19 @@ Kind encode_page(const Ops& ops, uint8_t* prev, const uint8_t* next, size_t n, b
                  bool compress, bool xbm, uint8_t* out, size_t* out_len, Workspace& ws, bool entropy) {
   size_t mask_len = 0;
   const Kind k = ops.encode_page(prev, next, n, update_prev, xbm, out, out_len, &mask_len, ws.scratch());
-  if (compress && k == kXbm && mask_len != 0) {
+  if (compress && k == kXbm) {
+    // The chosen body is built apart (the XBM body in `out` is its input), then copied once.
     size_t c = 0;
-    const Kind k2 = xbm_stage(ops, out, mask_len, out + mask_len, *out_len - mask_len, n, entropy, ws.tmp(), &c,
-                              SIZE_MAX, ws);
+    const uint8_t* at = nullptr;
+    const Kind k2 = xbm_stage(ops, out, mask_len, out + mask_len, *out_len - mask_len, n, entropy, ws.tmp(), &at,
+                              &c, SIZE_MAX, ws);
     if (k2 != kXbm) {
-      std::memcpy(out, ws.tmp(), c);
+      std::memcpy(out, at, c);
       *out_len = c;
     }
     return k2;
   }
-  return compress ? lz4_stage(k, next, n, out, out_len, ws, SIZE_MAX, mask_len) : k;
+  return compress ? lz4_stage(k, next, n, out, out_len, ws) : k;
 }
 
 namespace {
@@ -530,20 +498,23 @@ const char* own_page(uint8_t* target, const uint8_t* body, size_t len, size_t n,
   for (size_t i = 0; i < kOwnBitmap; i++) used += kPopcount8.n[bitmap[i]];
   if (used == 0) return "XBM+HUF code table is empty";
   if (static_cast<size_t>(end - p) < (used + 1) / 2) return "XBM+HUF code table is truncated";
-  uint8_t syms[huff::kSymbols], lens[huff::kSymbols];
+  uint8_t lens[huff::kSymbols] = {};
+  unsigned bad = 0;  // a listed value's length is 0 or over kMaxBits
   size_t k = 0;
   for (size_t w = 0; w < kOwnBitmap / 8; w++) {
     uint64_t bits;
     std::memcpy(&bits, bitmap + 8 * w, 8);
     for (; bits != 0; bits &= bits - 1, k++) {
-      syms[k] = static_cast<uint8_t>(64 * w + static_cast<size_t>(__builtin_ctzll(bits)));
-      lens[k] = static_cast<uint8_t>((p[k >> 1] >> ((k & 1) * 4)) & 15);
+      const unsigned v = (p[k >> 1] >> ((k & 1) * 4)) & 15;
+      bad |= v == 0 || v > huff::kMaxBits;
+      lens[64 * w + static_cast<size_t>(__builtin_ctzll(bits))] = static_cast<uint8_t>(v);
     }
   }
+  if (bad != 0) return "Huffman code length out of range (1 to 11)";
   if ((used & 1) != 0 && (p[used >> 1] >> 4) != 0) return "XBM+HUF code table padding is not zero";
   p += (used + 1) / 2;
   huff::Decoder* dec = ws.own_decoder();
-  if (const char* e = huff::build_decoder(syms, lens, used, dec)) return e;
+  if (const char* e = huff::build_decoder(lens, dec)) return e;
   if (c > static_cast<size_t>(end - p)) return "XBM+HUF masks run past the body";
   const uint8_t* const masks = p;
   p += c;
@@ -777,7 +748,7 @@ void GroupCoder::decide(Workspace& ws) {
       if (!pg.streams()) continue;
       reserve_bytes(alt_, alt_used + 2 * (n_ + 64));
       size_t len = 0;
-      pg.alt_kind = plain(pg, alt_.data() + alt_used, &len, ws, SIZE_MAX, false);
+      pg.alt_kind = plain(pg, alt_.data() + alt_used, &len, ws);
       pg.alt_off = alt_used;
       pg.alt_len = len;
       alt_used += len;
@@ -834,13 +805,19 @@ size_t GroupCoder::finish(Workspace& ws) {
   return written_;
 }
 
-Kind GroupCoder::plain(const Page& pg, uint8_t* dst, size_t* len, Workspace& ws, size_t limit, bool own) const {
+Kind GroupCoder::plain(const Page& pg, uint8_t* dst, size_t* len, Workspace& ws, size_t limit) const {
   *len = 0;
   if (pg.kind == kXbm) {
-    // The second stage straight from the split strings (what encode_page makes of their concat).
+    // Rule 5 straight from the split strings (what encode_page makes of their concat, its own
+    // code left out: decide() and write_coded() weigh that apart).
+    const uint8_t* at = nullptr;
     const Kind k = xbm_stage(*ops_, toks_.data() + pg.tok_off, pg.tok_len, lits_.data() + pg.lit_off,
-                             pg.lit_len, n_, own, dst, len, limit, ws);
-    if (k == kXbm) *len = body(pg, dst);
+                             pg.lit_len, n_, false, dst, &at, len, limit, ws);
+    if (k == kXbm) {
+      *len = body(pg, dst);
+    } else if (at != dst) {
+      std::memcpy(dst, at, *len);
+    }
     return k;
   }
   if (pg.streams()) {
@@ -884,7 +861,7 @@ void GroupCoder::write_coded(size_t i, const Page& pg, Workspace& ws, bool alt) 
   } else if (hcost < pg.tok_len + pg.lit_len && pg.tok_len + pg.lit_len < lz4_min_body(pg.kind, n_)) {
     len = pg.tok_len + pg.lit_len;  // Huffman wins and lz4 would not be tried: no plain body
   } else {
-    kind = plain(pg, o, &len, ws, hcost, false);  // the group's code stands in for an own code
+    kind = plain(pg, o, &len, ws, hcost);  // the group's code stands in for an own code
   }
   if (alt && pg.own_len != 0 && pg.own_len < hlen) {
     // A sample page may still do better with its own code (the group code was fitted to all

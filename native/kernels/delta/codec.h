@@ -55,8 +55,8 @@ class Workspace {
 // Encodes one n-byte page (n <= ws.max_page()) into `out` (capacity >= n + 64). With `compress`,
 // XRLE and RAW bodies are replaced by their lz4 form when that saves at least 1/16 of the body.
 // With `xbm` (page frames) the first stage may choose kXbm (lz4 may then make it kXbmLz4); with
-// `entropy` too, an XBM body whose literals pay for a code of their own becomes kXbmHufOwn
-// (xbm_own_body) before lz4 is tried.
+// `entropy` too, an XBM body whose literals pay for a code of their own may become kXbmHufOwn
+// (xbm_stage).
 Kind encode_page(const Ops& ops, uint8_t* prev, const uint8_t* next, size_t n, bool update_prev,
                  bool compress, bool xbm, uint8_t* out, size_t* out_len, Workspace& ws,
                  bool entropy = false);
@@ -72,18 +72,19 @@ constexpr size_t kOwnBitmap = 32;  // a kXbmHufOwn table's bitmap of the used by
 
 // The second stage of an XBM body (masks[0, t) + lits[0, l) of an n-byte page): with `own`, the
 // kXbmHufOwn body if it pays (xbm_own_body), then the kXbmLz4 body where rule 5 tries it, which
-// is kept instead if it is no longer. Writes the chosen body to dst (capacity t + l) and its
-// length to *len, every body shorter than `limit`; returns kXbm (nothing written) if none pays.
+// is kept instead if it is no longer. The chosen body, shorter than `limit`, is at *body_at
+// (dst, capacity t + l, for kXbmHufOwn; workspace scratch for kXbmLz4, valid until ws is used
+// again) with its length in *len; returns kXbm (no body) if none pays.
 Kind xbm_stage(const Ops& ops, const uint8_t* masks, size_t t, const uint8_t* lits, size_t l, size_t n,
-               bool own, uint8_t* dst, size_t* len, size_t limit, Workspace& ws);
+               bool own, uint8_t* dst, const uint8_t** body_at, size_t* len, size_t limit, Workspace& ws);
 size_t xbm_own_body(const Ops& ops, const uint8_t* masks, size_t t, const uint8_t* lits, size_t l,
                     uint8_t* dst, size_t limit, Workspace& ws);
 
-// The lz4 second stage alone, for a body the first stage made (`next` is the page itself): the
-// lz4 form replaces the body if it saves 1/16 of it and is shorter than `limit` bytes. For an
-// XBM body, `mask_len` is its bytes of masks if known (0: read from the body).
+// The lz4 second stage alone, for an XRLE or RAW body the first stage made (`next` is the page
+// itself): the lz4 form replaces the body if it saves 1/16 of it and is shorter than `limit`
+// bytes. (XBM bodies: xbm_stage.)
 Kind lz4_stage(Kind k, const uint8_t* next, size_t n, uint8_t* out, size_t* out_len, Workspace& ws,
-               size_t limit = SIZE_MAX, size_t mask_len = 0);
+               size_t limit = SIZE_MAX);
 
 // Returns nullptr when `body` (len bytes) is a well-formed body of `kind` for an n-byte page,
 // else a short reason. Never reads outside body[0, len). Uses ws.tmp() for lz4 and Huffman
@@ -152,10 +153,9 @@ class GroupCoder {
   // Writes the first-stage body of split page pg to dst; returns its length.
   size_t body(const Page& pg, uint8_t* dst) const { return pg.kind == kXbm ? concat(pg, dst) : interleave(pg, dst); }
   // Writes to dst the body the codec without this stage gives split page pg (SAME, ZERO, RAW,
-  // XRLE, XBM, their lz4 form or, with `own`, an XBM body with its own literal code, where it
-  // pays and is shorter than `limit`); returns its kind.
-  Kind plain(const Page& pg, uint8_t* dst, size_t* len, Workspace& ws, size_t limit = SIZE_MAX,
-             bool own = true) const;
+  // XRLE, XBM, or their lz4 form where it pays and is shorter than `limit`; an XBM page's own
+  // code is weighed by the callers); returns its kind.
+  Kind plain(const Page& pg, uint8_t* dst, size_t* len, Workspace& ws, size_t limit = SIZE_MAX) const;
   // plain() as the group's page i.
   void write_plain(size_t i, const Page& pg, Workspace& ws);
   // Writes split page pg as page i with the group's codes where that is its smallest body. For

@@ -189,10 +189,6 @@ inline uint32_t reverse(uint32_t v, unsigned bits) {
   return kReverse.r[(v << (kMaxBits - bits)) & ((1u << kMaxBits) - 1)];
 }
 
-}  // namespace
-
-namespace {
-
 // Bit s of out[l][s >> 6] set when len[s] == l, for l in 1..kMaxBits: the symbols of each length
 // in symbol order, which is the order their canonical codes are given in.
 void length_masks(const uint8_t* len, uint64_t (*out)[kSymbols / 64]) {
@@ -217,6 +213,24 @@ void length_masks(const uint8_t* len, uint64_t (*out)[kSymbols / 64]) {
 #endif
 }
 
+// Canonical codes (deflate's rule: consecutive within a length, in symbol order; the first code
+// of the next length is the one after the last, shifted left by one), from masks of
+// length_masks: calls start(l) as each length l = 1..kMaxBits begins, then each(s, l, r) for
+// its symbols s, r being the code bit-reversed (as streams are read, least significant first).
+template <typename Start, typename Each>
+void canonical_codes(const uint64_t (*masks)[kSymbols / 64], Start&& start, Each&& each) {
+  uint32_t next = 0;
+  for (unsigned l = 1; l <= kMaxBits; l++) {
+    start(l);
+    for (size_t w = 0; w < kSymbols / 64; w++) {
+      for (uint64_t m = masks[l][w]; m != 0; m &= m - 1) {
+        each(64 * w + static_cast<size_t>(__builtin_ctzll(m)), l, reverse(next++, l));
+      }
+    }
+    next <<= 1;
+  }
+}
+
 }  // namespace
 
 void build_code(const uint8_t* len, Code* code) {
@@ -224,44 +238,21 @@ void build_code(const uint8_t* len, Code* code) {
   std::memset(code->bits, 0, sizeof code->bits);
   uint64_t masks[kMaxBits + 1][kSymbols / 64];
   length_masks(len, masks);
-  // Canonical codes (deflate's rule): consecutive within a length, in symbol order; the first
-  // code of the next length is the one after the last, shifted left by one.
-  uint32_t next = 0;
-  for (unsigned l = 1; l <= kMaxBits; l++) {
-    for (size_t w = 0; w < kSymbols / 64; w++) {
-      for (uint64_t m = masks[l][w]; m != 0; m &= m - 1) {
-        const size_t s = 64 * w + static_cast<size_t>(__builtin_ctzll(m));
-        code->bits[s] = static_cast<uint16_t>(reverse(next++, l));
-      }
-    }
-    next <<= 1;
-  }
+  canonical_codes(masks, [](unsigned) {}, [&](size_t s, unsigned, uint32_t r) { code->bits[s] = static_cast<uint16_t>(r); });
 }
 
 void write_table(const uint8_t* len, uint8_t* out) {
   for (size_t i = 0; i < kTableBytes; i++) out[i] = static_cast<uint8_t>(len[2 * i] | len[2 * i + 1] << 4);
 }
 
-const char* build_decoder(const uint8_t* sym, const uint8_t* len, size_t used, Decoder* dec) {
-  // Codes per length, the Kraft sum and the first canonical code of each length (deflate's rule).
-  uint32_t count[kMaxBits + 1] = {};
-  for (size_t i = 0; i < used; i++) {
-    if (len[i] == 0 || len[i] > kMaxBits) return "Huffman code length out of range (1 to 11)";
-    count[len[i]]++;
-  }
-  uint32_t next[kMaxBits + 1] = {};
-  uint32_t code = 0, kraft = 0;
+const char* build_decoder(const uint8_t* len, Decoder* dec) {
+  uint64_t masks[kMaxBits + 1][kSymbols / 64];
+  length_masks(len, masks);
+  uint32_t kraft = 0;  // in units of 2^-kMaxBits
   for (unsigned l = 1; l <= kMaxBits; l++) {
-    code = (code + count[l - 1]) << 1;
-    next[l] = code;
-    kraft += count[l] << (kMaxBits - l);
+    for (size_t w = 0; w < kSymbols / 64; w++) kraft += static_cast<uint32_t>(__builtin_popcountll(masks[l][w])) << (kMaxBits - l);
   }
   if (kraft == 0 || kraft > (1u << kMaxBits)) return "Huffman table is empty or over-subscribed";
-  // The symbols of each length in the order given (ascending symbols: their canonical order).
-  uint32_t at[kMaxBits + 2] = {};
-  for (unsigned l = 1; l <= kMaxBits; l++) at[l + 1] = at[l] + count[l];
-  uint8_t by_len[kSymbols];
-  for (size_t i = 0; i < used; i++) by_len[at[len[i]]++] = sym[i];  // at[l]: then the end of length l
   // Entry k of a table over l bits is the symbol whose bit-reversed code is the low bits of k.
   // Built by doubling: the table over l - 1 bits, copied to the upper half, is the table over l
   // bits for every code shorter than l; each code of length l then takes its one entry, which
@@ -270,28 +261,22 @@ const char* build_decoder(const uint8_t* sym, const uint8_t* len, size_t used, D
   // entry a code covers after a clear of the table.
   uint16_t* const e = dec->entry;
   e[0] = kNoCode;
-  size_t i = 0;
-  for (unsigned l = 1; l <= kMaxBits; l++) {
-    const size_t half = size_t{1} << (l - 1);
-    std::memcpy(e + half, e, half * sizeof e[0]);
-    for (const size_t stop = at[l]; i < stop; i++) {
-      e[reverse(next[l]++, l)] = static_cast<uint16_t>(l << 8 | by_len[i]);
-    }
-  }
+  canonical_codes(
+      masks, [&](unsigned l) { std::memcpy(e + (size_t{1} << (l - 1)), e, (size_t{1} << (l - 1)) * sizeof e[0]); },
+      [&](size_t s, unsigned l, uint32_t r) { e[r] = static_cast<uint16_t>(l << 8 | s); });
   return nullptr;
 }
 
 const char* read_table(const uint8_t* table, Decoder* dec) {
-  uint8_t sym[kSymbols], len[kSymbols];
-  size_t used = 0;
-  for (size_t s = 0; s < kSymbols; s++) {
-    const unsigned l = (table[s >> 1] >> ((s & 1) * 4)) & 15;
-    if (l > kMaxBits) return "Huffman table has a code longer than 11 bits";
-    sym[used] = static_cast<uint8_t>(s);
-    len[used] = static_cast<uint8_t>(l);
-    used += l != 0;
+  uint8_t len[kSymbols];
+  for (size_t i = 0; i < kTableBytes; i++) {
+    len[2 * i] = table[i] & 15;
+    len[2 * i + 1] = table[i] >> 4;
   }
-  return build_decoder(sym, len, used, dec);
+  for (size_t s = 0; s < kSymbols; s++) {
+    if (len[s] > kMaxBits) return "Huffman table has a code longer than 11 bits";
+  }
+  return build_decoder(len, dec);
 }
 
 const char* decode_exact(const Decoder& dec, const uint8_t* in, size_t len, uint8_t* out, size_t count) {

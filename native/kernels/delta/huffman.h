@@ -55,10 +55,9 @@ struct Decoder {
 // Reads a kTableBytes table into a decoder; nullptr or the reason it is invalid.
 const char* read_table(const uint8_t* table, Decoder* dec);
 
-// Builds a decoder from the `used` symbols sym[] (ascending) and their code lengths len[];
-// nullptr, or the reason they are not a code (a length of 0 or over kMaxBits, none used, or
-// over-subscribed).
-const char* build_decoder(const uint8_t* sym, const uint8_t* len, size_t used, Decoder* dec);
+// Builds a decoder from 256 code lengths, each 0 (unused) or 1..kMaxBits (checked by the
+// caller); nullptr, or the reason they are not a code (none used, or over-subscribed).
+const char* build_decoder(const uint8_t* len, Decoder* dec);
 
 // The decoder, const char* decode2(const Decoder& da, const uint8_t* ia, size_t la, uint8_t* oa,
 // size_t ca, const Decoder& db, const uint8_t* ib, size_t lb, uint8_t* ob, size_t cb), is built

@@ -106,10 +106,6 @@ inline size_t common_length(const uint8_t* a, const uint8_t* b, size_t from, siz
 
 inline uint32_t hash4(uint32_t v, unsigned bits) { return (v * 2654435761u) >> (32 - bits); }
 
-}  // namespace
-
-namespace {
-
 // The match pass over the masks: writes their sequences (all but the last, literal-only one) to
 // w and returns the anchor, where the masks' trailing literals start. The end rules are those of
 // a block that ends with the masks (no match ends in their last 5 bytes or starts in their last
