@@ -52,6 +52,6 @@ static void xor_blocks(uint8_t* prev, const uint8_t* next, size_t blocks, bool u
 }  // namespace avx2_impl
 
 extern const Ops ops_avx2 = {"avx2", avx2_impl::encode_page_impl, avx2_impl::encode_page_split_impl,
-                             avx2_impl::encode, avx2_impl::decode2, avx2_impl::xbm_apply};
+                             avx2_impl::encode2, avx2_impl::decode2, avx2_impl::xbm_apply};
 
 }  // namespace kernels::delta

@@ -43,6 +43,6 @@ static void xor_blocks(uint8_t* prev, const uint8_t* next, size_t blocks, bool u
 }  // namespace avx512_impl
 
 extern const Ops ops_avx512 = {"avx512", avx512_impl::encode_page_impl, avx512_impl::encode_page_split_impl,
-                             avx512_impl::encode, avx512_impl::decode2, avx512_impl::xbm_apply};
+                             avx512_impl::encode2, avx512_impl::decode2, avx512_impl::xbm_apply};
 
 }  // namespace kernels::delta

@@ -204,12 +204,12 @@ size_t own_body(const Ops& ops, const uint8_t* masks, size_t t, const uint8_t* l
   uint8_t len[huff::kSymbols];
   huff::build_lengths(hist, len);
   // What the code costs, known before anything is encoded: the table and the streams' bits.
+  uint64_t bm[kOwnBitmap / 8];  // the table's bitmap of used values
+  huff::used_bitmap(len, bm);
   size_t used = 0;
+  for (size_t w = 0; w < kOwnBitmap / 8; w++) used += huff::popcount64(bm[w]);
   uint64_t bits = 0;
-  for (size_t s = 0; s < huff::kSymbols; s++) {
-    used += len[s] != 0;
-    bits += uint64_t{hist[s]} * len[s];
-  }
+  for (size_t s = 0; s < huff::kSymbols; s++) bits += uint64_t{hist[s]} * len[s];
   const size_t table = kOwnBitmap + (used + 1) / 2;
   const size_t heads = varint_size(t) + varint_size(l) + 2 * varint_size(t);  // C <= T, B < T + L
   if (heads + table + bits / 8 > cap) return 0;  // even with masks of no size
@@ -225,8 +225,9 @@ size_t own_body(const Ops& ops, const uint8_t* masks, size_t t, const uint8_t* l
   huff::build_code(len, &code);
   // Two streams, the first ceil(l/2) literals and the rest, so a decoder runs them interleaved.
   const size_t h1 = (l + 1) / 2;
-  const size_t b1 = ops.huf_encode(code, lits, h1, sb);
-  const size_t b2 = ops.huf_encode(code, lits + h1, l - h1, sb + b1);
+  uint8_t* const sb2 = sb + huff::encode_bound(h1);
+  size_t b2 = 0;
+  const size_t b1 = ops.huf_encode2(code, lits, h1, sb, code, lits + h1, l - h1, sb2, &b2);
   const size_t total = varint_size(t) + varint_size(l) + varint_size(c) + varint_size(b1) + table + c + b1 + b2;
   if (total > cap) return 0;
   uint8_t* o = dst;
@@ -234,16 +235,11 @@ size_t own_body(const Ops& ops, const uint8_t* masks, size_t t, const uint8_t* l
   o = write_varint(o, l);
   o = write_varint(o, c);
   o = write_varint(o, b1);
-  // Branch free, as the used values follow no pattern; the bitmap is built in registers and the
-  // lengths listed apart, so no store waits on the one before it.
-  uint64_t bm[kOwnBitmap / 8] = {};
+  // The used values' lengths, listed one step per used value.
   uint8_t list[huff::kSymbols + 1];
   size_t k = 0;
-  for (size_t s = 0; s < huff::kSymbols; s++) {
-    const uint64_t u = len[s] != 0;
-    bm[s >> 6] |= u << (s & 63);
-    list[k] = len[s];
-    k += u;
+  for (size_t w = 0; w < kOwnBitmap / 8; w++) {
+    for (uint64_t u = bm[w]; u != 0; u &= u - 1) list[k++] = len[64 * w + static_cast<size_t>(__builtin_ctzll(u))];
   }
   list[k] = 0;  // the pad nibble of an odd count
   std::memcpy(o, bm, kOwnBitmap);
@@ -251,7 +247,8 @@ size_t own_body(const Ops& ops, const uint8_t* masks, size_t t, const uint8_t* l
   o += table;
   std::memcpy(o, mask_src, c);
   o += c;
-  std::memcpy(o, sb, b1 + b2);
+  std::memcpy(o, sb, b1);
+  std::memcpy(o + b1, sb2, b2);
   return total;
 }
 
@@ -845,8 +842,13 @@ void GroupCoder::write_coded(size_t i, const Page& pg, Workspace& ws, bool alt) 
   // try it) its lz4 form, which only has to beat the Huffman body.
   reserve_bytes(coded_, huff::encode_bound(pg.tok_len) + huff::encode_bound(pg.lit_len));
   uint8_t* cb = coded_.data();
-  const size_t tb = ops_->huf_encode(code_tok_, toks_.data() + pg.tok_off, pg.tok_len, cb);
-  const size_t lb = ops_->huf_encode(code_lit_, lits_.data() + pg.lit_off, pg.lit_len, cb + tb);
+  // The pair is encoded at once, so the literals' stream is made behind the tokens' room and
+  // then moved down behind their stream.
+  uint8_t* const lit_at = cb + huff::encode_bound(pg.tok_len);
+  size_t lb = 0;
+  const size_t tb = ops_->huf_encode2(code_tok_, toks_.data() + pg.tok_off, pg.tok_len, cb, code_lit_,
+                                      lits_.data() + pg.lit_off, pg.lit_len, lit_at, &lb);
+  std::memmove(cb + tb, lit_at, lb);
   const size_t hlen = varint_size(pg.tok_len) + varint_size(pg.lit_len) + varint_size(tb) + tb + lb;
   // The page that carries the tables must save them too, so a group never comes out larger
   // than without this stage; the pages after it only have to be smaller.

@@ -119,8 +119,10 @@ struct Ops {
   Kind (*encode_page_split)(uint8_t* prev, const uint8_t* next, size_t n, bool update_prev, bool xbm,
                             uint8_t* toks, size_t* tok_len, uint8_t* lits, size_t* lit_len,
                             const Scratch& scratch);
-  // The Huffman encoder built for this ISA (huffman_encode.inc; huffman.h has the contract).
-  size_t (*huf_encode)(const huff::Code& code, const uint8_t* src, size_t count, uint8_t* out);
+  // The Huffman encoder of two streams built for this ISA (huffman_encode.inc; huffman.h has
+  // the contract).
+  size_t (*huf_encode2)(const huff::Code& ca, const uint8_t* sa, size_t na, uint8_t* oa, const huff::Code& cb,
+                        const uint8_t* sb, size_t nb, uint8_t* ob, size_t* lb);
   // The Huffman decoder of two streams built for this ISA (huffman_decode.inc; huffman.h).
   const char* (*huf_decode2)(const huff::Decoder& da, const uint8_t* ia, size_t la, uint8_t* oa,
                              size_t ca, const huff::Decoder& db, const uint8_t* ib, size_t lb,

@@ -47,126 +47,225 @@ uint64_t estimate_bits(const uint32_t* hist) {
   return (bits >> 16) + total / 32 + (bits == 0 ? total : 0);
 }
 
+namespace {
+
+// The used symbols of a histogram in symbol order: sym[i] and its count w[i]; returns how many,
+// and in *top the OR of their counts.
+size_t used_symbols(const uint32_t* hist, uint16_t* sym, uint32_t* w, uint32_t* top) {
+  size_t m = 0;
+  uint32_t t = 0;
+  for (size_t c = 0; c < kSymbols; c += 64) {
+    // Which of 64 counts are not zero, as one word (sixteen compares at a time with SSE2); then
+    // one step per used symbol, not one per symbol.
+    uint64_t used = 0;
+#if defined(__SSE2__)
+    const __m128i zero = _mm_setzero_si128();
+    for (size_t j = 0; j < 64; j += 16) {
+      const __m128i* at = reinterpret_cast<const __m128i*>(hist + c + j);
+      const __m128i z01 = _mm_packs_epi32(_mm_cmpeq_epi32(_mm_loadu_si128(at), zero),
+                                          _mm_cmpeq_epi32(_mm_loadu_si128(at + 1), zero));
+      const __m128i z23 = _mm_packs_epi32(_mm_cmpeq_epi32(_mm_loadu_si128(at + 2), zero),
+                                          _mm_cmpeq_epi32(_mm_loadu_si128(at + 3), zero));
+      used |= uint64_t{static_cast<uint16_t>(~_mm_movemask_epi8(_mm_packs_epi16(z01, z23)))} << j;
+    }
+#else
+    for (size_t j = 0; j < 64; j++) used |= uint64_t{hist[c + j] != 0} << j;
+#endif
+    for (; used != 0; used &= used - 1) {
+      const size_t s = c + static_cast<size_t>(__builtin_ctzll(used));
+      sym[m] = static_cast<uint16_t>(s);
+      w[m] = hist[s];
+      t |= hist[s];
+      m++;
+    }
+  }
+  *top = t;
+  return m;
+}
+
+// A stable LSD radix sort of order[0, m) (indices into w) by weight: only as many passes as the
+// largest weight (top) needs, digits as narrow as the passes allow. Each pass works on the
+// input's four quarters side by side, each with its own counts and write positions (a quarter's
+// items of one digit go after the earlier quarters' ones, so the sort stays stable): most
+// weights are small and repeat, and one count or position per digit would make each item wait
+// on the store of the one before it.
+constexpr size_t kLanes = 4;
+
+void radix_sort(const uint32_t* w, size_t m, uint32_t top, uint16_t* order) {
+  const unsigned wbits = 32u - static_cast<unsigned>(__builtin_clz(top | 1));
+  const unsigned passes = (wbits + 7) / 8;
+  const unsigned digit = (wbits + passes - 1) / passes;
+  const uint32_t dmask = (uint32_t{1} << digit) - 1;
+  uint16_t spare[kSymbols];
+  uint16_t* a = order;
+  uint16_t* b = spare;
+  const size_t q = (m + kLanes - 1) / kLanes;  // lane j holds items [j q, min((j + 1) q, m))
+  for (unsigned pass = 0, shift = 0; pass < passes; pass++, shift += digit) {
+    const size_t buckets = static_cast<size_t>(dmask) + 1;
+    uint32_t at[kLanes][257];
+    for (size_t j = 0; j < kLanes; j++) std::memset(at[j], 0, buckets * sizeof at[j][0]);
+    for (size_t i = 0; i < q; i++) {
+      for (size_t j = 0; j < kLanes; j++) {
+        const size_t x = j * q + i;
+        if (x < m) at[j][(w[a[x]] >> shift) & dmask]++;
+      }
+    }
+    uint32_t pos = 0;  // exclusive prefix over (digit, lane)
+    for (size_t d = 0; d < buckets; d++) {
+      for (size_t j = 0; j < kLanes; j++) {
+        const uint32_t c = at[j][d];
+        at[j][d] = pos;
+        pos += c;
+      }
+    }
+    for (size_t i = 0; i < q; i++) {
+      for (size_t j = 0; j < kLanes; j++) {
+        const size_t x = j * q + i;
+        if (x < m) b[at[j][(w[a[x]] >> shift) & dmask]++] = a[x];
+      }
+    }
+    std::swap(a, b);
+  }
+  if (a != order) std::memcpy(order, a, m * sizeof order[0]);
+}
+
+// order[0, m) = the indices 0..m-1 sorted by (w, index). One page's histogram has few large
+// counts: one counting pass with the counts capped at kCap (four lanes, as in radix_sort), then
+// an insertion sort of the capped bucket, about a third cheaper than the radix sort's two passes;
+// histograms with many large counts (a group's) take the radix sort.
+void sort_leaves(const uint32_t* w, size_t m, uint32_t top, uint16_t* order) {
+  constexpr uint32_t kCap = 63;
+  constexpr size_t kMaxCapped = 32;  // insertion sort beyond this: the radix sort instead
+  uint8_t key[kSymbols];
+  for (size_t i = 0; i < m; i++) key[i] = static_cast<uint8_t>(w[i] < kCap ? w[i] : kCap);
+  const size_t q = (m + kLanes - 1) / kLanes;
+  // at[d * kLanes + j]: lane j's count of key d, then its first position: in the order of the
+  // exclusive prefix sum, which so runs over one array (four sums a step with SSE2).
+  alignas(16) uint32_t at[(kCap + 1) * kLanes];
+  std::memset(at, 0, sizeof at);
+  for (size_t i = 0; i < q; i++) {
+    for (size_t j = 0; j < kLanes; j++) {
+      const size_t x = j * q + i;
+      if (x < m) at[key[x] * kLanes + j]++;
+    }
+  }
+  const size_t capped = at[kCap * kLanes] + at[kCap * kLanes + 1] + at[kCap * kLanes + 2] + at[kCap * kLanes + 3];
+  if (capped > kMaxCapped) {
+    for (size_t i = 0; i < m; i++) order[i] = static_cast<uint16_t>(i);
+    radix_sort(w, m, top, order);
+    return;
+  }
+#if defined(__SSE2__)
+  static_assert(kLanes == 4, "one SSE2 register holds a key's four lane counts");
+  __m128i carry = _mm_setzero_si128();  // the sum so far, in every lane
+  for (size_t d = 0; d <= kCap; d++) {
+    __m128i* const p = reinterpret_cast<__m128i*>(at + d * kLanes);
+    const __m128i v = _mm_load_si128(p);
+    __m128i inc = _mm_add_epi32(v, _mm_slli_si128(v, 4));
+    inc = _mm_add_epi32(inc, _mm_slli_si128(inc, 8));  // inclusive sums within the four
+    _mm_store_si128(p, _mm_add_epi32(carry, _mm_sub_epi32(inc, v)));
+    carry = _mm_add_epi32(carry, _mm_shuffle_epi32(inc, 0xff));
+  }
+#else
+  uint32_t pos = 0;
+  for (size_t d = 0; d < (kCap + 1) * kLanes; d++) {
+    const uint32_t c = at[d];
+    at[d] = pos;
+    pos += c;
+  }
+#endif
+  const size_t first = m - capped;
+  for (size_t i = 0; i < q; i++) {
+    for (size_t j = 0; j < kLanes; j++) {
+      const size_t x = j * q + i;
+      if (x < m) order[at[key[x] * kLanes + j]++] = static_cast<uint16_t>(x);
+    }
+  }
+  for (size_t i = first + 1; i < m; i++) {  // stable: an item passes only larger weights
+    const uint16_t x = order[i];
+    size_t j = i;
+    for (; j > first && w[order[j - 1]] > w[x]; j--) order[j] = order[j - 1];
+    order[j] = x;
+  }
+}
+
+}  // namespace
+
 void build_lengths(const uint32_t* hist, uint8_t* len) {
   std::memset(len, 0, kSymbols);
   uint16_t sym[kSymbols];
-  uint64_t w[kSymbols];
-  size_t m = 0;
-  for (size_t s = 0; s < kSymbols; s++) {
-    // Branch free: which values are used follows no pattern a predictor could learn.
-    sym[m] = static_cast<uint16_t>(s);
-    w[m] = hist[s];
-    m += hist[s] != 0;
-  }
+  uint32_t w[kSymbols];
+  uint32_t top = 0;
+  const size_t m = used_symbols(hist, sym, w, &top);
   if (m == 0) return;
   if (m == 1) {
     len[sym[0]] = 1;
     return;
   }
   uint16_t order[kSymbols];
-  uint64_t nw[2 * kSymbols];
+  sort_leaves(w, m, top, order);
+  // Two queues: the sorted leaves and the internal nodes, whose weights are made in
+  // non-decreasing order. Leaves are nodes [0, m), internal nodes [m, 2m - 1); on equal weights
+  // a leaf is taken first. The two heads of each queue live in registers (a0 <= a1, b0 <= b1),
+  // so the choice of a step is made from them with selects (branches here mispredict about
+  // half the time); the entries that may become heads next are loaded while it is made, and
+  // the node just made is passed on in a register, so no step waits on a load or on the store
+  // of the one before it. Past either queue's end its entries read kNone.
+  constexpr uint64_t kNone = ~uint64_t{0};
+  uint64_t nw[kSymbols + 4];
+  for (size_t i = 0; i < m; i++) nw[i] = w[order[i]];
+  nw[m] = nw[m + 1] = nw[m + 2] = nw[m + 3] = kNone;
+  uint64_t iw[kSymbols + 4];
+  std::memset(iw, 0xff, sizeof iw);  // kNone
   uint16_t parent[2 * kSymbols];
-  uint8_t depth[2 * kSymbols];
-  {
-    // Sort the leaves by (weight, index): a stable LSD radix sort on the weight, 8 bits a pass,
-    // from index order; only as many passes as the largest weight has bytes (two for a group
-    // of pages). std::sort here cost several times the rest of the build.
-    uint64_t top = 0;
-    for (size_t i = 0; i < m; i++) {
-      order[i] = static_cast<uint16_t>(i);
-      top |= w[i];
-    }
-    // Digits as narrow as the passes allow: weights below 2^12 (one page) take two passes of
-    // 6 bits, 64 buckets each, rather than two of 8 bits over 256.
-    const unsigned wbits = 64u - static_cast<unsigned>(__builtin_clzll(top | 1));
-    const unsigned passes = (wbits + 7) / 8;
-    const unsigned digit = (wbits + passes - 1) / passes;
-    const uint64_t dmask = (uint64_t{1} << digit) - 1;
-    uint16_t spare[kSymbols];
-    uint16_t* a = order;
-    uint16_t* b = spare;
-    // Each pass works on the input's four quarters side by side, each with its own counts and
-    // write positions (a quarter's items of one digit go after the earlier quarters' ones, so the
-    // sort stays stable): most weights are small and repeat, and one count or position per digit
-    // would make each item wait on the store of the one before it.
-    constexpr size_t kLanes = 4;
-    const size_t q = (m + kLanes - 1) / kLanes;  // lane j holds items [j q, min((j + 1) q, m))
-    for (unsigned pass = 0, shift = 0; pass < passes; pass++, shift += digit) {
-      const size_t buckets = static_cast<size_t>(dmask) + 1;
-      uint32_t at[kLanes][257];
-      for (size_t j = 0; j < kLanes; j++) std::memset(at[j], 0, buckets * sizeof at[j][0]);
-      for (size_t i = 0; i < q; i++) {
-        for (size_t j = 0; j < kLanes; j++) {
-          const size_t x = j * q + i;
-          if (x < m) at[j][(w[a[x]] >> shift) & dmask]++;
-        }
-      }
-      uint32_t pos = 0;  // exclusive prefix over (digit, lane)
-      for (size_t d = 0; d < buckets; d++) {
-        for (size_t j = 0; j < kLanes; j++) {
-          const uint32_t c = at[j][d];
-          at[j][d] = pos;
-          pos += c;
-        }
-      }
-      for (size_t i = 0; i < q; i++) {
-        for (size_t j = 0; j < kLanes; j++) {
-          const size_t x = j * q + i;
-          if (x < m) b[at[j][(w[a[x]] >> shift) & dmask]++] = a[x];
-        }
-      }
-      std::swap(a, b);
-    }
-    if (a != order) std::memcpy(order, a, m * sizeof order[0]);
-    for (size_t i = 0; i < m; i++) nw[i] = w[order[i]];
-    // Two queues: the sorted leaves and the internal nodes, whose weights are made in
-    // non-decreasing order; each ends in a sentinel, and the choice is a select, not a branch
-    // (a branch here mispredicts about half the time). Leaves are nodes [0, m), internal
-    // nodes [m, 2m - 1); on equal weights a leaf is taken first.
-    uint64_t iw[kSymbols + 1];
-    nw[m] = ~uint64_t{0};
-    iw[0] = ~uint64_t{0};
-    size_t li = 0, ii = 0;
-    const size_t root = 2 * m - 2;
-    for (size_t k = 0; k + 1 < m; k++) {
-      uint64_t sum = 0;
-      for (int half = 0; half < 2; half++) {
-        const uint64_t a = nw[li], b = iw[ii];
-        const bool leaf = a <= b;
-        const size_t node = leaf ? li : m + ii;
-        sum += leaf ? a : b;
-        parent[node] = static_cast<uint16_t>(m + k);
-        li += leaf;
-        ii += !leaf;
-      }
-      iw[k] = sum;
-      iw[k + 1] = ~uint64_t{0};
-    }
-    depth[root] = 0;
-    unsigned deepest = 0;
-    for (size_t i = root; i-- > 0;) {  // a parent always has a higher index than its children
-      depth[i] = static_cast<uint8_t>(depth[parent[i]] + 1);
-      if (i < m && depth[i] > deepest) deepest = depth[i];
-    }
-    if (deepest > kMaxBits) {
-      // Clamp to kMaxBits, then pay back the code space that took (the Kraft sum, in units of
-      // 2^-kMaxBits, must not pass 2^kMaxBits) by lengthening the least frequent codes that are
-      // still short, one bit at a time. Leaves are in ascending weight, so depths are
-      // non-increasing and the clamped ones come first.
-      uint32_t kraft = 0;
-      for (size_t i = 0; i < m; i++) {
-        if (depth[i] > kMaxBits) depth[i] = kMaxBits;
-        kraft += 1u << (kMaxBits - depth[i]);
-      }
-      for (size_t i = 0; kraft > (1u << kMaxBits);) {
-        while (depth[i] == kMaxBits) i++;  // m <= 2^kMaxBits, so this ends before i == m
-        kraft -= 1u << (kMaxBits - depth[i] - 1);
-        depth[i]++;
-      }
-    }
-    for (size_t i = 0; i < m; i++) len[sym[order[i]]] = depth[i];
-    return;
+  size_t li = 0, ii = 0;  // the heads' indices
+  uint64_t a0 = nw[0], a1 = nw[1], b0 = kNone, b1 = kNone;
+  for (size_t k = 0; k + 1 < m; k++) {
+    const uint64_t a2 = nw[li + 2], a3 = nw[li + 3];
+    const uint64_t b2 = iw[ii + 2], b3 = iw[ii + 3];  // kNone from k on (not yet made)
+    const bool f = a0 <= b0;                            // the first child is a leaf
+    const bool s = f ? a1 <= b0 : a0 <= b1;             // so is the second
+    const size_t nl = size_t{f} + size_t{s};
+    const size_t ni = 2 - nl;
+    const size_t n1 = f ? li : m + ii;
+    const size_t n2 = f ? (s ? li + 1 : m + ii) : (s ? li : m + ii + 1);
+    const uint64_t x = (f ? a0 : b0) + (f ? (s ? a1 : b0) : (s ? a0 : b1));
+    parent[n1] = static_cast<uint16_t>(m + k);
+    parent[n2] = static_cast<uint16_t>(m + k);
+    iw[k] = x;
+    const uint64_t na0 = nl == 0 ? a0 : nl == 1 ? a1 : a2;
+    const uint64_t na1 = nl == 0 ? a1 : nl == 1 ? a2 : a3;
+    const uint64_t s0 = ni == 0 ? b0 : ni == 1 ? b1 : b2;
+    const uint64_t s1 = ni == 0 ? b1 : ni == 1 ? b2 : b3;
+    const size_t h = ii + ni;  // the new head's index, <= k
+    b0 = s0 < x ? s0 : x;      // x is no lighter than any node made before it
+    b1 = h + 1 < k ? s1 : (h + 1 == k ? x : kNone);
+    a0 = na0;
+    a1 = na1;
+    li += nl;
+    ii = h;
   }
+  uint8_t depth[2 * kSymbols];
+  const size_t root = 2 * m - 2;
+  depth[root] = 0;
+  for (size_t i = root; i-- > 0;) depth[i] = static_cast<uint8_t>(depth[parent[i]] + 1);  // parents come later
+  // Leaves are in ascending weight, so depths are non-increasing: the first is the deepest.
+  if (depth[0] > kMaxBits) {
+    // Clamp to kMaxBits, then pay back the code space that took (the Kraft sum, in units of
+    // 2^-kMaxBits, must not pass 2^kMaxBits) by lengthening the least frequent codes that are
+    // still short, one bit at a time; the clamped ones come first.
+    uint32_t kraft = 0;
+    for (size_t i = 0; i < m; i++) {
+      if (depth[i] > kMaxBits) depth[i] = kMaxBits;
+      kraft += 1u << (kMaxBits - depth[i]);
+    }
+    for (size_t i = 0; kraft > (1u << kMaxBits);) {
+      while (depth[i] == kMaxBits) i++;  // m <= 2^kMaxBits, so this ends before i == m
+      kraft -= 1u << (kMaxBits - depth[i] - 1);
+      depth[i]++;
+    }
+  }
+  for (size_t i = 0; i < m; i++) len[sym[order[i]]] = depth[i];
 }
 
 namespace {
@@ -233,12 +332,51 @@ void canonical_codes(const uint64_t (*masks)[kSymbols / 64], Start&& start, Each
 
 }  // namespace
 
+void used_bitmap(const uint8_t* len, uint64_t* used) {
+  for (size_t w = 0; w < kSymbols / 64; w++) {
+#if defined(__SSE2__)
+    uint64_t z = 0;  // the unused ones, sixteen compares at a time
+    for (size_t q = 0; q < 4; q++) {
+      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(len + 64 * w + 16 * q));
+      z |= uint64_t{static_cast<uint16_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_setzero_si128())))} << (16 * q);
+    }
+    used[w] = ~z;
+#else
+    uint64_t u = 0;
+    for (size_t j = 0; j < 64; j++) u |= uint64_t{len[64 * w + j] != 0} << j;
+    used[w] = u;
+#endif
+  }
+}
+
 void build_code(const uint8_t* len, Code* code) {
   std::memcpy(code->len, len, kSymbols);
   std::memset(code->bits, 0, sizeof code->bits);
   uint64_t masks[kMaxBits + 1][kSymbols / 64];
   length_masks(len, masks);
-  canonical_codes(masks, [](unsigned) {}, [&](size_t s, unsigned, uint32_t r) { code->bits[s] = static_cast<uint16_t>(r); });
+  // The same codes as canonical_codes gives, each found on its own: a symbol's code is the first
+  // code of its length plus the number of symbols of that length before it (popcounts of the
+  // length masks), so no step waits on another and no loop runs a data-dependent count of
+  // times per length.
+  uint32_t base[kMaxBits + 1][kSymbols / 64];
+  uint32_t next = 0;
+  for (unsigned l = 1; l <= kMaxBits; l++) {
+    for (size_t w = 0; w < kSymbols / 64; w++) {
+      base[l][w] = next;
+      next += popcount64(masks[l][w]);
+    }
+    next <<= 1;
+  }
+  uint64_t used[kSymbols / 64];
+  used_bitmap(len, used);
+  for (size_t w = 0; w < kSymbols / 64; w++) {
+    for (uint64_t u = used[w]; u != 0; u &= u - 1) {
+      const unsigned b = static_cast<unsigned>(__builtin_ctzll(u));
+      const unsigned l = len[64 * w + b];
+      const uint64_t below = masks[l][w] & ((uint64_t{1} << b) - 1);
+      code->bits[64 * w + b] = static_cast<uint16_t>(reverse(base[l][w] + popcount64(below), l));
+    }
+  }
 }
 
 void write_table(const uint8_t* len, uint8_t* out) {
@@ -250,7 +388,7 @@ const char* build_decoder(const uint8_t* len, Decoder* dec) {
   length_masks(len, masks);
   uint32_t kraft = 0;  // in units of 2^-kMaxBits
   for (unsigned l = 1; l <= kMaxBits; l++) {
-    for (size_t w = 0; w < kSymbols / 64; w++) kraft += static_cast<uint32_t>(__builtin_popcountll(masks[l][w])) << (kMaxBits - l);
+    for (size_t w = 0; w < kSymbols / 64; w++) kraft += popcount64(masks[l][w]) << (kMaxBits - l);
   }
   if (kraft == 0 || kraft > (1u << kMaxBits)) return "Huffman table is empty or over-subscribed";
   // Entry k of a table over l bits is the symbol whose bit-reversed code is the low bits of k.

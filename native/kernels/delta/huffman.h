@@ -14,6 +14,19 @@
 namespace kernels::delta::huff {
 
 constexpr unsigned kMaxBits = 11;
+
+// Set bits of x. This file's users are built for baseline x86-64, where __builtin_popcountll is
+// a library call: a few shifts and adds in line are faster.
+inline unsigned popcount64(uint64_t x) {
+#if defined(__POPCNT__)
+  return static_cast<unsigned>(__builtin_popcountll(x));
+#else
+  x = x - ((x >> 1) & 0x5555555555555555u);
+  x = (x & 0x3333333333333333u) + ((x >> 2) & 0x3333333333333333u);
+  x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0fu;
+  return static_cast<unsigned>((x * 0x0101010101010101u) >> 56);
+#endif
+}
 constexpr size_t kSymbols = 256;
 constexpr size_t kTableBytes = kSymbols / 2;
 
@@ -38,13 +51,18 @@ struct Code {
 };
 void build_code(const uint8_t* len, Code* code);
 
+// Bit s of used[s >> 6] set when len[s] != 0: the used symbols of a code.
+void used_bitmap(const uint8_t* len, uint64_t* used);
+
 // The table bytes: byte i holds the length of symbol 2i in its low nibble, 2i+1 in its high one.
 void write_table(const uint8_t* len, uint8_t* out);
 
-// The encoder, size_t encode(const Code&, const uint8_t* src, size_t count, uint8_t* out), is
-// built per ISA from huffman_encode.inc and reached through Ops::huf_encode: it encodes
-// src[0, count) into out (capacity encode_bound(count)), returns the bytes written, and pads
-// the last byte with zero bits.
+// The encoder of two streams, size_t encode2(const Code& ca, const uint8_t* sa, size_t na,
+// uint8_t* oa, const Code& cb, const uint8_t* sb, size_t nb, uint8_t* ob, size_t* lb), is built
+// per ISA from huffman_encode.inc and reached through Ops::huf_encode2: it encodes sa[0, na)
+// with code ca into oa (capacity encode_bound(na)) and sb[0, nb) with cb into ob (capacity
+// encode_bound(nb); apart from oa), pads each stream's last byte with zero bits, returns stream
+// a's bytes and puts stream b's in *lb. Two streams at once, as the page kinds always have two.
 
 // Lookup table of a decoder: entry = code length << 8 | symbol, kNoCode where no code starts.
 constexpr uint16_t kNoCode = 0x8000;
