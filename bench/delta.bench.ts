@@ -346,6 +346,7 @@ async function measureReal(label: string, set: RealPages, time: number): Promise
   for (const [method, opts, useAsync] of [
     ['encodePages (async) 1t', { threads: 1 }, true],
     ['encodePages (async) 2t', { threads: 2 }, true],
+    ['own codes from 1024 B (sync) 1t', { threads: 1, ownCodes: 1024 }, false],
     ['own codes off (sync) 1t', { threads: 1, ownCodes: false }, false],
     ['entropy off (sync) 1t', { threads: 1, entropy: false }, false],
     ['first stage only (sync) 1t', { threads: 1, compress: false }, false],

@@ -23,6 +23,7 @@ export {
   applyPages,
   applyPagesAsync,
   inspectFrame,
+  OWN_CODES_MIN_BYTES,
 } from './kernels/delta.js';
 export type { EncodeDeltaOptions, EncodePagesOptions, ApplyPagesOptions, FrameInfo } from './kernels/delta.js';
 

@@ -8,6 +8,7 @@ import {
   encodePagesSync,
   inspectFrame,
   isa,
+  OWN_CODES_MIN_BYTES,
   setIsa,
   supportedIsas,
 } from '../lib/index.js';
@@ -321,8 +322,13 @@ describe('the Huffman stage (page kinds XRLE+HUF)', () => {
       /^`entropy` must be a boolean, got number$/,
     );
     expect(() => encodePagesSync(shadowOf(), next, pfns, { ownCodes: 'no' as unknown as boolean })).toThrow(
-      /^`ownCodes` must be a boolean, got string$/,
+      /^`ownCodes` must be a boolean or a number, got string$/,
     );
+    for (const bad of [0, -1, 1.5, 2 ** 32, NaN]) {
+      expect(() => encodePagesSync(shadowOf(), next, pfns, { ownCodes: bad })).toThrow(
+        new RegExp(`^\`ownCodes\` must be true, false or an integer from 1 to 4294967295, got ${bad}$`),
+      );
+    }
   });
 
   it('never makes a frame larger than the lz4-only codec: savings count against the best other body', () => {
@@ -612,7 +618,11 @@ describe('XBM pages (kinds 8 to 11)', () => {
       next[n + 8 * w + 3] ^= [1, 2, 1, 4][w % 4];
       next[n + 8 * w + 5] ^= 1;
     }
-    const f = encodePagesSync(prev.slice(), next, Uint32Array.of(0, 1), {});
+    // 1024 literals are below the default (OWN_CODES_MIN_BYTES): only a lower ownCodes codes them.
+    const ownOf = (f: Uint8Array) => kindsOf(f).map((k) => k === KIND.XBM_HUF_OWN);
+    expect(ownOf(encodePagesSync(prev.slice(), next, Uint32Array.of(0, 1), {}))).toEqual([false, false]);
+    expect(ownOf(encodePagesSync(prev.slice(), next, Uint32Array.of(0, 1), { ownCodes: 1025 }))).toEqual([false, false]);
+    const f = encodePagesSync(prev.slice(), next, Uint32Array.of(0, 1), { ownCodes: 1024 });
     const body = (() => {
       const e = 32 + 8 * 1;
       const len = f[e + 5] | (f[e + 6] << 8) | (f[e + 7] << 16);
@@ -671,16 +681,19 @@ describe('XBM pages (kinds 8 to 11)', () => {
     rng.fill(old);
     const next = old.slice();
     // A third of the bytes XORed with a small power of two (1 or 2 mostly): ~1365 literals a
-    // page whose values a code of the page's own takes to ~1.6 bits.
+    // page whose values a code of the page's own takes to ~1.6 bits. That is below the default
+    // count (1536), so the frames here ask for codes from 1024 changed bytes.
     for (let i = 0; i < COUNT * PS; i++) if (rng.int(3) === 0) next[i] ^= 1 << rng.int(rng.int(4) === 0 ? 8 : 2);
-    const f1 = encodePagesSync(old.slice(), next, range(COUNT), { threads: 1 });
+    const own = { ownCodes: 1024 };
+    expect(kindsOf(encodePagesSync(old.slice(), next, range(COUNT))).includes(KIND.XBM_HUF_OWN)).toBe(false);
+    const f1 = encodePagesSync(old.slice(), next, range(COUNT), { threads: 1, ...own });
     expect(kindsOf(f1).filter((k) => k === KIND.XBM_HUF_OWN).length).toBeGreaterThan(COUNT / 2);
     expect(inspectFrame(f1).version).toBe(4);
     const s2 = old.slice();
-    expect(hex(encodePagesSync(s2, next, range(COUNT), { threads: 2 })) === hex(f1)).toBe(true);
+    expect(hex(encodePagesSync(s2, next, range(COUNT), { threads: 2, ...own })) === hex(f1)).toBe(true);
     expect(hex(s2) === hex(next)).toBe(true);
     setIsa('scalar');
-    expect(hex(encodePagesSync(old.slice(), next, range(COUNT))) === hex(f1)).toBe(true);
+    expect(hex(encodePagesSync(old.slice(), next, range(COUNT), own)) === hex(f1)).toBe(true);
     setIsa(name);
     const off = encodePagesSync(old.slice(), next, range(COUNT), { entropy: false });
     expect(kindsOf(off).includes(KIND.XBM_HUF_OWN)).toBe(false);
@@ -703,6 +716,35 @@ describe('XBM pages (kinds 8 to 11)', () => {
     const viaRef = old.slice();
     applyFrameRef(viaRef, f1);
     expect(hex(viaRef) === hex(next)).toBe(true);
+  });
+
+  it('an XBM page takes its own code by default from OWN_CODES_MIN_BYTES (1536) changed bytes', () => {
+    expect(OWN_CODES_MIN_BYTES).toBe(1536);
+    const n = 4096;
+    const prev = new Uint8Array(2 * n);
+    new Rng(15).fill(prev);
+    // Bytes 1, 3 and 5 of every word changed by small amounts: 3 x 512 = 1536 literals on page 0;
+    // page 1 the same but word 0's byte 1: 1535.
+    const next = prev.slice();
+    for (let p = 0; p < 2; p++) {
+      for (let w = 0; w < n / 8; w++) {
+        const at = p * n + 8 * w;
+        if (p === 0 || w !== 0) next[at + 1] ^= 1;
+        next[at + 3] ^= [1, 2, 1, 4][w % 4];
+        next[at + 5] ^= 2;
+      }
+    }
+    const ownOf = (f: Uint8Array) => kindsOf(f).map((k) => k === KIND.XBM_HUF_OWN);
+    const f = encodePagesSync(prev.slice(), next, range(2));
+    expect(ownOf(f)).toEqual([true, false]);
+    expect(hex(encodePagesSync(prev.slice(), next, range(2), { ownCodes: true })) === hex(f)).toBe(true);
+    expect(hex(encodePagesSync(prev.slice(), next, range(2), { ownCodes: OWN_CODES_MIN_BYTES })) === hex(f)).toBe(true);
+    expect(ownOf(encodePagesSync(prev.slice(), next, range(2), { ownCodes: 1535 }))).toEqual([true, true]);
+    expect(ownOf(encodePagesSync(prev.slice(), next, range(2), { ownCodes: 1537 }))).toEqual([false, false]);
+    expect(ownOf(encodePagesSync(prev.slice(), next, range(2), { ownCodes: false }))).toEqual([false, false]);
+    const r = prev.slice();
+    applyPages(r, f);
+    expect(hex(r) === hex(next)).toBe(true);
   });
 
   it.each(supportedIsas())('%s: encodePages gives an XBM body of at least n/4 bytes to lz4 (kind 11) when that pays', (name) => {

@@ -9,7 +9,7 @@
 //   /tmp/ep /tmp/realistic.old /tmp/realistic.new [threads] [isa]
 //
 // Environment: UNDERSTUDY_NO_ENTROPY=1 (entropy: false), UNDERSTUDY_NO_OWN_CODES=1 (ownCodes:
-// false), UNDERSTUDY_SPREAD=1 (pfns with gaps in a
+// false), UNDERSTUDY_OWN_MIN=N (ownCodes: N), UNDERSTUDY_SPREAD=1 (pfns with gaps in a
 // larger shadow instead of one run), UNDERSTUDY_REPS=N (calls timed, default 40),
 // UNDERSTUDY_ENCODE_ONLY=1 (no applyPages timing: for profiling the encoder).
 #include <chrono>
@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "cpu/features.h"
+#include "kernels/delta/codec.h"
 #include "kernels/delta/frame.h"
 #include "kernels/dispatch.h"
 
@@ -47,7 +48,11 @@ int main(int argc, char** argv) {
   if (nx.size() != old.size() || count == 0) return 2;
   const unsigned threads = argc > 3 ? static_cast<unsigned>(std::atoi(argv[3])) : 1;
   const bool entropy = std::getenv("UNDERSTUDY_NO_ENTROPY") == nullptr;
-  const bool own = std::getenv("UNDERSTUDY_NO_OWN_CODES") == nullptr;
+  // UNDERSTUDY_OWN_MIN=N: own codes from N literals (ownCodes: N).
+  const size_t own = std::getenv("UNDERSTUDY_NO_OWN_CODES") != nullptr ? 0
+                     : std::getenv("UNDERSTUDY_OWN_MIN") != nullptr
+                         ? static_cast<size_t>(std::atol(std::getenv("UNDERSTUDY_OWN_MIN")))
+                         : kernels::delta::kOwnMinLiterals;
   cpu::Isa isa = cpu::best();
   if (argc > 4 && (!cpu::parse(argv[4], &isa) || !cpu::supported(isa))) return 2;
   const kernels::delta::Ops& ops = *kernels::row(isa).delta;

@@ -31,19 +31,21 @@ export interface EncodePagesOptions {
    * 8-page sample says a Huffman code of the group's first-stage bytes (XRLE tokens or XBM masks,
    * and literal bytes) saves at least a quarter of what the codec writes without it (pages whose
    * changed bytes differ by small amounts: counters, flags, nearby pointers), each page keeps
-   * its smaller body. Elsewhere an XBM page with 1024 or more changed bytes may code them with a
-   * Huffman code of its own, carried in its body (kind 12: real guest pages, ~20 % smaller frames
-   * for about twice the time). Default true; `false` gives the lz4-only codec, which is faster
-   * (see docs/delta.md for both, measured).
+   * its smaller body. Elsewhere an XBM page with many changed bytes may code them with a
+   * Huffman code of its own, carried in its body (kind 12, see `ownCodes`). Default true; `false`
+   * gives the lz4-only codec, which is faster (see docs/delta.md for both, measured).
    */
   entropy?: boolean;
   /**
-   * With `entropy`: let an XBM page with 1024 or more changed bytes code them with a Huffman code
-   * of its own (kind 12, frame version 4). Default true; `false` keeps the group codes and
-   * drops the per-page ones: on real guest pages about twice as fast and ~20 % larger (see
-   * docs/delta.md, session 7).
+   * With `entropy`: let an XBM page with at least this many changed bytes code them with a
+   * Huffman code of its own (kind 12, frame version 4). A code costs ~2 µs a page whatever it
+   * saves. `true` (the default) means {@link OWN_CODES_MIN_BYTES} (1536), the least count at which
+   * real guest pages of fine-grained changes still encode at 2 GB/s a thread; a smaller integer
+   * (at least 1) buys smaller frames for time (1024: ~5 % smaller, ~20 % slower on such pages);
+   * `false` drops the per-page codes and keeps the group codes (see docs/delta.md, sessions 7
+   * and 8, measured).
    */
-  ownCodes?: boolean;
+  ownCodes?: boolean | number;
 }
 
 /** Options of {@link applyPages} / {@link applyPagesAsync}. */
@@ -110,7 +112,22 @@ function threadsOf(o: Record<string, unknown>): number | undefined {
   return v;
 }
 
-function flagOf(o: Record<string, unknown>, name: 'compress' | 'entropy' | 'ownCodes'): boolean {
+/** The changed bytes an XBM page needs for its own literal code by default (`ownCodes: true`). */
+export const OWN_CODES_MIN_BYTES = 1536;
+
+/** `ownCodes` as the native call takes it: undefined for the default, 0 for none, else the count. */
+function ownCodesOf(o: Record<string, unknown>): number | undefined {
+  const v = o.ownCodes ?? true;
+  if (v === true) return undefined;
+  if (v === false) return 0;
+  if (typeof v !== 'number') throw new TypeError(`\`ownCodes\` must be a boolean or a number, got ${describe(v)}`);
+  if (!Number.isInteger(v) || v < 1 || v > 0xffffffff) {
+    throw new RangeError(`\`ownCodes\` must be true, false or an integer from 1 to 4294967295, got ${v}`);
+  }
+  return v;
+}
+
+function flagOf(o: Record<string, unknown>, name: 'compress' | 'entropy'): boolean {
   const v = o[name] ?? true;
   if (typeof v !== 'boolean') throw new TypeError(`\`${name}\` must be a boolean, got ${describe(v)}`);
   return v;
@@ -155,7 +172,7 @@ function encodeArgs(shadow: Uint8Array, pages: Uint8Array, pfns: Uint32Array, op
   const threads = threadsOf(o);
   const compress = flagOf(o, 'compress');
   const entropy = flagOf(o, 'entropy');
-  const ownCodes = flagOf(o, 'ownCodes');
+  const ownCodes = ownCodesOf(o);
   if (shadow.length % pageSize !== 0) {
     throw new RangeError(`\`shadow\` length must be a multiple of \`pageSize\` (${pageSize}), got ${shadow.length}`);
   }

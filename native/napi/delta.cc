@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "common/napi_util.h"
+#include "kernels/delta/codec.h"
 #include "kernels/delta/frame.h"
 #include "kernels/dispatch.h"
 #include "runtime/pool.h"
@@ -99,7 +100,7 @@ struct EncodeArgs {
   unsigned threads;
   bool compress;
   bool entropy;
-  bool own;
+  size_t own_min;  // XBM pages of this many literals may take their own code; 0: none
 };
 
 EncodeArgs encode_args(const Napi::CallbackInfo& info) {
@@ -113,7 +114,8 @@ EncodeArgs encode_args(const Napi::CallbackInfo& info) {
   a.threads = threads_arg(info[4]);
   a.compress = info[5].IsUndefined() ? true : info[5].ToBoolean().Value();
   a.entropy = info[6].IsUndefined() ? true : info[6].ToBoolean().Value();
-  a.own = info[7].IsUndefined() ? true : info[7].ToBoolean().Value();
+  // lib/kernels/delta.ts has checked it: undefined (the default) or an integer, 0 for none.
+  a.own_min = info[7].IsNumber() ? static_cast<size_t>(info[7].As<Napi::Number>().Int64Value()) : kd::kOwnMinLiterals;
   if (a.shadow.length % a.page_size != 0) {
     napi_util::throw_range(env, "`shadow` length must be a multiple of `pageSize` (" +
                                     std::to_string(a.page_size) + "), got " + std::to_string(a.shadow.length));
@@ -134,7 +136,7 @@ Napi::Value PagesEncodeSync(const Napi::CallbackInfo& info) {
   EncodeArgs a = encode_args(info);
   kd::Encoded out;
   if (const char* e = kd::encode_pages(*a.ops, a.shadow.data, a.pages.data, a.pfns, a.count, a.page_size,
-                                       a.threads, a.compress, a.entropy, a.own, &out)) {
+                                       a.threads, a.compress, a.entropy, a.own_min, &out)) {
     throw Napi::Error::New(info.Env(), e);
   }
   return adopt_frame(info.Env(), out);
@@ -174,7 +176,7 @@ class EncodeWorker : public PromiseWorker {
 
   void Execute() override {
     if (const char* e = kd::encode_pages(*a_.ops, a_.shadow.data, a_.pages.data, a_.pfns, a_.count,
-                                         a_.page_size, a_.threads, a_.compress, a_.entropy, a_.own, &out_)) {
+                                         a_.page_size, a_.threads, a_.compress, a_.entropy, a_.own_min, &out_)) {
       SetError(e);
     }
   }

@@ -225,8 +225,9 @@ std::vector<uint8_t> make_frame(Rng& r, const kd::Ops& ops, std::vector<uint8_t>
   kd::Encoded enc;
   g_frames_made++;
   // Own literal codes on all compressed frames but every fourth (a seed bit of the page data's
-  // stream, so every ISA and thread count of one round trip agrees).
-  const bool own = compress && (count % 4) != 3;
+  // stream, so every ISA and thread count of one round trip agrees), from 1, 256 or the default
+  // number of literals in turn.
+  const size_t own = !compress || (count % 4) == 3 ? 0 : count % 3 == 0 ? 1 : count % 3 == 1 ? 256 : kd::kOwnMinLiterals;
   if (kd::encode_pages(ops, shadow.data(), pages.data(), pfns.data(), count, g_page, threads, compress, compress, own, &enc)) {
     fail("encode_pages out of memory");
   }

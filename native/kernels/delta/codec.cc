@@ -194,9 +194,9 @@ struct Lz4Side {
   size_t len = SIZE_MAX;
 };
 
-size_t own_body(const Ops& ops, const uint8_t* masks, size_t t, const uint8_t* lits, size_t l, uint8_t* dst,
-                size_t limit, Workspace& ws, Lz4Side* side) {
-  if (l < kOwnMinLiterals || limit == 0 || t == 0) return 0;
+size_t own_body(const Ops& ops, const uint8_t* masks, size_t t, const uint8_t* lits, size_t l, size_t own_min,
+                uint8_t* dst, size_t limit, Workspace& ws, Lz4Side* side) {
+  if (own_min == 0 || l < own_min || limit == 0 || t == 0) return 0;
   const size_t plain = t + l;
   const size_t cap = std::min(plain - plain / 16, limit - 1);  // the longest body that pays
   uint32_t hist[huff::kSymbols] = {};
@@ -255,12 +255,12 @@ size_t own_body(const Ops& ops, const uint8_t* masks, size_t t, const uint8_t* l
 }  // namespace
 
 size_t xbm_own_body(const Ops& ops, const uint8_t* masks, size_t t, const uint8_t* lits, size_t l,
-                    uint8_t* dst, size_t limit, Workspace& ws) {
-  return own_body(ops, masks, t, lits, l, dst, limit, ws, nullptr);
+                    size_t own_min, uint8_t* dst, size_t limit, Workspace& ws) {
+  return own_body(ops, masks, t, lits, l, own_min, dst, limit, ws, nullptr);
 }
 
 Kind xbm_stage(const Ops& ops, const uint8_t* masks, size_t t, const uint8_t* lits, size_t l, size_t n,
-               bool own, uint8_t* dst, const uint8_t** body_at, size_t* len, size_t limit, Workspace& ws) {
+               size_t own_min, uint8_t* dst, const uint8_t** body_at, size_t* len, size_t limit, Workspace& ws) {
   const size_t body = t + l;
   const bool lz4 = body >= lz4_min_body(kXbm, n) && limit != 0;
   // Rule 5's XBM+LZ4 body (varint of the XBM length, then the block), which kind 12 has to beat
@@ -270,7 +270,7 @@ Kind xbm_stage(const Ops& ops, const uint8_t* masks, size_t t, const uint8_t* li
   const size_t cap11 = lz4 ? std::min(body - body / 16, limit - 1) : 0;  // the whole body
   uint8_t* const tmp = ws.own_scratch() + 4 * ws.max_page();
   Lz4Side side{tmp + vs, cap11 > vs ? cap11 - vs : 0};
-  const size_t c12 = own ? own_body(ops, masks, t, lits, l, dst, limit, ws, lz4 && cap11 > vs ? &side : nullptr) : 0;
+  const size_t c12 = own_body(ops, masks, t, lits, l, own_min, dst, limit, ws, lz4 && cap11 > vs ? &side : nullptr);
   if (lz4 && cap11 > vs) {
     if (side.len == SIZE_MAX) side.len = lz4_block_masks(masks, t, lits, l, side.dst, side.cap);
     const size_t c11 = side.len != 0 ? vs + side.len : 0;
@@ -287,14 +287,14 @@ Kind xbm_stage(const Ops& ops, const uint8_t* masks, size_t t, const uint8_t* li
 }
 
 Kind encode_page(const Ops& ops, uint8_t* prev, const uint8_t* next, size_t n, bool update_prev,
-                 bool compress, bool xbm, uint8_t* out, size_t* out_len, Workspace& ws, bool entropy) {
+                 bool compress, bool xbm, uint8_t* out, size_t* out_len, Workspace& ws, size_t own_min) {
   size_t mask_len = 0;
   const Kind k = ops.encode_page(prev, next, n, update_prev, xbm, out, out_len, &mask_len, ws.scratch());
   if (compress && k == kXbm) {
     // The chosen body is built apart (the XBM body in `out` is its input), then copied once.
     size_t c = 0;
     const uint8_t* at = nullptr;
-    const Kind k2 = xbm_stage(ops, out, mask_len, out + mask_len, *out_len - mask_len, n, entropy, ws.tmp(), &at,
+    const Kind k2 = xbm_stage(ops, out, mask_len, out + mask_len, *out_len - mask_len, n, own_min, ws.tmp(), &at,
                               &c, SIZE_MAX, ws);
     if (k2 != kXbm) {
       std::memcpy(out, at, c);
@@ -687,8 +687,8 @@ void sample_lengths(const uint32_t* hist, uint8_t* len) {
 
 GroupCoder::GroupCoder(size_t page_size) : n_(page_size) {}
 
-void GroupCoder::reset(uint8_t* out, uint8_t* kinds, uint32_t* lens, bool own) {
-  own_ = own;
+void GroupCoder::reset(uint8_t* out, uint8_t* kinds, uint32_t* lens, size_t own_min) {
+  own_min_ = own_min;
   pages_.clear();
   added_ = 0;
   tok_used_ = lit_used_ = 0;
@@ -706,7 +706,7 @@ void GroupCoder::add(const Ops& ops, uint8_t* shadow, const uint8_t* next, Works
   if (mode_ == Mode::kPlain) {
     // The sample said coding will not pay: the codec without this stage, straight to out.
     size_t len = 0;
-    kinds_[i] = encode_page(ops, shadow, next, n_, true, true, true, out_ + written_, &len, ws, own_);
+    kinds_[i] = encode_page(ops, shadow, next, n_, true, true, true, out_ + written_, &len, ws, own_min_);
     lens_[i] = static_cast<uint32_t>(len);
     written_ += len;
     return;
@@ -751,11 +751,11 @@ void GroupCoder::decide(Workspace& ws) {
       alt_used += len;
       pg.own_off = alt_used;
       pg.own_len = 0;
-      if (pg.kind == kXbm && own_) {
+      if (pg.kind == kXbm && own_min_ != 0) {
         // As encode_page would choose: kind 12 if it pays, unless rule 5's lz4 body (the plain
         // body if kind 11) is no longer.
         pg.own_len = xbm_own_body(*ops_, toks_.data() + pg.tok_off, pg.tok_len, lits_.data() + pg.lit_off,
-                                  pg.lit_len, alt_.data() + alt_used, pg.alt_kind == kXbmLz4 ? pg.alt_len : SIZE_MAX, ws);
+                                  pg.lit_len, own_min_, alt_.data() + alt_used, pg.alt_kind == kXbmLz4 ? pg.alt_len : SIZE_MAX, ws);
         alt_used += pg.own_len;
       }
       other += pg.own_len != 0 ? pg.own_len : len;

@@ -59,26 +59,27 @@ class Workspace {
 // (xbm_stage).
 Kind encode_page(const Ops& ops, uint8_t* prev, const uint8_t* next, size_t n, bool update_prev,
                  bool compress, bool xbm, uint8_t* out, size_t* out_len, Workspace& ws,
-                 bool entropy = false);
+                 size_t own_min = 0);
 
 // The kXbmHufOwn body (docs/FORMAT.md, "XBM+HUF with its own code") of the XBM body masks[0, t)
 // + lits[0, l), in dst (capacity t + l), if it saves at least 1/16 of that body and is shorter
 // than `limit`; returns its length, 0 if it does not pay (then dst holds nothing of use).
-// Pages with fewer than kOwnMinLiterals literals are refused before anything is counted: on real
-// guest pages those below 1024 hold ~15-20 % of what such a code saves for ~40 % of the attempts
-// (docs/delta.md, session 7).
-constexpr size_t kOwnMinLiterals = 1024;
+// Pages with fewer than own_min literals are refused before anything is counted. A code costs
+// ~2 us a page whatever it saves, so the default, kOwnMinLiterals, is the least count at which
+// real guest pages of fine-grained changes still encode at 2 GB/s a thread (docs/delta.md,
+// session 8: from 1024 literals they are 10 % smaller at ~1.8 GB/s).
+constexpr size_t kOwnMinLiterals = 1536;
 constexpr size_t kOwnBitmap = 32;  // a kXbmHufOwn table's bitmap of the used byte values
 
-// The second stage of an XBM body (masks[0, t) + lits[0, l) of an n-byte page): with `own`, the
-// kXbmHufOwn body if it pays (xbm_own_body), then the kXbmLz4 body where rule 5 tries it, which
-// is kept instead if it is no longer. The chosen body, shorter than `limit`, is at *body_at
+// The second stage of an XBM body (masks[0, t) + lits[0, l) of an n-byte page): with own_min != 0,
+// the kXbmHufOwn body if it pays (xbm_own_body), then the kXbmLz4 body where rule 5 tries it,
+// which is kept instead if it is no longer. The chosen body, shorter than `limit`, is at *body_at
 // (dst, capacity t + l, for kXbmHufOwn; workspace scratch for kXbmLz4, valid until ws is used
 // again) with its length in *len; returns kXbm (no body) if none pays.
 Kind xbm_stage(const Ops& ops, const uint8_t* masks, size_t t, const uint8_t* lits, size_t l, size_t n,
-               bool own, uint8_t* dst, const uint8_t** body_at, size_t* len, size_t limit, Workspace& ws);
+               size_t own_min, uint8_t* dst, const uint8_t** body_at, size_t* len, size_t limit, Workspace& ws);
 size_t xbm_own_body(const Ops& ops, const uint8_t* masks, size_t t, const uint8_t* lits, size_t l,
-                    uint8_t* dst, size_t limit, Workspace& ws);
+                    size_t own_min, uint8_t* dst, size_t limit, Workspace& ws);
 
 // The lz4 second stage alone, for an XRLE or RAW body the first stage made (`next` is the page
 // itself): the lz4 form replaces the body if it saves 1/16 of it and is shorter than `limit`
@@ -116,9 +117,9 @@ class GroupCoder {
  public:
   explicit GroupCoder(size_t page_size);
   // Begins a group whose bodies go to out (capacity: pages * (page size + 64) + kHufTables),
-  // kinds and lengths to kinds[i] and lens[i] for its i-th page; with `own`, XBM pages may take
-  // their own literal code (kXbmHufOwn).
-  void reset(uint8_t* out, uint8_t* kinds, uint32_t* lens, bool own = true);
+  // kinds and lengths to kinds[i] and lens[i] for its i-th page; XBM pages of at least own_min
+  // literals may take their own literal code (kXbmHufOwn; 0: none may).
+  void reset(uint8_t* out, uint8_t* kinds, uint32_t* lens, size_t own_min = kOwnMinLiterals);
   // Encodes `next` against `shadow` (updating the shadow) as the group's next page.
   void add(const Ops& ops, uint8_t* shadow, const uint8_t* next, Workspace& ws);
   // Writes what is still pending; returns the bytes the group wrote to out.
@@ -171,7 +172,7 @@ class GroupCoder {
   size_t tok_used_ = 0, lit_used_ = 0;
   Mode mode_ = Mode::kSampling;
   bool tables_out_ = false;  // a page of this group already carries the tables
-  bool own_ = true;          // XBM pages may take their own literal code
+  size_t own_min_ = kOwnMinLiterals;  // XBM pages of this many literals may take their own code
   uint8_t* out_ = nullptr;
   size_t written_ = 0;
   uint8_t* kinds_ = nullptr;

@@ -387,7 +387,7 @@ void release_frame(uint8_t* data, size_t capacity) {
 
 const char* encode_pages(const Ops& ops, uint8_t* shadow, const uint8_t* pages,
                          const uint32_t* pfns, size_t count, size_t page_size, unsigned threads,
-                         bool compress, bool entropy, bool own, Encoded* out) {
+                         bool compress, bool entropy, size_t own_min, Encoded* out) {
   std::vector<uint8_t> kinds(count);
   std::vector<uint32_t> lens(count);
   std::vector<Chunk> chunks;
@@ -418,7 +418,7 @@ const char* encode_pages(const Ops& ops, uint8_t* shadow, const uint8_t* pages,
       }
       const size_t b = g * gp, e = std::min(count, b + gp);
       if (compress && entropy) {
-        es->coder.reset(c.buf + c.len, kinds.data() + b, lens.data() + b, own);
+        es->coder.reset(c.buf + c.len, kinds.data() + b, lens.data() + b, own_min);
         for (size_t i = b; i < e; i++) {
           // SAFETY: pfns were checked < shadow pages; pages holds count * page_size bytes.
           es->coder.add(ops, shadow + static_cast<size_t>(pfns[i]) * page_size, pages + i * page_size,

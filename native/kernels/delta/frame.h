@@ -114,10 +114,11 @@ struct Encoded {
 };
 // Encodes pages[i] against shadow page pfns[i] for every i and updates the shadow. The caller
 // has checked the pfns (check_pfns) and sizes. `compress` allows the lz4 second stage and, with
-// `entropy`, the Huffman stage (GroupCoder), with `own` XBM pages' own literal codes (kind 12).
+// `entropy`, the Huffman stage (GroupCoder), in which XBM pages of at least own_min literals may
+// take their own literal code (kind 12; own_min 0: none, kOwnMinLiterals by default).
 // Returns nullptr or a reason (out of memory).
 const char* encode_pages(const Ops& ops, uint8_t* shadow, const uint8_t* pages,
                          const uint32_t* pfns, size_t count, size_t page_size, unsigned threads,
-                         bool compress, bool entropy, bool own, Encoded* out);
+                         bool compress, bool entropy, size_t own_min, Encoded* out);
 
 }  // namespace kernels::delta
