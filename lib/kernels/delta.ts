@@ -41,7 +41,7 @@ export interface EncodePagesOptions {
    * Huffman code of its own (kind 12, frame version 4). A code costs ~2 µs a page whatever it
    * saves. `true` (the default) means {@link OWN_CODES_MIN_BYTES} (1536), the least count at which
    * real guest pages of fine-grained changes still encode at 2 GB/s a thread; a smaller integer
-   * (at least 1) buys smaller frames for time (1024: ~5 % smaller, ~20 % slower on such pages);
+   * (at least 1) buys smaller frames for time (1024: ~10 % smaller, 15-20 % slower on such pages);
    * `false` drops the per-page codes and keeps the group codes (see docs/delta.md, sessions 7
    * and 8, measured).
    */
