@@ -114,8 +114,14 @@ EncodeArgs encode_args(const Napi::CallbackInfo& info) {
   a.threads = threads_arg(info[4]);
   a.compress = info[5].IsUndefined() ? true : info[5].ToBoolean().Value();
   a.entropy = info[6].IsUndefined() ? true : info[6].ToBoolean().Value();
-  // lib/kernels/delta.ts has checked it: undefined (the default) or an integer, 0 for none.
-  a.own_min = info[7].IsNumber() ? static_cast<size_t>(info[7].As<Napi::Number>().Int64Value()) : kd::kOwnMinLiterals;
+  // lib/kernels/delta.ts has checked it: undefined (the default) or an integer, 0 for none; a
+  // boolean (true: the default) or a count below 1 (none) from a direct caller is read as such.
+  if (info[7].IsNumber()) {
+    const int64_t v = info[7].As<Napi::Number>().Int64Value();
+    a.own_min = v < 1 ? 0 : static_cast<size_t>(v);
+  } else {
+    a.own_min = info[7].IsUndefined() || info[7].ToBoolean().Value() ? kd::kOwnMinLiterals : 0;
+  }
   if (a.shadow.length % a.page_size != 0) {
     napi_util::throw_range(env, "`shadow` length must be a multiple of `pageSize` (" +
                                     std::to_string(a.page_size) + "), got " + std::to_string(a.shadow.length));

@@ -809,7 +809,7 @@ Kind GroupCoder::plain(const Page& pg, uint8_t* dst, size_t* len, Workspace& ws,
     // code left out: decide() and write_coded() weigh that apart).
     const uint8_t* at = nullptr;
     const Kind k = xbm_stage(*ops_, toks_.data() + pg.tok_off, pg.tok_len, lits_.data() + pg.lit_off,
-                             pg.lit_len, n_, false, dst, &at, len, limit, ws);
+                             pg.lit_len, n_, 0, dst, &at, len, limit, ws);
     if (k == kXbm) {
       *len = body(pg, dst);
     } else if (at != dst) {

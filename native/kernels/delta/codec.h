@@ -55,8 +55,8 @@ class Workspace {
 // Encodes one n-byte page (n <= ws.max_page()) into `out` (capacity >= n + 64). With `compress`,
 // XRLE and RAW bodies are replaced by their lz4 form when that saves at least 1/16 of the body.
 // With `xbm` (page frames) the first stage may choose kXbm (lz4 may then make it kXbmLz4); with
-// `entropy` too, an XBM body whose literals pay for a code of their own may become kXbmHufOwn
-// (xbm_stage).
+// own_min != 0 too, an XBM body of at least own_min literals that pay for a code of their own
+// may become kXbmHufOwn (xbm_stage).
 Kind encode_page(const Ops& ops, uint8_t* prev, const uint8_t* next, size_t n, bool update_prev,
                  bool compress, bool xbm, uint8_t* out, size_t* out_len, Workspace& ws,
                  size_t own_min = 0);

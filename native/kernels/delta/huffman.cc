@@ -11,7 +11,7 @@
 
 namespace kernels::delta::huff {
 
-static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "encode() reads eight symbols as one little-endian word");
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the streams' bits are stored and read as little-endian words");
 
 namespace {
 
@@ -373,6 +373,7 @@ void build_code(const uint8_t* len, Code* code) {
     for (uint64_t u = used[w]; u != 0; u &= u - 1) {
       const unsigned b = static_cast<unsigned>(__builtin_ctzll(u));
       const unsigned l = len[64 * w + b];
+      if (l > kMaxBits) continue;  // not a length build_lengths makes: no code
       const uint64_t below = masks[l][w] & ((uint64_t{1} << b) - 1);
       code->bits[64 * w + b] = static_cast<uint16_t>(reverse(base[l][w] + popcount64(below), l));
     }
