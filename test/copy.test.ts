@@ -54,6 +54,29 @@ forEachIsa('gatherPages/scatterPages', () => {
     }
   });
 
+  it('gathers big batches into `out` at every alignment the streaming stores care about', () => {
+    // 2100 pages (8.2 MiB) take streaming stores: 64-byte ones where `out` is 64-byte aligned,
+    // 16-byte ones where it is 16-byte aligned only, plain stores elsewhere. allocateMemory is
+    // page-aligned, so its offsets 0, 16, 48 and 3 reach each case.
+    const rand = rng(15);
+    const pageSize = 4096;
+    const memory = randomBytes(rand, 4096 * pageSize);
+    const pfns = randomPfns(rand, 2100, 4096);
+    const want = gatherPagesRef(memory, pfns, pageSize);
+    const backing = allocateMemory(2101 * pageSize);
+    try {
+      for (const offset of [0, 16, 48, 3]) {
+        backing.view.fill(0xee);
+        const out = backing.view.subarray(offset, offset + want.length);
+        expect(same(gatherPages(memory, pfns, { pageSize, out, threads: 1 }), want), `offset ${offset}`).toBe(true);
+        expect(backing.view.subarray(0, offset).every((b) => b === 0xee), `offset ${offset}: bytes before`).toBe(true);
+        expect(backing.view.subarray(offset + want.length).every((b) => b === 0xee), `offset ${offset}: bytes after`).toBe(true);
+      }
+    } finally {
+      backing.close();
+    }
+  });
+
   it('gathers into `out`, aligned or not, and leaves the rest of it alone', () => {
     const rand = rng(12);
     const pageSize = 512;
