@@ -94,6 +94,18 @@ forEachIsa('hashPages/fingerprintPages/zeroPages', () => {
     expect(same(fingerprintPages(data, { pageSize, threads: 2 }), fingerprintPagesRef(data, pageSize))).toBe(true);
   });
 
+  it('batches of 8 MiB and more (which prefetch pages ahead) hash like the reference, seeded or not, to the last page', () => {
+    const rand = rng(22);
+    const pageSize = 4096;
+    const n = 2051; // 8 MiB and three pages: a thread's half of it is still 4 MiB
+    const data = mixedPages(rand, n, pageSize);
+    for (const seed of [0n, 5n]) {
+      const want = hashPagesRef(data, pageSize, seed);
+      expect(hashPages(data, { pageSize, seed, threads: 1 })).toEqual(want);
+    }
+    expect(same(fingerprintPages(data, { pageSize, threads: 1 }), fingerprintPagesRef(data, pageSize))).toBe(true);
+  });
+
   it('hashes whole buffers like @node-rs/xxhash', () => {
     const rand = rng(22);
     for (const len of [0, 1, 16, 17, 128, 129, 240, 241, 1023, 65537]) {
