@@ -12,27 +12,7 @@ namespace kernels::copy {
 namespace avx512_isa {
 namespace {
 
-// A run to a 16- but not 64-byte aligned destination, with 16-byte streaming stores (as the
-// scalar kernel's loop, which runs these at the speed of memcpy).
-inline void stream_run_16(uint8_t* dst, const uint8_t* src, size_t bytes, const uint8_t* next) {
-  size_t pf = 0;
-  const size_t pf_end = next ? (bytes < 4096 ? bytes : 4096) : 0;
-  for (size_t off = 0; off < bytes; off += 64) {
-    // SAFETY: bytes is a multiple of 512, so off + 64 <= bytes.
-    const __m128i* s = reinterpret_cast<const __m128i*>(src + off);
-    __m128i* d = reinterpret_cast<__m128i*>(dst + off);
-    const __m128i a = _mm_loadu_si128(s), b = _mm_loadu_si128(s + 1);
-    const __m128i c = _mm_loadu_si128(s + 2), e = _mm_loadu_si128(s + 3);
-    _mm_stream_si128(d, a);
-    _mm_stream_si128(d + 1, b);
-    _mm_stream_si128(d + 2, c);
-    _mm_stream_si128(d + 3, e);
-    if (pf < pf_end) {
-      _mm_prefetch(reinterpret_cast<const char*>(next + pf), _MM_HINT_T0);
-      pf += 64;
-    }
-  }
-}
+#include "kernels/copy/sse2_run.inc"
 
 inline void copy_run(uint8_t* dst, const uint8_t* src, size_t bytes, const uint8_t* next, bool stream) {
   // Streaming stores need their own alignment: 64 bytes for the 512-bit form, 16 for the 128-bit
@@ -42,7 +22,7 @@ inline void copy_run(uint8_t* dst, const uint8_t* src, size_t bytes, const uint8
   const uintptr_t align = reinterpret_cast<uintptr_t>(dst);
   const bool nt = stream && (align & 63) == 0;
   if (stream && !nt && (align & 15) == 0) {
-    stream_run_16(dst, src, bytes, next);
+    copy_run_16(dst, src, bytes, next, true);
     return;
   }
   size_t pf = 0;

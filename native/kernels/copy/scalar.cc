@@ -17,33 +17,10 @@ namespace scalar_isa {
 namespace {
 
 #if defined(__SSE2__)
+#include "kernels/copy/sse2_run.inc"
+
 inline void copy_run(uint8_t* dst, const uint8_t* src, size_t bytes, const uint8_t* next, bool stream) {
-  const bool nt = stream && (reinterpret_cast<uintptr_t>(dst) & 15) == 0;
-  size_t pf = 0;
-  const size_t pf_end = next ? (bytes < 4096 ? bytes : 4096) : 0;
-  for (size_t off = 0; off < bytes; off += 64) {
-    // SAFETY: bytes is a multiple of 512, so off + 64 <= bytes.
-    const __m128i* s = reinterpret_cast<const __m128i*>(src + off);
-    __m128i* d = reinterpret_cast<__m128i*>(dst + off);
-    const __m128i a = _mm_loadu_si128(s), b = _mm_loadu_si128(s + 1);
-    const __m128i c = _mm_loadu_si128(s + 2), e = _mm_loadu_si128(s + 3);
-    if (nt) {
-      _mm_stream_si128(d, a);
-      _mm_stream_si128(d + 1, b);
-      _mm_stream_si128(d + 2, c);
-      _mm_stream_si128(d + 3, e);
-    } else {
-      _mm_storeu_si128(d, a);
-      _mm_storeu_si128(d + 1, b);
-      _mm_storeu_si128(d + 2, c);
-      _mm_storeu_si128(d + 3, e);
-    }
-    if (pf < pf_end) {
-      // Prefetch hints never fault, so running past the next run's end is harmless.
-      _mm_prefetch(reinterpret_cast<const char*>(next + pf), _MM_HINT_T0);
-      pf += 64;
-    }
-  }
+  copy_run_16(dst, src, bytes, next, stream && (reinterpret_cast<uintptr_t>(dst) & 15) == 0);
 }
 #define COPY_RUN(dst, src, bytes, next, stream) copy_run((dst), (src), (bytes), (next), (stream))
 #else
