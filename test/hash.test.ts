@@ -97,7 +97,7 @@ forEachIsa('hashPages/fingerprintPages/zeroPages', () => {
   it('batches of 8 MiB and more (which prefetch pages ahead) hash like the reference, seeded or not, to the last page', () => {
     const rand = rng(22);
     const pageSize = 4096;
-    const n = 2051; // 8 MiB and three pages: a thread's half of it is still 4 MiB
+    const n = 2051; // 8 MiB and three pages, hashed in one call (threads: 1): the prefetching loop
     const data = mixedPages(rand, n, pageSize);
     for (const seed of [0n, 5n]) {
       const want = hashPagesRef(data, pageSize, seed);
