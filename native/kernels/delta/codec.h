@@ -119,7 +119,7 @@ class GroupCoder {
   // Begins a group whose bodies go to out (capacity: pages * (page size + 64) + kHufTables),
   // kinds and lengths to kinds[i] and lens[i] for its i-th page; XBM pages of at least own_min
   // literals may take their own literal code (kXbmHufOwn; 0: none may).
-  void reset(uint8_t* out, uint8_t* kinds, uint32_t* lens, size_t own_min = kOwnMinLiterals);
+  void reset(uint8_t* out, uint8_t* kinds, uint32_t* lens, size_t own_min);
   // Encodes `next` against `shadow` (updating the shadow) as the group's next page.
   void add(const Ops& ops, uint8_t* shadow, const uint8_t* next, Workspace& ws);
   // Writes what is still pending; returns the bytes the group wrote to out.

@@ -314,20 +314,20 @@ void length_masks(const uint8_t* len, uint64_t (*out)[kSymbols / 64]) {
 
 // Canonical codes (deflate's rule: consecutive within a length, in symbol order; the first code
 // of the next length is the one after the last, shifted left by one), from masks of
-// length_masks: calls start(l) as each length l = 1..kMaxBits begins, then each(s, l, r) for
-// its symbols s, r being the code bit-reversed (as streams are read, least significant first).
-template <typename Start, typename Each>
-void canonical_codes(const uint64_t (*masks)[kSymbols / 64], Start&& start, Each&& each) {
+// length_masks: base[l][w] gets the code of the first symbol of length l in symbols [64 w,
+// 64 w + 64), so a symbol's code is that plus the number of its length before it in the word.
+// Returns the Kraft sum of the lengths in units of 2^-kMaxBits (over 2^kMaxBits: the lengths
+// are over-subscribed, and the codes past the space are not codes).
+inline uint32_t code_bases(const uint64_t (*masks)[kSymbols / 64], uint32_t (*base)[kSymbols / 64]) {
   uint32_t next = 0;
   for (unsigned l = 1; l <= kMaxBits; l++) {
-    start(l);
-    for (size_t w = 0; w < kSymbols / 64; w++) {
-      for (uint64_t m = masks[l][w]; m != 0; m &= m - 1) {
-        each(64 * w + static_cast<size_t>(__builtin_ctzll(m)), l, reverse(next++, l));
-      }
-    }
     next <<= 1;
+    for (size_t w = 0; w < kSymbols / 64; w++) {
+      base[l][w] = next;
+      next += popcount64(masks[l][w]);
+    }
   }
+  return next;
 }
 
 }  // namespace
@@ -354,19 +354,10 @@ void build_code(const uint8_t* len, Code* code) {
   std::memset(code->bits, 0, sizeof code->bits);
   uint64_t masks[kMaxBits + 1][kSymbols / 64];
   length_masks(len, masks);
-  // The same codes as canonical_codes gives, each found on its own: a symbol's code is the first
-  // code of its length plus the number of symbols of that length before it (popcounts of the
-  // length masks), so no step waits on another and no loop runs a data-dependent count of
-  // times per length.
+  // Each symbol's code found on its own (popcounts of the length masks), so no step waits on
+  // another and no loop runs a data-dependent count of times per length.
   uint32_t base[kMaxBits + 1][kSymbols / 64];
-  uint32_t next = 0;
-  for (unsigned l = 1; l <= kMaxBits; l++) {
-    for (size_t w = 0; w < kSymbols / 64; w++) {
-      base[l][w] = next;
-      next += popcount64(masks[l][w]);
-    }
-    next <<= 1;
-  }
+  code_bases(masks, base);
   uint64_t used[kSymbols / 64];
   used_bitmap(len, used);
   for (size_t w = 0; w < kSymbols / 64; w++) {
@@ -387,10 +378,8 @@ void write_table(const uint8_t* len, uint8_t* out) {
 const char* build_decoder(const uint8_t* len, Decoder* dec) {
   uint64_t masks[kMaxBits + 1][kSymbols / 64];
   length_masks(len, masks);
-  uint32_t kraft = 0;  // in units of 2^-kMaxBits
-  for (unsigned l = 1; l <= kMaxBits; l++) {
-    for (size_t w = 0; w < kSymbols / 64; w++) kraft += popcount64(masks[l][w]) << (kMaxBits - l);
-  }
+  uint32_t base[kMaxBits + 1][kSymbols / 64];
+  const uint32_t kraft = code_bases(masks, base);
   if (kraft == 0 || kraft > (1u << kMaxBits)) return "Huffman table is empty or over-subscribed";
   // Entry k of a table over l bits is the symbol whose bit-reversed code is the low bits of k.
   // Built by doubling: the table over l - 1 bits, copied to the upper half, is the table over l
@@ -400,9 +389,15 @@ const char* build_decoder(const uint8_t* len, Decoder* dec) {
   // entry a code covers after a clear of the table.
   uint16_t* const e = dec->entry;
   e[0] = kNoCode;
-  canonical_codes(
-      masks, [&](unsigned l) { std::memcpy(e + (size_t{1} << (l - 1)), e, (size_t{1} << (l - 1)) * sizeof e[0]); },
-      [&](size_t s, unsigned l, uint32_t r) { e[r] = static_cast<uint16_t>(l << 8 | s); });
+  for (unsigned l = 1; l <= kMaxBits; l++) {
+    std::memcpy(e + (size_t{1} << (l - 1)), e, (size_t{1} << (l - 1)) * sizeof e[0]);
+    for (size_t w = 0; w < kSymbols / 64; w++) {
+      uint32_t code = base[l][w];
+      for (uint64_t m = masks[l][w]; m != 0; m &= m - 1) {
+        e[reverse(code++, l)] = static_cast<uint16_t>(l << 8 | (64 * w + static_cast<size_t>(__builtin_ctzll(m))));
+      }
+    }
+  }
   return nullptr;
 }
 
