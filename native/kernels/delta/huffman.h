@@ -39,6 +39,17 @@ inline size_t encode_bound(size_t count) { return (count * kMaxBits + 7) / 8 + 8
 // symbol gets length 1. Deterministic: ties break by symbol.
 void build_lengths(const uint32_t* hist, uint8_t* len);
 
+// Code lengths as build_lengths gives them (a prefix code, 0 for unused symbols, 1..kMaxBits),
+// near-optimal rather than optimal, in about a third of its time: for one page's literals, where
+// the code is built for a few thousand symbols and its cost shows. `total` is the sum of hist.
+// Each used symbol's length is log2(total / count) rounded down from three quarters of a bit up
+// (taken from ten thresholds, no per-symbol loop), clamped to 1..kMaxBits; code space left over
+// goes to the shortest codes first (in symbol order within a length), one bit each. Where the
+// rounding over-subscribes (about 3 % of real pages) or a count passes 32767, the lengths are
+// build_lengths'. On real guest pages the literals take ~0.8 % more bits than with
+// build_lengths. Deterministic: the same histogram gives the same lengths on every machine.
+void fast_lengths(const uint32_t* hist, uint32_t total, uint8_t* len);
+
 // About the bits a Huffman code would spend on the histogram (its entropy, plus a little), cheap
 // enough to decide whether building the code is worth it.
 uint64_t estimate_bits(const uint32_t* hist);
