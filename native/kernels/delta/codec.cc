@@ -222,7 +222,7 @@ size_t own_body(const Ops& ops, const uint8_t* masks, size_t t, const uint8_t* l
   if (c == 0) c = t;
   if (table + c + bits / 8 > cap) return 0;
   huff::Code code;
-  huff::build_code(len, &code);
+  ops.huf_build_code(len, &code);
   // Two streams, the first ceil(l/2) literals and the rest, so a decoder runs them interleaved.
   const size_t h1 = (l + 1) / 2;
   uint8_t* const sb2 = sb + huff::encode_bound(h1);
@@ -773,8 +773,8 @@ void GroupCoder::decide(Workspace& ws) {
     if (code) {
       sample_lengths(ht, len_tok_);
       sample_lengths(hl, len_lit_);
-      huff::build_code(len_tok_, &code_tok_);
-      huff::build_code(len_lit_, &code_lit_);
+      ops_->huf_build_code(len_tok_, &code_tok_);
+      ops_->huf_build_code(len_lit_, &code_lit_);
     }
   }
   mode_ = code ? Mode::kCoding : Mode::kPlain;

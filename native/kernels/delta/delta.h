@@ -119,6 +119,9 @@ struct Ops {
   Kind (*encode_page_split)(uint8_t* prev, const uint8_t* next, size_t n, bool update_prev, bool xbm,
                             uint8_t* toks, size_t* tok_len, uint8_t* lits, size_t* lit_len,
                             const Scratch& scratch);
+  // huff::build_code built for this ISA (huffman_code.inc): the same codes, with POPCNT where
+  // the ISA has it.
+  void (*huf_build_code)(const uint8_t* len, huff::Code* code);
   // The Huffman encoder of two streams built for this ISA (huffman_encode.inc; huffman.h has
   // the contract).
   size_t (*huf_encode2)(const huff::Code& ca, const uint8_t* sa, size_t na, uint8_t* oa, const huff::Code& cb,

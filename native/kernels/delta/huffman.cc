@@ -369,107 +369,15 @@ void fast_lengths(const uint32_t* hist, uint32_t total, uint8_t* len) {
 }
 
 namespace {
-
-// Every kMaxBits-bit value in reverse bit order.
-struct Reverse {
-  uint16_t r[1u << kMaxBits];
-  constexpr Reverse() : r() {
-    for (unsigned i = 0; i < (1u << kMaxBits); i++) {
-      unsigned x = 0;
-      for (unsigned k = 0; k < kMaxBits; k++) x |= ((i >> k) & 1u) << (kMaxBits - 1 - k);
-      r[i] = static_cast<uint16_t>(x);
-    }
-  }
-};
-constexpr Reverse kReverse;
-
-// The low `bits` bits of v (v < 2^bits, bits <= kMaxBits) in reverse order; 0 for bits = 0.
-inline uint32_t reverse(uint32_t v, unsigned bits) {
-  return kReverse.r[(v << (kMaxBits - bits)) & ((1u << kMaxBits) - 1)];
-}
-
-// Bit s of out[l][s >> 6] set when len[s] == l, for l in 1..kMaxBits: the symbols of each length
-// in symbol order, which is the order their canonical codes are given in.
-void length_masks(const uint8_t* len, uint64_t (*out)[kSymbols / 64]) {
-#if defined(__SSE2__)
-  // Sixteen compares at a time: no per-symbol chain through memory.
-  for (unsigned l = 1; l <= kMaxBits; l++) {
-    const __m128i want = _mm_set1_epi8(static_cast<char>(l));
-    for (size_t w = 0; w < kSymbols / 64; w++) {
-      uint64_t m = 0;
-      for (size_t q = 0; q < 4; q++) {
-        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(len + 64 * w + 16 * q));
-        m |= uint64_t{static_cast<uint16_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(v, want)))} << (16 * q);
-      }
-      out[l][w] = m;
-    }
-  }
-#else
-  std::memset(out, 0, sizeof(uint64_t) * (kMaxBits + 1) * (kSymbols / 64));
-  for (size_t s = 0; s < kSymbols; s++) {
-    if (len[s] != 0 && len[s] <= kMaxBits) out[len[s]][s >> 6] |= uint64_t{1} << (s & 63);
-  }
-#endif
-}
-
-// Canonical codes (deflate's rule: consecutive within a length, in symbol order; the first code
-// of the next length is the one after the last, shifted left by one), from masks of
-// length_masks: base[l][w] gets the code of the first symbol of length l in symbols [64 w,
-// 64 w + 64), so a symbol's code is that plus the number of its length before it in the word.
-// Returns the Kraft sum of the lengths in units of 2^-kMaxBits (over 2^kMaxBits: the lengths
-// are over-subscribed, and the codes past the space are not codes).
-inline uint32_t code_bases(const uint64_t (*masks)[kSymbols / 64], uint32_t (*base)[kSymbols / 64]) {
-  uint32_t next = 0;
-  for (unsigned l = 1; l <= kMaxBits; l++) {
-    next <<= 1;
-    for (size_t w = 0; w < kSymbols / 64; w++) {
-      base[l][w] = next;
-      next += popcount64(masks[l][w]);
-    }
-  }
-  return next;
-}
+// length_masks, code_bases, used_bitmap_of and build_code_of (also built per ISA for
+// Ops::huf_build_code).
+#include "kernels/delta/huffman_code.inc"
 
 }  // namespace
 
-void used_bitmap(const uint8_t* len, uint64_t* used) {
-  for (size_t w = 0; w < kSymbols / 64; w++) {
-#if defined(__SSE2__)
-    uint64_t z = 0;  // the unused ones, sixteen compares at a time
-    for (size_t q = 0; q < 4; q++) {
-      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(len + 64 * w + 16 * q));
-      z |= uint64_t{static_cast<uint16_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_setzero_si128())))} << (16 * q);
-    }
-    used[w] = ~z;
-#else
-    uint64_t u = 0;
-    for (size_t j = 0; j < 64; j++) u |= uint64_t{len[64 * w + j] != 0} << j;
-    used[w] = u;
-#endif
-  }
-}
+void used_bitmap(const uint8_t* len, uint64_t* used) { used_bitmap_of(len, used); }
 
-void build_code(const uint8_t* len, Code* code) {
-  std::memcpy(code->len, len, kSymbols);
-  std::memset(code->bits, 0, sizeof code->bits);
-  uint64_t masks[kMaxBits + 1][kSymbols / 64];
-  length_masks(len, masks);
-  // Each symbol's code found on its own (popcounts of the length masks), so no step waits on
-  // another and no loop runs a data-dependent count of times per length.
-  uint32_t base[kMaxBits + 1][kSymbols / 64];
-  code_bases(masks, base);
-  uint64_t used[kSymbols / 64];
-  used_bitmap(len, used);
-  for (size_t w = 0; w < kSymbols / 64; w++) {
-    for (uint64_t u = used[w]; u != 0; u &= u - 1) {
-      const unsigned b = static_cast<unsigned>(__builtin_ctzll(u));
-      const unsigned l = len[64 * w + b];
-      if (l > kMaxBits) continue;  // not a length build_lengths makes: no code
-      const uint64_t below = masks[l][w] & ((uint64_t{1} << b) - 1);
-      code->bits[64 * w + b] = static_cast<uint16_t>(reverse(base[l][w] + popcount64(below), l));
-    }
-  }
-}
+void build_code(const uint8_t* len, Code* code) { build_code_of(len, code); }
 
 void write_table(const uint8_t* len, uint8_t* out) {
   for (size_t i = 0; i < kTableBytes; i++) out[i] = static_cast<uint8_t>(len[2 * i] | len[2 * i + 1] << 4);

@@ -15,9 +15,10 @@ namespace kernels::delta::huff {
 
 constexpr unsigned kMaxBits = 11;
 
-// Set bits of x. This file's users are built for baseline x86-64, where __builtin_popcountll is
-// a library call: a few shifts and adds in line are faster.
-inline unsigned popcount64(uint64_t x) {
+// Set bits of x. Units built for baseline x86-64 have no POPCNT (__builtin_popcountll is a
+// library call there): a few shifts and adds in line are faster. Static, because its body
+// depends on the including unit's target flags: each unit keeps its own.
+static inline unsigned popcount64(uint64_t x) {
 #if defined(__POPCNT__)
   return static_cast<unsigned>(__builtin_popcountll(x));
 #else
@@ -61,6 +62,7 @@ struct Code {
   uint8_t len[kSymbols];
 };
 void build_code(const uint8_t* len, Code* code);
+// The same is built per ISA (huffman_code.inc) and reached through Ops::huf_build_code.
 
 // Bit s of used[s >> 6] set when len[s] != 0: the used symbols of a code.
 void used_bitmap(const uint8_t* len, uint64_t* used);

@@ -2,6 +2,10 @@
 // other variant must produce exactly the bytes this one does (test/delta.test.ts, fuzz_delta).
 #include <cstring>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>  // huffman_code.inc
+#endif
+
 #include "kernels/delta/delta.h"
 #include "kernels/delta/huffman.h"
 
@@ -49,6 +53,10 @@ static inline void pack8(uint64_t v, unsigned mask, uint8_t* dst) {
 #include "kernels/delta/generic.inc"
 
 #include "kernels/delta/huffman_encode.inc"
+namespace {
+#include "kernels/delta/huffman_code.inc"
+}  // namespace
+static void build_code(const uint8_t* len, huff::Code* code) { build_code_of(len, code); }
 #include "kernels/delta/huffman_decode.inc"
 
 // Branch free: every byte position takes the next literal masked by its bit.
@@ -67,6 +75,6 @@ static inline uint64_t unpack8(const uint8_t* lit, unsigned bm) {
 }  // namespace scalar_impl
 
 extern const Ops ops_scalar = {"scalar", scalar_impl::encode_page_impl, scalar_impl::encode_page_split_impl,
-                             scalar_impl::encode2, scalar_impl::decode2, scalar_impl::xbm_apply};
+                             scalar_impl::build_code, scalar_impl::encode2, scalar_impl::decode2, scalar_impl::xbm_apply};
 
 }  // namespace kernels::delta
