@@ -201,7 +201,7 @@ export async function run(ctx: BenchContext): Promise<void> {
     notes: [
       'GB/s = input (whole new pages) per second; out % = output bytes / whole pages.',
       'Targets (issue 3 §4), real-looking fine-grained pages (realistic, counters): out <= 20 % and >= 2 GB/s per thread.',
-      'encodePages rows use the default codec (XRLE or XBM per page, lz4 where it pays, the Huffman stage where an 8-page sample says it saves a quarter, and an own literal code for XBM pages of 1536 changed bytes or more); "entropy off" is lz4 only; GB/s from the median call.',
+      'encodePages rows use the default codec (XRLE or XBM per page, lz4 where it pays, the Huffman stage where an 8-page sample says it saves a quarter, and an own literal code for XBM pages of 1280 changed bytes or more); "entropy off" is lz4 only; GB/s from the median call.',
     ],
   });
   ctx.report({ family: 'delta', title: 'delta summary', rows: summary });

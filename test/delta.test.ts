@@ -681,11 +681,12 @@ describe('XBM pages (kinds 8 to 11)', () => {
     rng.fill(old);
     const next = old.slice();
     // A third of the bytes XORed with a small power of two (1 or 2 mostly): ~1365 literals a
-    // page whose values a code of the page's own takes to ~1.6 bits. That is below the default
-    // count (1536), so the frames here ask for codes from 1024 changed bytes.
+    // page whose values a code of the page's own takes to ~1.6 bits. The frames here ask for codes
+    // from 1024 changed bytes, well below every page's count whatever the default (1280); from
+    // 2048, more than any page has, none takes one.
     for (let i = 0; i < COUNT * PS; i++) if (rng.int(3) === 0) next[i] ^= 1 << rng.int(rng.int(4) === 0 ? 8 : 2);
     const own = { ownCodes: 1024 };
-    expect(kindsOf(encodePagesSync(old.slice(), next, range(COUNT))).includes(KIND.XBM_HUF_OWN)).toBe(false);
+    expect(kindsOf(encodePagesSync(old.slice(), next, range(COUNT), { ownCodes: 2048 })).includes(KIND.XBM_HUF_OWN)).toBe(false);
     const f1 = encodePagesSync(old.slice(), next, range(COUNT), { threads: 1, ...own });
     expect(kindsOf(f1).filter((k) => k === KIND.XBM_HUF_OWN).length).toBeGreaterThan(COUNT / 2);
     expect(inspectFrame(f1).version).toBe(4);
@@ -718,20 +719,20 @@ describe('XBM pages (kinds 8 to 11)', () => {
     expect(hex(viaRef) === hex(next)).toBe(true);
   });
 
-  it('an XBM page takes its own code by default from OWN_CODES_MIN_BYTES (1536) changed bytes', () => {
-    expect(OWN_CODES_MIN_BYTES).toBe(1536);
+  it('an XBM page takes its own code by default from OWN_CODES_MIN_BYTES (1280) changed bytes', () => {
+    expect(OWN_CODES_MIN_BYTES).toBe(1280);
     const n = 4096;
     const prev = new Uint8Array(2 * n);
     new Rng(15).fill(prev);
-    // Bytes 1, 3 and 5 of every word changed by small amounts: 3 x 512 = 1536 literals on page 0;
-    // page 1 the same but word 0's byte 1: 1535.
+    // Bytes 1 and 3 of every word and byte 5 of every other word changed by small amounts:
+    // 2 x 512 + 256 = 1280 literals on page 0; page 1 the same but word 0's byte 1: 1279.
     const next = prev.slice();
     for (let p = 0; p < 2; p++) {
       for (let w = 0; w < n / 8; w++) {
         const at = p * n + 8 * w;
         if (p === 0 || w !== 0) next[at + 1] ^= 1;
         next[at + 3] ^= [1, 2, 1, 4][w % 4];
-        next[at + 5] ^= 2;
+        if (w % 2 === 0) next[at + 5] ^= 2;
       }
     }
     const ownOf = (f: Uint8Array) => kindsOf(f).map((k) => k === KIND.XBM_HUF_OWN);
@@ -739,8 +740,8 @@ describe('XBM pages (kinds 8 to 11)', () => {
     expect(ownOf(f)).toEqual([true, false]);
     expect(hex(encodePagesSync(prev.slice(), next, range(2), { ownCodes: true })) === hex(f)).toBe(true);
     expect(hex(encodePagesSync(prev.slice(), next, range(2), { ownCodes: OWN_CODES_MIN_BYTES })) === hex(f)).toBe(true);
-    expect(ownOf(encodePagesSync(prev.slice(), next, range(2), { ownCodes: 1535 }))).toEqual([true, true]);
-    expect(ownOf(encodePagesSync(prev.slice(), next, range(2), { ownCodes: 1537 }))).toEqual([false, false]);
+    expect(ownOf(encodePagesSync(prev.slice(), next, range(2), { ownCodes: 1279 }))).toEqual([true, true]);
+    expect(ownOf(encodePagesSync(prev.slice(), next, range(2), { ownCodes: 1281 }))).toEqual([false, false]);
     expect(ownOf(encodePagesSync(prev.slice(), next, range(2), { ownCodes: false }))).toEqual([false, false]);
     const r = prev.slice();
     applyPages(r, f);

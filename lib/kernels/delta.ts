@@ -38,12 +38,12 @@ export interface EncodePagesOptions {
   entropy?: boolean;
   /**
    * With `entropy`: let an XBM page with at least this many changed bytes code them with a
-   * Huffman code of its own (kind 12, frame version 4). A code costs ~2 µs a page whatever it
-   * saves. `true` (the default) means {@link OWN_CODES_MIN_BYTES} (1536), the least count at which
-   * real guest pages of fine-grained changes still encode at 2 GB/s a thread; a smaller integer
-   * (at least 1) buys smaller frames for time (1024: ~10 % smaller, 15-20 % slower on such pages);
-   * `false` drops the per-page codes and keeps the group codes (see docs/delta.md, sessions 7
-   * and 8, measured).
+   * Huffman code of its own (kind 12, frame version 4). A code costs ~1.5-2.5 µs a page whatever
+   * it saves. `true` (the default) means {@link OWN_CODES_MIN_BYTES} (1280), a count at which real
+   * guest pages of fine-grained changes still encode at 2 GB/s a thread with a margin; a smaller
+   * integer (at least 1) buys smaller frames for time (1024: ~5 % smaller, ~5 % slower on such
+   * pages; 512: ~10 % smaller, ~12 % slower); `false` drops the per-page codes and keeps the
+   * group codes (see docs/delta.md, sessions 7 to 9, measured).
    */
   ownCodes?: boolean | number;
 }
@@ -113,7 +113,7 @@ function threadsOf(o: Record<string, unknown>): number | undefined {
 }
 
 /** The changed bytes an XBM page needs for its own literal code by default (`ownCodes: true`). */
-export const OWN_CODES_MIN_BYTES = 1536;
+export const OWN_CODES_MIN_BYTES = 1280;
 
 /** `ownCodes` as the native call takes it: undefined for the default, 0 for none, else the count. */
 function ownCodesOf(o: Record<string, unknown>): number | undefined {

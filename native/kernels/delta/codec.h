@@ -65,10 +65,10 @@ Kind encode_page(const Ops& ops, uint8_t* prev, const uint8_t* next, size_t n, b
 // + lits[0, l), in dst (capacity t + l), if it saves at least 1/16 of that body and is shorter
 // than `limit`; returns its length, 0 if it does not pay (then dst holds nothing of use).
 // Pages with fewer than own_min literals are refused before anything is counted. A code costs
-// ~2 us a page whatever it saves, so the default, kOwnMinLiterals, is the least count at which
-// real guest pages of fine-grained changes still encode at 2 GB/s a thread (docs/delta.md,
-// session 8: from 1024 literals they are 10 % smaller at ~1.8 GB/s).
-constexpr size_t kOwnMinLiterals = 1536;
+// ~1.5-2.5 us a page whatever it saves, so the default, kOwnMinLiterals, is a count at which
+// real guest pages of fine-grained changes still encode at 2 GB/s a thread with a margin
+// (docs/delta.md, session 9: ~2.2 GB/s from 1280 literals, ~2.1 from 1024).
+constexpr size_t kOwnMinLiterals = 1280;
 constexpr size_t kOwnBitmap = 32;  // a kXbmHufOwn table's bitmap of the used byte values
 
 // The second stage of an XBM body (masks[0, t) + lits[0, l) of an n-byte page): with own_min != 0,
