@@ -46,7 +46,7 @@ void build_lengths(const uint32_t* hist, uint8_t* len);
 // Each used symbol's length is log2(total / count) rounded down from three quarters of a bit up
 // (taken from ten thresholds, no per-symbol loop), clamped to 1..kMaxBits; code space left over
 // goes to the shortest codes first (in symbol order within a length), one bit each. Where the
-// rounding over-subscribes (about 3 % of real pages) or a count passes 32767, the lengths are
+// rounding over-subscribes (about 3 % of real pages) or `total` passes 32767, the lengths are
 // build_lengths'. On real guest pages the literals take ~0.8 % more bits than with
 // build_lengths. Deterministic: the same histogram gives the same lengths on every machine.
 void fast_lengths(const uint32_t* hist, uint32_t total, uint8_t* len);
@@ -55,7 +55,8 @@ void fast_lengths(const uint32_t* hist, uint32_t total, uint8_t* len);
 // enough to decide whether building the code is worth it.
 uint64_t estimate_bits(const uint32_t* hist);
 
-// Bit-reversed canonical codes for the lengths (which build_lengths made: valid by construction):
+// Bit-reversed canonical codes for the lengths (which build_lengths or fast_lengths made: valid by
+// construction):
 // the code bits of each symbol and, apart, its length.
 struct Code {
   uint16_t bits[kSymbols];
