@@ -238,6 +238,8 @@ function buildFrame(pages: [number, number, ArrayLike<number>][], version: numbe
 
 /** The kinds in a frame's index, in order. */
 const kindsOf = (f: Uint8Array) => Array.from({ length: inspectFrame(f).count }, (_, i) => f[32 + 8 * i + 4]);
+/** Per page of a frame: whether it is XBM+HUF with its own code (kind 12). */
+const ownOf = (f: Uint8Array) => kindsOf(f).map((k) => k === KIND.XBM_HUF_OWN);
 /** Kinds that carry Huffman tables, and kinds that use the nearest such page's tables. */
 const TABLE_KINDS: number[] = [KIND.XRLE_HUF_TABLE, KIND.XBM_HUF_TABLE];
 const HUF_KINDS: number[] = [KIND.XRLE_HUF, KIND.XRLE_HUF_TABLE, KIND.XBM_HUF, KIND.XBM_HUF_TABLE];
@@ -619,7 +621,6 @@ describe('XBM pages (kinds 8 to 11)', () => {
       next[n + 8 * w + 5] ^= 1;
     }
     // 1024 literals are below the default (OWN_CODES_MIN_BYTES): only a lower ownCodes codes them.
-    const ownOf = (f: Uint8Array) => kindsOf(f).map((k) => k === KIND.XBM_HUF_OWN);
     expect(ownOf(encodePagesSync(prev.slice(), next, Uint32Array.of(0, 1), {}))).toEqual([false, false]);
     expect(ownOf(encodePagesSync(prev.slice(), next, Uint32Array.of(0, 1), { ownCodes: 1025 }))).toEqual([false, false]);
     const f = encodePagesSync(prev.slice(), next, Uint32Array.of(0, 1), { ownCodes: 1024 });
@@ -735,7 +736,6 @@ describe('XBM pages (kinds 8 to 11)', () => {
         if (w % 2 === 0) next[at + 5] ^= 2;
       }
     }
-    const ownOf = (f: Uint8Array) => kindsOf(f).map((k) => k === KIND.XBM_HUF_OWN);
     const f = encodePagesSync(prev.slice(), next, range(2));
     expect(ownOf(f)).toEqual([true, false]);
     expect(hex(encodePagesSync(prev.slice(), next, range(2), { ownCodes: true })) === hex(f)).toBe(true);

@@ -48,7 +48,6 @@ static void xor_blocks(uint8_t* prev, const uint8_t* next, size_t blocks, bool u
 namespace {
 #include "kernels/delta/huffman_code.inc"
 }  // namespace
-static void build_code(const uint8_t* len, huff::Code* code) { build_code_of(len, code); }
 #include "kernels/delta/huffman_decode.inc"
 
 #include "kernels/delta/xbm_apply.inc"
@@ -56,6 +55,6 @@ static void build_code(const uint8_t* len, huff::Code* code) { build_code_of(len
 }  // namespace avx2_impl
 
 extern const Ops ops_avx2 = {"avx2", avx2_impl::encode_page_impl, avx2_impl::encode_page_split_impl,
-                             avx2_impl::build_code, avx2_impl::encode2, avx2_impl::decode2, avx2_impl::xbm_apply};
+                             avx2_impl::build_code_of, avx2_impl::encode2, avx2_impl::decode2, avx2_impl::xbm_apply};
 
 }  // namespace kernels::delta

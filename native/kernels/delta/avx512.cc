@@ -39,7 +39,6 @@ static void xor_blocks(uint8_t* prev, const uint8_t* next, size_t blocks, bool u
 namespace {
 #include "kernels/delta/huffman_code.inc"
 }  // namespace
-static void build_code(const uint8_t* len, huff::Code* code) { build_code_of(len, code); }
 #include "kernels/delta/huffman_decode.inc"
 
 #include "kernels/delta/xbm_apply.inc"
@@ -47,6 +46,6 @@ static void build_code(const uint8_t* len, huff::Code* code) { build_code_of(len
 }  // namespace avx512_impl
 
 extern const Ops ops_avx512 = {"avx512", avx512_impl::encode_page_impl, avx512_impl::encode_page_split_impl,
-                             avx512_impl::build_code, avx512_impl::encode2, avx512_impl::decode2, avx512_impl::xbm_apply};
+                             avx512_impl::build_code_of, avx512_impl::encode2, avx512_impl::decode2, avx512_impl::xbm_apply};
 
 }  // namespace kernels::delta

@@ -268,6 +268,13 @@ void build_lengths(const uint32_t* hist, uint8_t* len) {
   for (size_t i = 0; i < m; i++) len[sym[order[i]]] = depth[i];
 }
 
+namespace {
+// length_masks, code_bases, used_bitmap_of and build_code_of (also built per ISA for
+// Ops::huf_build_code); fast_lengths below uses length_mask.
+#include "kernels/delta/huffman_code.inc"
+
+}  // namespace
+
 void fast_lengths(const uint32_t* hist, uint32_t total, uint8_t* len) {
   // A used symbol's length is 1 + the number of k in 1..10 with count <= t[k], where t[k] =
   // floor(total * 2^(b - k - 1)) and b = 3/4: that is floor(log2(total / count) + b), clamped.
@@ -345,35 +352,19 @@ void fast_lengths(const uint32_t* hist, uint32_t total, uint8_t* len) {
     return;
   }
   // Code space left: shorten codes by a bit, the shortest lengths first (each costs 2^(11-l)).
+  // A symbol of length l still has it when step l comes (the steps before shorten only shorter
+  // codes).
   for (unsigned l = 2; l <= kMaxBits && kraft < kSpace; l++) {
     const uint32_t cost = kSpace >> l;
-    if (kraft + cost > kSpace) continue;
-    for (size_t s = 0; s < kSymbols && kraft + cost <= kSpace; s += 64) {
-      uint64_t m = 0;  // the symbols of length l among these 64
-#if defined(__SSE2__)
-      const __m128i want = _mm_set1_epi8(static_cast<char>(l));
-      for (size_t q = 0; q < 4; q++) {
-        const __m128i v = _mm_load_si128(reinterpret_cast<const __m128i*>(l8 + s + 16 * q));
-        m |= uint64_t{static_cast<uint16_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(v, want)))} << (16 * q);
-      }
-#else
-      for (size_t j = 0; j < 64; j++) m |= uint64_t{l8[s + j] == l} << j;
-#endif
-      for (; m != 0 && kraft + cost <= kSpace; m &= m - 1) {
-        l8[s + static_cast<size_t>(__builtin_ctzll(m))] = static_cast<uint8_t>(l - 1);
+    for (size_t w = 0; w < kSymbols / 64 && kraft + cost <= kSpace; w++) {
+      for (uint64_t m = length_mask(l8, l, w); m != 0 && kraft + cost <= kSpace; m &= m - 1) {
+        l8[64 * w + static_cast<size_t>(__builtin_ctzll(m))] = static_cast<uint8_t>(l - 1);
         kraft += cost;
       }
     }
   }
   std::memcpy(len, l8, kSymbols);
 }
-
-namespace {
-// length_masks, code_bases, used_bitmap_of and build_code_of (also built per ISA for
-// Ops::huf_build_code).
-#include "kernels/delta/huffman_code.inc"
-
-}  // namespace
 
 void used_bitmap(const uint8_t* len, uint64_t* used) { used_bitmap_of(len, used); }
 

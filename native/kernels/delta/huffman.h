@@ -55,9 +55,8 @@ void fast_lengths(const uint32_t* hist, uint32_t total, uint8_t* len);
 // enough to decide whether building the code is worth it.
 uint64_t estimate_bits(const uint32_t* hist);
 
-// Bit-reversed canonical codes for the lengths (which build_lengths or fast_lengths made: valid by
-// construction):
-// the code bits of each symbol and, apart, its length.
+// Bit-reversed canonical codes for the lengths (which build_lengths or fast_lengths made: valid
+// by construction): the code bits of each symbol and, apart, its length.
 struct Code {
   uint16_t bits[kSymbols];
   uint8_t len[kSymbols];

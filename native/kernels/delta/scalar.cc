@@ -56,7 +56,6 @@ static inline void pack8(uint64_t v, unsigned mask, uint8_t* dst) {
 namespace {
 #include "kernels/delta/huffman_code.inc"
 }  // namespace
-static void build_code(const uint8_t* len, huff::Code* code) { build_code_of(len, code); }
 #include "kernels/delta/huffman_decode.inc"
 
 // Branch free: every byte position takes the next literal masked by its bit.
@@ -75,6 +74,6 @@ static inline uint64_t unpack8(const uint8_t* lit, unsigned bm) {
 }  // namespace scalar_impl
 
 extern const Ops ops_scalar = {"scalar", scalar_impl::encode_page_impl, scalar_impl::encode_page_split_impl,
-                             scalar_impl::build_code, scalar_impl::encode2, scalar_impl::decode2, scalar_impl::xbm_apply};
+                             scalar_impl::build_code_of, scalar_impl::encode2, scalar_impl::decode2, scalar_impl::xbm_apply};
 
 }  // namespace kernels::delta
