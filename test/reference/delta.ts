@@ -79,13 +79,48 @@ function xrleStream(x: Uint8Array, runs: [number, number][]): number[] {
   return out;
 }
 
+/** The repeat distances (in 8-byte words) the canonical encoder chooses from (docs/FORMAT.md, "XBM"). */
+export const REPEAT_DISTANCES = [1, 2, 4, 8];
+
+/** The 8-byte word `w` of `x` as a bigint. */
+function wordOf(x: Uint8Array, w: number): bigint {
+  let v = 0n;
+  for (let k = 7; k >= 0; k--) v = (v << 8n) | BigInt(x[8 * w + k]);
+  return v;
+}
+
+/**
+ * The repeat distance the canonical encoder gives `x` (docs/FORMAT.md, "XBM", frames of version
+ * 5): of 1, 2, 4 and 8, the one with the most non-zero words equal to the word that many words
+ * before them, the smallest on a tie; 0 if no word repeats.
+ */
+export function repeatDistance(x: Uint8Array): number {
+  let best = 0;
+  let bestCount = 0;
+  for (const d of REPEAT_DISTANCES) {
+    let count = 0;
+    for (let w = d; w < x.length / 8; w++) {
+      const v = wordOf(x, w);
+      if (v !== 0n && v === wordOf(x, w - d)) count++;
+    }
+    if (count > bestCount) {
+      best = d;
+      bestCount = count;
+    }
+  }
+  return best;
+}
+
 /**
  * The XBM body of `x` (docs/FORMAT.md, "XBM"): line mask (n/512 bytes), then for each set line a
  * word mask and a byte mask per set word, then the non-zero bytes of `x` in order. `x.length`
- * must be a multiple of 512.
+ * must be a multiple of 512. With `repeats` (frames of version 5) the body starts with the
+ * repeat distance d of {@link repeatDistance}, and a word equal to the word d before it gets a
+ * byte mask of 0 and no literals.
  */
-export function xbmBody(x: Uint8Array): Uint8Array {
+export function xbmBody(x: Uint8Array, repeats = false): Uint8Array {
   const n = x.length;
+  const d = repeats ? repeatDistance(x) : 0;
   const lineMask = new Uint8Array(n / 512);
   const masks: number[] = [];
   const literals: number[] = [];
@@ -93,31 +128,37 @@ export function xbmBody(x: Uint8Array): Uint8Array {
     let wordMask = 0;
     const byteMasks: number[] = [];
     for (let word = 0; word < 8; word++) {
+      const w = 8 * line + word;
+      const v = wordOf(x, w);
+      if (v === 0n) continue;
+      wordMask |= 1 << word;
+      if (d !== 0 && w >= d && v === wordOf(x, w - d)) {
+        byteMasks.push(0);
+        continue;
+      }
       let byteMask = 0;
       for (let k = 0; k < 8; k++) {
-        const v = x[64 * line + 8 * word + k];
-        if (v !== 0) {
+        const b = x[8 * w + k];
+        if (b !== 0) {
           byteMask |= 1 << k;
-          literals.push(v);
+          literals.push(b);
         }
       }
-      if (byteMask !== 0) {
-        wordMask |= 1 << word;
-        byteMasks.push(byteMask);
-      }
+      byteMasks.push(byteMask);
     }
     if (wordMask === 0) continue;
     lineMask[line >> 3] |= 1 << (line & 7);
     masks.push(wordMask, ...byteMasks);
   }
-  return Uint8Array.from([...lineMask, ...masks, ...literals]);
+  return Uint8Array.from([...(repeats ? [d] : []), ...lineMask, ...masks, ...literals]);
 }
 
 /** Options of {@link encodeBody}. */
 export interface EncodeBodyOptions {
   /**
-   * Allow XBM (kind 8) for a buffer whose length is a multiple of 512, as `encodePages` does;
-   * default false, as `encodeDelta` (kinds 0-3 only).
+   * Allow XBM (kind 8) for a buffer whose length is a multiple of 512, as `encodePages` does
+   * (with the repeat distance of frames of version 5); default false, as `encodeDelta` (kinds
+   * 0-3 only).
    */
   xbm?: boolean;
 }
@@ -139,6 +180,7 @@ export function encodeBody(prev: Uint8Array, next: Uint8Array, opts: EncodeBodyO
   if (opts.xbm && n % 512 === 0) {
     // XBM when its body S is shorter than the page and 4S < 4F + 7R (F literal bytes, R runs of
     // the XRLE rule): docs/FORMAT.md, "Canonical encoder", rule 3. Frame pages are 512 B or more.
+    // S is the body with its repeats (the repeat distance byte, no literals for repeated words).
     let N = 0;
     let W = 0;
     let L = 0;
@@ -159,22 +201,27 @@ export function encodeBody(prev: Uint8Array, next: Uint8Array, opts: EncodeBodyO
       }
       if (lineSet) L++;
     }
-    const S = n / 512 + L + W + N;
+    const body = xbmBody(x, true);
+    const S = body.length;
     const F = runs.reduce((sum, [start, end]) => sum + end - start, 0);
     const R = runs.length;
-    if (S < n && 4 * S < 4 * F + 7 * R) return { kind: KIND.XBM, body: xbmBody(x) };
+    if (S < n && 4 * S < 4 * F + 7 * R) return { kind: KIND.XBM, body };
   }
   const out = xrleStream(x, runs);
   if (out.length >= n) return { kind: KIND.RAW, body: next.slice() };
   return { kind: KIND.XRLE, body: Uint8Array.from(out) };
 }
 
-/** Bytes of masks at the start of an XBM body of an n-byte page (line mask, then per set line its word mask and byte masks). */
-export function xbmMaskLength(body: Uint8Array, n: number): number {
-  let p = n / 512;
+/**
+ * Bytes of masks at the start of an XBM body of an n-byte page (the repeat distance with
+ * `repeats`, line mask, then per set line its word mask and byte masks).
+ */
+export function xbmMaskLength(body: Uint8Array, n: number, repeats = false): number {
+  const r = repeats ? 1 : 0;
+  let p = r + n / 512;
   for (let i = 0; i < n / 512; i++) {
     for (let bit = 0; bit < 8; bit++) {
-      if ((body[i] >> bit) & 1) p += 1 + popcount8(body[p]);
+      if ((body[r + i] >> bit) & 1) p += 1 + popcount8(body[p]);
     }
   }
   return p;
@@ -263,10 +310,10 @@ export function lz4BlockMasksRef(masks: Uint8Array, lits: Uint8Array): Uint8Arra
  * the block of {@link lz4BlockMasksRef}, when the body is at least max(96, n/4) bytes and the
  * result saves at least 1/16 of it; else null (the page stays kind 8).
  */
-export function xbmLz4Ref(body: Uint8Array, n: number): Uint8Array | null {
+export function xbmLz4Ref(body: Uint8Array, n: number, repeats = false): Uint8Array | null {
   const len = body.length;
   if (len < Math.max(96, Math.floor(n / 4))) return null;
-  const t = xbmMaskLength(body, n);
+  const t = xbmMaskLength(body, n, repeats);
   const head: number[] = [];
   varint(head, len);
   const block = lz4BlockMasksRef(body.subarray(0, t), body.subarray(t));
@@ -293,7 +340,7 @@ export function encodeDeltaRef(prev: Uint8Array, next: Uint8Array): Uint8Array {
 
 /**
  * The page frame of encodePages with `compress: false`; updates `shadow` like the native one.
- * Pages may be XBM (kind 8); the frame is then version 3, else version 1.
+ * Pages may be XBM (kind 8, with a repeat distance); the frame is then version 5, else version 1.
  */
 export function encodePagesRef(shadow: Uint8Array, pages: Uint8Array, pfns: Uint32Array, pageSize = 4096): Uint8Array {
   const index: number[] = [];
@@ -303,7 +350,7 @@ export function encodePagesRef(shadow: Uint8Array, pages: Uint8Array, pfns: Uint
     const prev = shadow.subarray(pfns[i] * pageSize, (pfns[i] + 1) * pageSize);
     const next = pages.subarray(i * pageSize, (i + 1) * pageSize);
     const { kind, body } = encodeBody(prev, next, { xbm: true });
-    if (kind === KIND.XBM) version = 3;
+    if (kind === KIND.XBM) version = 5;
     prev.set(next);
     index.push(...u32le(pfns[i]), kind, body.length & 0xff, (body.length >> 8) & 0xff, (body.length >> 16) & 0xff);
     bodies.push(body);
@@ -323,9 +370,10 @@ export function encodePagesRef(shadow: Uint8Array, pages: Uint8Array, pfns: Uint
  * Applies a page body of any kind but the Huffman ones that use a frame's tables (6, 7, 9, 10:
  * see applyFrameRef) to `target`; XBM kinds need a length that is a multiple of 512. Throws a
  * RangeError on anything malformed, before writing. `fromLz4`: an XRLE stream out of a kind-4
- * block, which may be as long as the page.
+ * block, which may be as long as the page. `repeats`: XBM bodies start with a repeat distance
+ * (frames of version 5).
  */
-export function applyBodyRef(target: Uint8Array, kind: number, body: Uint8Array, fromLz4 = false): void {
+export function applyBodyRef(target: Uint8Array, kind: number, body: Uint8Array, fromLz4 = false, repeats = false): void {
   const n = target.length;
   if ((kind === KIND.SAME || kind === KIND.ZERO) && body.length !== 0) throw new RangeError('SAME/ZERO with a body');
   if (kind === KIND.SAME) return;
@@ -339,19 +387,19 @@ export function applyBodyRef(target: Uint8Array, kind: number, body: Uint8Array,
     return;
   }
   if (kind === KIND.XBM) {
-    applyXbmRef(target, body);
+    applyXbmRef(target, body, undefined, repeats);
     return;
   }
   if (kind === KIND.XBM_LZ4) {
     if (body.length < 1 || body.length >= n) throw new RangeError('XBM+LZ4 body length out of range');
     const xbm = lz4BodyRef(body, n);
     if (xbm.length >= n) throw new RangeError('XBM+LZ4 decompresses to a body as long as the page');
-    applyXbmRef(target, xbm);
+    applyXbmRef(target, xbm, undefined, repeats);
     return;
   }
   if (kind === KIND.XBM_HUF_OWN) {
     const { xbm, masks } = xbmHufOwnRef(body, n);
-    applyXbmRef(target, xbm, masks);
+    applyXbmRef(target, xbm, masks, repeats);
     return;
   }
   if (kind === KIND.RAW_LZ4) {
@@ -377,34 +425,54 @@ export function applyBodyRef(target: Uint8Array, kind: number, body: Uint8Array,
 /**
  * Applies an XBM body (docs/FORMAT.md, "XBM (kind 8)") to `target` (n bytes, n a multiple of
  * 512). Every check comes before the first write: body of 1 to n - 1 bytes, no mask past the
- * end of the body, no word or byte mask of 0, exactly one literal byte per set byte-mask bit and,
- * with `maskLength` (kinds 9 and 10: the decoded mask string), masks ending exactly there.
+ * end of the body, no word or byte mask of 0 (with `repeats`: a byte mask of 0 only where the
+ * repeat distance d, 1 to 64, points at a set word), exactly one literal byte per set byte-mask
+ * bit and, with `maskLength` (the decoded mask string of kinds 9, 10, 12), masks ending exactly
+ * there.
  */
-export function applyXbmRef(target: Uint8Array, body: Uint8Array, maskLength?: number): void {
+export function applyXbmRef(target: Uint8Array, body: Uint8Array, maskLength?: number, repeats = false): void {
   const n = target.length;
   if (n % 512 !== 0) throw new RangeError(`XBM needs a length that is a multiple of 512, got ${n}`);
   if (body.length < 1 || body.length >= n) throw new RangeError(`XBM body length ${body.length} out of range (1 to ${n - 1})`);
-  let at = n / 512; // the line mask is body[0 .. n/512)
+  const r = repeats ? 1 : 0;
+  const d = repeats ? body[0] : 0;
+  if (d > 64) throw new RangeError(`XBM repeat distance ${d} out of range (0 to 64)`);
+  let at = r + n / 512; // the line mask is body[r .. r + n/512)
   if (at > body.length) throw new RangeError('XBM masks run past the body');
   const positions: number[] = [];
+  // Each set word in order: its literal positions, or the word it repeats.
+  const set: { w: number; from: number; count: number; repeat: number }[] = [];
+  const isSet = new Set<number>();
   for (let line = 0; line < n / 64; line++) {
-    if (((body[line >> 3] >> (line & 7)) & 1) === 0) continue;
+    if (((body[r + (line >> 3)] >> (line & 7)) & 1) === 0) continue;
     if (at >= body.length) throw new RangeError('XBM masks run past the body');
     const wordMask = body[at++];
     if (wordMask === 0) throw new RangeError(`XBM word mask of 0 (line ${line})`);
     for (let word = 0; word < 8; word++) {
       if (((wordMask >> word) & 1) === 0) continue;
       if (at >= body.length) throw new RangeError('XBM masks run past the body');
+      const w = 8 * line + word;
       const byteMask = body[at++];
-      if (byteMask === 0) throw new RangeError(`XBM byte mask of 0 (line ${line}, word ${word})`);
-      for (let k = 0; k < 8; k++) if ((byteMask >> k) & 1) positions.push(64 * line + 8 * word + k);
+      if (byteMask === 0) {
+        if (d === 0) throw new RangeError(`XBM byte mask of 0 (line ${line}, word ${word})`);
+        if (!isSet.has(w - d)) throw new RangeError(`XBM repeat of word ${w - d}, which is not set (line ${line}, word ${word})`);
+        set.push({ w, from: 0, count: 0, repeat: w - d });
+      } else {
+        set.push({ w, from: positions.length, count: popcount8(byteMask), repeat: -1 });
+        for (let k = 0; k < 8; k++) if ((byteMask >> k) & 1) positions.push(8 * w + k);
+      }
+      isSet.add(w);
     }
   }
   if (maskLength !== undefined && at !== maskLength) throw new RangeError(`XBM mask string is ${at} bytes, its length says ${maskLength}`);
   const left = body.length - at;
   if (left < positions.length) throw new RangeError(`XBM literals missing (${positions.length} expected, ${left} present)`);
   if (left > positions.length) throw new RangeError(`XBM literal bytes left over (${positions.length} expected, ${left} present)`);
-  for (let i = 0; i < positions.length; i++) target[positions[i]] ^= body[at + i];
+  // The XOR of every set word, then applied.
+  const x = new Uint8Array(n);
+  for (let i = 0; i < positions.length; i++) x[positions[i]] = body[at + i];
+  for (const s of set) if (s.repeat >= 0) x.copyWithin(8 * s.w, 8 * s.repeat, 8 * s.repeat + 8);
+  for (let i = 0; i < n; i++) target[i] ^= x[i];
 }
 
 /**
@@ -491,8 +559,11 @@ export function huffmanDecodeRef(table: Uint8Array, bits: Uint8Array, count: num
   return out;
 }
 
-/** How many kinds a frame of each version may hold: 1 (kinds 0-5), 2 (0-7), 3 (0-11), 4 (0-12). */
-export const FRAME_KINDS: Record<number, number> = { 1: 6, 2: 8, 3: 12, 4: 13 };
+/**
+ * How many kinds a frame of each version may hold: 1 (kinds 0-5), 2 (0-7), 3 (0-11), 4 (0-12),
+ * 5 (0-12, XBM bodies with a repeat distance).
+ */
+export const FRAME_KINDS: Record<number, number> = { 1: 6, 2: 8, 3: 12, 4: 13, 5: 13 };
 
 /**
  * Decompresses an lz4 block (lz4's block format: sequences of a token, literal length, literals,
@@ -620,7 +691,7 @@ function interleaveRef(toks: Uint8Array, lits: Uint8Array): Uint8Array {
 }
 
 /**
- * Applies a page frame (version 1 to 4) to `replica`, following docs/FORMAT.md, every kind.
+ * Applies a page frame (version 1 to 5) to `replica`, following docs/FORMAT.md, every kind.
  * Checks the header, index, checksum, kinds
  * (against the version), lengths and pfns first; then applies page by page, each body checked
  * before it is written. Throws a RangeError on anything malformed (it does not promise to leave
@@ -633,6 +704,7 @@ export function applyFrameRef(replica: Uint8Array, frame: Uint8Array, pageSize =
   const version = frame[4];
   const kinds = FRAME_KINDS[version];
   if (kinds === undefined) throw new RangeError(`unsupported version ${version}`);
+  const repeats = version >= 5;
   if (frame[5] !== 0) throw new RangeError('flags');
   if (frame[6] < 9 || frame[6] > 20 || 1 << frame[6] !== pageSize) throw new RangeError('page size');
   if (frame[7] !== 0 || u32(12) !== 0) throw new RangeError('reserved bytes');
@@ -665,7 +737,7 @@ export function applyFrameRef(replica: Uint8Array, frame: Uint8Array, pageSize =
     const target = replica.subarray(pfn * pageSize, (pfn + 1) * pageSize);
     const huffman = kind === KIND.XRLE_HUF || kind === KIND.XRLE_HUF_TABLE || kind === KIND.XBM_HUF || kind === KIND.XBM_HUF_TABLE;
     if (!huffman) {
-      applyBodyRef(target, kind, body);
+      applyBodyRef(target, kind, body, false, repeats);
       continue;
     }
     if (kind === KIND.XRLE_HUF_TABLE || kind === KIND.XBM_HUF_TABLE) {
@@ -679,7 +751,7 @@ export function applyFrameRef(replica: Uint8Array, frame: Uint8Array, pageSize =
       applyBodyRef(target, KIND.XRLE, interleaveRef(toks, lits));
     } else {
       // Kinds 9 and 10: the mask bytes, then the literal bytes, applied as kind 8.
-      applyXbmRef(target, Uint8Array.from([...toks, ...lits]), toks.length);
+      applyXbmRef(target, Uint8Array.from([...toks, ...lits]), toks.length, repeats);
     }
   }
 }

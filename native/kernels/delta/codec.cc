@@ -19,6 +19,7 @@ Workspace::Workspace(size_t max_page)
       mask_((max_page + 63) / 64 + 1),
       edges_(kEdgeSlots),
       words_((max_page + 63) / 64 + 8),
+      eq_(4 * ((max_page + 63) / 64)),
       tmp_(max_page + 64),
       own_(5 * max_page + 128) {}
 
@@ -356,40 +357,59 @@ const char* xrle_walk(uint8_t* target, const uint8_t* body, size_t len, size_t n
 }
 
 // Walks an XBM body (docs/FORMAT.md, "XBM"); with target == nullptr checks it, else applies a
-// body that check accepted (with the same mask_len) without checking it again. The masks start
-// the body and the literal bytes are exactly the rest. For the Huffman kinds the body is the
-// decoded mask string followed by the literal string, and `mask_len` (else 0) is the length the
-// mask string must have.
-const char* xbm_walk(uint8_t* target, const uint8_t* body, size_t len, size_t n,
+// body that check accepted (with the same mask_len and rep) without checking it again. The masks
+// start the body and the literal bytes are exactly the rest. With `rep` (frames of version 5)
+// the body starts with the repeat distance d, and a byte mask of 0 takes the XOR word d before
+// it. For the Huffman kinds the body is the decoded mask string followed by the literal string,
+// and `mask_len` (else 0) is the length the mask string must have.
+const char* xbm_walk(uint8_t* target, const uint8_t* body, size_t len, size_t n, bool rep,
                      size_t mask_len = 0) {
   const size_t lm = n / 512;  // line-mask bytes (frames only: n is a power of two >= 512)
+  const size_t r = rep ? 1 : 0;  // the repeat distance byte
   if (target != nullptr) {
     // The literals start after the masks: one byte per set line, one per set word.
     size_t masks = mask_len;
     if (masks == 0) {
-      masks = lm;
+      masks = r + lm;
       for (size_t i = 0; i < lm; i++) {
-        for (unsigned lb = body[i]; lb != 0; lb &= lb - 1) masks += 1 + kPopcount8.n[body[masks]];
+        for (unsigned lb = body[r + i]; lb != 0; lb &= lb - 1) masks += 1 + kPopcount8.n[body[masks]];
       }
     }
-    kernels::active().delta->xbm_apply(target, body, lm, body + masks, body + len);
+    kernels::active().delta->xbm_apply(target, body + r, lm, body + masks, body + len, rep ? body[0] : 0);
     return nullptr;
   }
   if (n % 512 != 0) return "XBM page size is not a multiple of 512";
-  if (len < lm) return "XBM line mask is truncated";
+  if (len < r + lm) return "XBM line mask is truncated";
+  const unsigned d = rep ? body[0] : 0;
+  if (d > 64) return "XBM repeat distance out of range (0 to 64)";
   const uint8_t* const end = body + len;
-  const uint8_t* p = body + lm;
+  const uint8_t* p = body + r + lm;
   size_t lits = 0;
+  // Bit j of `seen`: word prev - j of the page is set (prev: the last set word read; none yet
+  // while seen is 0), so the word d before word w, at gap g = w - prev, is bit d - g.
+  uint64_t seen = 0;
+  size_t prev = 0;
   for (size_t i = 0; i < lm; i++) {
-    for (unsigned lb = body[i]; lb != 0; lb &= lb - 1) {
+    for (unsigned lb = body[r + i]; lb != 0; lb &= lb - 1) {
       if (p >= end) return "XBM masks run past the body";
       const unsigned wm = *p++;
       if (wm == 0) return "XBM word mask is zero";
       const size_t words = kPopcount8.n[wm];
       if (static_cast<size_t>(end - p) < words) return "XBM masks run past the body";
-      for (size_t k = 0; k < words; k++) {
+      const size_t line = i * 8 + static_cast<size_t>(__builtin_ctz(lb));
+      size_t k = 0;
+      for (unsigned bits = wm; bits != 0; bits &= bits - 1, k++) {
+        const size_t w = line * 8 + static_cast<size_t>(__builtin_ctz(bits));
+        const size_t g = w - prev;  // >= 1 once a word was read (words come in ascending order)
         const unsigned bm = p[k];
-        if (bm == 0) return "XBM byte mask is zero";
+        if (bm == 0) {
+          if (d == 0) return "XBM byte mask is zero";
+          if (seen == 0 || d < g || ((seen >> (d - g)) & 1) == 0) {
+            return "XBM repeat refers to a word that is not set";
+          }
+        }
+        seen = (seen == 0 || g >= 64 ? 0 : seen << g) | 1;
+        prev = w;
         lits += kPopcount8.n[bm];
       }
       p += words;
@@ -439,7 +459,7 @@ const char* huf_unpack(const uint8_t* body, size_t len, size_t n, const uint8_t*
 // Checks (target == nullptr) or applies a body of a Huffman kind (kXrleHuf, kXbmHuf, or either
 // with its tables). A check leaves the decoded strings in `keep` if given (else scratch); an
 // apply with `kept` walks those instead of decoding again.
-const char* huf_page(uint8_t* target, uint8_t kind, const uint8_t* body, size_t len, size_t n,
+const char* huf_page(uint8_t* target, uint8_t kind, const uint8_t* body, size_t len, size_t n, bool rep,
                      const uint8_t* tables, Workspace& ws, uint8_t* keep, const uint8_t* kept) {
   if (carries_tables(kind)) {
     if (len <= kHufTables) return "Huffman tables are truncated";
@@ -461,7 +481,7 @@ const char* huf_page(uint8_t* target, uint8_t kind, const uint8_t* body, size_t 
     if (const char* e = huf_unpack(body, len, n, tables, ws, &t, &l, dst)) return e;
     strings = dst;
   }
-  if (is_xbm(kind)) return xbm_walk(target, strings, t + l, n, t);
+  if (is_xbm(kind)) return xbm_walk(target, strings, t + l, n, rep, t);
   return xrle_walk(target, strings, t, n, strings + t, l);
 }
 
@@ -479,14 +499,14 @@ const char* own_lengths(const uint8_t** p, const uint8_t* end, size_t n, uint32_
 
 // Checks (target == nullptr) or applies a kXbmHufOwn body (docs/FORMAT.md). A check leaves the
 // decoded masks and literals in `keep` if given (else scratch); an apply with `kept` walks those.
-const char* own_page(uint8_t* target, const uint8_t* body, size_t len, size_t n, Workspace& ws,
+const char* own_page(uint8_t* target, const uint8_t* body, size_t len, size_t n, bool rep, Workspace& ws,
                      uint8_t* keep, const uint8_t* kept) {
   if (len == 0 || len >= n) return "XBM+HUF body length out of range";
   const uint8_t* p = body;
   const uint8_t* const end = body + len;
   uint32_t t, l, c, b;
   if (const char* e = own_lengths(&p, end, n, &t, &l, &c, &b)) return e;
-  if (kept != nullptr) return xbm_walk(target, kept, size_t{t} + l, n, t);
+  if (kept != nullptr) return xbm_walk(target, kept, size_t{t} + l, n, rep, t);
   // The code: a bitmap of the used byte values, then their lengths, 4 bits each.
   if (static_cast<size_t>(end - p) < kOwnBitmap) return "XBM+HUF code table is truncated";
   const uint8_t* const bitmap = p;
@@ -529,7 +549,7 @@ const char* own_page(uint8_t* target, const uint8_t* body, size_t len, size_t n,
                                                              static_cast<size_t>(end - p) - b, dst + t + h1, l - h1)) {
     return e;
   }
-  return xbm_walk(target, dst, size_t{t} + l, n, t);
+  return xbm_walk(target, dst, size_t{t} + l, n, rep, t);
 }
 
 // Decompresses the XRLE stream of a kXrleLz4 body into tmp; returns its length via *xlen.
@@ -570,7 +590,7 @@ size_t huffman_strings(uint8_t kind, const uint8_t* body, size_t len, size_t n) 
   return size_t{t} + l;
 }
 
-const char* check_page(uint8_t kind, const uint8_t* body, size_t len, size_t n, Workspace& ws,
+const char* check_page(uint8_t kind, const uint8_t* body, size_t len, size_t n, bool rep, Workspace& ws,
                        const uint8_t* tables, uint8_t* keep) {
   if (n > ws.max_page()) return "page larger than the workspace";
   switch (kind) {
@@ -592,7 +612,7 @@ const char* check_page(uint8_t kind, const uint8_t* body, size_t len, size_t n, 
       // As for kind 8, the XBM body must be shorter than the page (kind 4 predates this and
       // takes an XRLE stream of up to n bytes).
       if (xlen >= n) return "XBM+LZ4 decompresses to a body as long as the page";
-      return xbm_walk(nullptr, ws.tmp(), xlen, n);
+      return xbm_walk(nullptr, ws.tmp(), xlen, n, rep);
     }
     case kRawLz4: {
       if (len == 0 || len >= n || len > static_cast<size_t>(LZ4_MAX_INPUT_SIZE)) {
@@ -605,20 +625,20 @@ const char* check_page(uint8_t kind, const uint8_t* body, size_t len, size_t n, 
     }
     case kXbm:
       if (len == 0 || len >= n) return "XBM body length out of range";
-      return xbm_walk(nullptr, body, len, n);
+      return xbm_walk(nullptr, body, len, n, rep);
     case kXrleHuf:
     case kXrleHufTable:
     case kXbmHuf:
     case kXbmHufTable:
-      return huf_page(nullptr, kind, body, len, n, tables, ws, keep, nullptr);
+      return huf_page(nullptr, kind, body, len, n, rep, tables, ws, keep, nullptr);
     case kXbmHufOwn:
-      return own_page(nullptr, body, len, n, ws, keep, nullptr);
+      return own_page(nullptr, body, len, n, rep, ws, keep, nullptr);
     default:
       return "unknown page kind";
   }
 }
 
-void apply_page(uint8_t* target, uint8_t kind, const uint8_t* body, size_t len, size_t n,
+void apply_page(uint8_t* target, uint8_t kind, const uint8_t* body, size_t len, size_t n, bool rep,
                 Workspace& ws, const uint8_t* tables, const uint8_t* kept) {
   if (n == 0) return;  // nothing to write (and target may be null for an empty buffer)
   switch (kind) {
@@ -638,7 +658,7 @@ void apply_page(uint8_t* target, uint8_t kind, const uint8_t* body, size_t len, 
       size_t xlen = 0;
       if (xrle_lz4_unpack(body, len, n, ws.tmp(), &xlen) != nullptr) return;
       if (kind == kXbmLz4) {
-        xbm_walk(target, ws.tmp(), xlen, n);
+        xbm_walk(target, ws.tmp(), xlen, n, rep);
       } else {
         xrle_walk(target, ws.tmp(), xlen, n);
       }
@@ -649,16 +669,16 @@ void apply_page(uint8_t* target, uint8_t kind, const uint8_t* body, size_t len, 
                           static_cast<int>(len), static_cast<int>(n));
       return;
     case kXbm:
-      xbm_walk(target, body, len, n);
+      xbm_walk(target, body, len, n, rep);
       return;
     case kXrleHuf:
     case kXrleHufTable:
     case kXbmHuf:
     case kXbmHufTable:
-      huf_page(target, kind, body, len, n, tables, ws, nullptr, kept);
+      huf_page(target, kind, body, len, n, rep, tables, ws, nullptr, kept);
       return;
     case kXbmHufOwn:
-      own_page(target, body, len, n, ws, nullptr, kept);
+      own_page(target, body, len, n, rep, ws, nullptr, kept);
       return;
     default:
       return;

@@ -23,7 +23,7 @@ class Workspace {
   Workspace(const Workspace&) = delete;
   Workspace& operator=(const Workspace&) = delete;
 
-  Scratch scratch() { return Scratch{xor_.data(), mask_.data(), edges_.data(), words_.data()}; }
+  Scratch scratch() { return Scratch{xor_.data(), mask_.data(), edges_.data(), words_.data(), eq_.data()}; }
   uint8_t* tmp() { return tmp_.data(); }
   void* lz4_stream();  // lz4 state (LZ4_sizeofState bytes), allocated on first use
   size_t max_page() const { return max_page_; }
@@ -43,6 +43,7 @@ class Workspace {
   std::vector<uint64_t> mask_;
   std::vector<uint32_t> edges_;
   std::vector<uint8_t> words_;
+  std::vector<uint8_t> eq_;
   std::vector<uint8_t> tmp_;
   void* lz4_ = nullptr;
   std::vector<uint8_t> own_;
@@ -88,21 +89,21 @@ Kind lz4_stage(Kind k, const uint8_t* next, size_t n, uint8_t* out, size_t* out_
                size_t limit = SIZE_MAX);
 
 // Returns nullptr when `body` (len bytes) is a well-formed body of `kind` for an n-byte page,
-// else a short reason. Never reads outside body[0, len). Uses ws.tmp() for lz4 and Huffman
+// else a short reason. `rep`: XBM bodies carry a repeat distance (frames of version 5). Never reads outside body[0, len). Uses ws.tmp() for lz4 and Huffman
 // kinds. `tables` is the start of the table-carrying body (kXrleHufTable or kXbmHufTable)
 // whose tables a kXrleHuf or kXbmHuf page uses (nullptr: none; the kind is then refused); a
 // table-carrying page uses its own.
 // For a Huffman kind, a check given `keep` (huffman_strings() bytes) leaves the decoded strings
 // there, and an apply given them as `kept` does not decode again.
-const char* check_page(uint8_t kind, const uint8_t* body, size_t len, size_t n, Workspace& ws,
+const char* check_page(uint8_t kind, const uint8_t* body, size_t len, size_t n, bool rep, Workspace& ws,
                        const uint8_t* tables = nullptr, uint8_t* keep = nullptr);
 
 // Bytes of the two decoded strings (T + L) of a Huffman-kind body, read from its lengths; 0 for
 // other kinds or lengths check_page would refuse.
 size_t huffman_strings(uint8_t kind, const uint8_t* body, size_t len, size_t n);
 
-// Applies a body that check_page accepted (with the same tables) to the n-byte `target`.
-void apply_page(uint8_t* target, uint8_t kind, const uint8_t* body, size_t len, size_t n,
+// Applies a body that check_page accepted (with the same rep and tables) to the n-byte `target`.
+void apply_page(uint8_t* target, uint8_t kind, const uint8_t* body, size_t len, size_t n, bool rep,
                 Workspace& ws, const uint8_t* tables = nullptr, const uint8_t* kept = nullptr);
 
 // The entropy stage over a group of pages (encode_pages with compress): the first stage writes

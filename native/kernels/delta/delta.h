@@ -73,6 +73,23 @@ struct Unpack8Table {
 };
 inline constexpr Unpack8Table kUnpack8{};
 
+// Each bit of a byte value spread to a whole byte: bit k of m gives byte k of v[m] = 0xff. The
+// XBM encoder turns a line's mask of repeated words into their byte masks' bits with it.
+struct Expand8Table {
+  uint64_t v[256];
+  constexpr Expand8Table() : v{} {
+    for (unsigned m = 0; m < 256; m++) {
+      for (unsigned k = 0; k < 8; k++) {
+        if ((m >> k) & 1) v[m] |= uint64_t{0xff} << (8 * k);
+      }
+    }
+  }
+};
+inline constexpr Expand8Table kExpand8{};
+
+// The repeat distances an XBM encoder chooses from (docs/FORMAT.md, "XBM"), in words.
+constexpr unsigned kRepeatDistances[4] = {1, 2, 4, 8};
+
 // Set bits of each byte value. The scalar build is baseline x86-64, where __builtin_popcount is
 // a library call: a table is several times faster on the per-mask counts.
 struct Popcount8 {
@@ -93,6 +110,7 @@ struct Scratch {
   uint64_t* mask;      // (n + 63) / 64 words
   uint32_t* edges;     // kEdgeSlots entries: run edges of a group of words (run walk)
   uint8_t* words;      // (n + 63) / 64 + 8 bytes: per 64-byte line, its non-zero 8-byte words (XBM)
+  uint8_t* eq;         // 4 * ((n + 63) / 64) bytes: per repeat distance and line, its repeated words
 };
 
 // The run walk lists the run edges of kEdgeWords mask words at a time (at most 64 per word,
@@ -131,8 +149,10 @@ struct Ops {
                              size_t ca, const huff::Decoder& db, const uint8_t* ib, size_t lb,
                              uint8_t* ob, size_t cb);
   // XORs a checked XBM body into the page at target: the masks from body (the line mask of lm
-  // bytes first), the literals from lit up to end (xbm_apply.inc).
-  void (*xbm_apply)(uint8_t* target, const uint8_t* body, size_t lm, const uint8_t* lit, const uint8_t* end);
+  // bytes first, after the repeat distance d of a repeating body), the literals from lit up to
+  // end; d is that distance (0: no repeats) (xbm_apply.inc).
+  void (*xbm_apply)(uint8_t* target, const uint8_t* body, size_t lm, const uint8_t* lit, const uint8_t* end,
+                    unsigned d);
 };
 
 extern const Ops ops_scalar;

@@ -93,7 +93,7 @@ bool check_delta(const uint8_t* d, size_t len, size_t n, std::string* reason) {
     return false;
   }
   Workspace ws(n);
-  if (const char* e = check_page(d[5], d + kDeltaHeader, len - kDeltaHeader, n, ws)) {
+  if (const char* e = check_page(d[5], d + kDeltaHeader, len - kDeltaHeader, n, false, ws)) {
     *reason = std::string("is corrupt: ") + e;
     return false;
   }
@@ -102,7 +102,7 @@ bool check_delta(const uint8_t* d, size_t len, size_t n, std::string* reason) {
 
 void apply_delta(uint8_t* target, size_t n, const uint8_t* d, size_t len) {
   Workspace ws(n);
-  apply_page(target, d[5], d + kDeltaHeader, len - kDeltaHeader, n, ws);
+  apply_page(target, d[5], d + kDeltaHeader, len - kDeltaHeader, n, false, ws);
 }
 
 // ---- frames ----
@@ -190,7 +190,7 @@ bool check_frame(const uint8_t* f, size_t len, size_t page_size, uint64_t replic
     for (size_t i = b; i < e; i++) {
       uint8_t* keep = fv.kept[i] == FrameView::kNone ? nullptr : fv.strings.get() + fv.kept[i];
       const char* r = check_page(entry_kind(fv, i), fv.payload + fv.offsets[i], entry_length(fv, i),
-                                 fv.page_size, ws, fv.tables[i], keep);
+                                 fv.page_size, xbm_repeats(fv.version), ws, fv.tables[i], keep);
       if (r != nullptr) {
         std::lock_guard<std::mutex> lock(mu);
         if (i < bad) {
@@ -217,7 +217,7 @@ void apply_frame(uint8_t* replica, const FrameView& f, unsigned threads) {
       uint8_t* page = replica + static_cast<size_t>(entry_pfn(f, i)) * f.page_size;
       const uint8_t* kept = f.kept[i] == FrameView::kNone ? nullptr : f.strings.get() + f.kept[i];
       apply_page(page, entry_kind(f, i), f.payload + f.offsets[i], entry_length(f, i), f.page_size,
-                 ws, f.tables[i], kept);
+                 xbm_repeats(f.version), ws, f.tables[i], kept);
     }
   });
 }
@@ -452,7 +452,7 @@ const char* encode_pages(const Ops& ops, uint8_t* shadow, const uint8_t* pages,
     uint8_t top = 0;
     for (size_t i = 0; i < count; i++) top = std::max(top, kinds[i]);
     std::memcpy(f, kFrameMagic, 4);
-    f[4] = frame_version(top);
+    f[4] = frame_version(top);  // version 5 when it has XBM pages (their repeat distances)
     f[5] = 0;
     f[6] = static_cast<uint8_t>(__builtin_ctzll(page_size));
     f[7] = 0;

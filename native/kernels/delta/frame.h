@@ -21,17 +21,21 @@ namespace kernels::delta {
 
 constexpr uint8_t kVersion = 1;       // delta container
 // Page frame: version 1 holds kinds 0-5, version 2 adds the XRLE Huffman kinds 6-7, version 3
-// the XBM kinds 8-11, version 4 kind 12 (XBM with the page's own literal code); encode_pages
-// writes the lowest version its pages need.
-constexpr uint8_t kFrameVersion = 4;
+// the XBM kinds 8-11, version 4 kind 12 (XBM with the page's own literal code), version 5 the
+// same kinds with a repeat distance at the start of every XBM body (repeated XOR words cost no
+// literals). encode_pages writes the lowest version its pages need: 5 whenever it has XBM pages.
+constexpr uint8_t kFrameVersion = 5;
 inline uint8_t frame_kinds(uint8_t version) {
   return version == 1   ? uint8_t{kXrleHuf}
          : version == 2 ? uint8_t{kXbm}
          : version == 3 ? uint8_t{kXbmHufOwn}
                         : kKindCount;
 }
-// The lowest version whose kinds include `top`, the highest kind of a frame's pages.
+// Whether the XBM bodies of a frame of this version start with a repeat distance.
+inline bool xbm_repeats(uint8_t version) { return version >= 5; }
+// The version encode_pages writes for `top`, the highest kind of a frame's pages.
 inline uint8_t frame_version(uint8_t top) {
+  if (top >= kXbm) return 5;
   uint8_t v = 1;
   while (top >= frame_kinds(v)) v++;
   return v;

@@ -50,6 +50,32 @@ static inline void pack8(uint64_t v, unsigned mask, uint8_t* dst) {
   }
 }
 
+// generic.inc's contract, one word at a time (the word before the page counts as zero, which
+// no non-zero word equals).
+static void repeat_scan(const uint8_t* xo, const uint8_t* words, size_t lines, uint8_t* eq, size_t* cnt) {
+  size_t c[4] = {};
+  for (size_t b = 0; b < lines; b++) {
+    unsigned e[4] = {};
+    for (unsigned bits = words[b]; bits != 0; bits &= bits - 1) {
+      const unsigned j = static_cast<unsigned>(__builtin_ctz(bits));
+      const size_t w = 8 * b + j;
+      uint64_t v;
+      std::memcpy(&v, xo + 8 * w, 8);
+      for (size_t k = 0; k < 4; k++) {
+        const size_t d = kRepeatDistances[k];
+        uint64_t u = 0;
+        if (w >= d) std::memcpy(&u, xo + 8 * (w - d), 8);
+        e[k] |= static_cast<unsigned>(u == v) << j;
+      }
+    }
+    for (size_t k = 0; k < 4; k++) {
+      eq[k * lines + b] = static_cast<uint8_t>(e[k]);
+      c[k] += kPopcount8.n[e[k]];
+    }
+  }
+  for (size_t k = 0; k < 4; k++) cnt[k] = c[k];
+}
+
 #include "kernels/delta/generic.inc"
 
 #include "kernels/delta/huffman_encode.inc"
