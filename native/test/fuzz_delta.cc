@@ -60,6 +60,8 @@ constexpr size_t kReplicaPages = 24;
 uint64_t g_frames_made = 0, g_huffman_frames = 0, g_huffman_pages = 0, g_xbm_pages = 0;
 // XBM+LZ4 pages among them, and blocks of our lz4 writer checked against liblz4's decoder.
 uint64_t g_xbm_lz4_pages = 0, g_lz4_blocks = 0, g_own_pages = 0;
+// Kind-8 pages whose body has a repeat distance (frame version 5).
+uint64_t g_repeat_pages = 0;
 
 // Applies `d` to a copy of `target` only if check_delta accepts it; a rejected delta must leave
 // the target untouched (nothing was written).
@@ -142,6 +144,17 @@ void make_pair(Rng& r, std::vector<uint8_t>& prev, std::vector<uint8_t>& next, s
       for (size_t k = 0; k < fields; k++) at[k] = r.below(stride);
       for (size_t i = 0; i + stride <= n; i += stride) {
         for (size_t k = 0; k < fields; k++) next[i + at[k]] ^= static_cast<uint8_t>(1 + r.below(3));
+      }
+      break;
+    }
+    case 5: {  // records whose fields change identically: XBM words that repeat (frame version 5)
+      const size_t stride = 8 << r.below(4), fields = 1 + r.below(3);
+      size_t at[3];
+      uint8_t v[3];
+      for (size_t k = 0; k < fields; k++) at[k] = r.below(stride), v[k] = static_cast<uint8_t>(1 + r.below(255));
+      const size_t from = r.below(n), to = from + r.below(n - from + 1);
+      for (size_t i = from - from % stride; i + stride <= to; i += stride) {
+        for (size_t k = 0; k < fields; k++) next[i + at[k]] ^= v[k];
       }
       break;
     }
@@ -234,8 +247,12 @@ std::vector<uint8_t> make_frame(Rng& r, const kd::Ops& ops, std::vector<uint8_t>
   }
   std::vector<uint8_t> f(enc.data, enc.data + enc.length);
   size_t huffman = 0;
+  size_t body = kd::kFrameHeader + count * kd::kIndexEntry;
   for (size_t i = 0; i < count; i++) {
-    const uint8_t kind = f[kd::kFrameHeader + i * kd::kIndexEntry + 4];
+    const uint8_t* e = f.data() + kd::kFrameHeader + i * kd::kIndexEntry;
+    const uint8_t kind = e[4];
+    g_repeat_pages += kind == kd::kXbm && f[4] >= 5 && f[body] != 0;
+    body += e[5] | size_t{e[6]} << 8 | size_t{e[7]} << 16;
     huffman += kd::carries_tables(kind) || kd::uses_tables(kind);
     g_xbm_pages += kd::is_xbm(kind);
     g_xbm_lz4_pages += kind == kd::kXbmLz4;
@@ -562,16 +579,18 @@ int main() {
               static_cast<unsigned long long>(frames), static_cast<unsigned long long>(trips));
   for (const kd::Ops* o : runnable_ops()) std::printf(" %s", o->isa);
   std::printf("); %llu of %llu frames made used the Huffman stage (%llu pages); %llu XBM pages (%llu XBM+LZ4, "
-              "%llu XBM+HUF with their own code); %llu lz4 writer blocks decoded; %llu fast_lengths codes checked\n",
+              "%llu XBM+HUF with their own code, %llu XBM with repeats); %llu lz4 writer blocks decoded; %llu fast_lengths codes checked\n",
               static_cast<unsigned long long>(g_huffman_frames), static_cast<unsigned long long>(g_frames_made),
               static_cast<unsigned long long>(g_huffman_pages), static_cast<unsigned long long>(g_xbm_pages),
               static_cast<unsigned long long>(g_xbm_lz4_pages), static_cast<unsigned long long>(g_own_pages),
+              static_cast<unsigned long long>(g_repeat_pages),
               static_cast<unsigned long long>(g_lz4_blocks), static_cast<unsigned long long>(g_fast_codes));
   std::fflush(stdout);
   if (g_huffman_frames == 0) fail("no frame used the Huffman stage: its decoder was not fuzzed");
   if (g_xbm_pages == 0) fail("no frame had an XBM page: its decoder was not fuzzed");
   if (g_xbm_lz4_pages == 0) fail("no frame had an XBM+LZ4 page: our lz4 writer's blocks were not fuzzed");
   if (g_own_pages == 0) fail("no frame had an XBM+HUF page with its own code (kind 12): its decoder was not fuzzed");
+  if (g_repeat_pages == 0) fail("no frame had an XBM page with repeated words: their decoder was not fuzzed");
   return 0;
 }
 #endif

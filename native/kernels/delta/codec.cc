@@ -356,6 +356,58 @@ const char* xrle_walk(uint8_t* target, const uint8_t* body, size_t len, size_t n
   return nullptr;
 }
 
+// The check of xbm_walk on the body after its repeat distance d (masks from the line mask of lm
+// bytes on; mask_len SIZE_MAX or the length the masks must have). kRepeats: d != 0, so a byte mask of 0 must repeat
+// a set word d before it; the positions of the set words are tracked only then.
+template <bool kRepeats>
+const char* xbm_check(const uint8_t* body, size_t len, size_t lm, size_t mask_len, unsigned d) {
+  const uint8_t* const end = body + len;
+  const uint8_t* p = body + lm;
+  size_t lits = 0;
+  // Bit j of `seen`: word prev - j of the page is set (prev: the last set word read; none yet
+  // while seen is 0), so the word d before word w, at gap g = w - prev, is bit d - g.
+  uint64_t seen = 0;
+  size_t prev = 0;
+  for (size_t i = 0; i < lm; i++) {
+    for (unsigned lb = body[i]; lb != 0; lb &= lb - 1) {
+      if (p >= end) return "XBM masks run past the body";
+      const unsigned wm = *p++;
+      if (wm == 0) return "XBM word mask is zero";
+      const size_t words = kPopcount8.n[wm];
+      if (static_cast<size_t>(end - p) < words) return "XBM masks run past the body";
+      if constexpr (!kRepeats) {
+        for (size_t k = 0; k < words; k++) {
+          const unsigned bm = p[k];
+          if (bm == 0) return "XBM byte mask is zero";
+          lits += kPopcount8.n[bm];
+        }
+      } else {
+        const size_t line = i * 8 + static_cast<size_t>(__builtin_ctz(lb));
+        size_t k = 0;
+        for (unsigned bits = wm; bits != 0; bits &= bits - 1, k++) {
+          const size_t w = line * 8 + static_cast<size_t>(__builtin_ctz(bits));
+          const size_t g = w - prev;  // >= 1 once a word was read (words come in ascending order)
+          const unsigned bm = p[k];
+          if (bm == 0 && (seen == 0 || d < g || ((seen >> (d - g)) & 1) == 0)) {
+            return "XBM repeat refers to a word that is not set";
+          }
+          seen = (seen == 0 || g >= 64 ? 0 : seen << g) | 1;
+          prev = w;
+          lits += kPopcount8.n[bm];
+        }
+      }
+      p += words;
+    }
+  }
+  if (mask_len != SIZE_MAX && static_cast<size_t>(p - body) != mask_len) {
+    return "XBM mask string does not end where its length says";
+  }
+  const size_t left = static_cast<size_t>(end - p);
+  if (lits > left) return "XBM literals are truncated";
+  if (lits < left) return "XBM literal bytes left over";
+  return nullptr;
+}
+
 // Walks an XBM body (docs/FORMAT.md, "XBM"); with target == nullptr checks it, else applies a
 // body that check accepted (with the same mask_len and rep) without checking it again. The masks
 // start the body and the literal bytes are exactly the rest. With `rep` (frames of version 5)
@@ -382,46 +434,8 @@ const char* xbm_walk(uint8_t* target, const uint8_t* body, size_t len, size_t n,
   if (len < r + lm) return "XBM line mask is truncated";
   const unsigned d = rep ? body[0] : 0;
   if (d > 64) return "XBM repeat distance out of range (0 to 64)";
-  const uint8_t* const end = body + len;
-  const uint8_t* p = body + r + lm;
-  size_t lits = 0;
-  // Bit j of `seen`: word prev - j of the page is set (prev: the last set word read; none yet
-  // while seen is 0), so the word d before word w, at gap g = w - prev, is bit d - g.
-  uint64_t seen = 0;
-  size_t prev = 0;
-  for (size_t i = 0; i < lm; i++) {
-    for (unsigned lb = body[r + i]; lb != 0; lb &= lb - 1) {
-      if (p >= end) return "XBM masks run past the body";
-      const unsigned wm = *p++;
-      if (wm == 0) return "XBM word mask is zero";
-      const size_t words = kPopcount8.n[wm];
-      if (static_cast<size_t>(end - p) < words) return "XBM masks run past the body";
-      const size_t line = i * 8 + static_cast<size_t>(__builtin_ctz(lb));
-      size_t k = 0;
-      for (unsigned bits = wm; bits != 0; bits &= bits - 1, k++) {
-        const size_t w = line * 8 + static_cast<size_t>(__builtin_ctz(bits));
-        const size_t g = w - prev;  // >= 1 once a word was read (words come in ascending order)
-        const unsigned bm = p[k];
-        if (bm == 0) {
-          if (d == 0) return "XBM byte mask is zero";
-          if (seen == 0 || d < g || ((seen >> (d - g)) & 1) == 0) {
-            return "XBM repeat refers to a word that is not set";
-          }
-        }
-        seen = (seen == 0 || g >= 64 ? 0 : seen << g) | 1;
-        prev = w;
-        lits += kPopcount8.n[bm];
-      }
-      p += words;
-    }
-  }
-  if (mask_len != 0 && static_cast<size_t>(p - body) != mask_len) {
-    return "XBM mask string does not end where its length says";
-  }
-  const size_t left = static_cast<size_t>(end - p);
-  if (lits > left) return "XBM literals are truncated";
-  if (lits < left) return "XBM literal bytes left over";
-  return nullptr;
+  const size_t ml = mask_len == 0 ? SIZE_MAX : mask_len - r;  // mask_len >= 1 >= r when given
+  return d == 0 ? xbm_check<false>(body + r, len - r, lm, ml, 0) : xbm_check<true>(body + r, len - r, lm, ml, d);
 }
 
 // Reads T and L, the lengths of the two strings of a kXrleHuf / kXbmHuf body (for the
