@@ -38,7 +38,7 @@ export interface EncodePagesOptions {
   entropy?: boolean;
   /**
    * With `entropy`: let an XBM page with at least this many changed bytes code them with a
-   * Huffman code of its own (kind 12, frame version 4). A code costs ~1.5-2.5 µs a page whatever
+   * Huffman code of its own (kind 12). A code costs ~1.5-2.5 µs a page whatever
    * it saves. `true` (the default) means {@link OWN_CODES_MIN_BYTES} (1280), a count at which real
    * guest pages of fine-grained changes still encode at 2 GB/s a thread with a margin; a smaller
    * integer (at least 1) buys smaller frames for time (1024: ~5 % smaller, ~5 % slower on such
@@ -58,7 +58,11 @@ export interface ApplyPagesOptions {
 
 /** What {@link inspectFrame} reports about a frame. */
 export interface FrameInfo {
-  /** Format version: 4 when the frame has kind-12 pages (XBM with their own code), else 3 when it has XBM pages (kinds 8-11), else 2 when it has XRLE+HUF pages (6-7), else 1 (docs/FORMAT.md). */
+  /**
+   * Format version: 5 when the frame has XBM pages (kinds 8-12, their bodies with a repeat
+   * distance), else 2 when it has XRLE+HUF pages (6-7), else 1. Frames of versions 3 and 4
+   * (XBM without repeats; written before) are read too (docs/FORMAT.md).
+   */
   version: number;
   /** Page size the frame was made for. */
   pageSize: number;
