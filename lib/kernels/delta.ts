@@ -41,9 +41,9 @@ export interface EncodePagesOptions {
    * Huffman code of its own (kind 12). A code costs ~1.5-2.5 µs a page whatever
    * it saves. `true` (the default) means {@link OWN_CODES_MIN_BYTES} (1280), a count at which real
    * guest pages of fine-grained changes still encode at 2 GB/s a thread with a margin; a smaller
-   * integer (at least 1) buys smaller frames for time (1024: ~5 % smaller, ~5 % slower on such
-   * pages; 512: ~10 % smaller, ~12 % slower); `false` drops the per-page codes and keeps the
-   * group codes (see docs/delta.md, sessions 7 to 9, measured).
+   * integer (at least 1) buys smaller frames for time (1024: ~4 % smaller, ~8 % slower on such
+   * pages; 512: ~8 % smaller, ~17 % slower); `false` drops the per-page codes and keeps the
+   * group codes (see docs/delta.md, sessions 7 to 10, measured).
    */
   ownCodes?: boolean | number;
 }
