@@ -37,7 +37,8 @@ export interface EncodePagesOptions {
    */
   entropy?: boolean;
   /**
-   * With `entropy`: let an XBM page with at least this many changed bytes code them with a
+   * With `entropy`: let an XBM page with at least this many literal bytes (its changed bytes
+   * but those of words that repeat an earlier word, which cost none) code them with a
    * Huffman code of its own (kind 12). A code costs ~1.5-2.5 µs a page whatever
    * it saves. `true` (the default) means {@link OWN_CODES_MIN_BYTES} (1280), a count at which real
    * guest pages of fine-grained changes still encode at 2 GB/s a thread with a margin; a smaller
@@ -116,7 +117,10 @@ function threadsOf(o: Record<string, unknown>): number | undefined {
   return v;
 }
 
-/** The changed bytes an XBM page needs for its own literal code by default (`ownCodes: true`). */
+/**
+ * The literal bytes (changed bytes outside repeated words) an XBM page needs for its own literal
+ * code by default (`ownCodes: true`).
+ */
 export const OWN_CODES_MIN_BYTES = 1280;
 
 /** `ownCodes` as the native call takes it: undefined for the default, 0 for none, else the count. */
