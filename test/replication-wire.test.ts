@@ -9,7 +9,7 @@ import { mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { encodeFrame, FrameDecoder, FrameType, ZERO_KEY, HEADER_BYTES, MAC_BYTES, WIRE_MAGIC } from '../lib/replication/wire.js';
-import { generateKey, readKeyFile, writeKeyFile } from '../lib/replication/auth.js';
+import { decodeReject, encodeHello, generateKey, PROTOCOL_VERSION, readKeyFile, writeKeyFile } from '../lib/replication/auth.js';
 import { Link } from '../lib/replication/link.js';
 import { primaryHandshake, backupHandshake, SupersededError } from '../lib/replication/handshake.js';
 import { encodeEpochBody, decodeEpochBody, FLAG_FINAL } from '../lib/replication/epoch-body.js';
@@ -169,6 +169,20 @@ describe('handshake', () => {
     expect([ok1.status, ok2.status]).toEqual(['fulfilled', 'fulfilled']);
     p2.fail(null);
     done2();
+  });
+
+  it('refuses a primary of protocol 2 (its frames are older than version 5) and tells it why', async () => {
+    expect(PROTOCOL_VERSION).toBe(3);
+    const [p, b, done] = await pair();
+    const hello = { version: 2, flags: 0, vmId: Buffer.alloc(16), generation: 2n, nextEpoch: 0n, pageSize: 4096, pageCount: 16, guestType: 'sim' as const, nonce: Buffer.alloc(32, 1) };
+    p.send(FrameType.HELLO, 2n, 0n, encodeHello(hello));
+    const [br, reply] = await Promise.allSettled([backupHandshake(b, st(key), 1000), p.next(1000)]);
+    expect((br as PromiseRejectedResult).reason.message).toBe('protocol version 2 not supported (we speak 3)');
+    const f = (reply as PromiseFulfilledResult<{ type: number; payload: Buffer } | null>).value;
+    expect(f?.type).toBe(FrameType.REJECT);
+    expect(decodeReject(f!.payload).reason).toBe('protocol version 2 not supported (we speak 3)');
+    p.fail(null);
+    done();
   });
 
   it('refuses a stale primary and tells it so', async () => {

@@ -23,7 +23,9 @@ import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypt
 import { readFileSync, writeFileSync, statSync } from 'node:fs';
 import { ProtocolError } from '../errors/protocol-error.js';
 
-export const PROTOCOL_VERSION = 2;
+// 3: epoch bodies may carry page frames of version 5 (XBM repeats), which builds that speak 2
+// refuse; the handshake turns that mismatch away up front rather than at the first epoch.
+export const PROTOCOL_VERSION = 3;
 export const KEY_BYTES = 32;
 export const HELLO_BYTES = 88;
 export const CHALLENGE_BYTES = 112;

@@ -448,7 +448,9 @@ const char* encode_pages(const Ops& ops, uint8_t* shadow, const uint8_t* pages,
   size_t cap = 0;
   uint8_t* f = oom ? nullptr : take_frame(size, &cap);
   if (f != nullptr) {
-    // The lowest version whose kinds cover the pages, so older readers take what they can.
+    // The lowest version this encoder writes for the pages' kinds: 1 or 2 without XBM pages (so
+    // older readers take those), else 5 (XBM bodies with a repeat distance, which readers of
+    // versions 3 and 4 refuse as an unsupported version).
     uint8_t top = 0;
     for (size_t i = 0; i < count; i++) top = std::max(top, kinds[i]);
     std::memcpy(f, kFrameMagic, 4);
