@@ -44,7 +44,7 @@ static void xor_blocks(uint8_t* prev, const uint8_t* next, size_t blocks, bool u
 // them; the words d before a half come from it and the half before it: d = 4 and 8 are whole
 // halves, d = 2 one lane swap, d = 1 a lane swap and a byte align.
 static void repeat_scan(const uint8_t* xo, const uint8_t* words, size_t lines, uint8_t* eq, size_t* cnt) {
-  size_t c1 = 0, c2 = 0, c4 = 0, c8 = 0;
+  size_t c[4] = {};
   const __m256i zero = _mm256_setzero_si256();
   // The four words before each word of half a, whose preceding half is q.
   auto back1 = [](__m256i a, __m256i q) { return _mm256_alignr_epi8(a, _mm256_permute2x128_si256(q, a, 0x21), 8); };
@@ -65,23 +65,12 @@ static void repeat_scan(const uint8_t* xo, const uint8_t* words, size_t lines, u
       plo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xo + 64 * (b - 1)));
       phi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xo + 64 * (b - 1) + 32));
     }
-    const unsigned e1 = (bits(lo, back1(lo, phi)) | bits(hi, back1(hi, lo)) << 4) & nzw;
-    const unsigned e2 = (bits(lo, back2(lo, phi)) | bits(hi, back2(hi, lo)) << 4) & nzw;
-    const unsigned e4 = (bits(lo, phi) | bits(hi, lo) << 4) & nzw;
-    const unsigned e8 = (bits(lo, plo) | bits(hi, phi) << 4) & nzw;
-    eq[b] = static_cast<uint8_t>(e1);
-    eq[lines + b] = static_cast<uint8_t>(e2);
-    eq[2 * lines + b] = static_cast<uint8_t>(e4);
-    eq[3 * lines + b] = static_cast<uint8_t>(e8);
-    c1 += static_cast<size_t>(__builtin_popcount(e1));
-    c2 += static_cast<size_t>(__builtin_popcount(e2));
-    c4 += static_cast<size_t>(__builtin_popcount(e4));
-    c8 += static_cast<size_t>(__builtin_popcount(e8));
+    const unsigned e[4] = {(bits(lo, back1(lo, phi)) | bits(hi, back1(hi, lo)) << 4) & nzw,
+                           (bits(lo, back2(lo, phi)) | bits(hi, back2(hi, lo)) << 4) & nzw,
+                           (bits(lo, phi) | bits(hi, lo) << 4) & nzw, (bits(lo, plo) | bits(hi, phi) << 4) & nzw};
+    note_repeats(eq, lines, b, e, c);
   }
-  cnt[0] = c1;
-  cnt[1] = c2;
-  cnt[2] = c4;
-  cnt[3] = c8;
+  for (size_t k = 0; k < 4; k++) cnt[k] = c[k];
 }
 
 #include "kernels/delta/shuffle8.inc"

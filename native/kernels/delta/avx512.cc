@@ -36,7 +36,7 @@ static void xor_blocks(uint8_t* prev, const uint8_t* next, size_t blocks, bool u
 // valignq of the two. Lines with no non-zero word are skipped, 64 at a time from a mask of them.
 static void repeat_scan(const uint8_t* xo, const uint8_t* words, size_t lines, uint8_t* eq, size_t* cnt) {
   std::memset(eq, 0, 4 * lines);
-  size_t c1 = 0, c2 = 0, c4 = 0, c8 = 0;
+  size_t c[4] = {};
   for (size_t b0 = 0; b0 < lines; b0 += 64) {
     const size_t left = lines - b0;
     const __mmask64 in = left >= 64 ? ~__mmask64{0} : (__mmask64{1} << left) - 1;
@@ -47,24 +47,14 @@ static void repeat_scan(const uint8_t* xo, const uint8_t* words, size_t lines, u
       const __mmask8 nzw = static_cast<__mmask8>(words[b]);
       const __m512i x = _mm512_loadu_si512(xo + 64 * b);
       const __m512i p = b != 0 ? _mm512_loadu_si512(xo + 64 * (b - 1)) : _mm512_setzero_si512();
-      const __mmask8 e1 = _mm512_mask_cmpeq_epi64_mask(nzw, x, _mm512_alignr_epi64(x, p, 7));
-      const __mmask8 e2 = _mm512_mask_cmpeq_epi64_mask(nzw, x, _mm512_alignr_epi64(x, p, 6));
-      const __mmask8 e4 = _mm512_mask_cmpeq_epi64_mask(nzw, x, _mm512_alignr_epi64(x, p, 4));
-      const __mmask8 e8 = _mm512_mask_cmpeq_epi64_mask(nzw, x, p);
-      eq[b] = static_cast<uint8_t>(e1);
-      eq[lines + b] = static_cast<uint8_t>(e2);
-      eq[2 * lines + b] = static_cast<uint8_t>(e4);
-      eq[3 * lines + b] = static_cast<uint8_t>(e8);
-      c1 += static_cast<size_t>(__builtin_popcount(e1));
-      c2 += static_cast<size_t>(__builtin_popcount(e2));
-      c4 += static_cast<size_t>(__builtin_popcount(e4));
-      c8 += static_cast<size_t>(__builtin_popcount(e8));
+      const unsigned e[4] = {_mm512_mask_cmpeq_epi64_mask(nzw, x, _mm512_alignr_epi64(x, p, 7)),
+                             _mm512_mask_cmpeq_epi64_mask(nzw, x, _mm512_alignr_epi64(x, p, 6)),
+                             _mm512_mask_cmpeq_epi64_mask(nzw, x, _mm512_alignr_epi64(x, p, 4)),
+                             _mm512_mask_cmpeq_epi64_mask(nzw, x, p)};
+      note_repeats(eq, lines, b, e, c);
     }
   }
-  cnt[0] = c1;
-  cnt[1] = c2;
-  cnt[2] = c4;
-  cnt[3] = c8;
+  for (size_t k = 0; k < 4; k++) cnt[k] = c[k];
 }
 
 #include "kernels/delta/shuffle8.inc"

@@ -104,6 +104,17 @@ struct Popcount8 {
 };
 inline constexpr Popcount8 kPopcount8{};
 
+// repeat_scan's bookkeeping for line b of `lines` (generic.inc has the contract): e[k] is the
+// line's mask of words that repeat the word kRepeatDistances[k] before them.
+// Counts go to a local array of the caller's (kept in registers; cnt is written once at the end).
+// Static: each ISA unit keeps its own copy, compiled with its flags.
+static inline void note_repeats(uint8_t* eq, size_t lines, size_t b, const unsigned (&e)[4], size_t (&c)[4]) {
+  for (size_t k = 0; k < 4; k++) {
+    eq[k * lines + b] = static_cast<uint8_t>(e[k]);
+    c[k] += kPopcount8.n[e[k] & 0xff];
+  }
+}
+
 // Scratch a caller hands to encode_page (one per thread; sized for the largest page).
 struct Scratch {
   uint8_t* xor_buf;    // n rounded up to 64, plus 64 bytes of slack

@@ -68,10 +68,7 @@ static void repeat_scan(const uint8_t* xo, const uint8_t* words, size_t lines, u
         e[k] |= static_cast<unsigned>(u == v) << j;
       }
     }
-    for (size_t k = 0; k < 4; k++) {
-      eq[k * lines + b] = static_cast<uint8_t>(e[k]);
-      c[k] += kPopcount8.n[e[k]];
-    }
+    note_repeats(eq, lines, b, e, c);
   }
   for (size_t k = 0; k < 4; k++) cnt[k] = c[k];
 }
