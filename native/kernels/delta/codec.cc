@@ -357,17 +357,19 @@ const char* xrle_walk(uint8_t* target, const uint8_t* body, size_t len, size_t n
 }
 
 // The check of xbm_walk on the body after its repeat distance d (masks from the line mask of lm
-// bytes on; mask_len SIZE_MAX or the length the masks must have). kRepeats: d != 0, so a byte mask of 0 must repeat
-// a set word d before it; the positions of the set words are tracked only then.
+// bytes on; mask_len SIZE_MAX or the length the masks must have). kRepeats: d != 0, so a byte
+// mask of 0 must repeat a set word d before it, checked a line at a time against the word masks
+// of the lines before (kept only then).
 template <bool kRepeats>
 const char* xbm_check(const uint8_t* body, size_t len, size_t lm, size_t mask_len, unsigned d) {
   const uint8_t* const end = body + len;
   const uint8_t* p = body + lm;
   size_t lits = 0;
-  // Bit j of `seen`: word prev - j of the page is set (prev: the last set word read; none yet
-  // while seen is 0), so the word d before word w, at gap g = w - prev, is bit d - g.
-  uint64_t seen = 0;
-  size_t prev = 0;
+  // With repeats: the word masks of the 8 lines before the current one and of the current one,
+  // oldest lowest (line i - 8 + k at bits 8k .. 8k + 7, line i at 64 .. 71; lines with no set
+  // word are 0), so the words d before a line's words are bits 64 - d .. 71 - d.
+  unsigned __int128 recent = 0;
+  size_t last_line = 0;  // the line `recent` ends with
   for (size_t i = 0; i < lm; i++) {
     for (unsigned lb = body[i]; lb != 0; lb &= lb - 1) {
       if (p >= end) return "XBM masks run past the body";
@@ -383,18 +385,18 @@ const char* xbm_check(const uint8_t* body, size_t len, size_t lm, size_t mask_le
         }
       } else {
         const size_t line = i * 8 + static_cast<size_t>(__builtin_ctz(lb));
+        const size_t gap = line - last_line;  // 0 only for line 0, the first
+        recent = (gap >= 16 ? 0 : recent >> (8 * gap)) | static_cast<unsigned __int128>(wm) << 64;
+        last_line = line;
+        unsigned repeats = 0;  // the line's words with a byte mask of 0
         size_t k = 0;
         for (unsigned bits = wm; bits != 0; bits &= bits - 1, k++) {
-          const size_t w = line * 8 + static_cast<size_t>(__builtin_ctz(bits));
-          const size_t g = w - prev;  // >= 1 once a word was read (words come in ascending order)
           const unsigned bm = p[k];
-          if (bm == 0 && (seen == 0 || d < g || ((seen >> (d - g)) & 1) == 0)) {
-            return "XBM repeat refers to a word that is not set";
-          }
-          seen = (seen == 0 || g >= 64 ? 0 : seen << g) | 1;
-          prev = w;
+          repeats |= static_cast<unsigned>(bm == 0) << __builtin_ctz(bits);
           lits += kPopcount8.n[bm];
         }
+        const unsigned before = static_cast<unsigned>(recent >> (64 - d)) & 0xff;  // set words d back
+        if ((repeats & ~before) != 0) return "XBM repeat refers to a word that is not set";
       }
       p += words;
     }
