@@ -181,26 +181,6 @@ export function encodeBody(prev: Uint8Array, next: Uint8Array, opts: EncodeBodyO
     // XBM when its body S is shorter than the page and 4S < 4F + 7R (F literal bytes, R runs of
     // the XRLE rule): docs/FORMAT.md, "Canonical encoder", rule 3. Frame pages are 512 B or more.
     // S is the body with its repeats (the repeat distance byte, no literals for repeated words).
-    let N = 0;
-    let W = 0;
-    let L = 0;
-    for (let line = 0; line < n / 64; line++) {
-      let lineSet = false;
-      for (let word = 0; word < 8; word++) {
-        let wordSet = false;
-        for (let k = 0; k < 8; k++) {
-          if (x[64 * line + 8 * word + k] !== 0) {
-            N++;
-            wordSet = true;
-          }
-        }
-        if (wordSet) {
-          W++;
-          lineSet = true;
-        }
-      }
-      if (lineSet) L++;
-    }
     const body = xbmBody(x, true);
     const S = body.length;
     const F = runs.reduce((sum, [start, end]) => sum + end - start, 0);
@@ -440,8 +420,8 @@ export function applyXbmRef(target: Uint8Array, body: Uint8Array, maskLength?: n
   let at = r + n / 512; // the line mask is body[r .. r + n/512)
   if (at > body.length) throw new RangeError('XBM masks run past the body');
   const positions: number[] = [];
-  // Each set word in order: its literal positions, or the word it repeats.
-  const set: { w: number; from: number; count: number; repeat: number }[] = [];
+  // The repeated words in order, [word, the word it repeats]; the others' literal positions.
+  const copies: [number, number][] = [];
   const isSet = new Set<number>();
   for (let line = 0; line < n / 64; line++) {
     if (((body[r + (line >> 3)] >> (line & 7)) & 1) === 0) continue;
@@ -456,9 +436,8 @@ export function applyXbmRef(target: Uint8Array, body: Uint8Array, maskLength?: n
       if (byteMask === 0) {
         if (d === 0) throw new RangeError(`XBM byte mask of 0 (line ${line}, word ${word})`);
         if (!isSet.has(w - d)) throw new RangeError(`XBM repeat of word ${w - d}, which is not set (line ${line}, word ${word})`);
-        set.push({ w, from: 0, count: 0, repeat: w - d });
+        copies.push([w, w - d]);
       } else {
-        set.push({ w, from: positions.length, count: popcount8(byteMask), repeat: -1 });
         for (let k = 0; k < 8; k++) if ((byteMask >> k) & 1) positions.push(8 * w + k);
       }
       isSet.add(w);
@@ -471,7 +450,7 @@ export function applyXbmRef(target: Uint8Array, body: Uint8Array, maskLength?: n
   // The XOR of every set word, then applied.
   const x = new Uint8Array(n);
   for (let i = 0; i < positions.length; i++) x[positions[i]] = body[at + i];
-  for (const s of set) if (s.repeat >= 0) x.copyWithin(8 * s.w, 8 * s.repeat, 8 * s.repeat + 8);
+  for (const [w, from] of copies) x.copyWithin(8 * w, 8 * from, 8 * from + 8);
   for (let i = 0; i < n; i++) target[i] ^= x[i];
 }
 

@@ -454,7 +454,7 @@ const char* encode_pages(const Ops& ops, uint8_t* shadow, const uint8_t* pages,
     uint8_t top = 0;
     for (size_t i = 0; i < count; i++) top = std::max(top, kinds[i]);
     std::memcpy(f, kFrameMagic, 4);
-    f[4] = frame_version(top);  // version 5 when it has XBM pages (their repeat distances)
+    f[4] = frame_version(top);
     f[5] = 0;
     f[6] = static_cast<uint8_t>(__builtin_ctzll(page_size));
     f[7] = 0;
