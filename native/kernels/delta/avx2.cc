@@ -88,6 +88,6 @@ namespace {
 }  // namespace avx2_impl
 
 extern const Ops ops_avx2 = {"avx2", avx2_impl::encode_page_impl, avx2_impl::encode_page_split_impl,
-                             avx2_impl::build_code_of, avx2_impl::encode2, avx2_impl::decode2, avx2_impl::xbm_apply};
+                             avx2_impl::build_code_of, avx2_impl::fast_lengths_of, avx2_impl::encode2, avx2_impl::decode2, avx2_impl::xbm_apply};
 
 }  // namespace kernels::delta

@@ -203,7 +203,7 @@ size_t own_body(const Ops& ops, const uint8_t* masks, size_t t, const uint8_t* l
   uint32_t hist[huff::kSymbols] = {};
   count_bytes(lits, l, hist);
   uint8_t len[huff::kSymbols];
-  huff::fast_lengths(hist, static_cast<uint32_t>(std::min<size_t>(l, UINT32_MAX)), len);
+  ops.huf_fast_lengths(hist, static_cast<uint32_t>(std::min<size_t>(l, UINT32_MAX)), len);
   // What the code costs, known before anything is encoded: the table and the streams' bits.
   uint64_t bm[kOwnBitmap / 8];  // the table's bitmap of used values
   huff::used_bitmap(len, bm);

@@ -151,6 +151,9 @@ struct Ops {
   // huff::build_code built for this ISA (huffman_code.inc): the same codes, with POPCNT where
   // the ISA has it.
   void (*huf_build_code)(const uint8_t* len, huff::Code* code);
+  // huff::fast_lengths built for this ISA (huffman_code.inc): the same lengths, with its widest
+  // vectors.
+  void (*huf_fast_lengths)(const uint32_t* hist, uint32_t total, uint8_t* len);
   // The Huffman encoder of two streams built for this ISA (huffman_encode.inc; huffman.h has
   // the contract).
   size_t (*huf_encode2)(const huff::Code& ca, const uint8_t* sa, size_t na, uint8_t* oa, const huff::Code& cb,

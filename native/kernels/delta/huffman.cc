@@ -270,101 +270,12 @@ void build_lengths(const uint32_t* hist, uint8_t* len) {
 
 namespace {
 // length_masks, code_bases, used_bitmap_of and build_code_of (also built per ISA for
-// Ops::huf_build_code); fast_lengths below uses length_mask.
+// Ops::huf_build_code), and fast_lengths_of (Ops::huf_fast_lengths).
 #include "kernels/delta/huffman_code.inc"
 
 }  // namespace
 
-void fast_lengths(const uint32_t* hist, uint32_t total, uint8_t* len) {
-  // A used symbol's length is 1 + the number of k in 1..10 with count <= t[k], where t[k] =
-  // floor(total * 2^(b - k - 1)) and b = 3/4: that is floor(log2(total / count) + b), clamped.
-  constexpr uint64_t kTwoPowB = 110218;  // round(2^0.75 * 2^16)
-  constexpr unsigned kThresholds = kMaxBits - 1;
-  if (total > 32767) {  // the 16-bit lanes below would not hold the counts
-    build_lengths(hist, len);
-    return;
-  }
-  const uint64_t scaled = uint64_t{total} * kTwoPowB;
-  uint32_t t[kThresholds + 1];
-  for (unsigned k = 1; k <= kThresholds; k++) t[k] = static_cast<uint32_t>(scaled >> (16 + k + 1));
-  alignas(16) uint8_t l8[kSymbols];
-  uint32_t at_most[kThresholds + 1];  // at_most[0]: used symbols; [k]: used ones with count <= t[k]
-#if defined(__SSE2__)
-  {
-    const __m128i zero = _mm_setzero_si128();
-    __m128i tk[kThresholds + 1];
-    __m128i acc[kThresholds + 1];  // per-lane counts, as minus the sum of compare masks
-    for (unsigned k = 0; k <= kThresholds; k++) {
-      tk[k] = _mm_set1_epi16(static_cast<short>(k == 0 ? 0 : t[k]));
-      acc[k] = zero;
-    }
-    for (size_t s = 0; s < kSymbols; s += 16) {
-      const __m128i* h = reinterpret_cast<const __m128i*>(hist + s);
-      // Counts are <= total <= 32767, so signed 16-bit lanes hold them.
-      const __m128i wa = _mm_packs_epi32(_mm_loadu_si128(h), _mm_loadu_si128(h + 1));
-      const __m128i wb = _mm_packs_epi32(_mm_loadu_si128(h + 2), _mm_loadu_si128(h + 3));
-      const __m128i ua = _mm_cmpgt_epi16(wa, zero), ub = _mm_cmpgt_epi16(wb, zero);
-      __m128i la = _mm_sub_epi16(zero, ua), lb = _mm_sub_epi16(zero, ub);
-      acc[0] = _mm_sub_epi16(acc[0], _mm_add_epi16(ua, ub));
-      for (unsigned k = 1; k <= kThresholds; k++) {
-        const __m128i ga = _mm_andnot_si128(_mm_cmpgt_epi16(wa, tk[k]), ua);
-        const __m128i gb = _mm_andnot_si128(_mm_cmpgt_epi16(wb, tk[k]), ub);
-        la = _mm_sub_epi16(la, ga);
-        lb = _mm_sub_epi16(lb, gb);
-        acc[k] = _mm_sub_epi16(acc[k], _mm_add_epi16(ga, gb));
-      }
-      _mm_store_si128(reinterpret_cast<__m128i*>(l8 + s), _mm_packus_epi16(la, lb));
-    }
-    for (unsigned k = 0; k <= kThresholds; k++) {
-      alignas(16) uint16_t lanes[8];
-      _mm_store_si128(reinterpret_cast<__m128i*>(lanes), acc[k]);
-      uint32_t sum = 0;
-      for (uint16_t x : lanes) sum += x;
-      at_most[k] = sum;
-    }
-  }
-#else
-  std::memset(at_most, 0, sizeof at_most);
-  for (size_t s = 0; s < kSymbols; s++) {
-    const uint32_t w = hist[s];
-    unsigned l = w != 0 ? 1 : 0;
-    at_most[0] += l;
-    for (unsigned k = 1; k <= kThresholds; k++) {
-      const unsigned g = w != 0 && w <= t[k] ? 1 : 0;
-      l += g;
-      at_most[k] += g;
-    }
-    l8[s] = static_cast<uint8_t>(l);
-  }
-#endif
-  const uint32_t used = at_most[0];
-  if (used <= 1) {
-    for (size_t s = 0; s < kSymbols; s++) len[s] = l8[s] != 0 ? 1 : 0;
-    return;
-  }
-  // The Kraft sum in units of 2^-kMaxBits: at_most[l - 1] - at_most[l] symbols have length l.
-  uint32_t kraft = 0;
-  for (unsigned l = 1; l < kMaxBits; l++) kraft += (at_most[l - 1] - at_most[l]) << (kMaxBits - l);
-  kraft += at_most[kThresholds];
-  constexpr uint32_t kSpace = 1u << kMaxBits;
-  if (kraft > kSpace) {
-    build_lengths(hist, len);
-    return;
-  }
-  // Code space left: shorten codes by a bit, the shortest lengths first (each costs 2^(11-l)).
-  // A symbol of length l still has it when step l comes (the steps before shorten only shorter
-  // codes).
-  for (unsigned l = 2; l <= kMaxBits && kraft < kSpace; l++) {
-    const uint32_t cost = kSpace >> l;
-    for (size_t w = 0; w < kSymbols / 64 && kraft + cost <= kSpace; w++) {
-      for (uint64_t m = length_mask(l8, l, w); m != 0 && kraft + cost <= kSpace; m &= m - 1) {
-        l8[64 * w + static_cast<size_t>(__builtin_ctzll(m))] = static_cast<uint8_t>(l - 1);
-        kraft += cost;
-      }
-    }
-  }
-  std::memcpy(len, l8, kSymbols);
-}
+void fast_lengths(const uint32_t* hist, uint32_t total, uint8_t* len) { fast_lengths_of(hist, total, len); }
 
 void used_bitmap(const uint8_t* len, uint64_t* used) { used_bitmap_of(len, used); }
 

@@ -97,6 +97,6 @@ static inline uint64_t unpack8(const uint8_t* lit, unsigned bm) {
 }  // namespace scalar_impl
 
 extern const Ops ops_scalar = {"scalar", scalar_impl::encode_page_impl, scalar_impl::encode_page_split_impl,
-                             scalar_impl::build_code_of, scalar_impl::encode2, scalar_impl::decode2, scalar_impl::xbm_apply};
+                             scalar_impl::build_code_of, scalar_impl::fast_lengths_of, scalar_impl::encode2, scalar_impl::decode2, scalar_impl::xbm_apply};
 
 }  // namespace kernels::delta
