@@ -463,6 +463,21 @@ void fast_lengths_check(Rng& r) {
   huff::Decoder dec;
   if (huff::build_decoder(fast, &dec) != nullptr) fail("fast_lengths: the decoder refuses the lengths");
   if (2 * bits_fast > 2 * bits_opt + total) fail("fast_lengths: more than half a bit a symbol over build_lengths");
+  // Every ISA's own build of the lengths and of the canonical codes (Ops::huf_fast_lengths,
+  // huf_build_code) gives exactly the baseline's.
+  huff::Code base;
+  huff::build_code(fast, &base);
+  for (const kd::Ops* o : runnable_ops()) {
+    uint8_t isa_len[huff::kSymbols];
+    o->huf_fast_lengths(h, total, isa_len);
+    if (std::memcmp(isa_len, fast, sizeof fast) != 0) fail("fast_lengths: an ISA's lengths differ from the baseline's");
+    huff::Code c;
+    o->huf_build_code(fast, &c);
+    if (std::memcmp(c.len, base.len, sizeof base.len) != 0) fail("build_code: an ISA's lengths differ");
+    for (size_t s = 0; s < huff::kSymbols; s++) {
+      if (fast[s] != 0 && c.bits[s] != base.bits[s]) fail("build_code: an ISA's codes differ from the baseline's");
+    }
+  }
   g_fast_codes++;
 }
 
