@@ -870,7 +870,7 @@ describe('XBM pages (kinds 8 to 11)', () => {
     expect(hex(r) === hex(next)).toBe(true);
   });
 
-  it.each(supportedIsas())('%s: encodePages gives an XBM body of at least n/4 bytes to lz4 (kind 11) when that pays', (name) => {
+  it.each(supportedIsas())('%s: encodePages gives an XBM body of at least n/16 bytes to lz4 (kind 11) when that pays', (name) => {
     setIsa(name);
     // Four bytes of every word XORed with 1, the bytes of byte mask 55, aa, 0f in turn (so no word
     // repeats the word 1, 2, 4 or 8 before it): S = 1 + 8 + 64 + 512 + 2048 = 2633 bytes against
@@ -890,6 +890,34 @@ describe('XBM pages (kinds 8 to 11)', () => {
       expect(inspectFrame(f).version).toBe(5);
       expect(hex(s) === hex(next)).toBe(true);
       const r = old.slice();
+      applyPages(r, f);
+      expect(hex(r) === hex(next)).toBe(true);
+    }
+  });
+
+  it.each(supportedIsas())('%s: the XBM body that rule 5 gives to lz4 starts at n/16 bytes: 255 stays kind 8, 256 becomes kind 11', (name) => {
+    setIsa(name);
+    // A page that was zero gets, in its words 0 to 114 (lines 0 to 13 whole, 3 words of line
+    // 14), byte 0 = 1, 2, 3, ... (no word equals the word 1, 2, 4 or 8 before it, so d = 0), and
+    // the first `extra` words byte 1 = 40 as well: XBM (4S < 4F + 7R), a body of 1 (d) + 8 (line
+    // mask) + 15 word masks + 115 byte masks + 115 + extra literals = 254 + extra bytes. Its 139
+    // bytes of masks (ff 01 01 ... a line) repeat: the 256-byte body becomes 148 bytes of kind 11.
+    const page = (extra: number) => {
+      const p = new Uint8Array(PS);
+      for (let w = 0; w < 14 * 8 + 3; w++) {
+        p[8 * w] = w + 1;
+        if (w < extra) p[8 * w + 1] = 0x40;
+      }
+      return p;
+    };
+    for (const [extra, size, kind] of [[0, 254, KIND.XBM], [1, 255, KIND.XBM], [2, 256, KIND.XBM_LZ4]] as const) {
+      const next = page(extra);
+      const ref = encodeBody(new Uint8Array(PS), next, { xbm: true });
+      expect([extra, ref.kind, ref.body.length]).toEqual([extra, KIND.XBM, size]);
+      expect(xbmLz4Ref(ref.body, PS, true) === null).toBe(kind === KIND.XBM);
+      const f = encodePagesSync(new Uint8Array(PS), next, range(1), { entropy: false });
+      expect([extra, f[32 + 4]]).toEqual([extra, kind]);
+      const r = new Uint8Array(PS);
       applyPages(r, f);
       expect(hex(r) === hex(next)).toBe(true);
     }
@@ -954,8 +982,19 @@ describe('XBM pages (kinds 8 to 11)', () => {
       if (want !== null) lz4Pages.push([i, ref.body[0]]);
     }
     expect(view.count).toBe(COUNT);
-    // The rest stay under n/4 (most once their repeated words drop their literals) or do not pay.
-    expect(lz4Pages).toEqual([[2, 2], [8, 2], [14, 8], [20, 4]]);
+    // Every page with a body of n/16 (256 bytes) or more that saves 1/16: all but pages 3 and 15
+    // (records of 24 bytes over half the page: bodies of 221 and 214 bytes once their repeated
+    // words drop their literals) and the last (1106 bytes that do not pay). Under the rule of
+    // session 10 (n/4) only pages 2, 8, 14 and 20 were given to the writer.
+    expect(lz4Pages).toEqual([
+      [0, 1], [1, 1], [2, 2], [4, 2], [5, 4], [6, 2], [7, 8], [8, 2], [9, 0], [10, 2], [11, 4],
+      [12, 1], [13, 4], [14, 8], [16, 2], [17, 8], [18, 2], [19, 8], [20, 4], [21, 0], [22, 8],
+    ]);
+    for (const [i, want] of [[3, 221], [15, 214]]) {
+      const ref = encodeBody(old.subarray(i * PS, (i + 1) * PS), next.subarray(i * PS, (i + 1) * PS), { xbm: true });
+      expect([i, ref.kind, ref.body.length]).toEqual([i, KIND.XBM, want]);
+      expect(f[32 + 8 * i + 4]).toBe(KIND.XBM);
+    }
     const last = inspectFrame(f).pfns.length - 1;
     expect(f[32 + 8 * last + 4]).toBe(KIND.XBM);
     expect(f[32 + 8 * last + 5] | (f[32 + 8 * last + 6] << 8)).toBeGreaterThan(PS / 4);

@@ -287,12 +287,12 @@ export function lz4BlockMasksRef(masks: Uint8Array, lits: Uint8Array): Uint8Arra
 /**
  * The XBM+LZ4 body (kind 11) the encoder makes of an XBM body of an n-byte page without the
  * Huffman stage (docs/FORMAT.md, "Canonical encoder", rule 5): varint of the body length, then
- * the block of {@link lz4BlockMasksRef}, when the body is at least max(96, n/4) bytes and the
+ * the block of {@link lz4BlockMasksRef}, when the body is at least max(96, n/16) bytes and the
  * result saves at least 1/16 of it; else null (the page stays kind 8).
  */
 export function xbmLz4Ref(body: Uint8Array, n: number, repeats = false): Uint8Array | null {
   const len = body.length;
-  if (len < Math.max(96, Math.floor(n / 4))) return null;
+  if (len < Math.max(96, Math.floor(n / 16))) return null;
   const t = xbmMaskLength(body, n, repeats);
   const head: number[] = [];
   varint(head, len);

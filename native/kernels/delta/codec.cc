@@ -145,10 +145,21 @@ size_t try_lz4(Workspace& ws, const uint8_t* src, size_t n, uint8_t* dst, size_t
 // bytes in short runs) have no 4-byte repeats for lz4 to find: trying costs ~1 us per page and
 // never pays, so only XRLE bodies of a third of the page or more (and RAW pages) go to lz4. XBM
 // bodies go to our own block writer (lz4_block.h), which matches in the masks only and costs a
-// third of that: from a quarter of the page it pays on real guest pages (1 s capture: 18.0 % ->
-// 17.7 % of the pages, at the same speed), and the counters model's bodies stay below it.
+// third of that (xbm_lz4_min). In a coded group, a page whose Huffman body already beats its
+// first-stage body skips lz4 below this size (a quarter of the page for XBM), so the counters
+// model's pages, coded by the group and never helped by lz4, do not pay for the attempt.
 inline size_t lz4_min_body(Kind k, size_t n) {
   const size_t m = k == kXbm ? n / 4 : n / 3;
+  return m > 96 ? m : 96;
+}
+
+// Smallest XBM body rule 5 gives to our lz4 writer: a sixteenth of the page (256 bytes of a
+// 4 KiB page). The masks of real guest pages repeat (records whose fields change alike, and
+// since frame version 5 the zero byte masks of repeated words) well below a quarter of the
+// page: from n/16, 1 s capture 16.15 % -> 15.70 % of the pages and 100 ms capture 11.17 % ->
+// 10.78 %, at the same speed (docs/delta.md, session 11).
+inline size_t xbm_lz4_min(size_t n) {
+  const size_t m = n / 16;
   return m > 96 ? m : 96;
 }
 
@@ -263,7 +274,7 @@ size_t xbm_own_body(const Ops& ops, const uint8_t* masks, size_t t, const uint8_
 Kind xbm_stage(const Ops& ops, const uint8_t* masks, size_t t, const uint8_t* lits, size_t l, size_t n,
                size_t own_min, uint8_t* dst, const uint8_t** body_at, size_t* len, size_t limit, Workspace& ws) {
   const size_t body = t + l;
-  const bool lz4 = body >= lz4_min_body(kXbm, n) && limit != 0;
+  const bool lz4 = body >= xbm_lz4_min(n) && limit != 0;
   // Rule 5's XBM+LZ4 body (varint of the XBM length, then the block), which kind 12 has to beat
   // so that a page never comes out larger than with entropy: false. Its block comes from the
   // match pass kind 12 makes over the masks when that pass is made, else from a pass of its own.
