@@ -4,8 +4,10 @@
 #include <immintrin.h>
 
 // GCC 12 takes the "undefined" pass-through source that some AVX-512 intrinsics hand the
-// builtins (valignq, vpermq) for a value that may be used uninitialised; those lanes are never
-// read (the intrinsics are unmasked). Quiet here, in this unit only.
+// builtins (valignq in repeat_scan, vpermq in fast_lengths_of) for a value that may be used
+// uninitialised; those lanes are never read (the intrinsics are unmasked). The warning is
+// reported at the intrinsics' lines in GCC's headers, so this has to come before the includes
+// and covers the whole unit (this unit only).
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
