@@ -83,11 +83,17 @@ void SimGuest::run_vcpu(uint32_t vcpu) {
     }
     parked_cv_.notify_all();
     if (done_ == vcpus_ && !failed_ && !finished_) {
-      // The last vCPU: drain what is left of the ring, then the final checksum.
+      // The last vCPU: drain what is left of the ring, then the final checksum. This vCPU
+      // already counts as exited, so pause() also waits for finishing_ to clear: a pause that
+      // returned mid-drain would let a caller copy memory and save the CPU state (the undelivered
+      // records) from two different moments.
+      finishing_ = true;
       lock.unlock();
       const std::string err = queue_.drain(base_);
       lock.lock();
       if (!err.empty()) {
+        finishing_ = false;
+        parked_cv_.notify_all();
         lock.unlock();
         fail(err, 0);
         return;
@@ -96,6 +102,8 @@ void SimGuest::run_vcpu(uint32_t vcpu) {
       c->status = US_STATUS_DONE;
       mark(US_CONTROL_GPA);
       finished_ = true;
+      finishing_ = false;
+      parked_cv_.notify_all();
       ev.kind = Event::kExit;
       ev.final = guest::final_checksum(base_);
       emit = true;
@@ -148,7 +156,7 @@ void SimGuest::pause() {
   if (!started_) return;
   // Also after a failure (stop_ set): the other vCPUs leave at their next step boundary, and
   // only then is memory stable.
-  parked_cv_.wait(lock, [&] { return parked_ + exited_ >= vcpus_; });
+  parked_cv_.wait(lock, [&] { return parked_ + exited_ >= vcpus_ && !finishing_; });
 }
 
 void SimGuest::resume() {
