@@ -72,8 +72,12 @@ void SimGuest::run_vcpu(uint32_t vcpu) {
   bool emit = false;
   {
     std::unique_lock<std::mutex> lock(mu_);
-    exited_++;
     if (r == US_RUN_DONE) done_++;
+    // The last vCPU to finish drains the rest of the ring and writes the DONE status outside the
+    // lock (below): it counts as exited only then, since pause() returns once every vCPU has
+    // parked or exited and memory must be stable when it does.
+    const bool finishing = done_ == vcpus_ && !failed_ && !finished_;
+    if (!finishing) exited_++;
     if (r == US_RUN_PANIC || r == US_RUN_BAD) {
       const uint64_t code = guest::control(base_)->panic_code;
       lock.unlock();
@@ -82,18 +86,14 @@ void SimGuest::run_vcpu(uint32_t vcpu) {
       lock.lock();
     }
     parked_cv_.notify_all();
-    if (done_ == vcpus_ && !failed_ && !finished_) {
-      // The last vCPU: drain what is left of the ring, then the final checksum. This vCPU
-      // already counts as exited, so pause() also waits for finishing_ to clear: a pause that
-      // returned mid-drain would let a caller copy memory and save the CPU state (the undelivered
-      // records) from two different moments.
-      finishing_ = true;
+    if (finishing) {
+      // The last vCPU: drain what is left of the ring, then the final checksum.
       lock.unlock();
       const std::string err = queue_.drain(base_);
       lock.lock();
+      exited_++;
+      parked_cv_.notify_all();
       if (!err.empty()) {
-        finishing_ = false;
-        parked_cv_.notify_all();
         lock.unlock();
         fail(err, 0);
         return;
@@ -102,8 +102,6 @@ void SimGuest::run_vcpu(uint32_t vcpu) {
       c->status = US_STATUS_DONE;
       mark(US_CONTROL_GPA);
       finished_ = true;
-      finishing_ = false;
-      parked_cv_.notify_all();
       ev.kind = Event::kExit;
       ev.final = guest::final_checksum(base_);
       emit = true;
@@ -156,7 +154,7 @@ void SimGuest::pause() {
   if (!started_) return;
   // Also after a failure (stop_ set): the other vCPUs leave at their next step boundary, and
   // only then is memory stable.
-  parked_cv_.wait(lock, [&] { return parked_ + exited_ >= vcpus_ && !finishing_; });
+  parked_cv_.wait(lock, [&] { return parked_ + exited_ >= vcpus_; });
 }
 
 void SimGuest::resume() {

@@ -100,9 +100,6 @@ class SimGuest {
   bool started_ = false;
   bool failed_ = false;
   bool finished_ = false;
-  // The last vCPU to finish is draining the ring and writing the DONE status (outside mu_):
-  // memory is not stable yet, so pause() waits for it as for a running vCPU.
-  bool finishing_ = false;
   std::vector<std::thread> threads_;
 };
 

@@ -141,34 +141,28 @@ size_t try_lz4(Workspace& ws, const uint8_t* src, size_t n, uint8_t* dst, size_t
   return r > 0 ? static_cast<size_t>(r) : 0;
 }
 
-// Smallest XRLE body worth a second stage. Fine-grained changes (a few hundred literal bytes in
-// short runs) have no 4-byte repeats for lz4 to find: trying costs ~1 us per page and never
-// pays, so only XRLE bodies of a third of the page or more (and RAW pages) go to lz4. (XBM
-// bodies: xbm_lz4_min.)
-inline size_t xrle_lz4_min(size_t n) {
-  const size_t m = n / 3;
-  return m > 96 ? m : 96;
-}
-
-// Smallest XBM body rule 5 gives to our lz4 writer (lz4_block.h), which matches in the masks
-// only and costs a third of lz4's time: a sixteenth of the page (256 bytes of a 4 KiB page;
-// a quarter before session 11). The masks of real guest pages repeat (records whose fields
-// change alike, and since frame version 5 the zero byte masks of repeated words) well below a
-// quarter of the page: from n/16, 1 s capture 16.15 % -> 15.70 % of the pages and 100 ms
-// capture 11.17 % -> 10.78 %, for 1-3 % more time (docs/delta.md, session 11).
-inline size_t xbm_lz4_min(size_t n) {
-  const size_t m = n / 16;
+// Smallest first-stage body worth a second stage. Fine-grained changes (a few hundred literal
+// bytes in short runs) have no 4-byte repeats for lz4 to find: trying costs ~1 us per page and
+// never pays, so only XRLE bodies of a third of the page or more (and RAW pages) go to lz4. XBM
+// bodies go to our own block writer (lz4_block.h), which matches in the masks only and costs a
+// third of lz4's time: from a sixteenth of the page (256 bytes of a 4 KiB page; a quarter before
+// session 11), since the masks of real guest pages repeat (records whose fields change alike,
+// and since frame version 5 the zero byte masks of repeated words) well below a quarter of the
+// page: 1 s capture 16.15 % -> 15.70 % of the pages, 100 ms capture 11.17 % -> 10.78 %, for
+// 1-3 % more time (docs/delta.md, session 11).
+inline size_t lz4_min_body(Kind k, size_t n) {
+  const size_t m = k == kXbm ? n / 16 : n / 3;
   return m > 96 ? m : 96;
 }
 
 // lz4 form of a first-stage body (XRLE: varint of its length + block; RAW: block of the page)
 // in dst if it saves at least 1/16 of the body and is shorter than `limit`; returns its length,
-// 0 if it does not pay or is not tried (XRLE bodies below xrle_lz4_min). XBM bodies have their
+// 0 if it does not pay or is not tried (XRLE bodies below lz4_min_body). XBM bodies have their
 // own second stage (xbm_stage).
 size_t lz4_body(Kind k, const uint8_t* body, size_t len, const uint8_t* next, size_t n,
                 uint8_t* dst, Workspace& ws, size_t limit) {
   if (limit == 0) return 0;
-  if (k == kXrle && len >= xrle_lz4_min(n)) {
+  if (k == kXrle && len >= lz4_min_body(k, n)) {
     const size_t vs = varint_size(len);
     const size_t cap = std::min(len - len / 16, limit - 1);  // the whole body, varint included
     if (cap <= vs) return 0;
@@ -272,19 +266,18 @@ size_t xbm_own_body(const Ops& ops, const uint8_t* masks, size_t t, const uint8_
 Kind xbm_stage(const Ops& ops, const uint8_t* masks, size_t t, const uint8_t* lits, size_t l, size_t n,
                size_t own_min, uint8_t* dst, const uint8_t** body_at, size_t* len, size_t limit, Workspace& ws) {
   const size_t body = t + l;
-  const bool lz4 = body >= xbm_lz4_min(n) && limit != 0;
   // Rule 5's XBM+LZ4 body (varint of the XBM length, then the block), which kind 12 has to beat
   // so that a page never comes out larger than with entropy: false. Its block comes from the
   // match pass kind 12 makes over the masks when that pass is made, else from a pass of its own.
-  const size_t vs = varint_size(body);
-  size_t cap11 = lz4 ? std::min(body - body / 16, limit - 1) : 0;  // the whole body
   // The block stores the literals as they are, after at least a token: when those alone pass
   // the cap (a coded group's Huffman body is the limit), no block can pay and none is tried.
-  if (vs + 1 + l > cap11) cap11 = 0;
+  const size_t vs = varint_size(body);
+  const size_t cap11 = limit != 0 ? std::min(body - body / 16, limit - 1) : 0;  // the whole body
+  const bool lz4 = body >= lz4_min_body(kXbm, n) && vs + 1 + l <= cap11;
   uint8_t* const tmp = ws.own_scratch() + 4 * ws.max_page();
-  Lz4Side side{tmp + vs, cap11 > vs ? cap11 - vs : 0};
-  const size_t c12 = own_body(ops, masks, t, lits, l, own_min, dst, limit, ws, lz4 && cap11 > vs ? &side : nullptr);
-  if (lz4 && cap11 > vs) {
+  Lz4Side side{tmp + vs, lz4 ? cap11 - vs : 0};
+  const size_t c12 = own_body(ops, masks, t, lits, l, own_min, dst, limit, ws, lz4 ? &side : nullptr);
+  if (lz4) {
     if (side.len == SIZE_MAX) side.len = lz4_block_masks(masks, t, lits, l, side.dst, side.cap);
     const size_t c11 = side.len != 0 ? vs + side.len : 0;
     if (c11 != 0 && (c12 == 0 || c11 <= c12)) {
@@ -908,8 +901,7 @@ void GroupCoder::write_coded(size_t i, const Page& pg, Workspace& ws, bool alt) 
     kind = pg.alt_kind;
     len = pg.alt_len;
     if (hcost >= len) std::memcpy(o, alt_.data() + pg.alt_off, len);
-  } else if (hcost < pg.tok_len + pg.lit_len &&
-             pg.tok_len + pg.lit_len < (pg.kind == kXbm ? xbm_lz4_min(n_) : xrle_lz4_min(n_))) {
+  } else if (hcost < pg.tok_len + pg.lit_len && pg.tok_len + pg.lit_len < lz4_min_body(pg.kind, n_)) {
     len = pg.tok_len + pg.lit_len;  // Huffman wins and rule 5 would not try lz4: no plain body
   } else {
     kind = plain(pg, o, &len, ws, hcost);  // the group's code stands in for an own code
