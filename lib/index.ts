@@ -7,7 +7,7 @@ export { isa, supportedIsas, setIsa, isaWarning } from './kernels/cpu.js';
 export type { IsaName } from './kernels/cpu.js';
 
 // guest memory
-export { allocateMemory, mapFile, GuestMemory } from './kernels/memory.js';
+export { allocateMemory, mapFile, GuestMemory, MAX_MEMORY_BYTES } from './kernels/memory.js';
 export type { MapFileOptions } from './kernels/memory.js';
 
 // KVM guest (lib/guest/kvm.ts)

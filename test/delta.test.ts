@@ -1319,7 +1319,78 @@ describe('encodePages / applyPages', () => {
     expect(() => applyPages(new Uint8Array(100), new Uint8Array(40))).toThrow(
       new RangeError('`replica` length must be a multiple of `pageSize` (4096), got 100'),
     );
+    // A misspelt option is refused, not ignored.
+    expect(() => encodePagesSync(shadow, pages, Uint32Array.of(0, 1), { pagesize: 512 } as never)).toThrow(
+      new TypeError('`options` has no option `pagesize` (known: pageSize, threads, compress, entropy, ownCodes)'),
+    );
+    expect(() => applyPages(shadow, new Uint8Array(40), { thread: 1 } as never)).toThrow(
+      new TypeError('`options` has no option `thread` (known: pageSize, threads)'),
+    );
+    expect(() => encodeDelta(shadow, shadow, { compres: false } as never)).toThrow(
+      new TypeError('`options` has no option `compres` (known: compress)'),
+    );
     expect(hex(shadow) === hex(new Uint8Array(4 * PS))).toBe(true);
+  });
+
+  it('refuses arguments that overlap the buffer the call writes, and changes nothing', async () => {
+    const rng = new Rng(7);
+    const shadow = new Uint8Array(8 * PS);
+    rng.fill(shadow);
+    const before = shadow.slice();
+    const pfns = Uint32Array.of(0, 1);
+    // pages inside shadow: the encoder would read what it has just written over
+    expect(() => encodePagesSync(shadow, shadow.subarray(PS, 3 * PS), pfns)).toThrow(
+      new RangeError('`pages` must not overlap `shadow`'),
+    );
+    expect(() => encodePages(shadow, shadow.subarray(6 * PS), pfns)).toThrow(new RangeError('`pages` must not overlap `shadow`'));
+    // the same ArrayBuffer is fine where the views do not share a byte
+    const pfnsBeside = new Uint32Array(shadow.buffer, 7 * PS, 2);
+    pfnsBeside.set([0, 1]);
+    expect(() => encodePagesSync(shadow.subarray(0, 4 * PS), new Uint8Array(2 * PS), pfnsBeside)).not.toThrow();
+    const aliased = new Uint32Array(shadow.buffer, 0, 2);
+    aliased.set([0, 1]);
+    const snapshot = shadow.slice();
+    expect(() => encodePagesSync(shadow, new Uint8Array(2 * PS), aliased)).toThrow(new RangeError('`pfns` must not overlap `shadow`'));
+    expect(hex(shadow) === hex(snapshot)).toBe(true);
+    shadow.set(before);
+    // a frame inside the replica it is applied to
+    const next = new Uint8Array(2 * PS);
+    rng.fill(next);
+    const frame = encodePagesSync(shadow.slice(), next, pfns);
+    const room = new Uint8Array(8 * PS + frame.length);
+    room.set(frame, 6 * PS);
+    const replica = room.subarray(0, 8 * PS);
+    const kept = replica.slice();
+    expect(() => applyPages(replica, room.subarray(6 * PS, 6 * PS + frame.length))).toThrow(
+      new RangeError('`frame` must not overlap `replica`'),
+    );
+    await expect(async () => applyPagesAsync(replica, room.subarray(6 * PS, 6 * PS + frame.length))).rejects.toThrow(
+      new RangeError('`frame` must not overlap `replica`'),
+    );
+    expect(hex(replica) === hex(kept)).toBe(true);
+    const delta = encodeDelta(new Uint8Array(32), new Uint8Array(32).fill(1));
+    const both = new Uint8Array(32 + delta.length);
+    both.set(delta, 16);
+    const untouched = both.slice();
+    expect(() => applyDelta(both.subarray(0, 32), both.subarray(16))).toThrow(new RangeError('`delta` must not overlap `target`'));
+    expect(hex(both) === hex(untouched)).toBe(true);
+  });
+
+  it('takes views of a SharedArrayBuffer like any other', async () => {
+    const rng = new Rng(11);
+    const shadow = new Uint8Array(new SharedArrayBuffer(4 * PS));
+    const next = new Uint8Array(new SharedArrayBuffer(2 * PS));
+    rng.fill(shadow);
+    rng.fill(next);
+    const plainShadow = shadow.slice();
+    const pfns = Uint32Array.of(3, 1);
+    const want = encodePagesSync(plainShadow, next.slice(), pfns);
+    const got = await encodePages(shadow, next, pfns);
+    expect(hex(got) === hex(want)).toBe(true);
+    expect(hex(shadow) === hex(plainShadow)).toBe(true);
+    const replica = new Uint8Array(new SharedArrayBuffer(4 * PS));
+    applyPages(replica, got);
+    expect(hex(replica.subarray(3 * PS, 4 * PS)) === hex(next.subarray(0, PS))).toBe(true);
   });
 
   it('other page sizes: XBM as the reference writes it, and round trips with lz4 and the Huffman stage', () => {

@@ -24,7 +24,7 @@ export interface ScanBitmapOptions {
  */
 export function scanBitmap(bitmap: Uint8Array, options?: ScanBitmapOptions): Uint32Array {
   u8Arg(bitmap, 'bitmap');
-  const opts = optionsArg<ScanBitmapOptions>(options);
+  const opts = optionsArg<ScanBitmapOptions>(options, 'options', ['out', 'base']);
   const base = opts.base === undefined ? 0 : intArg(opts.base, 'base', 0, 0xffffffff);
   const end = base + 8 * bitmap.length;
   if (end > 2 ** 32) throw new RangeError(`\`base\` + 8 * \`bitmap\`.length must be at most 4294967296, got ${end}`);

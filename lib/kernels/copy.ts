@@ -33,7 +33,7 @@ export interface ScatterOptions {
 export function gatherPages(memory: Uint8Array, pfns: Uint32Array, options: GatherOptions): Uint8Array {
   u8Arg(memory, 'memory');
   u32Arg(pfns, 'pfns');
-  const opts = optionsArg<GatherOptions>(options);
+  const opts = optionsArg<GatherOptions>(options, 'options', ['pageSize', 'out', 'threads']);
   const pageSize = pageSizeArg(opts.pageSize);
   const bytes = pfns.length * pageSize;
   const threads = threadsArg(opts.threads, bytes);
@@ -54,7 +54,7 @@ export function scatterPages(memory: Uint8Array, pfns: Uint32Array, pages: Uint8
   u8Arg(memory, 'memory');
   u32Arg(pfns, 'pfns');
   u8Arg(pages, 'pages');
-  const opts = optionsArg<ScatterOptions>(options);
+  const opts = optionsArg<ScatterOptions>(options, 'options', ['pageSize', 'threads']);
   const pageSize = pageSizeArg(opts.pageSize);
   const threads = threadsArg(opts.threads, pages.length);
   native.copy_scatter(memory, pfns, pages, pageSize, threads);

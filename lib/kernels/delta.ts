@@ -7,6 +7,7 @@
  * anything, so a hostile input throws a RangeError and leaves the target unchanged.
  */
 import { native } from '../native.js';
+import { optionsArg } from './page-args.js';
 
 /** Options of {@link encodeDelta}. */
 export interface EncodeDeltaOptions {
@@ -90,12 +91,8 @@ function describe(value: unknown): string {
   return typeof value;
 }
 
-function options(value: unknown, name: string): Record<string, unknown> {
-  if (value === undefined) return {};
-  if (value === null || typeof value !== 'object') {
-    throw new TypeError(`\`${name}\` must be an object, got ${describe(value)}`);
-  }
-  return value as Record<string, unknown>;
+function options(value: unknown, name: string, known: readonly string[]): Record<string, unknown> {
+  return optionsArg<Record<string, unknown>>(value, name, known) as Record<string, unknown>;
 }
 
 function pageSizeOf(o: Record<string, unknown>): number {
@@ -151,7 +148,7 @@ function flagOf(o: Record<string, unknown>, name: 'compress' | 'entropy'): boole
 export function encodeDelta(prev: Uint8Array, next: Uint8Array, opts?: EncodeDeltaOptions): Uint8Array {
   u8(prev, 'prev');
   u8(next, 'next');
-  const o = options(opts, 'options');
+  const o = options(opts, 'options', ['compress']);
   if (prev.length !== next.length) {
     throw new RangeError(`\`next\` must have the length of \`prev\` (${prev.length} bytes), got ${next.length}`);
   }
@@ -175,7 +172,7 @@ function encodeArgs(shadow: Uint8Array, pages: Uint8Array, pfns: Uint32Array, op
   u8(shadow, 'shadow');
   u8(pages, 'pages');
   if (!(pfns instanceof Uint32Array)) throw new TypeError(`\`pfns\` must be a Uint32Array, got ${describe(pfns)}`);
-  const o = options(opts, 'options');
+  const o = options(opts, 'options', ['pageSize', 'threads', 'compress', 'entropy', 'ownCodes']);
   const pageSize = pageSizeOf(o);
   const threads = threadsOf(o);
   const compress = flagOf(o, 'compress');
@@ -224,7 +221,7 @@ export function encodePagesSync(
 function applyArgs(replica: Uint8Array, frame: Uint8Array, opts: unknown) {
   u8(replica, 'replica');
   u8(frame, 'frame');
-  const o = options(opts, 'options');
+  const o = options(opts, 'options', ['pageSize', 'threads']);
   const pageSize = pageSizeOf(o);
   const threads = threadsOf(o);
   if (replica.length % pageSize !== 0) {

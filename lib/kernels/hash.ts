@@ -32,9 +32,13 @@ function seedArg(v: unknown): bigint {
   return v;
 }
 
-function pagesArgs(data: unknown, options: unknown): { data: Uint8Array; pageSize: number; threads: number } {
+function pagesArgs(
+  data: unknown,
+  options: unknown,
+  known: readonly string[] = ['pageSize', 'threads'],
+): { data: Uint8Array; pageSize: number; threads: number } {
   const d = u8Arg(data, 'data');
-  const opts = optionsArg<PageOptions>(options);
+  const opts = optionsArg<PageOptions>(options, 'options', known);
   const pageSize = pageSizeArg(opts.pageSize);
   wholePages(d, pageSize);
   return { data: d, pageSize, threads: threadsArg(opts.threads, d.length) };
@@ -46,7 +50,7 @@ function pagesArgs(data: unknown, options: unknown): { data: Uint8Array; pageSiz
  *   `threads` or `seed`, or a `data` length that is not a multiple of `pageSize`.
  */
 export function hashPages(data: Uint8Array, options: HashPagesOptions): BigUint64Array {
-  const a = pagesArgs(data, options);
+  const a = pagesArgs(data, options, ['pageSize', 'threads', 'seed']);
   const seed = seedArg((options as HashPagesOptions).seed);
   return native.hash_pages(a.data, a.pageSize, seed, a.threads) as BigUint64Array;
 }

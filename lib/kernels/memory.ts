@@ -6,7 +6,9 @@
  * then has length 0, so a late access reads nothing instead of touching unmapped memory. A guest
  * that still runs on the memory keeps its own reference to the mapping until it is closed.
  */
+import { constants } from 'node:buffer';
 import { native } from '../native.js';
+import { optionsArg } from './page-args.js';
 
 interface NativeMemoryHandle {
   readonly buffer: ArrayBuffer;
@@ -53,19 +55,24 @@ export class GuestMemory {
   }
 }
 
-const MAX_BYTES = 2 ** 46;
+/**
+ * The largest guest memory or mapped file: what one ArrayBuffer may hold in this Node.js
+ * (`buffer.constants.MAX_LENGTH`: 4 GiB on Node 20, 2^53 - 1 from Node 22), at most 2^46.
+ */
+export const MAX_MEMORY_BYTES = Math.min(constants.MAX_LENGTH, 2 ** 46);
 
 /**
  * Allocates `bytes` of zeroed, page-aligned guest RAM from a memfd (rounded up to whole pages).
- * @throws TypeError if `bytes` is not a number; RangeError if it is not an integer in [0, 2^46];
- *   Error with `code`/`errno`/`syscall` if the system refuses.
+ * @throws TypeError if `bytes` is not a number; RangeError if it is not an integer from 0 to
+ *   {@link MAX_MEMORY_BYTES} (rounded up to whole pages); Error with `code`/`errno`/`syscall` if
+ *   the system refuses.
  */
 export function allocateMemory(bytes: number): GuestMemory {
   if (typeof bytes !== 'number') throw new TypeError(`\`bytes\` must be a number, got ${typeof bytes}`);
-  if (!Number.isInteger(bytes) || bytes < 0 || bytes > MAX_BYTES) {
-    throw new RangeError(`\`bytes\` must be an integer from 0 to ${MAX_BYTES}, got ${bytes}`);
+  if (!Number.isInteger(bytes) || bytes < 0 || bytes > MAX_MEMORY_BYTES) {
+    throw new RangeError(`\`bytes\` must be an integer from 0 to ${MAX_MEMORY_BYTES}, got ${bytes}`);
   }
-  return new GuestMemory(native.memory_allocate(bytes) as NativeMemoryHandle);
+  return new GuestMemory(native.memory_allocate(bytes, MAX_MEMORY_BYTES) as NativeMemoryHandle);
 }
 
 export interface MapFileOptions {
@@ -76,13 +83,16 @@ export interface MapFileOptions {
 /**
  * Maps a whole regular file. With `writable: false` (the default) writes through the view stay
  * private to this process and never reach the file.
- * @throws TypeError for a non-string path; Error with `code` (ENOENT, EACCES, ...) from the system.
+ * @throws TypeError for a non-string path, a path with a NUL byte or an unknown option;
+ *   RangeError for a file larger than {@link MAX_MEMORY_BYTES}; Error with `code` (ENOENT,
+ *   EACCES, EISDIR, EINVAL for a file that is not a regular one, ...) from the system.
  */
 export function mapFile(path: string, options: MapFileOptions = {}): GuestMemory {
   if (typeof path !== 'string') throw new TypeError(`\`path\` must be a string, got ${typeof path}`);
-  if (options === null || typeof options !== 'object') throw new TypeError('`options` must be an object');
-  if (options.writable !== undefined && typeof options.writable !== 'boolean') {
-    throw new TypeError(`\`options.writable\` must be a boolean, got ${typeof options.writable}`);
+  if (path.includes('\0')) throw new TypeError('`path` must not contain a NUL byte');
+  const o = optionsArg<MapFileOptions>(options, 'options', ['writable']);
+  if (o.writable !== undefined && typeof o.writable !== 'boolean') {
+    throw new TypeError(`\`options.writable\` must be a boolean, got ${typeof o.writable}`);
   }
-  return new GuestMemory(native.memory_map_file(path, options.writable === true) as NativeMemoryHandle);
+  return new GuestMemory(native.memory_map_file(path, o.writable === true, MAX_MEMORY_BYTES) as NativeMemoryHandle);
 }

@@ -8,6 +8,10 @@ import { availableParallelism } from 'node:os';
 /** Short description of a value for error messages: its class or typeof. */
 export function describe(v: unknown): string {
   if (v === null) return 'null';
+  // An object that only borrows a typed array's prototype has none of its internal slots.
+  if (typeof v === 'object' && v instanceof Object.getPrototypeOf(Uint8Array) && !ArrayBuffer.isView(v)) {
+    return 'an object that is not a typed array';
+  }
   if (typeof v === 'object') return (v as object).constructor?.name ?? 'object';
   if (typeof v === 'string') return `string ${JSON.stringify(v.length > 20 ? `${v.slice(0, 20)}...` : v)}`;
   return typeof v === 'number' || typeof v === 'bigint' ? `${typeof v} ${String(v)}` : typeof v;
@@ -32,20 +36,31 @@ function notDetached(v: ArrayBufferView, name: string): void {
 }
 
 export function u8Arg(v: unknown, name: string): Uint8Array {
-  if (!(v instanceof Uint8Array)) throw new TypeError(`\`${name}\` must be a Uint8Array, got ${describe(v)}`);
+  if (!(v instanceof Uint8Array) || !ArrayBuffer.isView(v)) throw new TypeError(`\`${name}\` must be a Uint8Array, got ${describe(v)}`);
   notDetached(v, name);
   return v;
 }
 
 export function u32Arg(v: unknown, name: string): Uint32Array {
-  if (!(v instanceof Uint32Array)) throw new TypeError(`\`${name}\` must be a Uint32Array, got ${describe(v)}`);
+  if (!(v instanceof Uint32Array) || !ArrayBuffer.isView(v)) throw new TypeError(`\`${name}\` must be a Uint32Array, got ${describe(v)}`);
   notDetached(v, name);
   return v;
 }
 
-export function optionsArg<T extends object>(v: unknown, name = 'options'): Partial<T> {
+/**
+ * An options object (undefined: none). With `known`, an own key outside it is refused, so a
+ * misspelt option (`Seed`, `writeable`) fails loudly instead of being ignored.
+ */
+export function optionsArg<T extends object>(v: unknown, name = 'options', known?: readonly string[]): Partial<T> {
   if (v === undefined) return {};
   if (v === null || typeof v !== 'object') throw new TypeError(`\`${name}\` must be an object, got ${describe(v)}`);
+  if (known !== undefined) {
+    for (const key of Object.keys(v)) {
+      if (!known.includes(key)) {
+        throw new TypeError(`\`${name}\` has no option \`${key}\` (known: ${known.join(', ')})`);
+      }
+    }
+  }
   return v as Partial<T>;
 }
 

@@ -26,31 +26,42 @@ struct Bytes {
 }
 
 // Any ArrayBufferView (TypedArray, DataView, Buffer) or ArrayBuffer. A detached buffer yields
-// length 0 and data nullptr.
+// length 0 and data nullptr. Views over a SharedArrayBuffer work too: their data pointer comes
+// from napi_get_typedarray_info / napi_get_dataview_info, which (unlike napi_get_arraybuffer_info)
+// accept a shared buffer behind the view.
 inline Bytes bytes(const Napi::Value& v, const char* name) {
   Napi::Env env = v.Env();
   Bytes b;
+  void* data = nullptr;
   if (v.IsTypedArray()) {
-    Napi::TypedArray ta = v.As<Napi::TypedArray>();
-    Napi::ArrayBuffer ab = ta.ArrayBuffer();
-    const size_t elem = ta.ElementSize();
-    b.length = ta.ElementLength() * elem;
-    b.data = b.length ? static_cast<uint8_t*>(ab.Data()) + ta.ByteOffset() : nullptr;
-    return b;
-  }
-  if (v.IsDataView()) {
-    Napi::DataView dv = v.As<Napi::DataView>();
-    b.length = dv.ByteLength();
-    b.data = b.length ? static_cast<uint8_t*>(dv.ArrayBuffer().Data()) + dv.ByteOffset() : nullptr;
-    return b;
-  }
-  if (v.IsArrayBuffer()) {
+    napi_typedarray_type type;
+    size_t elems = 0, offset = 0;
+    if (napi_get_typedarray_info(env, v, &type, &elems, &data, nullptr, &offset) != napi_ok) {
+      throw_type(env, std::string("`") + name + "` must be a Uint8Array");
+    }
+    b.length = elems * v.As<Napi::TypedArray>().ElementSize();
+  } else if (v.IsDataView()) {
+    size_t len = 0, offset = 0;
+    if (napi_get_dataview_info(env, v, &len, &data, nullptr, &offset) != napi_ok) {
+      throw_type(env, std::string("`") + name + "` must be a Uint8Array");
+    }
+    b.length = len;
+  } else if (v.IsArrayBuffer()) {
     Napi::ArrayBuffer ab = v.As<Napi::ArrayBuffer>();
     b.length = ab.ByteLength();
-    b.data = b.length ? static_cast<uint8_t*>(ab.Data()) : nullptr;
-    return b;
+    data = b.length ? ab.Data() : nullptr;
+  } else {
+    throw_type(env, std::string("`") + name + "` must be a Uint8Array");
   }
-  throw_type(env, std::string("`") + name + "` must be a Uint8Array");
+  b.data = b.length ? static_cast<uint8_t*>(data) : nullptr;
+  return b;
+}
+
+// True when [a, a + alen) and [b, b + blen) share a byte (addresses only, never dereferenced).
+inline bool overlaps(const uint8_t* a, size_t alen, const uint8_t* b, size_t blen) {
+  if (alen == 0 || blen == 0) return false;
+  const uintptr_t a0 = reinterpret_cast<uintptr_t>(a), b0 = reinterpret_cast<uintptr_t>(b);
+  return a0 < b0 + blen && b0 < a0 + alen;
 }
 
 // A Uint8Array (or Buffer) specifically.

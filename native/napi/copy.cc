@@ -33,13 +33,6 @@ void check_pfns(Napi::Env env, const uint32_t* pfns, size_t n, const napi_util::
   }
 }
 
-bool overlaps(const uint8_t* a, size_t alen, const uint8_t* b, size_t blen) {
-  // SAFETY: compares addresses only, never dereferences.
-  if (alen == 0 || blen == 0) return false;
-  const uintptr_t a0 = reinterpret_cast<uintptr_t>(a), b0 = reinterpret_cast<uintptr_t>(b);
-  return a0 < b0 + blen && b0 < a0 + alen;
-}
-
 unsigned thread_count(const Napi::Value& v, size_t bytes) {
   const unsigned t = static_cast<unsigned>(napi_util::uint(v, "threads", 256));
   if (t == 0) napi_util::throw_range(v.Env(), "`threads` must be an integer from 1 to 256, got 0");
@@ -65,9 +58,9 @@ Napi::Value Gather(const Napi::CallbackInfo& info) {
       napi_util::throw_range(env, "`out` must hold at least `pfns`.length * `pageSize` = " + std::to_string(bytes) +
                                       " bytes, got " + std::to_string(out.length));
     }
-    if (overlaps(out.data, bytes, mem.data, mem.length)) napi_util::throw_range(env, "`out` must not overlap `memory`");
+    if (napi_util::overlaps(out.data, bytes, mem.data, mem.length)) napi_util::throw_range(env, "`out` must not overlap `memory`");
     // Writing into the pfn list would change pfns after they were checked.
-    if (overlaps(out.data, bytes, reinterpret_cast<const uint8_t*>(pfns), n * 4)) {
+    if (napi_util::overlaps(out.data, bytes, reinterpret_cast<const uint8_t*>(pfns), n * 4)) {
       napi_util::throw_range(env, "`out` must not overlap `pfns`");
     }
     dst = out.data;
@@ -109,11 +102,11 @@ Napi::Value Scatter(const Napi::CallbackInfo& info) {
                                     ", got " + std::to_string(pages.length));
   }
   check_pfns(env, pfns, n, mem, ps);
-  if (overlaps(pages.data, pages.length, mem.data, mem.length)) {
+  if (napi_util::overlaps(pages.data, pages.length, mem.data, mem.length)) {
     napi_util::throw_range(env, "`pages` must not overlap `memory`");
   }
   // Writing into the pfn list would change pfns after they were checked.
-  if (overlaps(mem.data, mem.length, reinterpret_cast<const uint8_t*>(pfns), n * 4)) {
+  if (napi_util::overlaps(mem.data, mem.length, reinterpret_cast<const uint8_t*>(pfns), n * 4)) {
     napi_util::throw_range(env, "`pfns` must not overlap `memory`");
   }
   // With repeated pfns the last copy wins, as in a sequential loop: only split strictly

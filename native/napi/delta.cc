@@ -27,6 +27,7 @@
 #include "kernels/delta/codec.h"
 #include "kernels/delta/frame.h"
 #include "kernels/dispatch.h"
+#include "runtime/memory.h"
 #include "runtime/pool.h"
 
 namespace {
@@ -81,6 +82,9 @@ Napi::Value DeltaApply(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Bytes target = napi_util::u8(info[0], "target");
   Bytes delta = napi_util::u8(info[1], "delta");
+  if (napi_util::overlaps(delta.data, delta.length, target.data, target.length)) {
+    napi_util::throw_range(env, "`delta` must not overlap `target`");
+  }
   std::string reason;
   if (!kd::check_delta(delta.data, delta.length, target.length, &reason)) {
     napi_util::throw_range(env, "`delta` " + reason);
@@ -131,6 +135,14 @@ EncodeArgs encode_args(const Napi::CallbackInfo& info) {
                                     ") pages of " + std::to_string(a.page_size) + " bytes, got " +
                                     std::to_string(a.pages.length) + " bytes");
   }
+  // The encoder reads pages and pfns while it writes shadow: overlapping, it would read what it
+  // has just written, and the frame would not describe the new pages.
+  if (napi_util::overlaps(a.pages.data, a.pages.length, a.shadow.data, a.shadow.length)) {
+    napi_util::throw_range(env, "`pages` must not overlap `shadow`");
+  }
+  if (napi_util::overlaps(reinterpret_cast<const uint8_t*>(a.pfns), a.count * 4, a.shadow.data, a.shadow.length)) {
+    napi_util::throw_range(env, "`pfns` must not overlap `shadow`");
+  }
   std::string reason;
   if (!kd::check_pfns(a.pfns, a.count, a.shadow.length / a.page_size, &reason)) {
     napi_util::throw_range(env, "`pfns` " + reason);
@@ -148,13 +160,20 @@ Napi::Value PagesEncodeSync(const Napi::CallbackInfo& info) {
   return adopt_frame(info.Env(), out);
 }
 
-// Keeps the argument objects alive while the worker runs, and settles a promise.
+// Keeps the argument objects alive while the worker runs, and settles a promise. An argument
+// that views guest memory (allocateMemory, mapFile) also pins its mapping: close() detaches the
+// JS views at once, and without the pin the pages could be unmapped under the running worker.
 class PromiseWorker : public Napi::AsyncWorker {
  public:
   PromiseWorker(Napi::Env env, const Napi::CallbackInfo& info, size_t nrefs)
       : Napi::AsyncWorker(env, "understudy.delta"), deferred_(Napi::Promise::Deferred::New(env)) {
     for (size_t i = 0; i < nrefs; i++) {
-      if (info[i].IsObject()) refs_.push_back(Napi::Persistent(info[i].As<Napi::Object>()));
+      if (!info[i].IsObject()) continue;
+      refs_.push_back(Napi::Persistent(info[i].As<Napi::Object>()));
+      if (info[i].IsTypedArray()) {
+        const Bytes b = napi_util::bytes(info[i], "argument");
+        if (auto m = runtime::Mapping::containing(b.data, b.length)) pins_.push_back(std::move(m));
+      }
     }
   }
   Napi::Promise promise() { return deferred_.Promise(); }
@@ -171,6 +190,7 @@ class PromiseWorker : public Napi::AsyncWorker {
   }
   Napi::Promise::Deferred deferred_;
   std::vector<Napi::ObjectReference> refs_;
+  std::vector<std::shared_ptr<runtime::Mapping>> pins_;
   bool range_ = false;
 };
 
@@ -223,6 +243,9 @@ ApplyArgs apply_args(const Napi::CallbackInfo& info) {
   if (a.replica.length % a.page_size != 0) {
     napi_util::throw_range(env, "`replica` length must be a multiple of `pageSize` (" +
                                     std::to_string(a.page_size) + "), got " + std::to_string(a.replica.length));
+  }
+  if (napi_util::overlaps(a.frame.data, a.frame.length, a.replica.data, a.replica.length)) {
+    napi_util::throw_range(env, "`frame` must not overlap `replica`");
   }
   return a;
 }

@@ -1,10 +1,12 @@
-// N-API bindings for guest memory: memory_allocate(bytes) and memory_map_file(path, writable)
+// N-API bindings for guest memory: memory_allocate(bytes, maxBytes) and
+// memory_map_file(path, writable, maxBytes)
 // return a handle object { buffer: ArrayBuffer (external, zero-copy), fd, close() }. close()
 // detaches the ArrayBuffer, so every view over it reads as length 0 (never a dangling pointer),
 // and drops this handle's reference to the mapping.
 #include "napi/memory.h"
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 #include <string>
 
@@ -77,18 +79,32 @@ class Handle : public Napi::ObjectWrap<Handle> {
 Napi::FunctionReference* Handle::ctor = nullptr;
 
 [[noreturn]] void throw_sys(Napi::Env env, const runtime::SysError& e, const std::string& what) {
-  Napi::Error err = Napi::Error::New(env, what + ": " + e.syscall + " failed: " + std::strerror(e.err));
+  Napi::Error err = Napi::Error::New(
+      env, what + ": " + (e.message != nullptr ? std::string(e.message) : std::string(e.syscall) + " failed: " + std::strerror(e.err)));
   err.Set("errno", Napi::Number::New(env, e.err));
   err.Set("syscall", Napi::String::New(env, e.syscall));
   const char* code = e.err == ENOENT ? "ENOENT" : e.err == EACCES ? "EACCES" : e.err == ENOMEM ? "ENOMEM"
-                     : e.err == EINVAL ? "EINVAL" : e.err == EPERM ? "EPERM" : e.err == EISDIR ? "EISDIR" : "ESYS";
+                     : e.err == EINVAL ? "EINVAL" : e.err == EPERM ? "EPERM" : e.err == EISDIR ? "EISDIR"
+                     : e.err == EFBIG ? "EFBIG" : "ESYS";
   err.Set("code", Napi::String::New(env, code));
   throw err;
 }
 
+// The largest ArrayBuffer this Node.js makes (buffer.constants.MAX_LENGTH, passed by
+// lib/kernels/memory.ts: 4 GiB on Node 20). Node refuses a larger external buffer, and on Node 20
+// that refusal frees the finalizer's data twice, so a larger mapping must never reach wrap().
+uint64_t max_bytes(const Napi::Value& v) {
+  return v.IsNumber() ? napi_util::uint(v, "maxBytes", 1ull << 53) : uint64_t{1} << 32;
+}
+
 Napi::Value Allocate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const uint64_t bytes = napi_util::uint(info[0], "bytes", 1ull << 46);
+  const uint64_t limit = std::min<uint64_t>(max_bytes(info[1]), 1ull << 46);
+  const uint64_t bytes = napi_util::uint(info[0], "bytes", limit);
+  if ((bytes + runtime::Mapping::page_size() - 1) / runtime::Mapping::page_size() * runtime::Mapping::page_size() > limit) {
+    napi_util::throw_range(env, "`bytes` rounded up to whole pages must be at most " + std::to_string(limit) +
+                                    ", got " + std::to_string(bytes));
+  }
   runtime::SysError e;
   auto m = runtime::Mapping::allocate(static_cast<size_t>(bytes), &e);
   if (!m) throw_sys(env, e, "allocateMemory(" + std::to_string(bytes) + ")");
@@ -99,9 +115,15 @@ Napi::Value MapFile(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsString()) napi_util::throw_type(env, "`path` must be a string");
   const std::string path = info[0].As<Napi::String>().Utf8Value();
+  if (path.find('\0') != std::string::npos) napi_util::throw_type(env, "`path` must not contain a NUL byte");
   const bool writable = info[1].ToBoolean().Value();
+  const uint64_t limit = max_bytes(info[2]);
   runtime::SysError e;
-  auto m = runtime::Mapping::map_file(path, writable, &e);
+  auto m = runtime::Mapping::map_file(path, writable, static_cast<size_t>(limit), &e);
+  if (!m && e.err == EFBIG) {
+    napi_util::throw_range(env, "`path` (" + path + ") is larger than the largest buffer this Node.js can make (" +
+                                    std::to_string(limit) + " bytes)");
+  }
   if (!m) throw_sys(env, e, "mapFile(" + path + ")");
   return wrap(env, std::move(m));
 }

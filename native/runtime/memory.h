@@ -14,6 +14,7 @@ namespace runtime {
 struct SysError {
   int err = 0;              // errno
   const char* syscall = "";  // which call failed
+  const char* message = nullptr;  // what was wrong, where no call failed (else strerror(err))
 };
 
 class Mapping {
@@ -21,8 +22,10 @@ class Mapping {
   // memfd_create + ftruncate + mmap(MAP_SHARED); size rounded up to a whole page.
   static std::shared_ptr<Mapping> allocate(size_t bytes, SysError* error);
   // mmap of a whole file. writable: MAP_SHARED read-write; otherwise MAP_PRIVATE read-write
-  // (copy-on-write: a stray write never faults and never reaches the file).
-  static std::shared_ptr<Mapping> map_file(const std::string& path, bool writable, SysError* error);
+  // (copy-on-write: a stray write never faults and never reaches the file). Refuses anything but
+  // a regular file, and a file larger than max_bytes (EFBIG).
+  static std::shared_ptr<Mapping> map_file(const std::string& path, bool writable, size_t max_bytes,
+                                           SysError* error);
 
   ~Mapping();
   Mapping(const Mapping&) = delete;
@@ -36,8 +39,15 @@ class Mapping {
 
   static size_t page_size();
 
+  // The live mapping that holds all of [p, p + len), or null if none does. A worker that was
+  // handed a raw view of guest memory takes this reference while the JS thread is its own, so a
+  // close() of the memory (or a guest's) while the work runs cannot unmap the pages under it.
+  static std::shared_ptr<Mapping> containing(const void* p, size_t len);
+
  private:
   Mapping() = default;
+  // Entered into the registry containing() reads once mapped; ~Mapping takes it out before munmap.
+  static void enroll(const std::shared_ptr<Mapping>& m);
   uint8_t* data_ = nullptr;
   size_t size_ = 0;
   int fd_ = -1;
