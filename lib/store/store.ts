@@ -20,6 +20,7 @@
  * page bytes (fingerprints, zero tests, gather/scatter, deltas, compression) is a native call.
  */
 import fs from 'node:fs';
+import { constants as bufferConstants } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { zstdCompress, zstdDecompressInto } from './codec.js';
@@ -587,6 +588,11 @@ export class Store {
     const map = this.pageMap(id);
     const ps = this.pageSize;
     const bytes = map.pageCount * ps;
+    if (target === undefined && bytes > bufferConstants.MAX_LENGTH) {
+      throw new RangeError(
+        `checkpoint ${id} holds ${bytes} bytes of memory, more than one buffer may hold in this Node.js (${bufferConstants.MAX_LENGTH})`,
+      );
+    }
     const memory = target ?? new Uint8Array(bytes);
     if (memory.byteLength !== bytes) throw new RangeError(`\`target\` must be ${bytes} bytes for checkpoint ${id}, got ${memory.byteLength}`);
     const { segments, offsets } = map;
@@ -741,6 +747,12 @@ export class Store {
     let records = 0;
     let bytesRead = 0;
     const segs = this.segmentNumbers();
+    // A segment the manifests commit records in but that is gone: one problem, naming the file.
+    for (const [seg, committed] of ext) {
+      if (committed > 0 && !segs.includes(seg)) {
+        corrupt.push({ file: this.segmentFile(seg), offset: null, problem: `segment is missing (${committed} committed bytes)` });
+      }
+    }
     for (const seg of segs) {
       const file = this.segmentFile(seg);
       const size = fs.statSync(file).size;
@@ -760,12 +772,14 @@ export class Store {
       if (size > committed) tornTails.push({ segment: seg, bytes: size - committed });
     }
     const checkpoints: VerifyReport['checkpoints'] = [];
-    const checkRef = (key: number, depth: number): string | null => {
+    // A page's problem: null if its record (and every base of its delta chain) is readable, else
+    // the record that is not, so the pages and records hurt can be counted per segment.
+    const checkRef = (key: number, depth: number): { missing: number } | 'deep' | null => {
       for (let d = depth; ; d--) {
         const r = good.get(key);
-        if (!r) return `record ${Math.floor(key / 4294967296)}:${key % 4294967296} is missing or corrupt`;
+        if (!r) return { missing: key };
         if (r.kind === KIND_PAGE || r.base < 4294967296) return null;
-        if (d < 0) return 'delta chain too deep';
+        if (d < 0) return 'deep';
         key = r.base;
       }
     };
@@ -774,14 +788,31 @@ export class Store {
       try {
         const map = this.pageMap(id);
         bytesRead += fs.statSync(this.manifestFile(id)).size;
-        const bad = new Map<string, number>();
+        // Per segment: the pages hurt, and the distinct unreadable records with their offsets.
+        const bySeg = new Map<number, { pages: number; records: Set<number>; lo: number; hi: number }>();
+        let deep = 0;
         for (let pfn = 0; pfn < map.pageCount; pfn++) {
           const seg = map.segments[pfn]!;
           if (seg === 0) continue;
           const p = checkRef(refKey(seg, map.offsets[pfn]!), MAX_DELTA_DEPTH);
-          if (p) bad.set(p, (bad.get(p) ?? 0) + 1);
+          if (p === null) continue;
+          if (p === 'deep') {
+            deep++;
+            continue;
+          }
+          const s2 = Math.floor(p.missing / 4294967296), off = p.missing % 4294967296;
+          const e = bySeg.get(s2) ?? { pages: 0, records: new Set<number>(), lo: off, hi: off };
+          e.pages++;
+          e.records.add(off);
+          e.lo = Math.min(e.lo, off);
+          e.hi = Math.max(e.hi, off);
+          bySeg.set(s2, e);
         }
-        for (const [p, n] of bad) problems.push(`${n} page(s): ${p}`);
+        for (const [seg2, e] of [...bySeg].sort((a, b) => a[0] - b[0])) {
+          const where = e.records.size === 1 ? `at offset ${e.lo}` : `at offsets ${e.lo} to ${e.hi}`;
+          problems.push(`${e.pages} page(s): ${e.records.size} record(s) of ${this.segmentFile(seg2)} ${where} missing or corrupt`);
+        }
+        if (deep) problems.push(`${deep} page(s): delta chain too deep`);
       } catch (err) {
         problems.push((err as Error).message);
         if (err instanceof StoreFormatError && err.file === this.manifestFile(id)) {

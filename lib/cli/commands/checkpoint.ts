@@ -18,7 +18,8 @@ missing): the first holds every non-zero page, each later one only what changed 
 the previous version where smaller, zstd where it pays). Identical pages are stored once within
 the namespace (default "default"; --shared uses the namespace "shared"). A checkpoint that fails
 (disk full, I/O error) is reported and its pages are carried into the next one; earlier
-checkpoints are never touched. Prints \`final <checksum>\` when the workload ends.`;
+checkpoints are never touched. The first checkpoint is taken as the guest starts, so even a
+short workload leaves one. Prints \`final <checksum>\` when the workload ends.`;
 
 export async function run(argv: string[]): Promise<number> {
   const { values } = parse('checkpoint', argv, {
@@ -34,17 +35,24 @@ export async function run(argv: string[]): Promise<number> {
   const steps = values.steps === undefined ? undefined : intOption('checkpoint', 'steps', values.steps as string, 0, 1);
   const memoryMiB = intOption('checkpoint', 'memory', values.memory as string | undefined, 64, 1, 1 << 20);
   const vcpus = intOption('checkpoint', 'vcpus', values.vcpus as string | undefined, 1, 1, 64);
-  const store = openStore('checkpoint', values.to as string, true);
-  const writer = (() => {
+  // The guest first: a guest that cannot be made (too little memory, no /dev/kvm) leaves no
+  // store behind it locked.
+  const { createGuest } = await guests();
+  const guest = await createGuest({ type, workload, seed, ...(steps !== undefined ? { steps } : {}), memoryMiB, vcpus });
+  let store: ReturnType<typeof openStore>;
+  let writer: ReturnType<ReturnType<typeof openStore>['writer']>;
+  try {
+    store = openStore('checkpoint', values.to as string, true);
     try {
-      return store.writer({ namespace: values.namespace as string | undefined, shared: values.shared === true });
+      writer = store.writer({ namespace: values.namespace as string | undefined, shared: values.shared === true });
     } catch (err) {
       store.close();
       throw new CliError(`checkpoint: ${(err as Error).message}`, err instanceof RangeError ? 2 : 1);
     }
-  })();
-  const { createGuest } = await guests();
-  const guest = await createGuest({ type, workload, seed, ...(steps !== undefined ? { steps } : {}), memoryMiB, vcpus });
+  } catch (err) {
+    await guest.close();
+    throw err;
+  }
   const k = root as unknown as { scanBitmap(b: Uint8Array): Uint32Array; gatherPages(m: Uint8Array, p: Uint32Array, o: { pageSize: number }): Uint8Array };
   const progress = new Progress();
   const ps = guest.pageSize;
@@ -56,8 +64,10 @@ export async function run(argv: string[]): Promise<number> {
   done.catch(() => {});
   try {
     guest.start();
-    for (;;) {
-      await Promise.race([new Promise((r) => setTimeout(r, everyMs)), done.catch(() => {})]);
+    // The first checkpoint is taken at once (the guest's starting state, every non-zero page), so
+    // a run always leaves one to restore, however short the workload; then one every --every.
+    for (let wait = 0; ; wait = everyMs) {
+      await Promise.race([new Promise((r) => setTimeout(r, wait)), done.catch(() => {})]);
       if (finished) break;
       await guest.pause();
       if (finished || guest.result) { guest.resume(); break; }
