@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createGuest, endLine, GuestError, recordLine, restoreGuest, WORKLOAD_NAMES } from '../lib/guest/index.js';
 import type { Guest, GuestOptions, OutputRecord, WorkloadName } from '../lib/guest/types.js';
 import { native, packageRoot } from '../lib/native.js';
+import { MAX_MEMORY_BYTES } from '../lib/kernels/memory.js';
 import { rng } from './reference/random.js';
 
 const MEM = 16; // MiB
@@ -436,6 +437,16 @@ describe('hostile input', () => {
     );
     await expect(createGuest({ type: 'sim', workload: 'kv', vcpus: 17 })).rejects.toThrow(new RangeError('`vcpus` must be an integer from 1 to 16, got 17'));
     await expect(createGuest({ type: 'sim', workload: 'kv', memoryMiB: 4 })).rejects.toThrow(new RangeError('`memoryMiB` must be an integer from 8 to 1048576, got 4'));
+    await expect(createGuest({ type: 'sim', workload: 'kv', memoyMiB: 64 } as never)).rejects.toThrow(
+      new TypeError('`options` has no option `memoyMiB` (known: type, workload, seed, steps, memoryMiB, vcpus, nondeterministic, start, params, dirtyTracking, dirty, ringEntries, testEntry, rawParams)'),
+    );
+    // the sim guest's RAM is one buffer: past what this Node.js allows, a RangeError naming memoryMiB
+    const most = Math.floor(MAX_MEMORY_BYTES / 1048576);
+    if (most < 1 << 20) {
+      await expect(createGuest({ type: 'sim', workload: 'kv', memoryMiB: most + 1 })).rejects.toThrow(
+        new RangeError(`\`memoryMiB\` must be at most ${most} for a sim guest in this Node.js (one buffer holds ${MAX_MEMORY_BYTES} bytes), got ${most + 1}`),
+      );
+    }
     await expect(createGuest({ type: 'sim', workload: 'uniform', params: { writesPerStep: 10000 } })).rejects.toThrow(
       new RangeError('`params.writesPerStep` must be an integer from 1 to 4096 for uniform, got 10000'),
     );

@@ -85,9 +85,21 @@ function checkSeed(v: unknown): bigint {
   throw new TypeError(`\`seed\` must be a number or bigint, got ${typeof v}`);
 }
 
+/** The options createGuest takes: GuestOptions, and the kvm guest's (KvmGuestOptions). */
+const GUEST_OPTION_KEYS: readonly string[] = [
+  'type', 'workload', 'seed', 'steps', 'memoryMiB', 'vcpus', 'nondeterministic', 'start', 'params', 'dirtyTracking',
+  'dirty', 'ringEntries', 'testEntry', 'rawParams',
+];
+
 /** The options createGuest would run with (defaults filled in), for display and for tests. */
 export function resolveGuestOptions(opts: GuestOptions): ResolvedGuestOptions & { type: GuestType | 'auto' } {
   if (opts === null || typeof opts !== 'object') throw new TypeError('`options` must be an object');
+  // A misspelt option fails loudly instead of being ignored (the kvm guest's own options pass).
+  for (const key of Object.keys(opts)) {
+    if (!GUEST_OPTION_KEYS.includes(key)) {
+      throw new TypeError(`\`options\` has no option \`${key}\` (known: ${GUEST_OPTION_KEYS.join(', ')})`);
+    }
+  }
   const type = checkType(opts.type);
   const workload = checkWorkload(opts.workload);
   const memoryMiB = checkInt('memoryMiB', opts.memoryMiB, 64, 8, 1 << 20);

@@ -189,7 +189,16 @@ export interface QemuCapture {
  * running). The copy is what gets checkpointed, so the VM runs on while the store writes.
  */
 export async function captureQemu(options: QemuCaptureOptions): Promise<QemuCapture> {
+  if (options === null || typeof options !== 'object') throw new TypeError('`options` must be an object');
+  for (const name of ['qmp', 'memPath'] as const) {
+    if (typeof options[name] !== 'string' || options[name] === '') {
+      throw new TypeError(`\`${name}\` must be a non-empty string (${name === 'qmp' ? "the VM's QMP unix socket" : "the file behind its memory-backend-file"}), got ${typeof options[name]}`);
+    }
+  }
   const pageSize = options.pageSize ?? 4096;
+  if (!Number.isInteger(pageSize) || pageSize < 512 || (pageSize & (pageSize - 1)) !== 0) {
+    throw new RangeError(`\`pageSize\` must be a power of two from 512, got ${pageSize}`);
+  }
   const st = fs.statSync(options.memPath);
   if (!st.isFile()) throw new RangeError(`\`memPath\` must be a regular file (QEMU's mem-path), got ${options.memPath}`);
   if (st.size === 0 || st.size % pageSize !== 0) throw new RangeError(`\`memPath\` size ${st.size} is not a non-zero multiple of the page size ${pageSize}`);
