@@ -168,3 +168,57 @@ describe.each(skipKvm ? ['sim'] : ['sim', 'kvm'])('understudy demo on the real %
     if (summary.killedAt !== null) expect(summary.failover?.generation).toBe('2');
   }, 90_000);
 });
+
+describe('replication commands: options checked before anything starts', () => {
+  it('backup refuses a bad --interval or --linger at startup (exit 2), not at failover', async () => {
+    const { cli } = await import('./helpers/cli.js');
+    const port = await freePort();
+    const base = ['backup', '--listen', local(port), '--insecure', '--no-takeover'];
+    const short = cli([...base, '--interval', '2ms']);
+    expect([short.status, short.stdout, short.stderr]).toEqual([2, '', 'understudy: backup: --interval must be at least 5ms, got 2ms\n']);
+    const linger = cli([...base, '--linger', 'abc']);
+    expect([linger.status, linger.stdout, linger.stderr]).toEqual([2, '', 'understudy: backup: --linger must be a duration like 25ms or 1s, got "abc"\n']);
+  });
+
+  it('demo refuses a bad --guest, --workload, --interval or --memory at once (exit 2), before any child', async () => {
+    const { cli } = await import('./helpers/cli.js');
+    const cases: [string[], string][] = [
+      [['--guest', 'foo'], '--guest must be kvm, sim or auto, got "foo"'],
+      [['--workload', 'nope', '--guest', 'sim'], '--workload must be one of uniform, hotset, sequential, sparse, memcheck, kv, got "nope"'],
+      [['--interval', '2ms', '--guest', 'sim'], '--interval must be at least 5ms, got 2ms'],
+      [['--memory', '4', '--guest', 'sim'], '--memory must be from 8 to '],
+    ];
+    for (const [args, msg] of cases) {
+      const t0 = performance.now();
+      const r = cli(['demo', ...args]);
+      expect(r.status, args.join(' ')).toBe(2);
+      expect(r.stdout).toBe('');
+      expect(r.stderr.startsWith(`understudy: demo: ${msg}`), r.stderr).toBe(true);
+      expect(r.stderr.split('\n').length).toBe(2); // one line: no child was started
+      expect(performance.now() - t0).toBeLessThan(20_000);
+    }
+  });
+
+  it('client --connect with an empty address says the value is malformed (exit 2)', async () => {
+    const { cli } = await import('./helpers/cli.js');
+    const r = cli(['client', '--connect', '127.0.0.1:1,']);
+    expect([r.status, r.stdout, r.stderr]).toEqual([2, '', 'understudy: client: --connect must be HOST:PORT[,HOST:PORT...] with no empty entry, got "127.0.0.1:1,"\n']);
+    const one = cli(['client', '--connect', '']);
+    expect([one.status, one.stderr]).toEqual([2, 'understudy: client: --connect must be HOST:PORT[,HOST:PORT...] with no empty entry, got ""\n']);
+  });
+
+  it('a primary that never had a backup does not say the backup is behind', async () => {
+    // --retain 10: output held with no backup soon passes half of it, the guest is paused, and
+    // the epoch loop (not ready) lengthens its interval: that is not a backup falling behind.
+    const port = await freePort();
+    const p = new Child(['primary', '--connect', local(port), '--steps', String(4 * STEPS), '--memory', MEM, '--seed', '9', '--interval', '10ms', '--retain', '10', ...common]);
+    const paused = await p.waitFor((e) => e.event === 'log' && /guest paused until a backup connects/.test(String(e.line)));
+    expect(paused).not.toBeNull();
+    // 10 ms doubling to 160 ms: four lengthenings within 300 ms.
+    await new Promise((r) => setTimeout(r, 600));
+    p.kill();
+    await p.exited;
+    const lines = p.events.filter((e) => e.event === 'log').map((e) => String(e.line));
+    expect(lines.filter((l) => /backup is behind|backup caught up/.test(l))).toEqual([]);
+  }, 30_000);
+});

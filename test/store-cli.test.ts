@@ -5,6 +5,7 @@
  */
 import { describe, expect, it, beforeEach, afterEach } from 'vitest';
 import fs from 'node:fs';
+import { constants as bufferConstants } from 'node:buffer';
 import os from 'node:os';
 import { join } from 'node:path';
 import { rng, makeImage, mutate } from './helpers/images.js';
@@ -84,7 +85,7 @@ describe('store commands on raw images', () => {
     const v = cli(['verify', st]);
     expect(v.status).toBe(1);
     expect(v.stdout).toContain(`corrupt: ${seg} @32: record at offset 32 fails its checksum\n`);
-    expect(v.stdout).toContain('checkpoint 1: DAMAGED: 1 page(s): record 1:32 is missing or corrupt\n');
+    expect(v.stdout).toContain(`checkpoint 1: DAMAGED: 1 page(s): 1 record(s) of ${seg} at offset 32 missing or corrupt\n`);
     expect(v.stdout.trim().split('\n').at(-1)).toBe('FAILED: 1 corrupt item(s), 1 checkpoint(s) damaged');
     const usage = cli(['verify']);
     expect(usage.status).toBe(2);
@@ -94,6 +95,23 @@ describe('store commands on raw images', () => {
 
 const haveGuests = fs.existsSync(join(root, 'lib', 'guest', 'index.ts'));
 if (!haveGuests) process.stdout.write('store-cli: guest round trips skipped: lib/guest/index.ts (the sim guest) is not in this build yet\n');
+
+describe('snapshot --image maps its images', () => {
+  // A sparse file one page past what one buffer of this Node.js holds (4 GiB on Node 20); from Node
+  // 22 on that is 2^53 bytes, more than a file here may be, so the case is run only where it fits.
+  const over = Math.min(bufferConstants.MAX_LENGTH, 2 ** 46) + PS;
+  it.skipIf(over > 2 ** 40)(`an image larger than one buffer is a usage error naming --image (skipped where that is ${over} bytes)`, () => {
+    const big = join(dir, 'big.raw');
+    fs.writeFileSync(big, '');
+    fs.truncateSync(big, over);
+    const r = cli(['snapshot', '--to', join(dir, 'st'), '--image', big]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toBe(
+      `understudy: snapshot: --image ${big}: \`path\` (${big}) is larger than the largest buffer this Node.js can make (${over - PS} bytes)\n`,
+    );
+    expect(fs.existsSync(join(dir, 'st'))).toBe(false);
+  });
+});
 
 describe.skipIf(!haveGuests)('checkpoint + restore round trips (sim guest)', () => {
   for (const workload of ['uniform', 'hotset', 'sequential', 'sparse', 'memcheck', 'kv'] as const) {
@@ -119,6 +137,25 @@ describe.skipIf(!haveGuests)('checkpoint + restore round trips (sim guest)', () 
       expect(r.stdout).toBe(`final ${final}\n`);
     });
   }
+
+  it('a workload shorter than --every still leaves one checkpoint (taken as it starts), which restores to its final', async () => {
+    const g = await createGuest({ type: 'sim', workload: 'kv', seed: 3, memoryMiB: 16, steps: 2000 });
+    const final = (await g.wait()).final;
+    await g.close();
+    const st = join(dir, 'short');
+    const c = cli(['checkpoint', '--guest', 'sim', '--workload', 'kv', '--seed', '3', '--memory', '16', '--steps', '2000', '--to', st, '--every', '60s']);
+    expect(c.status).toBe(0);
+    expect(c.stdout).toBe(`final ${final}\n`);
+    const s = Store.open(st);
+    expect(s.ids()).toEqual(['1']);
+    s.close();
+    const r = cli(['restore', st, '1', '--guest', 'sim']);
+    expect([r.status, r.stdout]).toEqual([0, `final ${final}\n`]);
+    // a guest that cannot be made leaves no store (and no LOCK) behind
+    const bad = cli(['checkpoint', '--guest', 'sim', '--workload', 'kv', '--memory', '2', '--to', join(dir, 'none')]);
+    expect(bad.status).toBe(2);
+    expect(fs.existsSync(join(dir, 'none'))).toBe(false);
+  });
 
   it('snapshot --vms 2: each guest restores from the group snapshot to its own final', async () => {
     const st = join(dir, 'group');
@@ -159,5 +196,93 @@ describe.skipIf(!haveGuests || skipKvm)('checkpoint + restore round trip (kvm gu
     const r = cli(['restore', st, ls[Math.floor(ls.length / 2)]!.id, '--guest', 'kvm']);
     expect(r.status).toBe(0);
     expect(r.stdout).toBe(`final ${final}\n`);
+  });
+});
+
+describe('usage errors: exit 2, one clean line naming the command', () => {
+  it('extra positionals, bad checkpoint ids, alternatives given together, parseArgs errors', () => {
+    const st = join(dir, 'nostore');
+    const see = (cmd: string) => `; see \`understudy ${cmd} --help\``;
+    const cases: [string[], string][] = [
+      [['verify', st, 'extra'], `verify: unexpected argument "extra": expected DIR${see('verify')}`],
+      [['ls', st, 'extra'], `ls: unexpected argument "extra": expected DIR${see('ls')}`],
+      [['prune', st, 'extra', '--keep', '5'], `prune: unexpected argument "extra": expected DIR${see('prune')}`],
+      [['compact', st, 'extra'], `compact: unexpected argument "extra": expected DIR${see('compact')}`],
+      [['restore', st, 'abc'], 'restore: CHECKPOINT must be a checkpoint id (a number, as `understudy ls` lists them) or latest, got "abc"'],
+      [['inspect', st, '1.5'], 'inspect: CHECKPOINT must be a checkpoint id (a number, as `understudy ls` lists them) or latest, got "1.5"'],
+      [['export', st, '01', '--out', join(dir, 'x')], 'export: CHECKPOINT must be a checkpoint id (a number, as `understudy ls` lists them) or latest, got "01"'],
+      [['prune', st, '--keep', '2', '--older-than', '1h'], 'prune: give either --keep N or --older-than AGE, not both'],
+      [['snapshot', '--to', st, '--image', join(dir, 'a.img'), '--namespace', 'a', '--shared'], 'snapshot: give either --namespace NAME or --shared, not both'],
+      [['prune', st, '--keep', '-1'], `prune: --keep needs a value, and "-1" looks like an option; to pass it as the value write --keep=-1${see('prune')}`],
+      [['export', st, '1', '-o', '-x'], `export: --out needs a value, and "-x" looks like an option; to pass it as the value write --out=-x${see('export')}`],
+      [['ls', st, "--js'on"], `ls: unknown option "--js'on" (an argument that starts with '-' goes after --)${see('ls')}`],
+      [['run', '--bogus'], `run: unknown option "--bogus"${see('run')}`],
+      [['run', 'xx'], `run: unexpected argument "xx": this command takes no positional arguments${see('run')}`],
+      [['run', '--seed'], `run: --seed needs a value${see('run')}`],
+      [['run', '--records=1'], `run: --records takes no value${see('run')}`],
+    ];
+    for (const [args, msg] of cases) {
+      const r = cli(args);
+      expect([r.status, r.stdout, r.stderr], args.join(' ')).toEqual([2, '', `understudy: ${msg}\n`]);
+    }
+    expect(fs.existsSync(st)).toBe(false);
+  });
+
+  it('no command: the overview on stderr, exit 2; --help: on stdout, exit 0', () => {
+    const none = cli([]);
+    expect(none.status).toBe(2);
+    expect(none.stdout).toBe('');
+    expect(none.stderr).toMatch(/^understudy: checkpoint and failover for virtual machines\n\nusage: understudy <command> \[options\]\n/);
+    const help = cli(['--help']);
+    expect(help.status).toBe(0);
+    expect(help.stderr).toBe('');
+    expect(help.stdout).toBe(none.stderr);
+  });
+
+  it('--memory is checked against the limit of the guest kind, naming --memory (exit 2)', async () => {
+    const { memoryLimit, KVM_MAX_MEMORY_MIB } = await import('../lib/cli/guest-options.js');
+    const { MAX_MEMORY_BYTES } = await import('../lib/kernels/memory.js');
+    const sim = Math.min(1 << 20, Math.floor(MAX_MEMORY_BYTES / 2 ** 20));
+    expect(memoryLimit('sim').maxMiB).toBe(sim);
+    expect(memoryLimit('kvm').maxMiB).toBe(Math.min(sim, KVM_MAX_MEMORY_MIB));
+    expect(memoryLimit('auto').maxMiB).toBe(Math.min(sim, KVM_MAX_MEMORY_MIB));
+    const { why } = memoryLimit('sim');
+    if (MAX_MEMORY_BYTES === 2 ** 32) expect(why).toBe(`the most one ArrayBuffer may hold in Node.js ${process.version} (MAX_MEMORY_BYTES)`);
+    const over = cli(['run', '--guest', 'sim', '--memory', String(sim + 1)]);
+    expect([over.status, over.stdout, over.stderr]).toEqual([2, '', `understudy: run: --memory must be from 8 to ${sim} (MiB) with --guest sim, got ${sim + 1}; ${sim} MiB is ${why}\n`]);
+    const under = cli(['run', '--guest', 'kvm', '--memory', '7']);
+    expect([under.status, under.stderr]).toEqual([2, `understudy: run: --memory must be from 8 to ${memoryLimit('kvm').maxMiB} (MiB) with --guest kvm, got 7\n`]);
+    expect(cli(['run', '--help']).stdout).toContain(`at least 8; at most, here, ${sim} on sim (what\n`);
+  });
+});
+
+describe('export: a failed write leaves no FILE.tmp, and the error names --out', () => {
+  function store(): string {
+    fs.writeFileSync(join(dir, 'a.img'), makeImage(rng(23), 256, PS, { zero: 0 }));
+    const st = join(dir, 'st');
+    expect(cli(['snapshot', '--to', st, '--image', join(dir, 'a.img'), '--no-compare']).status).toBe(0);
+    return st;
+  }
+
+  it('--out an existing directory: exit 1 before writing anything', () => {
+    const st = store();
+    const out = join(dir, 'outdir');
+    fs.mkdirSync(out);
+    const r = cli(['export', st, '1', '--out', out]);
+    expect([r.status, r.stdout, r.stderr]).toEqual([1, '', `understudy: export: --out ${out} is a directory\n`]);
+    expect(fs.existsSync(`${out}.tmp`)).toBe(false);
+  });
+
+  it('a write that fails midway (file size limit: EFBIG) removes FILE.tmp', async () => {
+    const st = store();
+    const out = join(dir, 'big.img');
+    const { spawnSync } = await import('node:child_process');
+    const { nodeArgs } = await import('./helpers/cli.js');
+    // ulimit -f 512: 512 KiB, half the 1 MiB image (Node ignores SIGXFSZ: the write fails with EFBIG).
+    const argv = [process.execPath, ...nodeArgs, join(root, 'lib', 'cli', 'main.ts'), 'export', st, '1', '--out', out].map((a) => `'${a}'`).join(' ');
+    const r = spawnSync('bash', ['-c', `ulimit -f 512 && exec ${argv}`], { cwd: root, encoding: 'utf8', timeout: 120_000 });
+    expect([r.status, r.stdout, r.stderr]).toEqual([1, '', `understudy: export: --out ${out}: EFBIG: file too large, write\n`]);
+    expect(fs.existsSync(out)).toBe(false);
+    expect(fs.existsSync(`${out}.tmp`)).toBe(false);
   });
 });

@@ -8,7 +8,12 @@ import { CliError } from './util.js';
 
 async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
-  if (!name || name === '--help' || name === '-h' || name === 'help') {
+  if (name === undefined) {
+    // No command is a usage error: the overview, on stderr.
+    process.stderr.write(await overview());
+    return 2;
+  }
+  if (name === '--help' || name === '-h' || name === 'help') {
     const which = name === 'help' ? rest[0] : undefined;
     if (which) {
       const cmd = await loadCommand(which);

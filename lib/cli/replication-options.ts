@@ -3,7 +3,17 @@
  * and a JSON-lines event stream on stdout (--json) that `understudy demo` and tests read.
  */
 import { readKeyFile } from '../replication/auth.js';
-import { CliError } from './util.js';
+import { CliError, durationOption } from './util.js';
+
+/** The least epoch length (EpochLoop's own bound, lib/checkpoint/epoch-loop.ts). */
+export const MIN_INTERVAL_MS = 5;
+
+/** `--interval D`: the epoch length, at least MIN_INTERVAL_MS. */
+export function intervalOption(cmd: string, v: unknown, dfltMs = 25): number {
+  const ms = durationOption(cmd, 'interval', v as string | undefined, dfltMs);
+  if (ms < MIN_INTERVAL_MS) throw new CliError(`${cmd}: --interval must be at least ${MIN_INTERVAL_MS}ms, got ${ms}ms`);
+  return ms;
+}
 
 export function keyOption(cmd: string, values: Record<string, unknown>): { key?: Buffer; insecure?: boolean } {
   const file = values.key as string | undefined;

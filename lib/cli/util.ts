@@ -25,8 +25,63 @@ export function parse<O extends Options>(
     const r = parseArgs({ args: argv, options, allowPositionals, strict: true });
     return { values: r.values as Record<string, string | boolean | string[] | boolean[] | undefined>, positionals: r.positionals };
   } catch (err) {
-    throw new CliError(`${cmd}: ${(err as Error).message}; see \`understudy ${cmd} --help\``);
+    throw new CliError(`${cmd}: ${parseArgsMessage(err as Error & { code?: string }, argv, options)}; see \`understudy ${cmd} --help\``);
   }
+}
+
+/**
+ * parseArgs' error in our words: its own texts run over several lines, end in a period, and one
+ * (unknown option, with positionals allowed) leaves a quote open. Unrecognised ones are passed
+ * through on one line.
+ */
+function parseArgsMessage(err: Error & { code?: string }, argv: string[], options: Options): string {
+  const text = err.message;
+  const long = (raw: string): string => {
+    if (raw.startsWith('--')) return raw;
+    const name = Object.keys(options).find((k) => options[k]!.short === raw.slice(1));
+    return name ? `--${name}` : raw;
+  };
+  let m: RegExpExecArray | null;
+  if (err.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && (m = /^Unknown option '(.*?)'(?:\. To specify a positional argument|$)/s.exec(text))) {
+    const dash = /To specify a positional argument/.test(text) ? ' (an argument that starts with \'-\' goes after --)' : '';
+    return `unknown option ${JSON.stringify(m[1])}${dash}`;
+  }
+  if (err.code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL' && (m = /^Unexpected argument '(.*)'\. This command does not take positional arguments$/s.exec(text))) {
+    return `unexpected argument ${JSON.stringify(m[1])}: this command takes no positional arguments`;
+  }
+  if (err.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
+    if ((m = /^Option '(-[^']*)' argument is ambiguous\./.exec(text))) {
+      // `--keep -1`: parseArgs will not take a value that looks like an option.
+      const i = argv.findIndex((a, j) => a === m![1] && argv[j + 1]?.startsWith('-'));
+      const value = i >= 0 ? argv[i + 1]! : '-VALUE';
+      return `${long(m[1]!)} needs a value, and ${JSON.stringify(value)} looks like an option; to pass it as the value write ${long(m[1]!)}=${value}`;
+    }
+    if ((m = /^Option '(?:-\S+, )?(--\S+) <value>' argument missing$/.exec(text))) return `${m[1]} needs a value`;
+    if ((m = /^Option '(?:-\S+, )?(--\S+)' does not take an argument$/.exec(text))) return `${m[1]} takes no value`;
+  }
+  return text.replace(/\.?\s*\n\s*/g, '; ').replace(/\.$/, '');
+}
+
+/**
+ * The positional arguments a command takes, named for the error (e.g. ['DIR']): more than that is
+ * a usage error. Fewer are left to the command (its own "is required" message).
+ */
+export function positionalArgs(cmd: string, positionals: string[], names: string[]): string[] {
+  if (positionals.length > names.length) {
+    throw new CliError(`${cmd}: unexpected argument ${JSON.stringify(positionals[names.length])}: expected ${names.join(' ')}; see \`understudy ${cmd} --help\``);
+  }
+  return positionals;
+}
+
+/** A CHECKPOINT argument: `latest` or a checkpoint id (decimal, as \`understudy ls\` lists them). */
+export function checkpointArg(cmd: string, value: string): string {
+  if (value === 'latest' || (/^\d{1,15}$/.test(value) && String(Number(value)) === value)) return value;
+  throw new CliError(`${cmd}: CHECKPOINT must be a checkpoint id (a number, as \`understudy ls\` lists them) or latest, got ${JSON.stringify(value)}`);
+}
+
+/** Options the usage presents as alternatives: at most one of them may be given. */
+export function exclusive(cmd: string, values: Record<string, unknown>, a: string, b: string, aText = `--${a}`, bText = `--${b}`): void {
+  if (values[a] !== undefined && values[b] !== undefined) throw new CliError(`${cmd}: give either ${aText} or ${bText}, not both`);
 }
 
 /** An integer option, within [min, max]. */
@@ -52,7 +107,7 @@ export function durationOption(cmd: string, name: string, value: string | undefi
 
 /** HOST:PORT (IPv6 as [::1]:PORT). */
 export function hostPort(cmd: string, name: string, value: string | undefined): { host: string; port: number } {
-  if (!value) throw new CliError(`${cmd}: --${name} HOST:PORT is required`);
+  if (value === undefined) throw new CliError(`${cmd}: --${name} HOST:PORT is required`);
   const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(value);
   if (!m) throw new CliError(`${cmd}: --${name} must be HOST:PORT, got ${JSON.stringify(value)}`);
   const port = Number(m[3]);

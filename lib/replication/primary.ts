@@ -205,11 +205,19 @@ export class Primary extends EventEmitter<PrimaryEvents> {
         },
         handle: (c) => this.onCapture(c),
       });
+      // Only a connected backup can be behind (with none, the guest paused for loss also stalls the loop).
+      let behind = false;
       this.loop.on('backpressure', (e: { intervalMs: number }) => {
-        this.emit('log', `backup is behind: epoch interval lengthened to ${e.intervalMs} ms`);
+        if (this.link) {
+          behind = true;
+          this.emit('log', `backup is behind: epoch interval lengthened to ${e.intervalMs} ms`);
+        }
         this.emit('backpressure', e);
       });
-      this.loop.on('recovered', (e: { intervalMs: number }) => this.emit('log', `backup caught up: epoch interval back to ${e.intervalMs} ms`));
+      this.loop.on('recovered', (e: { intervalMs: number }) => {
+        if (behind) this.emit('log', `backup caught up: epoch interval back to ${e.intervalMs} ms`);
+        behind = false;
+      });
       this.loop.on('error', (err: Error) => this.emit('error', err));
       guest.start();
       this.loop.start();

@@ -4,7 +4,7 @@
  */
 import { startBackup } from '../../replication/backup.js';
 import { CliError, durationOption, hostPort, parse } from '../util.js';
-import { commonOptions, emitJson, keyOption, logLine, onLossOption, retainOption } from '../replication-options.js';
+import { commonOptions, emitJson, intervalOption, keyOption, logLine, onLossOption, retainOption } from '../replication-options.js';
 import { superviseRun } from '../replication-run.js';
 
 export const summary = 'hold a hot standby of a primary and take over when it dies';
@@ -24,7 +24,7 @@ options:
   --fence-cmd CMD       shell command that fences the old primary (must exit 0);
                         gets UNDERSTUDY_VM_ID and UNDERSTUDY_GENERATION
   --no-takeover         only hold the replica
-  --interval D          epoch length after takeover (default 25ms)
+  --interval D          epoch length after takeover (default 25ms, at least 5ms)
   --on-backup-loss M    after takeover: continue or pause (default continue)
   --retain N            released output records kept (default 1000000)
   --linger D            after takeover of a finished workload, wait this long for a
@@ -42,17 +42,23 @@ export async function run(argv: string[]): Promise<number> {
   const auth = keyOption(cmd, values);
   const json = values.json === true;
   const quiet = values.quiet === true;
-  const intervalMs = durationOption(cmd, 'interval', values.interval as string | undefined, 25);
-  const b = await startBackup({
-    ...auth,
+  // Checked now, not at failover: the options of the promoted primary included.
+  const intervalMs = intervalOption(cmd, values.interval);
+  const lingerMs = durationOption(cmd, 'linger', values.linger as string | undefined, 3000);
+  const onBackupLoss = onLossOption(cmd, values['on-backup-loss']);
+  const options = {
     listen: values.listen ? hostPort(cmd, 'listen', values.listen as string) : undefined,
     connect: values.connect ? hostPort(cmd, 'connect', values.connect as string) : undefined,
     serve: values.serve ? hostPort(cmd, 'serve', values.serve as string) : undefined,
     timeoutMs: values.timeout ? durationOption(cmd, 'timeout', values.timeout as string, 1000) : undefined,
+    retain: retainOption(cmd, values.retain),
+  };
+  const b = await startBackup({
+    ...auth,
+    ...options,
     fenceCmd: values['fence-cmd'] as string | undefined,
     takeover: values['no-takeover'] !== true,
-    promoted: { intervalMs, onBackupLoss: onLossOption(cmd, values['on-backup-loss']) },
-    retain: retainOption(cmd, values.retain),
+    promoted: { intervalMs, onBackupLoss },
   });
   const say = (l: string): void => {
     if (!quiet) logLine('backup', l);
@@ -82,7 +88,7 @@ export async function run(argv: string[]): Promise<number> {
     b.on('failover', (e) => {
       logLine('backup', `FAILOVER: resumed from epoch ${e.epoch} as generation ${e.generation} (${e.records} records committed)`);
       if (json) emitJson('failover', { role: 'backup', ...e });
-      void superviseRun(b.primary!, { json, quiet, role: 'backup(primary)', waitForClient: true, lingerMs: durationOption(cmd, 'linger', values.linger as string | undefined, 3000) }).then(async (code) => {
+      void superviseRun(b.primary!, { json, quiet, role: 'backup(primary)', waitForClient: true, lingerMs }).then(async (code) => {
         await b.close();
         resolve(code);
       });

@@ -4,6 +4,7 @@
  */
 import { parse, intOption, durationOption, Progress, CliError } from '../util.js';
 import { openStore, guests, guestType, workloadName, bytes, orBitmap } from '../store-util.js';
+import { memoryOption } from '../guest-options.js';
 import { CheckpointError } from '../../store/index.js';
 import * as root from '../../index.js';
 
@@ -33,8 +34,8 @@ export async function run(argv: string[]): Promise<number> {
   const everyMs = durationOption('checkpoint', 'every', values.every as string | undefined, 1000);
   const seed = intOption('checkpoint', 'seed', values.seed as string | undefined, 1, 0);
   const steps = values.steps === undefined ? undefined : intOption('checkpoint', 'steps', values.steps as string, 0, 1);
-  const memoryMiB = intOption('checkpoint', 'memory', values.memory as string | undefined, 64, 1, 1 << 20);
-  const vcpus = intOption('checkpoint', 'vcpus', values.vcpus as string | undefined, 1, 1, 64);
+  const memoryMiB = memoryOption('checkpoint', values.memory as string | undefined, 64, type);
+  const vcpus = intOption('checkpoint', 'vcpus', values.vcpus as string | undefined, 1, 1, 16);
   // The guest first: a guest that cannot be made (too little memory, no /dev/kvm) leaves no
   // store behind it locked.
   const { createGuest } = await guests();
@@ -67,7 +68,9 @@ export async function run(argv: string[]): Promise<number> {
     // The first checkpoint is taken at once (the guest's starting state, every non-zero page), so
     // a run always leaves one to restore, however short the workload; then one every --every.
     for (let wait = 0; ; wait = everyMs) {
-      await Promise.race([new Promise((r) => setTimeout(r, wait)), done.catch(() => {})]);
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([new Promise((r) => { timer = setTimeout(r, wait); }), done.catch(() => {})]);
+      clearTimeout(timer); // the workload ended first: do not keep the process alive until the tick
       if (finished) break;
       await guest.pause();
       if (finished || guest.result) { guest.resume(); break; }

@@ -27,8 +27,12 @@ export async function run(argv: string[]): Promise<number> {
     connect: { type: 'string' }, verify: { type: 'boolean' }, reference: { type: 'string' },
     after: { type: 'string' }, timeout: { type: 'string' }, json: { type: 'boolean' },
   });
-  if (!values.connect) throw new CliError(`${cmd}: --connect HOST:PORT[,HOST:PORT] is required`);
-  const addresses = (values.connect as string).split(',').map((a) => hostPort(cmd, 'connect', a.trim()));
+  if (values.connect === undefined) throw new CliError(`${cmd}: --connect HOST:PORT[,HOST:PORT] is required`);
+  const list = values.connect as string;
+  const addresses = list.split(',').map((a) => {
+    if (a.trim() === '') throw new CliError(`${cmd}: --connect must be HOST:PORT[,HOST:PORT...] with no empty entry, got ${JSON.stringify(list)}`);
+    return hostPort(cmd, 'connect', a.trim());
+  });
   const verify = values.verify === true || values.reference !== undefined;
   const after = intOption(cmd, 'after', values.after as string | undefined, -1, -1);
   let reference = null;

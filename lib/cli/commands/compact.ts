@@ -2,7 +2,7 @@
  * `understudy compact DIR`: copies the records kept checkpoints need into fresh segments and
  * deletes the old ones.
  */
-import { parse } from '../util.js';
+import { parse, positionalArgs } from '../util.js';
 import { openStore, bytes } from '../store-util.js';
 
 export const summary = 'rewrite a store keeping only the records its checkpoints need';
@@ -14,7 +14,8 @@ checkpoint stays readable, and leftovers are removed by the next compact.`;
 
 export async function run(argv: string[]): Promise<number> {
   const { positionals } = parse('compact', argv, {}, true);
-  const store = openStore('compact', positionals[0]);
+  const [dir] = positionalArgs('compact', positionals, ['DIR']);
+  const store = openStore('compact', dir);
   try {
     const c = store.compact();
     process.stdout.write(`compacted: ${bytes(c.bytesBefore)} in ${c.segmentsBefore} segment(s) -> ${bytes(c.bytesAfter)} in ${c.segmentsAfter} (${c.records} records)\n`);

@@ -11,7 +11,10 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { performance } from 'node:perf_hooks';
 import { writeKeyFile } from '../../replication/auth.js';
-import { durationOption, freePort, intOption, parse, Progress } from '../util.js';
+import { WORKLOAD_NAMES } from '../../guest/workloads.js';
+import { memoryOption } from '../guest-options.js';
+import { intervalOption } from '../replication-options.js';
+import { CliError, freePort, intOption, parse, Progress } from '../util.js';
 
 export const summary = 'replicate a guest, kill the primary, watch the backup take over (start here)';
 export const usage = `usage: understudy demo [--guest kvm|sim|auto] [--workload NAME] [--steps N] [--interval 25ms] [--json]
@@ -20,12 +23,14 @@ On this machine: a backup, a primary running a workload guest, and a client veri
 output stream. The primary is killed (SIGKILL) at a random instant; the backup fences it,
 resumes the guest from its last committed epoch and serves the stream; a new backup joins it.
 Ends with the client's verdict (no gap, no duplicate, hash chain unbroken, same final checksum
-and record count as the same workload run alone). Under a minute.
+and record count as the same workload run alone) on stdout; the story goes to stderr. Under a
+minute.
 
 options:
   --guest TYPE     kvm, sim or auto (default auto)
   --workload NAME  default hotset           --steps N   steps (default 500000)
-  --memory MiB     default 16            --interval D  epoch length (default 25ms)
+  --memory MiB     default 16 (limits as in \`understudy run --help\`)
+  --interval D     epoch length (default 25ms, at least 5ms)
   --seed N         default: random       --no-kill   do not kill the primary
   --json           one JSON summary on stdout instead of the story`;
 
@@ -43,10 +48,15 @@ export async function run(argv: string[]): Promise<number> {
     interval: { type: 'string' }, seed: { type: 'string' }, json: { type: 'boolean' }, 'no-kill': { type: 'boolean' },
   });
   const json = values.json === true;
-  const interval = `${durationOption(cmd, 'interval', values.interval as string | undefined, 25)}ms`;
+  // Everything the children would refuse is refused here, before any of them starts.
+  const guestType = (values.guest as string | undefined) ?? 'auto';
+  if (guestType !== 'kvm' && guestType !== 'sim' && guestType !== 'auto') throw new CliError(`${cmd}: --guest must be kvm, sim or auto, got ${JSON.stringify(guestType)}`);
+  const workload = (values.workload as string | undefined) ?? 'hotset';
+  if (!(WORKLOAD_NAMES as string[]).includes(workload)) throw new CliError(`${cmd}: --workload must be one of ${WORKLOAD_NAMES.join(', ')}, got ${JSON.stringify(workload)}`);
+  const interval = `${intervalOption(cmd, values.interval)}ms`;
   const seed = intOption(cmd, 'seed', values.seed as string | undefined, 1 + Math.floor(Math.random() * 1e6), 0);
   const steps = intOption(cmd, 'steps', values.steps as string | undefined, 500000, 1);
-  const memory = intOption(cmd, 'memory', values.memory as string | undefined, 16, 8);
+  const memory = memoryOption(cmd, values.memory as string | undefined, 16, guestType);
   const dir = mkdtempSync(join(tmpdir(), 'understudy-demo-'));
   const keyFile = join(dir, 'key');
   writeKeyFile(keyFile);
@@ -86,7 +96,7 @@ export async function run(argv: string[]): Promise<number> {
     lastStats = e;
     progress.update(`${elapsed()} ${who} gen ${String(e.generation)} epoch ${String(e.epoch)} | ${String(e.epochsPerSec)} epochs/s | pause p50 ${String(e.pauseP50)} ms p99 ${String(e.pauseP99)} ms | ${(Number(e.bytesPerEpoch) / 1024).toFixed(1)} KiB/epoch vs ${(Number(e.pageBytesPerEpoch) / 1024).toFixed(1)} KiB page-granular | output +${String(e.outputLatencyMs)} ms | lag ${String(e.lagEpochs)} epochs | ${String(e.released)} records released`);
   };
-  say(`understudy demo: seed ${seed}, ${steps} steps, ${memory} MiB guest, ${interval} epochs, guest ${String(values.guest ?? 'auto')}`);
+  say(`understudy demo: seed ${seed}, ${steps} steps, ${memory} MiB guest, ${interval} epochs, guest ${guestType}`);
   let backup2: Child | null = null;
   start('backup', ['backup', '--listen', `127.0.0.1:${repl}`, '--serve', `127.0.0.1:${serveB}`, '--timeout', '1500ms', '--interval', interval, '--linger', '10s', ...common], (e) => {
     if (e.event === 'failover') {
@@ -104,8 +114,8 @@ export async function run(argv: string[]): Promise<number> {
   let primaryProtected = false;
   let done = false;
   const primary = start('primary', [
-    'primary', '--connect', `127.0.0.1:${repl}`, '--serve', `127.0.0.1:${serveP}`, '--workload', String(values.workload ?? 'hotset'),
-    '--guest', String(values.guest ?? 'auto'), '--seed', String(seed), '--steps', String(steps), '--memory', String(memory), '--vcpus', '1', '--linger', '10s', '--interval', interval, ...primaryTimeout, ...common,
+    'primary', '--connect', `127.0.0.1:${repl}`, '--serve', `127.0.0.1:${serveP}`, '--workload', workload,
+    '--guest', guestType, '--seed', String(seed), '--steps', String(steps), '--memory', String(memory), '--vcpus', '1', '--linger', '10s', '--interval', interval, ...primaryTimeout, ...common,
   ], (e) => {
     if (e.event === 'stats') showStats(e, 'primary');
     else if (e.event === 'protected' && !primaryProtected) {
@@ -125,7 +135,7 @@ export async function run(argv: string[]): Promise<number> {
   });
   // The reference: the same workload run alone, unreplicated (its final checksum must match).
   let reference: { final?: string; records?: number } | null = null;
-  const refRun = start('reference', ['run', '--guest', String(values.guest ?? 'auto'), '--workload', String(values.workload ?? 'hotset'), '--seed', String(seed), '--steps', String(steps), '--memory', String(memory), '--vcpus', '1', '--json'], (e) => {
+  const refRun = start('reference', ['run', '--guest', guestType, '--workload', workload, '--seed', String(seed), '--steps', String(steps), '--memory', String(memory), '--vcpus', '1', '--json'], (e) => {
     if (typeof e.final === 'string') reference = e as { final: string; records: number };
   });
   let verdict: Record<string, unknown> | null = null;
@@ -158,9 +168,10 @@ export async function run(argv: string[]): Promise<number> {
     if (!killedAt) say('note: the workload finished before the kill instant; no failover this time');
     const why = !v ? `client exited with ${clientCode}` : (v.problems as string[]).length ? (v.problems as string[]).join('; ')
       : !ref ? 'the reference run did not finish' : `stream (${String(v.records)} records, final ${String(v.final)}) differs from the unreplicated run (${String(ref.records)} records, final ${String(ref.final)})`;
-    say(pass
+    // The verdict is the result: stdout (the story above is progress, on stderr).
+    process.stdout.write((pass
       ? `verdict: PASS: ${String(v?.records)} records, no gap, no duplicate, hash chain unbroken, final ${String(v?.final)} equal to an unreplicated run${failover ? ' — across a failover' : ''}`
-      : `verdict: FAIL: ${why}`);
+      : `verdict: FAIL: ${why}`) + '\n');
   }
   return pass ? 0 : 1;
 }

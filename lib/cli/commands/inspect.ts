@@ -2,7 +2,7 @@
  * `understudy inspect DIR CHECKPOINT [--json]`: one checkpoint in detail: its chain, metadata,
  * CPU state size, and how its pages are stored.
  */
-import { parse, CliError } from '../util.js';
+import { parse, CliError, checkpointArg } from '../util.js';
 import { openStore, bytes } from '../store-util.js';
 
 export const summary = 'show one checkpoint in detail';
@@ -14,11 +14,12 @@ size, stored bytes, and how its pages are held (zero, own records, shared with o
 export async function run(argv: string[]): Promise<number> {
   const { values, positionals } = parse('inspect', argv, { json: { type: 'boolean' } }, true);
   if (positionals.length !== 2) throw new CliError('inspect: expected DIR CHECKPOINT; see `understudy inspect --help`');
+  const name = checkpointArg('inspect', positionals[1]!);
   const store = openStore('inspect', positionals[0]);
   try {
     let id: string;
     try {
-      id = store.resolveId(positionals[1]!);
+      id = store.resolveId(name);
     } catch (err) {
       throw new CliError(`inspect: ${(err as Error).message}`, 1);
     }

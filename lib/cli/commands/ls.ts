@@ -2,7 +2,7 @@
  * `understudy ls DIR [--json]`: the checkpoints of a store in creation order, with their chains,
  * sizes and dedup ratios.
  */
-import { parse } from '../util.js';
+import { parse, positionalArgs } from '../util.js';
 import { openStore, bytes } from '../store-util.js';
 
 export const summary = 'list the checkpoints of a store';
@@ -15,7 +15,8 @@ pageCount, pageSize, manifestBytes, stats (the same order).`;
 
 export async function run(argv: string[]): Promise<number> {
   const { values, positionals } = parse('ls', argv, { json: { type: 'boolean' } }, true);
-  const store = openStore('ls', positionals[0]);
+  const [dir] = positionalArgs('ls', positionals, ['DIR']);
+  const store = openStore('ls', dir);
   try {
     const { checkpoints, problems } = store.list();
     if (values.json) {

@@ -6,7 +6,8 @@ import type { GuestType, WorkloadName } from '../../guest/types.js';
 import { startPrimary } from '../../replication/primary.js';
 import { defaultCreateGuest } from '../../replication/kernels.js';
 import { CliError, durationOption, hostPort, intOption, parse } from '../util.js';
-import { commonOptions, keyOption, onLossOption, retainOption } from '../replication-options.js';
+import { commonOptions, intervalOption, keyOption, onLossOption, retainOption } from '../replication-options.js';
+import { memoryOption } from '../guest-options.js';
 import { superviseRun } from '../replication-run.js';
 
 export const summary = 'run a guest and replicate it to a backup (Remus-style)';
@@ -23,7 +24,8 @@ options:
   --workload NAME       uniform, hotset, sequential, sparse, memcheck, kv (default kv)
   --guest TYPE          kvm, sim or auto (default auto)
   --seed N --steps N    workload seed (default 1) and steps per vCPU (default 200000)
-  --memory MiB          guest RAM (default 32)   --vcpus N (default 1)
+  --memory MiB          guest RAM (default 32; limits as in \`understudy run --help\`)
+  --vcpus N             1 to 16 (default 1)
   --interval D          epoch length (default 25ms, at least 5ms)
   --timeout D           backup silent this long = lost (default max(20 epochs, 1s))
   --on-backup-loss M    continue (guest runs, output held) or pause (default continue)
@@ -49,28 +51,34 @@ export async function run(argv: string[]): Promise<number> {
   if (!WORKLOADS.includes(workload)) throw new CliError(`${cmd}: --workload must be one of ${WORKLOADS.join(', ')}, got ${JSON.stringify(workload)}`);
   const type = (values.guest as string | undefined) ?? 'auto';
   if (!['kvm', 'sim', 'auto'].includes(type)) throw new CliError(`${cmd}: --guest must be kvm, sim or auto, got ${JSON.stringify(type)}`);
-  const intervalMs = durationOption(cmd, 'interval', values.interval as string | undefined, 25);
-  if (intervalMs < 5) throw new CliError(`${cmd}: --interval must be at least 5ms, got ${intervalMs}ms`);
+  const intervalMs = intervalOption(cmd, values.interval);
+  const lingerMs = durationOption(cmd, 'linger', values.linger as string | undefined, 3000);
+  const memoryMiB = memoryOption(cmd, values.memory as string | undefined, 32, type as 'kvm' | 'sim' | 'auto');
   const auth = keyOption(cmd, values);
-  const createGuest = await defaultCreateGuest();
-  const guest = await createGuest({
-    type: type as GuestType | 'auto', workload: workload as WorkloadName,
-    seed: intOption(cmd, 'seed', values.seed as string | undefined, 1), steps: intOption(cmd, 'steps', values.steps as string | undefined, 200000, 1),
-    memoryMiB: intOption(cmd, 'memory', values.memory as string | undefined, 32, 8, 1 << 20), vcpus: intOption(cmd, 'vcpus', values.vcpus as string | undefined, 1, 1, 16),
-    nondeterministic: values.nondeterministic === true, start: false,
-  });
-  const p = await startPrimary({
-    guest, ...auth, intervalMs,
+  // Every option is checked before the guest exists.
+  const seed = intOption(cmd, 'seed', values.seed as string | undefined, 1);
+  const steps = intOption(cmd, 'steps', values.steps as string | undefined, 200000, 1);
+  const vcpus = intOption(cmd, 'vcpus', values.vcpus as string | undefined, 1, 1, 16);
+  const endpoints = {
     connect: values.connect ? hostPort(cmd, 'connect', values.connect as string) : undefined,
     listen: values.listen ? hostPort(cmd, 'listen', values.listen as string) : undefined,
     serve: values.serve ? hostPort(cmd, 'serve', values.serve as string) : undefined,
-    timeoutMs: values.timeout ? durationOption(cmd, 'timeout', values.timeout as string, 0) : undefined,
-    onBackupLoss: onLossOption(cmd, values['on-backup-loss']),
-    guestType: guest.type, nondeterministic: values.nondeterministic === true,
-    retain: retainOption(cmd, values.retain),
+  };
+  const timeoutMs = values.timeout ? durationOption(cmd, 'timeout', values.timeout as string, 0) : undefined;
+  const onBackupLoss = onLossOption(cmd, values['on-backup-loss']);
+  const retain = retainOption(cmd, values.retain);
+  const createGuest = await defaultCreateGuest();
+  const guest = await createGuest({
+    type: type as GuestType | 'auto', workload: workload as WorkloadName,
+    seed, steps, memoryMiB, vcpus,
+    nondeterministic: values.nondeterministic === true, start: false,
+  });
+  const p = await startPrimary({
+    guest, ...auth, intervalMs, ...endpoints, timeoutMs, onBackupLoss,
+    guestType: guest.type, nondeterministic: values.nondeterministic === true, retain,
   });
   return superviseRun(p, {
     json: values.json === true, quiet: values.quiet === true, role: 'primary',
-    lingerMs: durationOption(cmd, 'linger', values.linger as string | undefined, 3000),
+    lingerMs,
   });
 }

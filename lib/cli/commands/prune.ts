@@ -1,7 +1,7 @@
 /**
  * `understudy prune DIR --keep N | --older-than AGE`: deletes old checkpoints, then compacts.
  */
-import { parse, intOption, durationOption, CliError } from '../util.js';
+import { parse, intOption, durationOption, CliError, exclusive, positionalArgs } from '../util.js';
 import { openStore, bytes } from '../store-util.js';
 
 export const summary = 'delete old checkpoints and reclaim their space';
@@ -16,10 +16,12 @@ export async function run(argv: string[]): Promise<number> {
   const { values, positionals } = parse('prune', argv, {
     keep: { type: 'string' }, 'older-than': { type: 'string' }, 'no-compact': { type: 'boolean' },
   }, true);
+  const [dir] = positionalArgs('prune', positionals, ['DIR']);
   if (values.keep === undefined && values['older-than'] === undefined) throw new CliError('prune: --keep N or --older-than AGE is required');
+  exclusive('prune', values, 'keep', 'older-than', '--keep N', '--older-than AGE');
   const keep = values.keep === undefined ? undefined : intOption('prune', 'keep', values.keep as string, 0, 0);
   const olderThanMs = values['older-than'] === undefined ? undefined : durationOption('prune', 'older-than', values['older-than'] as string, 0);
-  const store = openStore('prune', positionals[0]);
+  const store = openStore('prune', dir);
   try {
     const r = store.prune({ keep, olderThanMs });
     process.stdout.write(`removed ${r.removed.length} checkpoint(s)${r.removed.length ? `: ${r.removed.join(' ')}` : ''}; rewrote ${r.rewritten.length} manifest(s) whole\n`);

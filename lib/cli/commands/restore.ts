@@ -2,7 +2,7 @@
  * `understudy restore DIR CHECKPOINT --guest kvm|sim`: rebuilds a guest from a checkpoint's memory
  * and CPU state, runs it to the end, and prints `final <checksum>` as `understudy run` does.
  */
-import { parse, CliError } from '../util.js';
+import { parse, CliError, checkpointArg } from '../util.js';
 import { openStore, guests, guestType } from '../store-util.js';
 
 export const summary = 'resume a guest from a checkpoint and run it to the end';
@@ -18,12 +18,13 @@ export async function run(argv: string[]): Promise<number> {
   const { values, positionals } = parse('restore', argv, { guest: { type: 'string' }, json: { type: 'boolean' } }, true);
   if (positionals.length !== 2) throw new CliError('restore: expected DIR CHECKPOINT; see `understudy restore --help`');
   const type = guestType('restore', values.guest as string | undefined);
+  const name = checkpointArg('restore', positionals[1]!);
   const store = openStore('restore', positionals[0]);
   let image: { memory: Uint8Array; cpu: Uint8Array; id: string };
   try {
     let id: string;
     try {
-      id = store.resolveId(positionals[1]!);
+      id = store.resolveId(name);
     } catch (err) {
       throw new CliError(`restore: ${(err as Error).message}`, 1);
     }

@@ -7,10 +7,12 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import { join, resolve } from 'node:path';
-import { parse, intOption, durationOption, CliError } from '../util.js';
+import { parse, intOption, durationOption, CliError, exclusive } from '../util.js';
+import { memoryOption } from '../guest-options.js';
 import { openStore, guests, guestType, bytes, WORKLOADS } from '../store-util.js';
 
 import { captureQemu } from '../../guest/qemu.js';
+import { mapFile, type GuestMemory } from '../../kernels/memory.js';
 import { Store, changedPages, type CheckpointInfo } from '../../store/index.js';
 
 export const summary = 'snapshot several guests, raw images or a QEMU VM into one deduplicated store';
@@ -56,9 +58,25 @@ export async function run(argv: string[]): Promise<number> {
   const images = (values.image as string[] | undefined) ?? [];
   const modes = [values.vms !== undefined, images.length > 0, values.qemu !== undefined].filter(Boolean).length;
   if (modes !== 1) throw new CliError('snapshot: give exactly one of --vms N, --image FILE..., --qemu SOCKET; see `understudy snapshot --help`');
+  exclusive('snapshot', values, 'namespace', 'shared', '--namespace NAME', '--shared');
   const ns = { namespace: values.namespace as string | undefined, shared: values.shared === true };
   if (values.qemu !== undefined) return snapshotQemu(dir, values.qemu as string, values['mem-path'] as string | undefined, ns, values.json === true);
 
+  const mapped: GuestMemory[] = [];
+  try {
+    return await snapshotGuests(values, dir, images, ns, mapped);
+  } finally {
+    for (const m of mapped) m.close();
+  }
+}
+
+async function snapshotGuests(
+  values: Record<string, unknown>,
+  dir: string,
+  images: string[],
+  ns: { namespace?: string; shared: boolean },
+  mapped: GuestMemory[],
+): Promise<number> {
   const t0 = performance.now();
   const items: Item[] = [];
   let pageSize = 4096;
@@ -71,7 +89,16 @@ export async function run(argv: string[]): Promise<number> {
         throw new CliError(`snapshot: --image ${file}: no such file`, 1);
       }
       if (st.size === 0 || st.size % pageSize !== 0) throw new CliError(`snapshot: --image ${file}: size ${st.size} is not a non-zero multiple of the page size ${pageSize}`, 1);
-      items.push({ label: file, memory: new Uint8Array(fs.readFileSync(file)), cpu: new Uint8Array(0), guest: { type: 'image', file: resolve(file) } });
+      // Mapped, not read: an image of any size this Node.js can view (4 GiB on Node 20), paged in
+      // as the store reads it; a private mapping, so nothing can reach the file.
+      let m: GuestMemory;
+      try {
+        m = mapFile(file);
+      } catch (err) {
+        throw new CliError(`snapshot: --image ${file}: ${(err as Error).message}`, err instanceof RangeError ? 2 : 1);
+      }
+      mapped.push(m);
+      items.push({ label: file, memory: m.view, cpu: new Uint8Array(0), guest: { type: 'image', file: resolve(file) } });
     }
   } else {
     const n = intOption('snapshot', 'vms', values.vms as string, 1, 1, 64);
@@ -79,10 +106,10 @@ export async function run(argv: string[]): Promise<number> {
     for (const w of list) if (!(WORKLOADS as readonly string[]).includes(w)) throw new CliError(`snapshot: --workload must be among ${WORKLOADS.join(', ')}, got ${JSON.stringify(w)}`);
     const seed = intOption('snapshot', 'seed', values.seed as string | undefined, 1, 0);
     const steps = values.steps === undefined ? undefined : intOption('snapshot', 'steps', values.steps as string, 0, 1);
-    const memoryMiB = intOption('snapshot', 'memory', values.memory as string | undefined, 64, 1, 1 << 20);
-    const vcpus = intOption('snapshot', 'vcpus', values.vcpus as string | undefined, 1, 1, 64);
-    const afterMs = durationOption('snapshot', 'after', values.after as string | undefined, 200);
     const type = guestType('snapshot', values.guest as string | undefined);
+    const memoryMiB = memoryOption('snapshot', values.memory as string | undefined, 64, type);
+    const vcpus = intOption('snapshot', 'vcpus', values.vcpus as string | undefined, 1, 1, 16);
+    const afterMs = durationOption('snapshot', 'after', values.after as string | undefined, 200);
     const { createGuest } = await guests();
     const gs = [];
     try {

@@ -2,7 +2,7 @@
  * `understudy verify DIR`: reads every segment and manifest, reports corrupt records and the
  * checkpoints they hurt. Exit status 0 when everything is intact, 1 otherwise.
  */
-import { parse } from '../util.js';
+import { parse, positionalArgs } from '../util.js';
 import { openStore, bytes } from '../store-util.js';
 
 export const summary = 'check every record and manifest of a checkpoint store';
@@ -14,7 +14,8 @@ Exit status: 0 all intact, 1 corruption found, 2 usage error.`;
 
 export async function run(argv: string[]): Promise<number> {
   const { values, positionals } = parse('verify', argv, { json: { type: 'boolean' } }, true);
-  const store = openStore('verify', positionals[0]);
+  const [dir] = positionalArgs('verify', positionals, ['DIR']);
+  const store = openStore('verify', dir);
   try {
     const r = store.verify();
     if (values.json) {
@@ -23,7 +24,7 @@ export async function run(argv: string[]): Promise<number> {
     }
     const out: string[] = [];
     out.push(`${r.segments} segment(s), ${r.records} record(s), ${bytes(r.bytesRead)} read`);
-    for (const t of r.tornTails) out.push(`ignored: ${t.bytes} uncommitted byte(s) at the end of segment ${t.segment} (an interrupted checkpoint)`);
+    for (const t of r.tornTails) out.push(`ignored: ${t.bytes} uncommitted byte(s) at the end of segment ${t.segment} (an interrupted checkpoint, or records of a checkpoint whose manifest is damaged)`);
     for (const c of r.corrupt) out.push(`corrupt: ${c.file}${c.offset !== null ? ` @${c.offset}` : ''}: ${c.problem}`);
     for (const c of r.checkpoints) {
       out.push(c.ok ? `checkpoint ${c.id}: ok` : `checkpoint ${c.id}: DAMAGED: ${c.problems.join('; ')}`);
