@@ -9,7 +9,7 @@ import { mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { encodeFrame, FrameDecoder, FrameType, ZERO_KEY, HEADER_BYTES, MAC_BYTES, WIRE_MAGIC } from '../lib/replication/wire.js';
-import { decodeReject, encodeHello, generateKey, PROTOCOL_VERSION, readKeyFile, writeKeyFile } from '../lib/replication/auth.js';
+import { decodeReject, encodeHello, encodeReject, generateKey, PROTOCOL_VERSION, readKeyFile, RejectCode, writeKeyFile } from '../lib/replication/auth.js';
 import { Link } from '../lib/replication/link.js';
 import { primaryHandshake, backupHandshake, SupersededError } from '../lib/replication/handshake.js';
 import { encodeEpochBody, decodeEpochBody, FLAG_FINAL } from '../lib/replication/epoch-body.js';
@@ -190,6 +190,43 @@ describe('handshake', () => {
     const [pr, br] = await Promise.allSettled([primaryHandshake(p, id(key, 2n), 1000), backupHandshake(b, st(key, 5n), 1000)]);
     expect((br as PromiseRejectedResult).reason.message).toBe('stale primary: generation 2 < 5');
     expect((pr as PromiseRejectedResult).reason).toBeInstanceOf(SupersededError);
+    done();
+  });
+
+  it('two primaries that meet: the newer proves it holds the key, and only then does the older fence itself', async () => {
+    const [a, b, done] = await pair();
+    const [older, newer] = await Promise.allSettled([primaryHandshake(a, id(key, 1n), 2000), primaryHandshake(b, id(key, 2n), 2000)]);
+    expect((older as PromiseRejectedResult).reason).toBeInstanceOf(SupersededError);
+    expect((older as PromiseRejectedResult).reason.message).toBe('peer is a primary of generation 2 > ours (1): we are stale');
+    expect((newer as PromiseRejectedResult).reason.message).toBe('refused a primary of generation 1 (ours is 2): stale primary');
+    done();
+  });
+
+  it('a peer without the key cannot make a primary fence itself (a forged newer HELLO, a forged early REJECT)', async () => {
+    // The forger holds another key: its proof over the HELLOs does not match ours.
+    let [a, b, done] = await pair();
+    let [older, newer] = await Promise.allSettled([primaryHandshake(a, id(key, 1n), 2000), primaryHandshake(b, id(Buffer.alloc(32, 9), 999n), 2000)]);
+    expect((older as PromiseRejectedResult).reason).not.toBeInstanceOf(SupersededError);
+    expect((older as PromiseRejectedResult).reason.message).toBe(
+      'a peer claims to be a primary of generation 999 > ours (1) but did not prove it holds the key: not fenced',
+    );
+    expect((newer as PromiseRejectedResult).reason).toBeInstanceOf(ProtocolError);
+    done();
+    // A HELLO with no proof after it at all.
+    [a, b, done] = await pair();
+    const hello = { version: PROTOCOL_VERSION, flags: 0, vmId: Buffer.alloc(16), generation: 50n, nextEpoch: 0n, pageSize: 4096, pageCount: 16, guestType: 'sim' as const, nonce: Buffer.alloc(32, 1) };
+    b.send(FrameType.HELLO, 50n, 0n, encodeHello(hello));
+    [older] = await Promise.allSettled([primaryHandshake(a, id(key, 1n), 300)]);
+    expect((older as PromiseRejectedResult).reason).not.toBeInstanceOf(SupersededError);
+    b.fail(null);
+    done();
+    // A REJECT saying "stale" before any CHALLENGE: unauthenticated, so only this connection fails.
+    [a, b, done] = await pair();
+    b.send(FrameType.REJECT, 50n, 0n, encodeReject(RejectCode.STALE_GENERATION, 'you are stale (forged)'));
+    [older] = await Promise.allSettled([primaryHandshake(a, id(key, 1n), 2000)]);
+    expect((older as PromiseRejectedResult).reason).not.toBeInstanceOf(SupersededError);
+    expect((older as PromiseRejectedResult).reason.message).toBe('backup refused us: you are stale (forged)');
+    b.fail(null);
     done();
   });
 

@@ -18,6 +18,8 @@
  * kPB = HMAC(K, "understudy/1 p->b" || T), kBP = HMAC(K, "understudy/1 b->p" || T)
  * HELLO and CHALLENGE are MACed with the zero key; every frame after them with kPB / kBP.
  * In --insecure mode K is 32 zero bytes (both sides must say --insecure).
+ * Two primaries that meet both send HELLO; the newer then sends PROOF = newerPrimaryProof(K, its
+ * HELLO, the older's HELLO), and only a matching one makes the older fence itself.
  */
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFileSync, writeFileSync, statSync } from 'node:fs';
@@ -163,6 +165,16 @@ export function sessionKeys(key: Uint8Array, t: Buffer): SessionKeys {
     kPB: derive(key, 'understudy/1 p->b', t),
     kBP: derive(key, 'understudy/1 b->p', t),
   };
+}
+
+/**
+ * When two primaries meet (a stale one dials the promoted backup), each sends its HELLO; the newer
+ * one then proves it holds the key with this value over both HELLOs (its own first), so that a
+ * peer without the key cannot make a primary fence itself by claiming a newer generation. The
+ * older side's HELLO carries a fresh nonce, so a recorded proof does not replay.
+ */
+export function newerPrimaryProof(key: Uint8Array, newerHello: Buffer, olderHello: Buffer): Buffer {
+  return derive(key, 'understudy/1 newer primary', createHash('sha256').update(newerHello).update(olderHello).digest());
 }
 
 /** Constant-time comparison of two 32-byte proofs. */

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { ProtocolError } from '../errors/protocol-error.js';
 import {
   PROTOCOL_VERSION, FLAG_INSECURE, RejectCode, encodeHello, decodeHello, encodeChallenge, decodeChallenge,
-  transcript, sessionKeys, proofMatches, encodeReject, decodeReject, type Hello, type Challenge, type GuestTypeName,
+  transcript, sessionKeys, proofMatches, encodeReject, decodeReject, newerPrimaryProof, type Hello, type Challenge, type GuestTypeName,
 } from './auth.js';
 import { FrameType, ZERO_KEY } from './wire.js';
 import { expectType, type Link } from './link.js';
@@ -38,15 +38,33 @@ export async function primaryHandshake(link: Link, id: PrimaryIdentity, timeoutM
   link.send(FrameType.HELLO, id.generation, id.nextEpoch, helloPayload);
   const f = await link.next(timeoutMs);
   if (f && f.type === FrameType.HELLO) {
+    // Another primary. Nothing it says is authenticated yet: the newer of the two proves it holds
+    // the key over both HELLOs before the older one fences itself (a forged claim only closes
+    // this connection).
     const other = decodeHello(f.payload);
     if (other.generation > id.generation) {
-      throw new SupersededError(other.generation, `peer is a primary of generation ${other.generation} > ours (${id.generation}): we are stale`);
+      const pf = await link.next(timeoutMs);
+      if (pf && pf.type === FrameType.PROOF && proofMatches(pf.payload, newerPrimaryProof(key, f.payload, helloPayload))) {
+        throw new SupersededError(other.generation, `peer is a primary of generation ${other.generation} > ours (${id.generation}): we are stale`);
+      }
+      throw new ProtocolError('AUTH_FAILED', `a peer claims to be a primary of generation ${other.generation} > ours (${id.generation}) but did not prove it holds the key: not fenced`);
+    }
+    if (other.generation < id.generation) {
+      link.send(FrameType.PROOF, id.generation, 0n, newerPrimaryProof(key, helloPayload, f.payload));
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, 1000);
+        link.socket.end(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
     }
     throw new ProtocolError('STALE_GENERATION', `refused a primary of generation ${other.generation} (ours is ${id.generation}): stale primary`);
   }
   if (f && f.type === FrameType.REJECT) {
+    // Before the CHALLENGE nothing is authenticated, and a backup refuses a stale primary only
+    // after checking its proof (below): a REJECT here never fences us.
     const r = decodeReject(f.payload);
-    if (r.code === RejectCode.STALE_GENERATION || r.code === RejectCode.SUPERSEDED) throw new SupersededError(f.generation, `backup refused us: ${r.reason}`);
     throw new ProtocolError('REJECTED', `backup refused us: ${r.reason}`);
   }
   const cf = expectType(f, FrameType.CHALLENGE, 'handshake');
