@@ -17,7 +17,7 @@ import { OutputLog } from '../lib/checkpoint/output-buffer.js';
 import { PageBufferPool } from '../lib/checkpoint/epoch-loop.js';
 import { defaultKernels } from '../lib/replication/kernels.js';
 import { startServicePort } from '../lib/checkpoint/service-port.js';
-import { StreamVerifier } from '../lib/replication/client.js';
+import { followStream, StreamVerifier } from '../lib/replication/client.js';
 import { startPrimary } from '../lib/replication/primary.js';
 import { startBackup } from '../lib/replication/backup.js';
 import { ProtocolError } from '../lib/errors/protocol-error.js';
@@ -152,9 +152,29 @@ describe('handshake', () => {
 
   it('refuses a wrong key on both sides', async () => {
     const [p, b, done] = await pair();
-    const [pr, br] = await Promise.allSettled([primaryHandshake(p, id(key), 1000), backupHandshake(b, st(Buffer.alloc(32, 8)), 1000)]);
+    const brp = backupHandshake(b, st(Buffer.alloc(32, 8)), 1000);
+    // the primary refuses first and drops the connection, as Primary does
+    const [pr] = await Promise.allSettled([primaryHandshake(p, id(key), 1000).finally(() => p.fail(null))]);
+    const [br] = await Promise.allSettled([brp]);
     expect((pr as PromiseRejectedResult).reason.message).toBe('backup failed authentication (wrong key?)');
-    expect(br.status).toBe('rejected');
+    expect((br as PromiseRejectedResult).reason.message).toBe('primary closed the connection instead of answering our CHALLENGE (wrong key?)');
+    done();
+  });
+
+  it('a handshake that fails on a bad frame says which (magic, length before authentication), not only that none came', async () => {
+    let [p, b, done] = await pair();
+    p.socket.write(Buffer.alloc(64, 0x41));
+    let [br] = await Promise.allSettled([backupHandshake(b, st(key), 1000)]);
+    expect((br as PromiseRejectedResult).reason.message).toBe(`handshake: waiting for HELLO: frame magic must be 0x${WIRE_MAGIC.toString(16)}, got 0x41414141`);
+    p.fail(null);
+    done();
+    // A header announcing 4 MiB before anyone has proved anything: refused at the header.
+    [p, b, done] = await pair();
+    const big = encodeFrame({ type: FrameType.HELLO, seq: 0n, generation: 1n, epoch: 0n, payload: Buffer.alloc(5000) }, ZERO_KEY);
+    p.socket.write(big.subarray(0, HEADER_BYTES));
+    [br] = await Promise.allSettled([backupHandshake(b, st(key), 1000)]);
+    expect((br as PromiseRejectedResult).reason.message).toBe('handshake: waiting for HELLO: frame payload length must be at most 4096 before the handshake completes, got 5000');
+    p.fail(null);
     done();
   });
 
@@ -337,6 +357,48 @@ describe('output commit', () => {
     fresh.restartAt(40);
     expect([fresh.firstKept, fresh.length, fresh.released]).toEqual([40, 40, 40]);
     expect(() => fresh.restartAt(39)).toThrow(new RangeError('`seq` must be an integer of at least 40, got 39'));
+  });
+
+  it('the service port closes a client that sends no request line, refuses clients past its cap and an "after" past 2^53', async () => {
+    const log = new OutputLog();
+    const port = await startServicePort(log, '127.0.0.1', 0, { requestDeadlineMs: 200, maxClients: 2 });
+    const ask = (line: string | null) =>
+      new Promise<string>((resolve) => {
+        const s = connect(port.address().port, '127.0.0.1');
+        let buf = '';
+        s.on('connect', () => line !== null && s.write(line));
+        s.on('data', (d) => (buf += d));
+        s.on('close', () => resolve(buf));
+      });
+    expect(await ask(null)).toBe('{"error":"no request line within 200 ms"}\n');
+    expect(await ask('{"after":1e300}\n')).toBe('{"error":"\\"after\\" must be an integer from -1 to 9007199254740991, got 1e+300"}\n');
+    // two silent clients hold both places; a third is told so
+    const held = [ask(null), ask(null)];
+    await new Promise((r) => setTimeout(r, 50));
+    expect(await ask('{"after":-1}\n')).toBe('{"error":"this server already serves 2 clients; try again later"}\n');
+    await Promise.all(held);
+    await port.close();
+  });
+
+  it('a client leaves an address that stays open but silent (a frozen primary) for the next one', async () => {
+    // first address: accepts and never says anything
+    const conns: Socket[] = [];
+    const silent = createServer((c) => conns.push(c));
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
+    const log = new OutputLog();
+    log.setFinal('00000000000000aa');
+    log.releaseFinal();
+    const port = await startServicePort(log, '127.0.0.1', 0);
+    const v = new StreamVerifier(chainHex);
+    const r = await followStream({
+      addresses: [{ host: '127.0.0.1', port: (silent.address() as { port: number }).port }, port.address()],
+      verifier: v, timeoutMs: 1500,
+    });
+    expect([r.ok, r.final, r.problems]).toEqual([true, '00000000000000aa', []]);
+    await port.close();
+    for (const c of conns) c.destroy();
+    await new Promise<void>((res) => silent.close(() => res()));
+    expect(conns.length).toBeGreaterThan(0); // it was tried, and left
   });
 
   it('a burst larger than a slow client can take at once still reaches it whole (retention waits for connected clients)', async () => {

@@ -9,6 +9,10 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { endToLine, recordToLine, type OutputLog } from './output-buffer.js';
 
 const MAX_REQUEST = 256;
+/** A client must send its request line this soon: until then it pins the oldest kept record. */
+export const REQUEST_DEADLINE_MS = 10_000;
+/** Clients served at once; one more is told so and closed. */
+export const MAX_CLIENTS = 256;
 
 export interface ServicePort {
   readonly server: Server;
@@ -21,7 +25,14 @@ export interface ServicePort {
 }
 
 /** Listens on host:port (port 0 picks one) and serves `log`. */
-export async function startServicePort(log: OutputLog, host: string, port: number): Promise<ServicePort> {
+export async function startServicePort(
+  log: OutputLog,
+  host: string,
+  port: number,
+  limits: { requestDeadlineMs?: number; maxClients?: number } = {},
+): Promise<ServicePort> {
+  const requestDeadlineMs = limits.requestDeadlineMs ?? REQUEST_DEADLINE_MS;
+  const maxClients = limits.maxClients ?? MAX_CLIENTS;
   const clients = new Set<Socket>();
   let current = log;
   const pumps = new Set<() => void>();
@@ -35,8 +46,17 @@ export async function startServicePort(log: OutputLog, host: string, port: numbe
   let unregister = current.addReader(minCursor);
 
   const server = createServer((sock) => {
+    sock.on('error', () => undefined);
+    if (clients.size >= maxClients) {
+      sock.end(JSON.stringify({ error: `this server already serves ${maxClients} clients; try again later` }) + '\n');
+      sock.resume(); // read (and drop) what it sends, so its close is seen
+      setTimeout(() => sock.destroy(), 1000).unref();
+      return;
+    }
     clients.add(sock);
     sock.setNoDelay(true);
+    const deadline = setTimeout(() => fail(`no request line within ${requestDeadlineMs} ms`), requestDeadlineMs);
+    deadline.unref();
     let buf = '';
     let cursor = -1; // next seq to send, -1 until the request line arrived
     let waiting = false;
@@ -77,8 +97,11 @@ export async function startServicePort(log: OutputLog, host: string, port: numbe
     const position = (): number => (closed ? Infinity : cursor < 0 ? current.firstKept : cursor);
     cursors.add(position);
     const fail = (msg: string): void => {
+      clearTimeout(deadline);
       closed = true;
       sock.end(JSON.stringify({ error: msg }) + '\n');
+      // a peer that does not read its error is not waited for
+      setTimeout(() => sock.destroy(), 1000).unref();
     };
     sock.on('data', (d: Buffer) => {
       if (cursor >= 0) return; // the protocol has one request line
@@ -95,15 +118,16 @@ export async function startServicePort(log: OutputLog, host: string, port: numbe
         fail('request must be a JSON line {"after":N}');
         return;
       }
-      if (typeof after !== 'number' || !Number.isInteger(after) || after < -1) {
-        fail(`"after" must be an integer >= -1, got ${JSON.stringify(after)}`);
+      if (typeof after !== 'number' || !Number.isSafeInteger(after) || after < -1) {
+        fail(`"after" must be an integer from -1 to ${Number.MAX_SAFE_INTEGER}, got ${JSON.stringify(after)}`);
         return;
       }
+      clearTimeout(deadline);
       cursor = after + 1;
       pump();
     });
-    sock.on('error', () => undefined);
     sock.on('close', () => {
+      clearTimeout(deadline);
       closed = true;
       clients.delete(sock);
       pumps.delete(pump);

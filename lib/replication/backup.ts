@@ -18,12 +18,13 @@ import { OutputLog, type OutputLogOptions } from '../checkpoint/output-buffer.js
 import { startServicePort, type ServicePort } from '../checkpoint/service-port.js';
 import { decodeEpochBody, FLAG_FINAL, FLAG_FULL } from './epoch-body.js';
 import { FrameType, type Frame } from './wire.js';
-import { Link } from './link.js';
+import { MAX_PENDING_HANDSHAKES, Link } from './link.js';
 import { backupHandshake } from './handshake.js';
 import { RejectCode, type GuestTypeName } from './auth.js';
 import { defaultKernels, defaultRestoreGuest, type PageKernels, type RestoreGuest } from './kernels.js';
 import { ProtocolError } from '../errors/protocol-error.js';
 import { startPrimary, type Endpoint, type Primary, type PrimaryOptions } from './primary.js';
+
 
 export interface BackupOptions {
   key?: Uint8Array;
@@ -105,6 +106,8 @@ export class Backup extends EventEmitter<BackupEvents> {
   private redial: NodeJS.Timeout | null = null;
   private kernels!: PageKernels;
   private closed = false;
+  /** Connections whose handshake is still running. */
+  private handshakes = 0;
   private takingOver = false;
   private refusedOnce = false;
   private service: ServicePort | null = null;
@@ -128,6 +131,15 @@ export class Backup extends EventEmitter<BackupEvents> {
 
   async start(): Promise<void> {
     this.kernels = this.opts.kernels ?? (await defaultKernels());
+    // The service port is opened at takeover; a port that is taken must fail now, not then.
+    if (this.opts.serve && this.opts.serve.port !== 0) {
+      const probe = createServer();
+      const ep = this.opts.serve;
+      await new Promise<void>((res, rej) => {
+        probe.once('error', (err: Error) => rej(new Error(`\`serve\` ${ep.host}:${ep.port} cannot be opened: ${err.message}`)));
+        probe.listen(ep.port, ep.host, () => probe.close(() => res()));
+      });
+    }
     const l = this.opts.listen;
     if (l) {
       if ('listen' in l && typeof (l as Server).listen === 'function') this.server = l as Server;
@@ -161,6 +173,13 @@ export class Backup extends EventEmitter<BackupEvents> {
       sock.destroy();
       return;
     }
+    // Unauthenticated connections cost a socket and a timer each until their handshake ends.
+    if (this.handshakes >= MAX_PENDING_HANDSHAKES) {
+      this.emit('log', `refused a connection: ${MAX_PENDING_HANDSHAKES} handshakes already in progress`);
+      sock.destroy();
+      return;
+    }
+    this.handshakes++;
     const link = new Link(sock);
     try {
       const hello = await backupHandshake(link, {
@@ -212,6 +231,8 @@ export class Backup extends EventEmitter<BackupEvents> {
       this.emit('log', `refused a primary: ${msg}`);
       this.emit('refused', { reason: msg });
       if (this.opts.connect && !this.closed && !this.primary) this.redial = setTimeout(() => this.dial(), 500);
+    } finally {
+      this.handshakes--;
     }
   }
 

@@ -93,6 +93,8 @@ export interface FollowOptions {
   verifier: StreamVerifier;
   /** Give up when no address answers for this long (default 30 s). */
   timeoutMs?: number;
+  /** Drop a connection that sends nothing for this long and try the next address (default: a third of timeoutMs, at least 500). */
+  idleMs?: number;
   onRecord?(r: StreamRecord): void;
   onReconnect?(addr: Endpoint, after: number): void;
 }
@@ -105,6 +107,9 @@ export interface FollowResult {
   problems: string[];
 }
 
+/** The longest record line a client accepts (a record is a few hundred bytes). */
+const MAX_LINE_BYTES = 1 << 20;
+
 /** Follows the stream to its end (or to the first problem, or the timeout). */
 export async function followStream(o: FollowOptions): Promise<FollowResult> {
   if (o.addresses.length === 0) throw new RangeError('`addresses` must name at least one HOST:PORT');
@@ -114,14 +119,20 @@ export async function followStream(o: FollowOptions): Promise<FollowResult> {
   let reconnects = -1;
   let lastProgress = Date.now();
   let announce = false;
+  // A connection that stays open but goes silent (a frozen primary) is dropped after this long,
+  // so the next address (a promoted backup) gets its turn.
+  const idleMs = o.idleMs ?? Math.max(500, Math.floor(timeout / 3));
+  // Every address is tried at least once after the last progress before the client gives up.
+  let triedSinceProgress = 0;
   for (;;) {
     if (v.final !== null || !v.ok) break;
-    if (Date.now() - lastProgress > timeout) {
+    if (Date.now() - lastProgress > timeout && triedSinceProgress >= o.addresses.length) {
       v.problems.push(`no address delivered the rest of the stream within ${timeout} ms`);
       break;
     }
     const addr = o.addresses[idx % o.addresses.length]!;
     idx++;
+    triedSinceProgress++;
     reconnects++;
     if (reconnects > 0 && announce) o.onReconnect?.(addr, v.lastSeq);
     announce = false;
@@ -130,9 +141,15 @@ export async function followStream(o: FollowOptions): Promise<FollowResult> {
       let got = false;
       const sock = netConnect(addr.port, addr.host);
       sock.setNoDelay(true);
+      sock.setTimeout(idleMs, () => sock.destroy());
       sock.on('connect', () => sock.write(JSON.stringify({ after: v.lastSeq }) + '\n'));
       sock.on('data', (d: Buffer) => {
         buf += d.toString('utf8');
+        if (buf.length > MAX_LINE_BYTES && buf.indexOf('\n') < 0) {
+          v.problems.push(`server sent a line longer than ${MAX_LINE_BYTES} bytes`);
+          sock.destroy();
+          return;
+        }
         let nl: number;
         while ((nl = buf.indexOf('\n')) >= 0) {
           const line = buf.slice(0, nl);
@@ -147,6 +164,7 @@ export async function followStream(o: FollowOptions): Promise<FollowResult> {
           }
           got = true;
           lastProgress = Date.now();
+          triedSinceProgress = 0;
           if (m.end === true && typeof m.final === 'string') {
             v.end(m.final);
             sock.destroy();

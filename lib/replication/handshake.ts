@@ -67,7 +67,7 @@ export async function primaryHandshake(link: Link, id: PrimaryIdentity, timeoutM
     const r = decodeReject(f.payload);
     throw new ProtocolError('REJECTED', `backup refused us: ${r.reason}`);
   }
-  const cf = expectType(f, FrameType.CHALLENGE, 'handshake');
+  const cf = expectType(f, FrameType.CHALLENGE, 'handshake', link);
   const ch = decodeChallenge(cf.payload);
   if (ch.version !== PROTOCOL_VERSION) throw new ProtocolError('BAD_VERSION', `backup speaks protocol ${ch.version}, we speak ${PROTOCOL_VERSION}`);
   if ((ch.flags & FLAG_INSECURE) !== (hello.flags & FLAG_INSECURE)) {
@@ -85,7 +85,7 @@ export async function primaryHandshake(link: Link, id: PrimaryIdentity, timeoutM
     if (r.code === RejectCode.STALE_GENERATION) throw new SupersededError(af.generation, `backup refused us: ${r.reason}`);
     throw new ProtocolError('REJECTED', `backup refused us: ${r.reason}`);
   }
-  expectType(af, FrameType.ACCEPT, 'handshake');
+  expectType(af, FrameType.ACCEPT, 'handshake', link);
   return ch;
 }
 
@@ -101,7 +101,7 @@ export interface BackupState {
 
 export async function backupHandshake(link: Link, st: BackupState, timeoutMs: number): Promise<Hello> {
   const key = st.key ?? ZERO_KEY;
-  const hf = expectType(await link.next(timeoutMs), FrameType.HELLO, 'handshake');
+  const hf = expectType(await link.next(timeoutMs), FrameType.HELLO, 'handshake', link);
   const hello = decodeHello(hf.payload);
   const reject = (code: number, reason: string, errCode: 'REJECTED' | 'STALE_GENERATION' | 'AUTH_FAILED' | 'BAD_VERSION'): never => {
     link.send(FrameType.REJECT, st.generation, 0n, encodeReject(code, reason));
@@ -121,7 +121,16 @@ export async function backupHandshake(link: Link, st: BackupState, timeoutMs: nu
   const ks = sessionKeys(key, t);
   link.send(FrameType.CHALLENGE, st.generation, st.lastCommitted, encodeChallenge(chFields, ks.proofB));
   link.decoder.key = ks.kPB;
-  const pf = expectType(await link.next(timeoutMs), FrameType.PROOF, 'handshake');
+  const pn = await link.next(timeoutMs);
+  // The PROOF is the first frame under the session key: a primary with another key fails its MAC.
+  if (!pn && link.failure instanceof ProtocolError && link.failure.code === 'BAD_MAC') {
+    throw new ProtocolError('AUTH_FAILED', 'primary failed authentication (wrong key?): its PROOF frame fails the session MAC');
+  }
+  // A primary that cannot check our proof (another key) closes instead of answering.
+  if (!pn && link.closed && link.failure === null) {
+    throw new ProtocolError('AUTH_FAILED', 'primary closed the connection instead of answering our CHALLENGE (wrong key?)');
+  }
+  const pf = expectType(pn, FrameType.PROOF, 'handshake', link);
   link.txKey = ks.kBP;
   if (!proofMatches(pf.payload, ks.proofP)) reject(RejectCode.AUTH_FAILED, 'primary failed authentication (wrong key?)', 'AUTH_FAILED');
   if (hello.generation < st.generation) {

@@ -7,8 +7,11 @@
 import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import type { Socket } from 'node:net';
-import { encodeFrame, FrameDecoder, FrameType, ZERO_KEY, type Frame, type FrameTypeValue, frameTypeName } from './wire.js';
+import { encodeFrame, FrameDecoder, FrameType, HANDSHAKE_MAX_PAYLOAD, ZERO_KEY, type Frame, type FrameTypeValue, frameTypeName } from './wire.js';
 import { ProtocolError } from '../errors/protocol-error.js';
+
+/** Handshakes a listener runs at once; a flood of unauthenticated connections beyond it is dropped. */
+export const MAX_PENDING_HANDSHAKES = 16;
 
 export class Link extends EventEmitter {
   readonly decoder: FrameDecoder;
@@ -16,6 +19,8 @@ export class Link extends EventEmitter {
   private txSeq = 0n;
   lastHeard = performance.now();
   closed = false;
+  /** Why the link closed, when it was an error (a bad frame, a socket error); null otherwise. */
+  failure: Error | null = null;
   private hb: NodeJS.Timeout | null = null;
   private queue: Frame[] = [];
   private waiter: ((f: Frame | null) => void) | null = null;
@@ -25,6 +30,7 @@ export class Link extends EventEmitter {
   constructor(readonly socket: Socket, maxPayload?: number) {
     super();
     this.decoder = new FrameDecoder(maxPayload);
+    this.decoder.payloadLimit = Math.min(HANDSHAKE_MAX_PAYLOAD, this.decoder.maxPayload);
     socket.setNoDelay(true);
     socket.on('data', (d: Buffer) => {
       if (this.closed) return;
@@ -78,6 +84,7 @@ export class Link extends EventEmitter {
   /** Ends the handshake phase: from now on frames are emitted as 'frame'. */
   established(): void {
     this.handshaking = false;
+    this.decoder.payloadLimit = this.decoder.maxPayload;
     const q = this.queue;
     this.queue = [];
     for (const f of q) if (f.type !== FrameType.HEARTBEAT) this.emit('frame', f);
@@ -116,6 +123,7 @@ export class Link extends EventEmitter {
   fail(err: Error | null): void {
     if (this.closed) return;
     this.closed = true;
+    this.failure = err;
     if (this.hb) clearInterval(this.hb);
     if (this.waiter) {
       const w = this.waiter;
@@ -127,7 +135,15 @@ export class Link extends EventEmitter {
   }
 }
 
-export function expectType(f: Frame | null, type: FrameTypeValue, what: string): Frame {
+/**
+ * The frame `f` if it is of `type`. With `link`, a missing frame names why the link failed (a
+ * bad frame's own error: magic, MAC, length) instead of only that none came.
+ */
+export function expectType(f: Frame | null, type: FrameTypeValue, what: string, link?: Link): Frame {
+  if (!f && link?.failure) {
+    const code = link.failure instanceof ProtocolError ? link.failure.code : 'TIMEOUT';
+    throw new ProtocolError(code, `${what}: waiting for ${frameTypeName(type)}: ${link.failure.message}`);
+  }
   if (!f) throw new ProtocolError('TIMEOUT', `${what}: connection closed or timed out waiting for ${frameTypeName(type)}`);
   if (f.type !== type) throw new ProtocolError('BAD_TYPE', `${what}: expected ${frameTypeName(type)}, got ${frameTypeName(f.type)}`);
   return f;

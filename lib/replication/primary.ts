@@ -19,11 +19,12 @@ import { OutputLog, type OutputLogOptions } from '../checkpoint/output-buffer.js
 import { startServicePort, type ServicePort } from '../checkpoint/service-port.js';
 import { encodeEpochBody, FLAG_FINAL, FLAG_FULL } from './epoch-body.js';
 import { CHUNK_BYTES, FrameType, type Frame } from './wire.js';
-import { Link } from './link.js';
+import { MAX_PENDING_HANDSHAKES, Link } from './link.js';
 import { primaryHandshake, SupersededError } from './handshake.js';
 import { defaultKernels, type PageKernels } from './kernels.js';
 import { ProtocolError } from '../errors/protocol-error.js';
 import type { GuestTypeName } from './auth.js';
+
 
 export interface Endpoint {
   host: string;
@@ -126,6 +127,8 @@ export class Primary extends EventEmitter<PrimaryEvents> {
   private ownServer = false;
   private closed = false;
   private fenced = false;
+  /** Connections whose handshake is still running. */
+  private handshakes = 0;
   private degradedSince: number | null = null;
   private watchdog: NodeJS.Timeout | null = null;
   private reconnectTimer: NodeJS.Timeout | null = null;
@@ -259,6 +262,13 @@ export class Primary extends EventEmitter<PrimaryEvents> {
       sock.destroy();
       return true;
     }
+    // Unauthenticated connections cost a socket and a timer each until their handshake ends.
+    if (this.handshakes >= MAX_PENDING_HANDSHAKES) {
+      this.emit('log', `refused a connection: ${MAX_PENDING_HANDSHAKES} handshakes already in progress`);
+      sock.destroy();
+      return false;
+    }
+    this.handshakes++;
     const link = new Link(sock);
     try {
       const ch = await primaryHandshake(link, {
@@ -301,6 +311,8 @@ export class Primary extends EventEmitter<PrimaryEvents> {
       }
       this.emit('log', `backup handshake failed: ${(err as Error).message}`);
       return false;
+    } finally {
+      this.handshakes--;
     }
   }
 

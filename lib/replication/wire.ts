@@ -28,6 +28,8 @@ export const HEADER_BYTES = 40;
 export const MAC_BYTES = 32;
 /** Default limit on one frame's payload; epoch bodies travel in chunks well below it. */
 export const DEFAULT_MAX_PAYLOAD = 4 * 1024 * 1024;
+/** The largest handshake frame: HELLO 88, CHALLENGE 112, PROOF 32 bytes, REJECT a code and a reason. */
+export const HANDSHAKE_MAX_PAYLOAD = 4096;
 /** Size of the EPOCH_DATA chunks the sender cuts an epoch body into. */
 export const CHUNK_BYTES = 256 * 1024;
 
@@ -107,10 +109,17 @@ export class FrameDecoder {
   private nextSeq = 0n;
   private dead = false;
 
+  /**
+   * The largest payload accepted now: HANDSHAKE_MAX_PAYLOAD while the handshake runs (Link sets
+   * it), so an unauthenticated peer cannot make us buffer megabytes; maxPayload after.
+   */
+  payloadLimit: number;
+
   constructor(readonly maxPayload = DEFAULT_MAX_PAYLOAD) {
     if (!Number.isInteger(maxPayload) || maxPayload < 1024 || maxPayload > 0xffffffff) {
       throw new RangeError(`\`maxPayload\` must be an integer from 1024 to 4294967295, got ${maxPayload}`);
     }
+    this.payloadLimit = maxPayload;
   }
 
   /** Bytes held waiting for the rest of a frame. */
@@ -178,7 +187,10 @@ export class FrameDecoder {
     const reserved = h.readUInt32LE(12);
     if (flags !== 0 || reserved !== 0) throw new ProtocolError('BAD_HEADER', `frame flags and reserved bytes must be 0, got ${flags} and ${reserved}`);
     const len = h.readUInt32LE(8);
-    if (len > this.maxPayload) throw new ProtocolError('TOO_LARGE', `frame payload length must be at most ${this.maxPayload}, got ${len}`);
+    if (len > this.payloadLimit) {
+      const when = this.payloadLimit < this.maxPayload ? ' before the handshake completes' : '';
+      throw new ProtocolError('TOO_LARGE', `frame payload length must be at most ${this.payloadLimit}${when}, got ${len}`);
+    }
     return len;
   }
 

@@ -53,13 +53,18 @@ export async function run(argv: string[]): Promise<number> {
     timeoutMs: values.timeout ? durationOption(cmd, 'timeout', values.timeout as string, 1000) : undefined,
     retain: retainOption(cmd, values.retain),
   };
-  const b = await startBackup({
-    ...auth,
-    ...options,
-    fenceCmd: values['fence-cmd'] as string | undefined,
-    takeover: values['no-takeover'] !== true,
-    promoted: { intervalMs, onBackupLoss },
-  });
+  let b: Awaited<ReturnType<typeof startBackup>>;
+  try {
+    b = await startBackup({
+      ...auth,
+      ...options,
+      fenceCmd: values['fence-cmd'] as string | undefined,
+      takeover: values['no-takeover'] !== true,
+      promoted: { intervalMs, onBackupLoss },
+    });
+  } catch (err) {
+    throw new CliError(`${cmd}: ${(err as Error).message}`, 1);
+  }
   const say = (l: string): void => {
     if (!quiet) logLine('backup', l);
     if (json) emitJson('log', { role: 'backup', line: l });
