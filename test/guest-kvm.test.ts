@@ -8,7 +8,10 @@
  * The VMM's own test entries (native/payload/selftest.c, `testEntry`) drive most tests, so they do
  * not depend on the workloads; test/guest-kvm-workloads.test.ts compares kvm and sim on those.
  */
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { packageRoot } from '../lib/native.js';
 import { xxh3 } from '@node-rs/xxhash';
 import { createKvmGuest, kvmAvailable, restoreKvmGuest, type KvmGuestOptions } from '../lib/guest/kvm.js';
 import type { Guest, OutputRecord } from '../lib/guest/types.js';
@@ -274,6 +277,23 @@ suite('kvm guest', () => {
     }
   });
 
+  it('a guest that fails (its workload panics) does not keep the process alive', () => {
+    // The restored image has every written page torn, so memcheck panics; the script handles
+    // wait()'s rejection and never closes the guest: the process must still exit.
+    const script = `import { createGuest, restoreGuest } from ${JSON.stringify(join(packageRoot, 'dist/index.js'))};
+const g = await createGuest({ type: 'kvm', workload: 'memcheck', steps: 1e7, memoryMiB: 16, params: { workingSet: 1 << 20 } });
+await new Promise((r) => setTimeout(r, 50));
+await g.pause(); g.takeOutput();
+const image = g.memory.view.slice(), cpu = g.saveCpu();
+await g.close();
+const dv = new DataView(image.buffer);
+for (let p = 0x400000; p < 0x500000; p += 4096) if (dv.getBigUint64(p, true) !== 0n) image[p + 100] ^= 0xff;
+const x = await restoreGuest({ memoryImage: image, cpu });
+try { await x.wait(); console.log('finished'); } catch (e) { console.log('rejected'); }`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000 });
+    expect([r.status, r.signal, r.stdout]).toEqual([0, null, 'rejected\n']);
+  }, 90_000);
+
   it('close() always works: while running, twice, and then every call says the guest is closed', async () => {
     const g = await createKvmGuest(opts({ testEntry: TOUCHER, rawParams: [0, 1000, 1], steps: 1 }));
     spin(2000);
@@ -293,7 +313,30 @@ suite('kvm guest', () => {
       new RangeError('`workload` must be one of uniform, hotset, sequential, sparse, memcheck, kv, got "nope"'),
     );
     await expect(createKvmGuest(opts({ dirty: 'log' as 'ring' }))).rejects.toThrow(new RangeError("`dirty` must be 'bitmap', 'ring' or 'none', got log"));
+    // the kernel refuses a dirty ring smaller than one page (256 entries of 16 bytes)
+    await expect(createKvmGuest(opts({ dirty: 'ring', ringEntries: 128 }))).rejects.toThrow(
+      new RangeError('`ringEntries` must be a power of two from 256 to 1048576, got 128'),
+    );
   });
+
+  it('restore: a CPU state of another workload is refused; one with more pending records than a ring holds restores', async () => {
+    const kv = await createGuest({ type: 'kvm', workload: 'kv', memoryMiB: 16, steps: 1e9 });
+    await new Promise((r) => setTimeout(r, 100));
+    await kv.pause();
+    const kvCpu = kv.saveCpu(); // before takeOutput: the records the host has not taken go in the blob
+    const kvImage = kv.memory.view.slice();
+    await kv.close();
+    expect(kvCpu.length).toBeGreaterThan(64 * 1024 + 1000); // more than the 1024 records a ring holds
+    const again = await restoreKvmGuest({ memoryImage: kvImage, cpu: kvCpu, start: false });
+    await again.close();
+    const uni = await createGuest({ type: 'kvm', workload: 'uniform', memoryMiB: 16, steps: 1e9 });
+    await uni.pause();
+    const uniImage = uni.memory.view.slice();
+    await uni.close();
+    await expect(restoreKvmGuest({ memoryImage: uniImage, cpu: kvCpu })).rejects.toThrow(
+      new RangeError('`cpu` was saved from a guest running workload 6 but `memoryImage` holds workload 1'),
+    );
+  }, 60_000);
 });
 
 function popcount(b: number): number {

@@ -437,6 +437,10 @@ describe('hostile input', () => {
     );
     await expect(createGuest({ type: 'sim', workload: 'kv', vcpus: 17 })).rejects.toThrow(new RangeError('`vcpus` must be an integer from 1 to 16, got 17'));
     await expect(createGuest({ type: 'sim', workload: 'kv', memoryMiB: 4 })).rejects.toThrow(new RangeError('`memoryMiB` must be an integer from 8 to 1048576, got 4'));
+    // own keys only: an inherited name is no parameter
+    await expect(createGuest({ type: 'sim', workload: 'uniform', params: { toString: 5 } as never })).rejects.toThrow(
+      new RangeError('`params.toString` is not a parameter of uniform; it has workingSet, writesPerStep, recordEvery'),
+    );
     await expect(createGuest({ type: 'sim', workload: 'kv', memoyMiB: 64 } as never)).rejects.toThrow(
       new TypeError('`options` has no option `memoyMiB` (known: type, workload, seed, steps, memoryMiB, vcpus, nondeterministic, start, params, dirtyTracking, dirty, ringEntries, testEntry, rawParams)'),
     );
@@ -482,6 +486,26 @@ describe('understudy run', () => {
     }
   }, 120_000);
   const cli = (...args: string[]) => spawnSync(process.execPath, [main, 'run', ...args], { encoding: 'utf8' });
+
+  it('a process that leaves guests unclosed exits normally (sim, and kvm where it runs)', async () => {
+    // Two or more guests never closed aborted the process at exit (SIGABRT): Node freed their
+    // event functions before it finalized the guests, which then released them again.
+    const { kvmAvailable } = await import('../lib/guest/kvm.js');
+    const types = kvmAvailable().ok ? ['sim', 'kvm'] : ['sim'];
+    for (const type of types) {
+      for (const mode of ['nostart', 'paused', 'finished']) {
+        const script = `import { createGuest } from ${JSON.stringify(join(packageRoot, 'dist/index.js'))};
+for (let i = 0; i < 2; i++) {
+  const g = await createGuest({ type: '${type}', workload: 'kv', memoryMiB: 8, steps: ${mode === 'finished' ? 10 : 1e9}, start: ${mode !== 'nostart'} });
+  if ('${mode}' === 'finished') await g.wait();
+  if ('${mode}' === 'paused') await g.pause();
+}
+console.log('end');`;
+        const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000 });
+        expect([type, mode, r.status, r.signal, r.stdout]).toEqual([type, mode, 0, null, 'end\n']);
+      }
+    }
+  }, 120_000);
 
   it('--records prints the record lines and the end line, identical to the library', async () => {
     const r = cli('--guest', 'sim', '--workload', 'kv', '--seed', '1', '--steps', '800', '--memory', String(MEM), '--records');

@@ -251,8 +251,9 @@ function checkDirty(dirty: unknown, ringEntries: unknown): void {
   }
   if (ringEntries !== undefined) {
     if (typeof ringEntries !== 'number') throw new TypeError(`\`ringEntries\` must be a number, got ${typeof ringEntries}`);
-    if (!Number.isInteger(ringEntries) || ringEntries < 64 || ringEntries > 1 << 20 || (ringEntries & (ringEntries - 1)) !== 0) {
-      throw new RangeError(`\`ringEntries\` must be a power of two from 64 to 1048576, got ${ringEntries}`);
+    // The kernel wants the ring (16 bytes an entry) to fill at least one page: 256 entries.
+    if (!Number.isInteger(ringEntries) || ringEntries < 256 || ringEntries > 1 << 20 || (ringEntries & (ringEntries - 1)) !== 0) {
+      throw new RangeError(`\`ringEntries\` must be a power of two from 256 to 1048576, got ${ringEntries}`);
     }
   }
 }

@@ -111,7 +111,8 @@ export function resolveParams(
   }
   const raw = [0, 0, 0, 0, 0, 0, 0, 0];
   for (const [k, v] of Object.entries(params)) {
-    const idx = info.params[k];
+    // own keys only: `toString` or `constructor` are no parameter of any workload
+    const idx = Object.hasOwn(info.params, k) ? info.params[k] : undefined;
     if (idx === undefined) {
       throw new RangeError(`\`params.${k}\` is not a parameter of ${workload}; it has ${Object.keys(info.params).join(', ')}`);
     }

@@ -100,7 +100,7 @@ class KvmVm : public Napi::ObjectWrap<KvmVm> {
     }
     if (o.Has("ringEntries") && !o.Get("ringEntries").IsUndefined()) {
       const uint64_t n = napi_util::uint(o.Get("ringEntries"), "ringEntries", 1u << 20);
-      if (n < 64 || (n & (n - 1))) throw_range(env, "`ringEntries` must be a power of two from 64, got " + std::to_string(n));
+      if (n < 256 || (n & (n - 1))) throw_range(env, "`ringEntries` must be a power of two from 256, got " + std::to_string(n));
       cfg.ring_entries = static_cast<uint32_t>(n);
     }
     const Napi::Value cpu = o.Get("cpu");
@@ -119,6 +119,10 @@ class KvmVm : public Napi::ObjectWrap<KvmVm> {
                              std::to_string(parsed.memory_bytes) + " bytes");
       }
       // SAFETY: size >= US_MIN_MEMORY, so the control page is inside the mapping.
+      if (ctl->workload != parsed.workload) {
+        throw_range(env, "`cpu` was saved from a guest running workload " + std::to_string(parsed.workload) +
+                             " but `memoryImage` holds workload " + std::to_string(ctl->workload));
+      }
       if (ctl->workload < kFirstTestEntry) {
         const std::string bad = guest::check_control(mapping_->data(), mapping_->size(), "memoryImage");
         if (!bad.empty()) throw_range(env, bad);
@@ -158,7 +162,11 @@ class KvmVm : public Napi::ObjectWrap<KvmVm> {
       if (!bad.empty()) throw_range(env, bad);
       cfg.vcpus = ctl->vcpus;
     }
-    tsfn_ = Napi::ThreadSafeFunction::New(env, cb, "understudy-kvm-events", 0, 1);
+    // At environment teardown Node frees the function before it finalizes this handle: the
+    // finalizer says so, and Shutdown() must not release it then (that aborted the process when
+    // two or more guests were never closed).
+    auto live = tsfn_live_;
+    tsfn_ = Napi::ThreadSafeFunction::New(env, cb, "understudy-kvm-events", 0, 1, [live](Napi::Env) { *live = false; });
     tsfn_.Unref(env);
     has_tsfn_ = true;
     auto notify = [this](vmm::Vm::Event ev) {
@@ -303,6 +311,11 @@ class KvmVm : public Napi::ObjectWrap<KvmVm> {
   Napi::Value Error(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!vm_ || !vm_->failed()) return env.Null();
+    // A failed guest runs no more: it must not keep the process alive (as Final() for a finished one).
+    if (has_tsfn_ && refd_) {
+      tsfn_.Unref(env);
+      refd_ = false;
+    }
     return Napi::String::New(env, vm_->error());
   }
 
@@ -327,7 +340,7 @@ class KvmVm : public Napi::ObjectWrap<KvmVm> {
       vm_.reset();
     }
     if (has_tsfn_) {
-      tsfn_.Release();
+      if (*tsfn_live_) tsfn_.Release();
       has_tsfn_ = false;
     }
     mapping_.reset();
@@ -337,6 +350,7 @@ class KvmVm : public Napi::ObjectWrap<KvmVm> {
   std::unique_ptr<vmm::Vm> vm_;
   Napi::ThreadSafeFunction tsfn_;
   bool has_tsfn_ = false;
+  std::shared_ptr<bool> tsfn_live_ = std::make_shared<bool>(true);  // false once Node finalized tsfn_
   bool refd_ = false;
   std::vector<uint64_t> words_;
   std::vector<uint32_t> scratch_;

@@ -40,7 +40,11 @@ class SimHandle : public Napi::ObjectWrap<SimHandle> {
   // Builds the guest over `mem` (control page ready) and, for a restore, its pending records.
   void Init(Napi::Env env, std::shared_ptr<runtime::Mapping> mem, bool tracking, Napi::Function on_event,
             std::vector<guest::Record> pending) {
-    tsfn_ = Napi::ThreadSafeFunction::New(env, on_event, "understudy-sim", 0, 1);
+    // At environment teardown Node frees the function before it finalizes this handle: the
+    // finalizer says so, and Shutdown() must not release it then (that aborted the process when
+    // two or more guests were never closed).
+    auto live = tsfn_live_;
+    tsfn_ = Napi::ThreadSafeFunction::New(env, on_event, "understudy-sim", 0, 1, [live](Napi::Env) { *live = false; });
     tsfn_.Unref(env);
     has_tsfn_ = true;
     Napi::ThreadSafeFunction tsfn = tsfn_;
@@ -75,7 +79,7 @@ class SimHandle : public Napi::ObjectWrap<SimHandle> {
       guest_.reset();
     }
     if (has_tsfn_) {
-      tsfn_.Release();
+      if (*tsfn_live_) tsfn_.Release();
       has_tsfn_ = false;
     }
   }
@@ -151,6 +155,7 @@ class SimHandle : public Napi::ObjectWrap<SimHandle> {
   std::unique_ptr<sim::SimGuest> guest_;
   Napi::ThreadSafeFunction tsfn_;
   bool has_tsfn_ = false;
+  std::shared_ptr<bool> tsfn_live_ = std::make_shared<bool>(true);  // false once Node finalized tsfn_
   bool reffed_ = false;
   std::vector<uint32_t> pfns_;
 };
