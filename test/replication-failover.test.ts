@@ -157,6 +157,26 @@ describe('replication with the stand-in guest', () => {
     await backup.close();
   }, 60_000);
 
+  it('a protected primary whose output outruns its backup pauses the guest until the backup catches up', async () => {
+    const ref = await reference(19, 36000);
+    const backup = await startBackup({ key, listen: LOCAL, restore: restoreFakeGuest, timeoutMs: 2000, takeover: false });
+    const primary = await startPrimary({
+      guest: createFakeGuest({ seed: 19, steps: 36000, memoryMiB: 2 }), key, connect: addr(backup), serve: LOCAL,
+      intervalMs: 10, retain: { retainRecords: 100 },
+    });
+    const logs: string[] = [];
+    primary.on('log', (l: string) => logs.push(l));
+    const res = await followStream({ addresses: [{ host: '127.0.0.1', port: primary.service!.address().port }], verifier: new StreamVerifier(chainHex, ref), timeoutMs: 20_000 });
+    expect(res.problems).toEqual([]);
+    expect(res.final).toBe(ref.final);
+    const paused = logs.filter((l) => l.includes('the backup is behind'));
+    expect(paused.length).toBeGreaterThan(0);
+    expect(paused[0]).toMatch(/^\d+ output records \(\d+ bytes\) held, the backup is behind \(limit 50 records, 134217728 bytes\): guest paused until it catches up$/);
+    expect(logs.filter((l) => l === 'the backup caught up with the held output: guest resumed').length).toBeGreaterThan(0);
+    await primary.close();
+    await backup.close();
+  }, 60_000);
+
   it('a backup with no committed epoch refuses to take over and says why', async () => {
     const backup = await startBackup({ key, listen: LOCAL, restore: restoreFakeGuest, timeoutMs: 200 });
     const refused = new Promise<{ reason: string }>((r) => backup.once('takeover-refused', r));

@@ -134,6 +134,8 @@ export class Primary extends EventEmitter<PrimaryEvents> {
   private reconnectTimer: NodeJS.Timeout | null = null;
   private finishedCapture = false;
   private guestPausedForLoss = false;
+  /** The guest is stopped because a connected backup is too far behind (held output past the limit). */
+  private guestPausedForHeld = false;
   /** Gather buffers, handed back once their epoch is encoded (or dropped). */
   private readonly pagePool = new PageBufferPool();
   readonly intervalMs: number;
@@ -196,7 +198,7 @@ export class Primary extends EventEmitter<PrimaryEvents> {
       this.loop = new EpochLoop(guest, this.kernels, {
         intervalMs: this.intervalMs,
         // Captured-but-unacknowledged epochs (queued for encoding or on the wire) are bounded.
-        ready: () => this.lag < (this.opts.maxInFlight ?? 3) && !this.guestPausedForLoss,
+        ready: () => this.lag < (this.opts.maxInFlight ?? 3) && !this.guestPausedForLoss && !this.guestPausedForHeld,
         plan: () => {
           const linked = this.link !== null;
           return {
@@ -343,6 +345,15 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     if (!this.link && c.final === null && (this.log.held > heldLimit || this.log.heldBytes > heldBytesLimit)) {
       this.pauseGuestForLoss(`${this.log.held} output records (${this.log.heldBytes} bytes) held with no backup (limit ${heldLimit} records, ${heldBytesLimit} bytes): guest paused until a backup connects`);
     }
+    // A connected backup that cannot keep up with the guest's output: the same bound, or the held
+    // output grows without limit (a sim guest writing records as fast as it can reached 4.6 GB).
+    // The guest waits for the backup's acknowledgements (onFrame resumes it).
+    if (this.link && this.opts.guest && c.final === null && !this.guestPausedForHeld &&
+        (this.log.held > heldLimit || this.log.heldBytes > heldBytesLimit)) {
+      this.guestPausedForHeld = true;
+      this.emit('log', `${this.log.held} output records (${this.log.heldBytes} bytes) held, the backup is behind (limit ${heldLimit} records, ${heldBytesLimit} bytes): guest paused until it catches up`);
+      void this.opts.guest.pause();
+    }
     if (c.final !== null) {
       this.finishedCapture = true;
       this.log.setFinal(c.final);
@@ -423,6 +434,12 @@ export class Primary extends EventEmitter<PrimaryEvents> {
       for (const k of [...this.inFlight.keys()]) if (k <= f.epoch) this.inFlight.delete(k);
       this.acked++;
       this.log.release(nextRecord);
+      if (this.guestPausedForHeld && this.log.held <= this.log.retainRecords / 4 && this.log.heldBytes <= this.log.retainBytes / 4) {
+        this.guestPausedForHeld = false;
+        this.emit('log', 'the backup caught up with the held output: guest resumed');
+        this.opts.guest?.resume();
+        this.loop?.kick();
+      }
       const stats: EpochStats = { ...e.stats, commitMs: performance.now() - e.at, lagEpochs: this.lag, intervalMs: this.loop?.intervalMs ?? this.intervalMs };
       this.emit('epoch', stats);
       if (e.stats.full) this.emit('protected', { generation: this.generation, backupEpoch: f.epoch });
@@ -441,6 +458,11 @@ export class Primary extends EventEmitter<PrimaryEvents> {
   private onLinkClose(serial: number, err: Error | null): void {
     if (serial !== this.linkSerial || !this.link) return;
     this.link = null;
+    if (this.guestPausedForHeld) {
+      // Still paused, now with no backup: it resumes when one connects (as for a loss).
+      this.guestPausedForHeld = false;
+      this.guestPausedForLoss = true;
+    }
     this.needFull = true;
     this.captured -= this.inFlight.size;
     this.inFlight.clear();
