@@ -15,7 +15,7 @@ import { packageRoot } from '../lib/native.js';
 import { xxh3 } from '@node-rs/xxhash';
 import { createKvmGuest, kvmAvailable, restoreKvmGuest, type KvmGuestOptions } from '../lib/guest/kvm.js';
 import type { Guest, OutputRecord } from '../lib/guest/types.js';
-import { createGuest } from '../lib/guest/index.js';
+import { createGuest, GuestError } from '../lib/guest/index.js';
 
 const avail = kvmAvailable();
 const skip = !avail.ok && process.env.UNDERSTUDY_SKIP_KVM === '1';
@@ -259,7 +259,7 @@ suite('kvm guest', () => {
       ['invalid opcode', 0xf0, /^vCPU 0: guest exception #UD \(vector 6\) at rip 0x10[0-9a-f]{4}$/],
       ['write past the end of RAM', 0xf1, /^vCPU 0: guest exception #PF \(vector 14\) at rip 0x10[0-9a-f]{4}, error code 0x6, rflags 0x[0-9a-f]+, address 0x2001000$/],
       ['triple fault', 0xf2, /^vCPU 0: triple fault \(KVM_EXIT_SHUTDOWN\) near rip 0x[0-9a-f]+$/],
-      ['workload panic', 0xf5, /^vCPU 0: the workload panicked with code 77 \(it detected corrupt memory or a broken invariant\)$/],
+      ['workload panic', 0xf5, /^guest panic on vCPU 0: the workload panicked with code 0x4d \(it detected corrupt memory or a broken invariant\)$/],
     ];
     for (const [what, entry, message] of cases) {
       it(what, async () => {
@@ -271,6 +271,10 @@ suite('kvm guest', () => {
         expect(events.map((e) => e.message)).toHaveLength(1);
         expect(events[0]!.message).toMatch(message);
         expect(g.result).toBe(null);
+        // a GuestError as the sim guest's: a panic names its code, a fault has none
+        expect(events[0]).toBeInstanceOf(GuestError);
+        const e = events[0] as GuestError;
+        expect([e.code, e.panicCode]).toEqual(entry === 0xf5 ? ['GUEST_PANIC', 77n] : ['GUEST_FAULT', 0n]);
         await g.pause();
         await g.close();
       });

@@ -11,6 +11,7 @@ import { native } from '../native.js';
 import { allocateMemory, type GuestMemory } from '../kernels/memory.js';
 import type { DirtyLog, Guest, GuestOptions, GuestResult, OutputRecord, ResolvedGuestOptions, RestoreOptions, WorkloadName } from './types.js';
 import { WORKLOADS, checkWorkload, resolveParams, workloadById } from './workloads.js';
+import { GuestError } from './sim.js';
 
 /** How the KVM guest tracks dirty pages ('none' only for benchmarks: takeDirty() then reports host writes only). */
 export type KvmDirtyMode = 'bitmap' | 'ring' | 'none';
@@ -80,6 +81,7 @@ interface NativeVm {
   close(): void;
   error(): string | null;
   final(): bigint | null;
+  panic_code(): bigint;
 }
 
 const PAGE = 4096;
@@ -103,10 +105,14 @@ export function kvmAvailable(): { ok: boolean; reason?: string; dirtyRing?: bool
   return { ok: true, dirtyRing: i.dirtyRing, manualProtect: i.manualProtect };
 }
 
-/** A guest fault, triple fault, workload panic or VMM failure. */
-export class GuestFaultError extends Error {
-  constructor(message: string) {
-    super(message);
+/**
+ * A kvm guest's failure: a workload panic (`code` 'GUEST_PANIC', `panicCode` gpa | reason, the
+ * message the sim guest gives) or a fault, triple fault or VMM failure ('GUEST_FAULT', 0n). A
+ * GuestError, as the sim guest's are.
+ */
+export class GuestFaultError extends GuestError {
+  constructor(message: string, panicCode = 0n) {
+    super(message, panicCode);
     this.name = 'GuestFaultError';
   }
 }
@@ -150,7 +156,7 @@ class KvmGuest extends EventEmitter implements Guest {
       this.emit('exit', this.#result);
     } else if (kind === 'error') {
       if (this.#error) return;
-      this.#error = new GuestFaultError(vm.error() ?? 'the guest failed');
+      this.#error = new GuestFaultError(vm.error() ?? 'the guest failed', vm.panic_code());
       for (const w of this.#waiters.splice(0)) w.reject(this.#error);
       if (this.listenerCount('error') > 0) this.emit('error', this.#error);
     }

@@ -4,6 +4,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include <cstdio>
 #include <cstring>
 
 #include "workloads/workloads.h"
@@ -145,6 +146,25 @@ uint64_t final_checksum(const uint8_t* mem) {
   put64(buf + o, c->ring_head), o += 8;
   put64(buf + o, c->out_chain), o += 8;
   return XXH3_64bits(buf, o);
+}
+
+std::string panic_message(uint32_t vcpu, uint64_t code) {
+  const uint64_t gpa = code & ~0xfffull;
+  const char* what = nullptr;
+  switch (code & 0xfff) {
+    case US_PANIC_TORN: what = "torn page (its checksum does not match its contents)"; break;
+    case US_PANIC_LOST: what = "lost or stale page (its counter does not match the sweep)"; break;
+    case US_PANIC_DIRTY: what = "page that was never written is not zero"; break;
+    default: break;
+  }
+  char buf[160];
+  if (what != nullptr) {
+    std::snprintf(buf, sizeof buf, "memcheck found a %s at gpa 0x%llx", what, static_cast<unsigned long long>(gpa));
+  } else {
+    std::snprintf(buf, sizeof buf, "the workload panicked with code 0x%llx (it detected corrupt memory or a broken invariant)",
+                  static_cast<unsigned long long>(code));
+  }
+  return "guest panic on vCPU " + std::to_string(vcpu) + ": " + buf;
 }
 
 }  // namespace guest

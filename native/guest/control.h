@@ -54,6 +54,10 @@ uint64_t final_checksum(const uint8_t* mem);
 // 16 lowercase hex digits.
 std::string hex16(uint64_t v);
 
+// The message of a workload panic on vCPU `vcpu` with the control page's panic_code (gpa | reason),
+// the same for every backend: "guest panic on vCPU 0: memcheck found a torn page ... at gpa 0x...".
+std::string panic_message(uint32_t vcpu, uint64_t code);
+
 // True when every vCPU has finished its steps.
 bool all_done(const uint8_t* mem);
 

@@ -81,7 +81,8 @@ class KvmVm : public Napi::ObjectWrap<KvmVm> {
                         InstanceMethod("take_output", &KvmVm::TakeOutput),
                         InstanceMethod("save_cpu", &KvmVm::SaveCpu), InstanceMethod("set_clock", &KvmVm::SetClock),
                         InstanceMethod("stats", &KvmVm::Stats), InstanceMethod("close", &KvmVm::Close),
-                        InstanceMethod("error", &KvmVm::Error), InstanceMethod("final", &KvmVm::Final)});
+                        InstanceMethod("error", &KvmVm::Error), InstanceMethod("final", &KvmVm::Final),
+                        InstanceMethod("panic_code", &KvmVm::PanicCode)});
   }
 
   explicit KvmVm(const Napi::CallbackInfo& info) : Napi::ObjectWrap<KvmVm>(info) {}
@@ -317,6 +318,10 @@ class KvmVm : public Napi::ObjectWrap<KvmVm> {
       refd_ = false;
     }
     return Napi::String::New(env, vm_->error());
+  }
+
+  Napi::Value PanicCode(const Napi::CallbackInfo& info) {
+    return Napi::BigInt::New(info.Env(), vm_ ? vm_->panic_code() : uint64_t{0});
   }
 
   Napi::Value Final(const Napi::CallbackInfo& info) {

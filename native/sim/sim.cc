@@ -13,24 +13,6 @@ extern "C" int us_host_doorbell(void* host, uint32_t vcpu) { return static_cast<
 
 namespace sim {
 
-namespace {
-
-std::string panic_message(uint32_t vcpu, uint64_t code) {
-  const uint64_t gpa = code & ~0xfffull;
-  std::string what;
-  switch (code & 0xfff) {
-    case US_PANIC_TORN: what = "torn page (its checksum does not match its contents)"; break;
-    case US_PANIC_LOST: what = "lost or stale page (its counter does not match the sweep)"; break;
-    case US_PANIC_DIRTY: what = "page that was never written is not zero"; break;
-    default: what = "unknown panic reason " + std::to_string(code & 0xfff); break;
-  }
-  char at[32];
-  std::snprintf(at, sizeof at, "0x%llx", static_cast<unsigned long long>(gpa));
-  return "guest panic on vCPU " + std::to_string(vcpu) + ": memcheck found a " + what + " at gpa " + at;
-}
-
-}  // namespace
-
 SimGuest::SimGuest(std::shared_ptr<runtime::Mapping> mem, bool dirty_tracking, EventFn on_event)
     : mem_(std::move(mem)), base_(mem_->data()), size_(mem_->size()), on_event_(std::move(on_event)) {
   pages_ = size_ / US_PAGE_SIZE;
@@ -81,7 +63,7 @@ void SimGuest::run_vcpu(uint32_t vcpu) {
     if (r == US_RUN_PANIC || r == US_RUN_BAD) {
       const uint64_t code = guest::control(base_)->panic_code;
       lock.unlock();
-      fail(r == US_RUN_PANIC ? panic_message(vcpu, code) : "guest vCPU " + std::to_string(vcpu) + " could not start: its control page is not valid",
+      fail(r == US_RUN_PANIC ? guest::panic_message(vcpu, code) : "guest vCPU " + std::to_string(vcpu) + " could not start: its control page is not valid",
            r == US_RUN_PANIC ? code : 0);
       lock.lock();
     }

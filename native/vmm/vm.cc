@@ -404,10 +404,13 @@ bool Vm::on_port(uint32_t i, uint16_t port, uint64_t value) {
       halt(i, true);
       return false;
     }
-    case US_PORT_PANIC:
-      fail(i, who + "the workload panicked with code " + std::to_string(value) +
-                  " (it detected corrupt memory or a broken invariant)");
+    case US_PORT_PANIC: {
+      // The OUT carries the low 32 bits; the whole code (gpa | reason) is in the control page.
+      const uint64_t code = __atomic_load_n(&guest::control(mem_)->panic_code, __ATOMIC_ACQUIRE);
+      panic_code_.store(code != 0 ? code : value, std::memory_order_relaxed);
+      fail(i, guest::panic_message(i, code != 0 ? code : value));
       return false;
+    }
     case kFaultPort:
       fail(i, fault_message(i, static_cast<uint32_t>(value)));
       return false;

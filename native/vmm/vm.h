@@ -88,6 +88,8 @@ class Vm {
   bool finished() const { return state_.load() == State::finished; }
   bool failed() const { return state_.load() == State::failed; }
   std::string error() const;
+  // The workload's panic code (gpa | reason, as the control page holds it) if it panicked, else 0.
+  uint64_t panic_code() const { return panic_code_.load(std::memory_order_relaxed); }
   uint64_t final_checksum() const { return final_; }
   VmStats stats() const;
 
@@ -113,6 +115,7 @@ class Vm {
   void harvest_ring(Vcpu& v);
 
   uint8_t* mem_;
+  std::atomic<uint64_t> panic_code_{0};
   uint64_t size_;
   VmConfig cfg_;
   Notify notify_;
