@@ -363,6 +363,8 @@ export async function restoreKvmGuest(opts: KvmRestoreOptions): Promise<Guest> {
     );
   }
   checkDirty(opts.dirty, opts.ringEntries);
+  // Every check of the blob against the image first: a refused restore costs no copy of the image.
+  native.kvm_check_cpu(cpu, memoryImage);
   const memory = allocateMemory(memoryImage.length);
   let guest: KvmGuest;
   try {

@@ -70,6 +70,46 @@ uint64_t big_u64(const Napi::Value& v, const char* name) {
   return napi_util::uint(v, name, (1ull << 53) - 1);
 }
 
+// The checks a restore makes of a CPU blob against a memory image (hostile input), on the image
+// as given: restoreKvmGuest runs them (kvm_check_cpu) before it allocates and copies the image,
+// and Init again on the copy. Throws RangeError naming `cpu` or `memoryImage`.
+vmm::cpu_blob::Parsed check_restore(Napi::Env env, const napi_util::Bytes& b, const uint8_t* image, size_t size) {
+  if (size < US_MIN_MEMORY) {
+    throw_range(env, "`memoryImage` must be at least " + std::to_string(US_MIN_MEMORY) + " bytes, got " + std::to_string(size));
+  }
+  vmm::cpu_blob::Parsed parsed = guarded(env, [&] { return vmm::cpu_blob::decode(b.data, b.length); });
+  if (parsed.memory_bytes != size) {
+    throw_range(env, "`memoryImage` is " + std::to_string(size) + " bytes but the CPU state was saved from a guest of " +
+                         std::to_string(parsed.memory_bytes) + " bytes");
+  }
+  // SAFETY: size >= US_MIN_MEMORY, so the control page is inside the image.
+  const auto* ctl = reinterpret_cast<const us_control*>(image + US_CONTROL_GPA);
+  if (ctl->workload != parsed.workload) {
+    throw_range(env, "`cpu` was saved from a guest running workload " + std::to_string(parsed.workload) +
+                         " but `memoryImage` holds workload " + std::to_string(ctl->workload));
+  }
+  if (ctl->workload < kFirstTestEntry) {
+    const std::string bad = guest::check_control(image, size, "memoryImage");
+    if (!bad.empty()) throw_range(env, bad);
+    const std::string badp = guest::check_pending(image, parsed.pending, "cpu");
+    if (!badp.empty()) throw_range(env, badp);
+  } else if (ctl->magic != US_ABI_MAGIC || ctl->abi_version != US_ABI_VERSION) {
+    throw_range(env, "`memoryImage` has no valid control page (bad magic or ABI version)");
+  }
+  if (ctl->vcpus != parsed.vcpus.size()) {
+    throw_range(env, "`cpu` holds " + std::to_string(parsed.vcpus.size()) +
+                         " vCPUs but `memoryImage` was saved from a guest with " + std::to_string(ctl->vcpus));
+  }
+  return parsed;
+}
+
+Napi::Value CheckCpu(const Napi::CallbackInfo& info) {
+  const napi_util::Bytes blob = napi_util::u8(info[0], "cpu");
+  const napi_util::Bytes image = napi_util::u8(info[1], "memoryImage");
+  check_restore(info.Env(), blob, image.data, image.length);
+  return info.Env().Undefined();
+}
+
 class KvmVm : public Napi::ObjectWrap<KvmVm> {
  public:
   static Napi::FunctionReference* ctor;
@@ -113,29 +153,7 @@ class KvmVm : public Napi::ObjectWrap<KvmVm> {
     }
     if (!cpu.IsUndefined()) {
       napi_util::Bytes b = napi_util::u8(cpu, "cpu");
-      parsed = guarded(env, [&] { return vmm::cpu_blob::decode(b.data, b.length); });
-      if (parsed.memory_bytes != mapping_->size()) {
-        throw_range(env, "`memoryImage` is " + std::to_string(mapping_->size()) +
-                             " bytes but the CPU state was saved from a guest of " +
-                             std::to_string(parsed.memory_bytes) + " bytes");
-      }
-      // SAFETY: size >= US_MIN_MEMORY, so the control page is inside the mapping.
-      if (ctl->workload != parsed.workload) {
-        throw_range(env, "`cpu` was saved from a guest running workload " + std::to_string(parsed.workload) +
-                             " but `memoryImage` holds workload " + std::to_string(ctl->workload));
-      }
-      if (ctl->workload < kFirstTestEntry) {
-        const std::string bad = guest::check_control(mapping_->data(), mapping_->size(), "memoryImage");
-        if (!bad.empty()) throw_range(env, bad);
-        const std::string badp = guest::check_pending(mapping_->data(), parsed.pending, "cpu");
-        if (!badp.empty()) throw_range(env, badp);
-      } else if (ctl->magic != US_ABI_MAGIC || ctl->abi_version != US_ABI_VERSION) {
-        throw_range(env, "`memoryImage` has no valid control page (bad magic or ABI version)");
-      }
-      if (ctl->vcpus != parsed.vcpus.size()) {
-        throw_range(env, "`cpu` holds " + std::to_string(parsed.vcpus.size()) +
-                             " vCPUs but `memoryImage` was saved from a guest with " + std::to_string(ctl->vcpus));
-      }
+      parsed = check_restore(env, b, mapping_->data(), mapping_->size());
       cfg.vcpus = static_cast<uint32_t>(parsed.vcpus.size());
     } else if (!o.Get("testEntry").IsUndefined()) {
       // The VMM's own test entries: a minimal control page (the workloads' is set up by
@@ -396,6 +414,7 @@ void InitGuestKvm(Napi::Env env, Napi::Object exports) {
   Napi::Function cls = KvmVm::Define(env);
   KvmVm::ctor = new Napi::FunctionReference(Napi::Persistent(cls));
   exports.Set("kvm_create", Napi::Function::New(env, Create, "kvm_create"));
+  exports.Set("kvm_check_cpu", Napi::Function::New(env, CheckCpu, "kvm_check_cpu"));
   exports.Set("kvm_probe", Napi::Function::New(env, ProbeKvm, "kvm_probe"));
   exports.Set("kvm_payload_size", Napi::Number::New(env, static_cast<double>(vmm::kPayloadSize)));
 }
