@@ -120,6 +120,7 @@ describe('key files', () => {
     expect(() => writeKeyFile(join(dir, 'k'), k)).toThrow(/EEXIST/);
     writeFileSync(join(dir, 'bad'), 'abcd\n');
     expect(() => readKeyFile(join(dir, 'bad'))).toThrow(`key file ${join(dir, 'bad')} must hold 64 hex digits (32 bytes), got 4 characters`);
+    expect(() => readKeyFile(dir)).toThrow(new RangeError(`key file ${dir} is a directory, not a file of 64 hex digits`));
   });
 });
 

@@ -53,6 +53,8 @@ export function writeKeyFile(path: string, key: Uint8Array = generateKey()): voi
  */
 export function readKeyFile(path: string): Buffer {
   const st = statSync(path);
+  if (st.isDirectory()) throw new RangeError(`key file ${path} is a directory, not a file of 64 hex digits`);
+  if (!st.isFile()) throw new RangeError(`key file ${path} is not a regular file`);
   if (st.size > 4096) throw new RangeError(`key file ${path} must hold 64 hex digits, got ${st.size} bytes`);
   const text = readFileSync(path, 'utf8').trim();
   if (!/^[0-9a-fA-F]{64}$/.test(text)) throw new RangeError(`key file ${path} must hold 64 hex digits (32 bytes), got ${text.length} characters`);
