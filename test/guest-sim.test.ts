@@ -370,6 +370,9 @@ describe('hostile input', () => {
     const unknown = cpu.slice();
     unknown[6] = 7;
     await expect(restore(image, reseal(unknown))).rejects.toThrow(new RangeError('`cpu` has an unknown CPU state type 7'));
+    const reserved = cpu.slice();
+    reserved[28] = 1;
+    await expect(restore(image, reseal(reserved))).rejects.toThrow(new RangeError('`cpu` has a non-zero reserved field (bytes 28-31)'));
     const steps = new DataView(image.buffer).getBigUint64(0x10000 + 192, true);
     const laterSteps = new DataView(later.buffer).getBigUint64(40, true);
     await expect(restore(image, later)).rejects.toThrow(

@@ -111,6 +111,7 @@ std::string blob_check(const uint8_t* p, size_t n, BlobType want, BlobHeader* h,
     if (!got) return a + " has an unknown CPU state type " + std::to_string(h->type);
     return a + " is a " + got + " CPU state blob; a " + wanted + " guest cannot restore it";
   }
+  if (rd32(p + 28) != 0) return a + " has a non-zero reserved field (bytes 28-31)";
   return "";
 }
 
