@@ -224,6 +224,14 @@ suite('kvm guest', () => {
       });
       await expect(restore(relabelled)).rejects.toThrow(new RangeError('`cpu` is a sim CPU state blob; a kvm guest cannot restore it'));
     });
+    it('registers KVM refuses (a well-checksummed blob with garbage segment registers) are bad input: RangeError', async () => {
+      const garbage = patched((b) => {
+        for (let i = 200; i < 512; i++) b[i] = (i * 131 + 7) & 0xff;
+        new DataView(b.buffer).setBigUint64(b.length - 8, xxh3.xxh64(b.subarray(0, b.length - 8), 0n), true);
+      });
+      await expect(restore(garbage)).rejects.toThrow(/^`cpu` holds a vCPU state KVM refuses: KVM_SET_\w+ failed: Invalid argument/);
+      await expect(restore(garbage)).rejects.toBeInstanceOf(RangeError);
+    });
     it('vCPU count mismatch', async () => {
       await expect(restore(cpu2)).rejects.toThrow(
         new RangeError('`cpu` holds 2 vCPUs but `memoryImage` was saved from a guest with 1'),

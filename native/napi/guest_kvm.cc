@@ -8,7 +8,9 @@
 #include <napi.h>
 
 #include <cstring>
+#include <cerrno>
 #include <memory>
+#include <stdexcept>
 #include <string>
 
 #include "common/napi_util.h"
@@ -202,7 +204,14 @@ class KvmVm : public Napi::ObjectWrap<KvmVm> {
       guarded(env, [&] {
         vm_ = std::make_unique<vmm::Vm>(mapping_->data(), mapping_->size(), cfg, notify);
         if (!cpu.IsUndefined()) {
-          vm_->load(parsed.vcpus);
+          try {
+            vm_->load(parsed.vcpus);
+          } catch (const vmm::SysError& e) {
+            // A well-checksummed blob whose registers KVM refuses (EINVAL from KVM_SET_*) is bad
+            // input, not a system failure.
+            if (e.err() != EINVAL) throw;
+            throw std::range_error(std::string("`cpu` holds a vCPU state KVM refuses: ") + e.what());
+          }
           vm_->set_pending_output(std::move(parsed.pending));
         } else {
           vm_->boot(vmm::kPayloadImage, vmm::kPayloadSize);
