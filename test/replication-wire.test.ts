@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { encodeFrame, FrameDecoder, FrameType, ZERO_KEY, HEADER_BYTES, MAC_BYTES, WIRE_MAGIC } from '../lib/replication/wire.js';
 import { decodeReject, encodeHello, encodeReject, generateKey, PROTOCOL_VERSION, readKeyFile, RejectCode, writeKeyFile } from '../lib/replication/auth.js';
-import { Link } from '../lib/replication/link.js';
+import { Link, StallGuard } from '../lib/replication/link.js';
 import { primaryHandshake, backupHandshake, SupersededError } from '../lib/replication/handshake.js';
 import { encodeEpochBody, decodeEpochBody, FLAG_FINAL } from '../lib/replication/epoch-body.js';
 import { OutputLog } from '../lib/checkpoint/output-buffer.js';
@@ -138,6 +138,17 @@ const id = (k: Buffer | null, generation = 2n) => ({
   key: k, vmId: Buffer.alloc(16, 1), generation, nextEpoch: 1n, pageSize: 4096, pageCount: 16, guestType: 'sim' as const,
 });
 const st = (k: Buffer | null, generation = 0n) => ({ key: k, vmId: null, generation, lastCommitted: 0n, nextRecord: 0, decide: () => null });
+
+describe('watchdogs', () => {
+  it('a check that runs long after its period (our own stall) is told to wait a turn, once', () => {
+    const g = new StallGuard(10);
+    expect(g.stalled()).toBe(false);
+    const until = performance.now() + 120; // a synchronous job blocks the event loop for 120 ms
+    while (performance.now() < until);
+    expect(g.stalled()).toBe(true);
+    expect(g.stalled()).toBe(false);
+  });
+});
 
 describe('handshake', () => {
   it('agrees on session keys with the same key', async () => {

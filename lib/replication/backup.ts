@@ -18,7 +18,7 @@ import { OutputLog, type OutputLogOptions } from '../checkpoint/output-buffer.js
 import { startServicePort, type ServicePort } from '../checkpoint/service-port.js';
 import { decodeEpochBody, FLAG_FINAL, FLAG_FULL } from './epoch-body.js';
 import { FrameType, type Frame } from './wire.js';
-import { MAX_PENDING_HANDSHAKES, Link } from './link.js';
+import { MAX_PENDING_HANDSHAKES, Link, StallGuard } from './link.js';
 import { backupHandshake } from './handshake.js';
 import { RejectCode, type GuestTypeName } from './auth.js';
 import { defaultKernels, defaultRestoreGuest, type PageKernels, type RestoreGuest } from './kernels.js';
@@ -108,6 +108,7 @@ export class Backup extends EventEmitter<BackupEvents> {
   private closed = false;
   /** Connections whose handshake is still running. */
   private handshakes = 0;
+  private stallGuard: StallGuard | null = null;
   private takingOver = false;
   private refusedOnce = false;
   private service: ServicePort | null = null;
@@ -155,6 +156,7 @@ export class Backup extends EventEmitter<BackupEvents> {
       this.server.on('connection', (s: Socket) => void this.adopt(s));
     }
     if (this.opts.connect) this.dial();
+    this.stallGuard = new StallGuard(Math.max(20, this.timeoutMs / 4));
     this.watchdog = setInterval(() => void this.check(), Math.max(20, this.timeoutMs / 4));
   }
 
@@ -324,6 +326,7 @@ export class Backup extends EventEmitter<BackupEvents> {
   }
 
   private async check(): Promise<void> {
+    if (this.stallGuard?.stalled()) return; // our own stall, not the peer's silence: look again next tick
     if (this.closed || this.primary || this.takingOver) return;
     if (this.link && this.link.silentFor() > this.timeoutMs) {
       this.link.fail(new ProtocolError('TIMEOUT', `primary silent past the ${this.timeoutMs} ms timeout`));

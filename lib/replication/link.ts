@@ -10,6 +10,25 @@ import type { Socket } from 'node:net';
 import { encodeFrame, FrameDecoder, FrameType, HANDSHAKE_MAX_PAYLOAD, ZERO_KEY, type Frame, type FrameTypeValue, frameTypeName } from './wire.js';
 import { ProtocolError } from '../errors/protocol-error.js';
 
+/**
+ * Tells a periodic watchdog that its own process was stalled (a long GC, a big synchronous job):
+ * a timer that fires far later than its period runs before the socket reads that waited with it,
+ * so the peer's frames are not counted yet and the peer would be blamed for our silence. The
+ * watchdog skips that one check; the next runs after the pending reads.
+ */
+export class StallGuard {
+  private last = performance.now();
+  constructor(private readonly periodMs: number) {}
+
+  /** True when this call comes more than a period late (and so the check should wait a turn). */
+  stalled(): boolean {
+    const now = performance.now();
+    const late = now - this.last > 2 * this.periodMs + 50;
+    this.last = now;
+    return late;
+  }
+}
+
 /** Handshakes a listener runs at once; a flood of unauthenticated connections beyond it is dropped. */
 export const MAX_PENDING_HANDSHAKES = 16;
 

@@ -19,7 +19,7 @@ import { OutputLog, type OutputLogOptions } from '../checkpoint/output-buffer.js
 import { startServicePort, type ServicePort } from '../checkpoint/service-port.js';
 import { encodeEpochBody, FLAG_FINAL, FLAG_FULL } from './epoch-body.js';
 import { CHUNK_BYTES, FrameType, type Frame } from './wire.js';
-import { MAX_PENDING_HANDSHAKES, Link } from './link.js';
+import { MAX_PENDING_HANDSHAKES, Link, StallGuard } from './link.js';
 import { primaryHandshake, SupersededError } from './handshake.js';
 import { defaultKernels, type PageKernels } from './kernels.js';
 import { ProtocolError } from '../errors/protocol-error.js';
@@ -129,6 +129,7 @@ export class Primary extends EventEmitter<PrimaryEvents> {
   private fenced = false;
   /** Connections whose handshake is still running. */
   private handshakes = 0;
+  private stallGuard: StallGuard | null = null;
   private degradedSince: number | null = null;
   private watchdog: NodeJS.Timeout | null = null;
   private reconnectTimer: NodeJS.Timeout | null = null;
@@ -229,6 +230,7 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     } else if (this.log.final !== null) {
       this.log.releaseFinal();
     }
+    this.stallGuard = new StallGuard(Math.max(20, this.timeoutMs / 4));
     this.watchdog = setInterval(() => this.checkLiveness(), Math.max(20, this.timeoutMs / 4));
     this.watchdog.unref();
   }
@@ -487,6 +489,7 @@ export class Primary extends EventEmitter<PrimaryEvents> {
   }
 
   private checkLiveness(): void {
+    if (this.stallGuard?.stalled()) return; // our own stall, not the peer's silence: look again next tick
     const link = this.link;
     if (link && link.silentFor() > this.timeoutMs) {
       this.emit('log', `backup silent for ${Math.round(link.silentFor())} ms (timeout ${this.timeoutMs} ms)`);
