@@ -194,7 +194,10 @@ describe('real sim guest via the CLI: SIGKILL in turn', () => {
   it('primary, then the promoted backup, SIGKILLed in turn; a stale primary is refused and fences itself', async () => {
     const guest = 'sim';
     const seed = 400;
-    const LONG = 1_600_000;
+    // Long enough (~100k records, ~12 MB of record lines) that the whole rest of the stream cannot
+    // sit in socket buffers: with 25k records a client slowed by a loaded machine read the end line
+    // in the same burst as the 40 % mark, and there was no middle of the stream left to kill in.
+    const LONG = 6_400_000;
     const ref = reference(guest, seed, LONG);
     const [repl, repl2, serveP, serveB, serveB2] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
     // Once promoted, this backup pauses its guest while it has no backup of its own: with the

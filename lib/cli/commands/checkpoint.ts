@@ -39,7 +39,8 @@ export async function run(argv: string[]): Promise<number> {
   // The guest first: a guest that cannot be made (too little memory, no /dev/kvm) leaves no
   // store behind it locked.
   const { createGuest } = await guests();
-  const guest = await createGuest({ type, workload, seed, ...(steps !== undefined ? { steps } : {}), memoryMiB, vcpus });
+  // Not started yet: the first checkpoint is of its starting state, however short the workload.
+  const guest = await createGuest({ type, workload, seed, ...(steps !== undefined ? { steps } : {}), memoryMiB, vcpus, start: false });
   let store: ReturnType<typeof openStore>;
   let writer: ReturnType<ReturnType<typeof openStore>['writer']>;
   try {
@@ -64,14 +65,16 @@ export async function run(argv: string[]): Promise<number> {
   const done = guest.wait().finally(() => { finished = true; });
   done.catch(() => {});
   try {
-    guest.start();
-    // The first checkpoint is taken at once (the guest's starting state, every non-zero page), so
-    // a run always leaves one to restore, however short the workload; then one every --every.
-    for (let wait = 0; ; wait = everyMs) {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([new Promise((r) => { timer = setTimeout(r, wait); }), done.catch(() => {})]);
-      clearTimeout(timer); // the workload ended first: do not keep the process alive until the tick
-      if (finished) break;
+    // The first checkpoint is of the guest before it starts (its starting state, every non-zero
+    // page), so a run always leaves one to restore, however short the workload; the guest starts
+    // right after it, and then one is taken every --every.
+    for (let started = false; ; started = true) {
+      if (started) {
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([new Promise((r) => { timer = setTimeout(r, everyMs); }), done.catch(() => {})]);
+        clearTimeout(timer); // the workload ended first: do not keep the process alive until the tick
+        if (finished) break;
+      }
       await guest.pause();
       if (finished || guest.result) { guest.resume(); break; }
       const log = guest.takeDirty();
@@ -89,6 +92,7 @@ export async function run(argv: string[]): Promise<number> {
       const memory = first ? view.slice() : view;
       const pages = first ? undefined : k.gatherPages(view, pfns, { pageSize: ps });
       guest.resume();
+      if (!started) guest.start();
       try {
         const info = writer.commit(memory, { dirty: pfns, ...(pages ? { pages } : {}), cpu, guest: guestMeta });
         pending = null;
