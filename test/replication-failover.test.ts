@@ -3,6 +3,7 @@
  * the whole protocol, output commit and failover, with the primary "killed" (closed without a
  * word) at random instants; the client's stream must equal the reference run.
  */
+import { createServer, connect, type Socket } from 'node:net';
 import { describe, it, expect } from 'vitest';
 import { startPrimary, type Primary } from '../lib/replication/primary.js';
 import { startBackup, type Backup } from '../lib/replication/backup.js';
@@ -158,11 +159,25 @@ describe('replication with the stand-in guest', () => {
   }, 60_000);
 
   it('a protected primary whose output outruns its backup pauses the guest until the backup catches up', async () => {
-    const ref = await reference(19, 36000);
+    const ref = await reference(19, 120000);
     const backup = await startBackup({ key, listen: LOCAL, restore: restoreFakeGuest, timeoutMs: 2000, takeover: false });
+    // A slow link back from the backup: its acknowledgements arrive 60 ms late, so epochs stay in
+    // flight while the guest's output piles up.
+    const conns: Socket[] = [];
+    const proxy = createServer((from) => {
+      const to = connect(addr(backup).port, '127.0.0.1');
+      conns.push(from, to);
+      from.on('data', (d) => to.write(d));
+      to.on('data', (d) => setTimeout(() => from.destroyed || from.write(d), 60));
+      from.on('close', () => to.destroy());
+      to.on('close', () => setTimeout(() => from.destroy(), 50));
+      from.on('error', () => undefined);
+      to.on('error', () => undefined);
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', () => r()));
     const primary = await startPrimary({
-      guest: createFakeGuest({ seed: 19, steps: 36000, memoryMiB: 2 }), key, connect: addr(backup), serve: LOCAL,
-      intervalMs: 10, retain: { retainRecords: 100 },
+      guest: createFakeGuest({ seed: 19, steps: 120000, memoryMiB: 2 }), key, connect: { host: '127.0.0.1', port: (proxy.address() as { port: number }).port }, serve: LOCAL,
+      intervalMs: 10, retain: { retainRecords: 40 },
     });
     const logs: string[] = [];
     primary.on('log', (l: string) => logs.push(l));
@@ -171,10 +186,12 @@ describe('replication with the stand-in guest', () => {
     expect(res.final).toBe(ref.final);
     const paused = logs.filter((l) => l.includes('the backup is behind'));
     expect(paused.length).toBeGreaterThan(0);
-    expect(paused[0]).toMatch(/^\d+ output records \(\d+ bytes\) held, the backup is behind \(limit 50 records, 134217728 bytes\): guest paused until it catches up$/);
+    expect(paused[0]).toMatch(/^\d+ output records \(\d+ bytes\) held, the backup is behind \(limit 20 records, 134217728 bytes\): guest paused until it catches up$/);
     expect(logs.filter((l) => l === 'the backup caught up with the held output: guest resumed').length).toBeGreaterThan(0);
     await primary.close();
     await backup.close();
+    for (const c of conns) c.destroy();
+    await new Promise<void>((r) => proxy.close(() => r()));
   }, 60_000);
 
   it('a backup with no committed epoch refuses to take over and says why', async () => {

@@ -350,7 +350,8 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     // A connected backup that cannot keep up with the guest's output: the same bound, or the held
     // output grows without limit (a sim guest writing records as fast as it can reached 4.6 GB).
     // The guest waits for the backup's acknowledgements (onFrame resumes it).
-    if (this.link && this.opts.guest && c.final === null && !this.guestPausedForHeld &&
+    // Only with epochs in flight: their acknowledgements are what resumes it.
+    if (this.link && this.opts.guest && c.final === null && !this.guestPausedForHeld && this.inFlight.size > 0 &&
         (this.log.held > heldLimit || this.log.heldBytes > heldBytesLimit)) {
       this.guestPausedForHeld = true;
       this.emit('log', `${this.log.held} output records (${this.log.heldBytes} bytes) held, the backup is behind (limit ${heldLimit} records, ${heldBytesLimit} bytes): guest paused until it catches up`);
@@ -436,7 +437,11 @@ export class Primary extends EventEmitter<PrimaryEvents> {
       for (const k of [...this.inFlight.keys()]) if (k <= f.epoch) this.inFlight.delete(k);
       this.acked++;
       this.log.release(nextRecord);
-      if (this.guestPausedForHeld && this.log.held <= this.log.retainRecords / 4 && this.log.heldBytes <= this.log.retainBytes / 4) {
+      // Resumed under a quarter of the retention, or once nothing is in flight (records captured
+      // but not sent, e.g. before a new backup's full resync, go in the next epoch, which needs
+      // the loop, which waits for the guest).
+      const caughtUp = this.log.held <= this.log.retainRecords / 4 && this.log.heldBytes <= this.log.retainBytes / 4;
+      if (this.guestPausedForHeld && (caughtUp || this.inFlight.size === 0)) {
         this.guestPausedForHeld = false;
         this.emit('log', 'the backup caught up with the held output: guest resumed');
         this.opts.guest?.resume();
