@@ -194,6 +194,20 @@ describe('replication with the stand-in guest', () => {
     await new Promise<void>((r) => proxy.close(() => r()));
   }, 60_000);
 
+  it('idle connections cannot keep the real primary out of a backup\'s handshakes (the oldest is evicted)', async () => {
+    const backup = await startBackup({ key, listen: LOCAL, restore: restoreFakeGuest, timeoutMs: 2000, takeover: false });
+    const idle: Socket[] = [];
+    for (let i = 0; i < 24; i++) idle.push(connect(addr(backup).port, '127.0.0.1').on('error', () => undefined));
+    await new Promise((r) => setTimeout(r, 100));
+    const primary = await startPrimary({ guest: createFakeGuest({ seed: 5, steps: 20000, memoryMiB: 2 }), key, connect: addr(backup), intervalMs: 10 });
+    const protectedAt = new Promise<void>((r) => primary.once('protected', () => r()));
+    const soon = new Promise<string>((r) => setTimeout(() => r('not protected within 3 s'), 3000));
+    expect(await Promise.race([protectedAt.then(() => 'protected'), soon])).toBe('protected');
+    await primary.close();
+    await backup.close();
+    for (const c of idle) c.destroy();
+  });
+
   it('a backup with no committed epoch refuses to take over and says why', async () => {
     const backup = await startBackup({ key, listen: LOCAL, restore: restoreFakeGuest, timeoutMs: 200 });
     const refused = new Promise<{ reason: string }>((r) => backup.once('takeover-refused', r));

@@ -392,6 +392,28 @@ describe('output commit', () => {
     await port.close();
   });
 
+  it('a client waits on a live server that has nothing to release yet (a primary with no backup holds its output)', async () => {
+    const log = new OutputLog();
+    const data = (i: number) => new Uint8Array([i, i + 1]);
+    let chain = '0000000000000000';
+    const recs = Array.from({ length: 3 }, (_, i) => {
+      chain = chainHex(chain, Buffer.from(data(i)));
+      return { seq: i, data: data(i), chain };
+    });
+    log.append(recs);
+    log.release(1); // one record out, then nothing for longer than the client's timeout
+    const port = await startServicePort(log, '127.0.0.1', 0);
+    setTimeout(() => {
+      log.release(3);
+      log.setFinal('00000000000000bb');
+      log.releaseFinal();
+    }, 2500);
+    const v = new StreamVerifier(chainHex);
+    const r = await followStream({ addresses: [port.address()], verifier: v, timeoutMs: 1000 });
+    expect([r.ok, r.records, r.final, r.problems]).toEqual([true, 3, '00000000000000bb', []]);
+    await port.close();
+  });
+
   it('a client leaves an address that stays open but silent (a frozen primary) for the next one', async () => {
     // first address: accepts and never says anything
     const conns: Socket[] = [];

@@ -104,7 +104,7 @@ export async function startServicePort(
       setTimeout(() => sock.destroy(), 1000).unref();
     };
     sock.on('data', (d: Buffer) => {
-      if (cursor >= 0) return; // the protocol has one request line
+      if (cursor >= 0 || closed) return; // the protocol has one request line; a failed client is done
       buf += d.toString('utf8');
       const nl = buf.indexOf('\n');
       if (nl < 0) {

@@ -106,8 +106,8 @@ export class Backup extends EventEmitter<BackupEvents> {
   private redial: NodeJS.Timeout | null = null;
   private kernels!: PageKernels;
   private closed = false;
-  /** Connections whose handshake is still running. */
-  private handshakes = 0;
+  /** Connections whose handshake is still running, oldest first. */
+  private readonly handshaking = new Set<Link>();
   private stallGuard: StallGuard | null = null;
   private takingOver = false;
   private refusedOnce = false;
@@ -175,14 +175,16 @@ export class Backup extends EventEmitter<BackupEvents> {
       sock.destroy();
       return;
     }
-    // Unauthenticated connections cost a socket and a timer each until their handshake ends.
-    if (this.handshakes >= MAX_PENDING_HANDSHAKES) {
-      this.emit('log', `refused a connection: ${MAX_PENDING_HANDSHAKES} handshakes already in progress`);
-      sock.destroy();
-      return;
+    // Unauthenticated connections cost a socket and a timer each until their handshake ends: at
+    // most MAX_PENDING_HANDSHAKES at once, and a new one evicts the oldest (so idle connections
+    // cannot keep the real peer out; a real handshake takes one round trip).
+    if (this.handshaking.size >= MAX_PENDING_HANDSHAKES) {
+      const oldest = this.handshaking.values().next().value as Link;
+      this.handshaking.delete(oldest);
+      oldest.fail(new ProtocolError('TIMEOUT', `evicted: ${MAX_PENDING_HANDSHAKES} handshakes were in progress`));
     }
-    this.handshakes++;
     const link = new Link(sock);
+    this.handshaking.add(link);
     try {
       const hello = await backupHandshake(link, {
         key: this.opts.insecure ? null : this.opts.key!,
@@ -234,7 +236,7 @@ export class Backup extends EventEmitter<BackupEvents> {
       this.emit('refused', { reason: msg });
       if (this.opts.connect && !this.closed && !this.primary) this.redial = setTimeout(() => this.dial(), 500);
     } finally {
-      this.handshakes--;
+      this.handshaking.delete(link);
     }
   }
 

@@ -124,9 +124,13 @@ export async function followStream(o: FollowOptions): Promise<FollowResult> {
   const idleMs = o.idleMs ?? Math.max(500, Math.floor(timeout / 3));
   // Every address is tried at least once after the last progress before the client gives up.
   let triedSinceProgress = 0;
+  // A server that accepts the request is alive even while it has nothing to release (a primary
+  // with no backup holds its output): the client waits on it, only leaving it now and then in
+  // case another address (a promoted backup) has more.
+  let lastAnswer = 0;
   for (;;) {
     if (v.final !== null || !v.ok) break;
-    if (Date.now() - lastProgress > timeout && triedSinceProgress >= o.addresses.length) {
+    if (Date.now() - Math.max(lastProgress, lastAnswer) > timeout && triedSinceProgress >= o.addresses.length) {
       v.problems.push(`no address delivered the rest of the stream within ${timeout} ms`);
       break;
     }
@@ -139,10 +143,15 @@ export async function followStream(o: FollowOptions): Promise<FollowResult> {
     const progressed = await new Promise<boolean>((resolve) => {
       let buf = '';
       let got = false;
+      let connected = false;
+      let refused = false;
       const sock = netConnect(addr.port, addr.host);
       sock.setNoDelay(true);
       sock.setTimeout(idleMs, () => sock.destroy());
-      sock.on('connect', () => sock.write(JSON.stringify({ after: v.lastSeq }) + '\n'));
+      sock.on('connect', () => {
+        sock.write(JSON.stringify({ after: v.lastSeq }) + '\n');
+        connected = true;
+      });
       sock.on('data', (d: Buffer) => {
         buf += d.toString('utf8');
         if (buf.length > MAX_LINE_BYTES && buf.indexOf('\n') < 0) {
@@ -162,16 +171,18 @@ export async function followStream(o: FollowOptions): Promise<FollowResult> {
             sock.destroy();
             return;
           }
+          if (typeof m.error === 'string') {
+            // A server at its client limit says so; that is a refusal for now, not a broken stream.
+            if (!/try again later/.test(m.error)) v.problems.push(`server error: ${m.error}`);
+            refused = true;
+            sock.destroy();
+            return;
+          }
           got = true;
           lastProgress = Date.now();
           triedSinceProgress = 0;
           if (m.end === true && typeof m.final === 'string') {
             v.end(m.final);
-            sock.destroy();
-            return;
-          }
-          if (typeof m.error === 'string') {
-            v.problems.push(`server error: ${m.error}`);
             sock.destroy();
             return;
           }
@@ -189,7 +200,10 @@ export async function followStream(o: FollowOptions): Promise<FollowResult> {
         }
       });
       sock.on('error', () => undefined);
-      sock.on('close', () => resolve(got));
+      sock.on('close', () => {
+        if (connected && !refused) lastAnswer = Date.now();
+        resolve(got);
+      });
     });
     if (progressed) announce = true;
     else await new Promise((r) => setTimeout(r, 100));

@@ -20,11 +20,17 @@ export class StallGuard {
   private last = performance.now();
   constructor(private readonly periodMs: number) {}
 
-  /** True when this call comes more than a period late (and so the check should wait a turn). */
+  private skipped = false;
+
+  /**
+   * True when this call comes more than a period late (and so the check should wait a turn);
+   * never twice in a row, so a loop that is late on every tick still gets its checks.
+   */
   stalled(): boolean {
     const now = performance.now();
-    const late = now - this.last > 2 * this.periodMs + 50;
+    const late = now - this.last > 2 * this.periodMs + 50 && !this.skipped;
     this.last = now;
+    this.skipped = late;
     return late;
   }
 }

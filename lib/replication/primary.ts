@@ -127,8 +127,8 @@ export class Primary extends EventEmitter<PrimaryEvents> {
   private ownServer = false;
   private closed = false;
   private fenced = false;
-  /** Connections whose handshake is still running. */
-  private handshakes = 0;
+  /** Connections whose handshake is still running, oldest first. */
+  private readonly handshaking = new Set<Link>();
   private stallGuard: StallGuard | null = null;
   private degradedSince: number | null = null;
   private watchdog: NodeJS.Timeout | null = null;
@@ -266,14 +266,16 @@ export class Primary extends EventEmitter<PrimaryEvents> {
       sock.destroy();
       return true;
     }
-    // Unauthenticated connections cost a socket and a timer each until their handshake ends.
-    if (this.handshakes >= MAX_PENDING_HANDSHAKES) {
-      this.emit('log', `refused a connection: ${MAX_PENDING_HANDSHAKES} handshakes already in progress`);
-      sock.destroy();
-      return false;
+    // Unauthenticated connections cost a socket and a timer each until their handshake ends: at
+    // most MAX_PENDING_HANDSHAKES at once, and a new one evicts the oldest (so idle connections
+    // cannot keep the real peer out; a real handshake takes one round trip).
+    if (this.handshaking.size >= MAX_PENDING_HANDSHAKES) {
+      const oldest = this.handshaking.values().next().value as Link;
+      this.handshaking.delete(oldest);
+      oldest.fail(new ProtocolError('TIMEOUT', `evicted: ${MAX_PENDING_HANDSHAKES} handshakes were in progress`));
     }
-    this.handshakes++;
     const link = new Link(sock);
+    this.handshaking.add(link);
     try {
       const ch = await primaryHandshake(link, {
         key: this.opts.insecure ? null : this.opts.key!,
@@ -316,7 +318,7 @@ export class Primary extends EventEmitter<PrimaryEvents> {
       this.emit('log', `backup handshake failed: ${(err as Error).message}`);
       return false;
     } finally {
-      this.handshakes--;
+      this.handshaking.delete(link);
     }
   }
 
@@ -466,9 +468,15 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     if (serial !== this.linkSerial || !this.link) return;
     this.link = null;
     if (this.guestPausedForHeld) {
-      // Still paused, now with no backup: it resumes when one connects (as for a loss).
       this.guestPausedForHeld = false;
-      this.guestPausedForLoss = true;
+      const within = this.log.held <= this.log.retainRecords / 2 && this.log.heldBytes <= this.log.retainBytes / 2;
+      if (this.opts.onBackupLoss !== 'pause' && within) {
+        // `continue` with no more held than an unprotected primary may hold: run on.
+        this.opts.guest?.resume();
+      } else {
+        // Still paused, now with no backup: it resumes when one connects (as for a loss).
+        this.guestPausedForLoss = true;
+      }
     }
     this.needFull = true;
     this.captured -= this.inFlight.size;

@@ -36,12 +36,17 @@ void Mapping::enroll(const std::shared_ptr<Mapping>& m) {
 std::shared_ptr<Mapping> Mapping::containing(const void* p, size_t len) {
   if (p == nullptr) return nullptr;
   const uintptr_t a = reinterpret_cast<uintptr_t>(p);
-  std::lock_guard<std::mutex> lock(g_registry_mu);
-  auto& r = registry();
-  auto it = r.upper_bound(a);
-  if (it == r.begin()) return nullptr;
-  --it;
-  std::shared_ptr<Mapping> m = it->second.lock();
+  // Declared before the lock, so a reference dropped here (the last one, if its owner let go
+  // meanwhile) runs ~Mapping, which takes the lock, only after it is released.
+  std::shared_ptr<Mapping> m;
+  {
+    std::lock_guard<std::mutex> lock(g_registry_mu);
+    auto& r = registry();
+    auto it = r.upper_bound(a);
+    if (it == r.begin()) return nullptr;
+    --it;
+    m = it->second.lock();
+  }
   if (m == nullptr) return nullptr;
   const uintptr_t b = reinterpret_cast<uintptr_t>(m->data_);
   if (a - b > m->size_ || len > m->size_ - (a - b)) return nullptr;
