@@ -208,6 +208,27 @@ describe('replication with the stand-in guest', () => {
     for (const c of idle) c.destroy();
   });
 
+  it('a stale primary that dials a promoted primary which already has a backup still learns it is stale and fences', async () => {
+    const backup = await startBackup({ key, listen: LOCAL, restore: restoreFakeGuest, timeoutMs: 300, promoted: { intervalMs: 10 } });
+    const primary = await startPrimary({ guest: createFakeGuest({ seed: 7, steps: 2_000_000, memoryMiB: 2 }), key, connect: addr(backup), intervalMs: 10 });
+    await new Promise<void>((r) => primary.once('protected', () => r()));
+    const failedOver = new Promise<void>((r) => backup.once('failover', () => r()));
+    void primary.close(); // the primary dies; the backup takes over as generation 2
+    await failedOver;
+    const second = await startBackup({ key, connect: addr(backup), restore: restoreFakeGuest, timeoutMs: 300, takeover: false });
+    await new Promise<void>((r) => second.once('connected', () => r()));
+    // Before, a second connection was refused before any HELLO: the stale primary retried for ever.
+    const stale = await startPrimary({ guest: createFakeGuest({ seed: 7, steps: 2_000_000, memoryMiB: 2 }), key, connect: addr(backup), intervalMs: 10 });
+    const fenced = await Promise.race([
+      new Promise<string>((r) => stale.once('fenced', (e: { reason: string }) => r(e.reason))),
+      new Promise<string>((r) => setTimeout(() => r('not fenced within 5 s'), 5000)),
+    ]);
+    expect(fenced).toBe('peer is a primary of generation 2 > ours (1): we are stale');
+    await stale.close();
+    await second.close();
+    await backup.close();
+  }, 30_000);
+
   it('a backup with no committed epoch refuses to take over and says why', async () => {
     const backup = await startBackup({ key, listen: LOCAL, restore: restoreFakeGuest, timeoutMs: 200 });
     const refused = new Promise<{ reason: string }>((r) => backup.once('takeover-refused', r));

@@ -261,11 +261,9 @@ export class Primary extends EventEmitter<PrimaryEvents> {
       sock.destroy();
       return false;
     }
-    if (this.link) {
-      this.emit('log', 'refused a second backup connection: one backup at a time');
-      sock.destroy();
-      return true;
-    }
+    // With a backup already connected the handshake still runs: a stale primary dialling us must
+    // meet our HELLO and proof to learn it is stale and fence itself (refused before any HELLO it
+    // retried for ever); a second backup is refused once the handshake is done.
     // Unauthenticated connections cost a socket and a timer each until their handshake ends: at
     // most MAX_PENDING_HANDSHAKES at once, and a new one evicts the oldest (so idle connections
     // cannot keep the real peer out; a real handshake takes one round trip).
@@ -283,6 +281,7 @@ export class Primary extends EventEmitter<PrimaryEvents> {
         pageSize: this.pageSize, pageCount: this.pageCount, guestType: this.opts.guestType ?? 'other',
       }, this.timeoutMs * 4);
       if (this.link || this.closed) {
+        if (this.link) this.emit('log', 'refused a second backup connection: one backup at a time');
         link.fail(null);
         return true;
       }
