@@ -6,13 +6,14 @@
 import { WORKLOADS, WORKLOAD_NAMES } from '../guest/workloads.js';
 import type { GuestOptions, WorkloadName } from '../guest/types.js';
 import { MAX_MEMORY_BYTES } from '../kernels/memory.js';
+import { KVM_MAX_MEMORY_MIB } from '../guest/kvm.js';
+
+export { KVM_MAX_MEMORY_MIB };
 import { CliError, intOption } from './util.js';
 
 const MIB = 1024 * 1024;
 /** The least guest RAM (resolveGuestOptions in lib/guest/index.ts, and the KVM backend). */
 export const MIN_MEMORY_MIB = 8;
-/** The KVM backend's own cap on guest RAM (MAX_MIB in lib/guest/kvm.ts, not exported there). */
-export const KVM_MAX_MEMORY_MIB = 9 * 1024;
 /** Both backends allocate guest RAM as one buffer: at most MAX_MEMORY_BYTES (4 GiB on Node 20). */
 const BUFFER_MAX_MIB = Math.floor(MAX_MEMORY_BYTES / MIB);
 /** resolveGuestOptions' own bound. */

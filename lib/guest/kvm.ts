@@ -8,7 +8,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { native } from '../native.js';
-import { allocateMemory, type GuestMemory } from '../kernels/memory.js';
+import { allocateMemory, checkGuestMemoryBytes, type GuestMemory } from '../kernels/memory.js';
 import type { DirtyLog, Guest, GuestOptions, GuestResult, OutputRecord, ResolvedGuestOptions, RestoreOptions, WorkloadName } from './types.js';
 import { WORKLOADS, checkWorkload, resolveParams, workloadById } from './workloads.js';
 import { GuestError } from './sim.js';
@@ -87,7 +87,9 @@ interface NativeVm {
 const PAGE = 4096;
 const RECORD_BYTES = 64;
 const MIN_MIB = 8;
-const MAX_MIB = 9 * 1024;
+/** The KVM backend's own cap on guest RAM (MiB); one buffer of this Node.js may hold less. */
+export const KVM_MAX_MEMORY_MIB = 9 * 1024;
+const MAX_MIB = KVM_MAX_MEMORY_MIB;
 const MAX_VCPUS = 16;
 
 let probed: KvmInfo | undefined;
@@ -328,6 +330,7 @@ export async function createKvmGuest(opts: KvmGuestOptions | ResolvedCreate): Pr
       };
     }
   }
+  checkGuestMemoryBytes(memBytes, 'kvm');
   const memory = allocateMemory(memBytes);
   let guest: KvmGuest;
   try {

@@ -7,7 +7,7 @@
  * microseconds away) and returns an already-resolved promise.
  */
 import { EventEmitter } from 'node:events';
-import { allocateMemory, MAX_MEMORY_BYTES, type GuestMemory } from '../kernels/memory.js';
+import { allocateMemory, checkGuestMemoryBytes, type GuestMemory } from '../kernels/memory.js';
 import { native } from '../native.js';
 import { recordsFromNative, type NativeRecords } from './records.js';
 import type { DirtyLog, Guest, GuestResult, OutputRecord, ResolvedGuestOptions, WorkloadName } from './types.js';
@@ -162,11 +162,7 @@ export type SimCreate = ResolvedGuestOptions;
 
 /** @internal */
 export function createSimGuest(o: SimCreate): SimGuest {
-  if (o.memBytes > MAX_MEMORY_BYTES) {
-    // The sim guest's RAM is one buffer of this Node.js (4 GiB on Node 20).
-    const most = Math.floor(MAX_MEMORY_BYTES / 1048576);
-    throw new RangeError(`\`memoryMiB\` must be at most ${most} for a sim guest in this Node.js (one buffer holds ${MAX_MEMORY_BYTES} bytes), got ${o.memBytes / 1048576}`);
-  }
+  checkGuestMemoryBytes(o.memBytes, 'sim');
   const memory = allocateMemory(o.memBytes);
   try {
     native.guest_setup(memory.handle, o.workloadId, o.vcpus, o.seed, o.steps, o.flags, o.params);

@@ -62,6 +62,18 @@ export class GuestMemory {
 export const MAX_MEMORY_BYTES = Math.min(constants.MAX_LENGTH, 2 ** 46);
 
 /**
+ * @internal A guest's RAM is one such buffer: a RangeError naming `memoryMiB` when `bytes` do not
+ * fit in one here (the guests check this before allocateMemory, whose message is about `bytes`).
+ */
+export function checkGuestMemoryBytes(bytes: number, backend: 'sim' | 'kvm'): void {
+  if (bytes <= MAX_MEMORY_BYTES) return;
+  const most = Math.floor(MAX_MEMORY_BYTES / 1048576);
+  throw new RangeError(
+    `\`memoryMiB\` must be at most ${most} for a ${backend} guest in this Node.js (one buffer holds ${MAX_MEMORY_BYTES} bytes), got ${bytes / 1048576}`,
+  );
+}
+
+/**
  * Allocates `bytes` of zeroed, page-aligned guest RAM from a memfd (rounded up to whole pages).
  * @throws TypeError if `bytes` is not a number; RangeError if it is not an integer from 0 to
  *   {@link MAX_MEMORY_BYTES} (rounded up to whole pages); Error with `code`/`errno`/`syscall` if

@@ -18,7 +18,7 @@ import { OutputLog, type OutputLogOptions } from '../checkpoint/output-buffer.js
 import { startServicePort, type ServicePort } from '../checkpoint/service-port.js';
 import { decodeEpochBody, FLAG_FINAL, FLAG_FULL } from './epoch-body.js';
 import { FrameType, type Frame } from './wire.js';
-import { MAX_PENDING_HANDSHAKES, Link, StallGuard } from './link.js';
+import { HandshakeSlots, Link, StallGuard } from './link.js';
 import { backupHandshake } from './handshake.js';
 import { RejectCode, type GuestTypeName } from './auth.js';
 import { defaultKernels, defaultRestoreGuest, type PageKernels, type RestoreGuest } from './kernels.js';
@@ -106,8 +106,7 @@ export class Backup extends EventEmitter<BackupEvents> {
   private redial: NodeJS.Timeout | null = null;
   private kernels!: PageKernels;
   private closed = false;
-  /** Connections whose handshake is still running, oldest first. */
-  private readonly handshaking = new Set<Link>();
+  private readonly handshakes = new HandshakeSlots();
   private stallGuard: StallGuard | null = null;
   private takingOver = false;
   private refusedOnce = false;
@@ -175,16 +174,7 @@ export class Backup extends EventEmitter<BackupEvents> {
       sock.destroy();
       return;
     }
-    // Unauthenticated connections cost a socket and a timer each until their handshake ends: at
-    // most MAX_PENDING_HANDSHAKES at once, and a new one evicts the oldest (so idle connections
-    // cannot keep the real peer out; a real handshake takes one round trip).
-    if (this.handshaking.size >= MAX_PENDING_HANDSHAKES) {
-      const oldest = this.handshaking.values().next().value as Link;
-      this.handshaking.delete(oldest);
-      oldest.fail(new ProtocolError('TIMEOUT', `evicted: ${MAX_PENDING_HANDSHAKES} handshakes were in progress`));
-    }
-    const link = new Link(sock);
-    this.handshaking.add(link);
+    const link = this.handshakes.begin(sock);
     try {
       const hello = await backupHandshake(link, {
         key: this.opts.insecure ? null : this.opts.key!,
@@ -236,7 +226,7 @@ export class Backup extends EventEmitter<BackupEvents> {
       this.emit('refused', { reason: msg });
       if (this.opts.connect && !this.closed && !this.primary) this.redial = setTimeout(() => this.dial(), 500);
     } finally {
-      this.handshaking.delete(link);
+      this.handshakes.end(link);
     }
   }
 

@@ -38,6 +38,31 @@ export class StallGuard {
 /** Handshakes a listener runs at once; a flood of unauthenticated connections beyond it is dropped. */
 export const MAX_PENDING_HANDSHAKES = 16;
 
+/**
+ * The connections whose handshake is still running, oldest first. Each costs a socket and a
+ * timer until it ends: at most MAX_PENDING_HANDSHAKES at once, and a new one evicts the oldest (so
+ * idle connections cannot keep the real peer out; a real handshake takes one round trip).
+ */
+export class HandshakeSlots {
+  private readonly links = new Set<Link>();
+
+  /** A Link for `sock`, counted until end(); the oldest pending one is failed if all are taken. */
+  begin(sock: Socket): Link {
+    if (this.links.size >= MAX_PENDING_HANDSHAKES) {
+      const oldest = this.links.values().next().value as Link;
+      this.links.delete(oldest);
+      oldest.fail(new ProtocolError('TIMEOUT', `evicted: ${MAX_PENDING_HANDSHAKES} handshakes were in progress`));
+    }
+    const link = new Link(sock);
+    this.links.add(link);
+    return link;
+  }
+
+  end(link: Link): void {
+    this.links.delete(link);
+  }
+}
+
 export class Link extends EventEmitter {
   readonly decoder: FrameDecoder;
   txKey: Uint8Array = ZERO_KEY;

@@ -19,7 +19,7 @@ import { OutputLog, type OutputLogOptions } from '../checkpoint/output-buffer.js
 import { startServicePort, type ServicePort } from '../checkpoint/service-port.js';
 import { encodeEpochBody, FLAG_FINAL, FLAG_FULL } from './epoch-body.js';
 import { CHUNK_BYTES, FrameType, type Frame } from './wire.js';
-import { MAX_PENDING_HANDSHAKES, Link, StallGuard } from './link.js';
+import { HandshakeSlots, Link, StallGuard } from './link.js';
 import { primaryHandshake, SupersededError } from './handshake.js';
 import { defaultKernels, type PageKernels } from './kernels.js';
 import { ProtocolError } from '../errors/protocol-error.js';
@@ -127,8 +127,7 @@ export class Primary extends EventEmitter<PrimaryEvents> {
   private ownServer = false;
   private closed = false;
   private fenced = false;
-  /** Connections whose handshake is still running, oldest first. */
-  private readonly handshaking = new Set<Link>();
+  private readonly handshakes = new HandshakeSlots();
   private stallGuard: StallGuard | null = null;
   private degradedSince: number | null = null;
   private watchdog: NodeJS.Timeout | null = null;
@@ -264,16 +263,7 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     // With a backup already connected the handshake still runs: a stale primary dialling us must
     // meet our HELLO and proof to learn it is stale and fence itself (refused before any HELLO it
     // retried for ever); a second backup is refused once the handshake is done.
-    // Unauthenticated connections cost a socket and a timer each until their handshake ends: at
-    // most MAX_PENDING_HANDSHAKES at once, and a new one evicts the oldest (so idle connections
-    // cannot keep the real peer out; a real handshake takes one round trip).
-    if (this.handshaking.size >= MAX_PENDING_HANDSHAKES) {
-      const oldest = this.handshaking.values().next().value as Link;
-      this.handshaking.delete(oldest);
-      oldest.fail(new ProtocolError('TIMEOUT', `evicted: ${MAX_PENDING_HANDSHAKES} handshakes were in progress`));
-    }
-    const link = new Link(sock);
-    this.handshaking.add(link);
+    const link = this.handshakes.begin(sock);
     try {
       const ch = await primaryHandshake(link, {
         key: this.opts.insecure ? null : this.opts.key!,
@@ -317,7 +307,7 @@ export class Primary extends EventEmitter<PrimaryEvents> {
       this.emit('log', `backup handshake failed: ${(err as Error).message}`);
       return false;
     } finally {
-      this.handshaking.delete(link);
+      this.handshakes.end(link);
     }
   }
 
@@ -345,15 +335,15 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     // a returning backup releases still fits in it) it stops the guest rather than hold without bound.
     const heldLimit = Math.floor(this.log.retainRecords / 2);
     const heldBytesLimit = Math.floor(this.log.retainBytes / 2);
-    if (!this.link && c.final === null && (this.log.held > heldLimit || this.log.heldBytes > heldBytesLimit)) {
+    const over = !this.heldWithin(1 / 2);
+    if (!this.link && c.final === null && over) {
       this.pauseGuestForLoss(`${this.log.held} output records (${this.log.heldBytes} bytes) held with no backup (limit ${heldLimit} records, ${heldBytesLimit} bytes): guest paused until a backup connects`);
     }
     // A connected backup that cannot keep up with the guest's output: the same bound, or the held
     // output grows without limit (a sim guest writing records as fast as it can reached 4.6 GB).
-    // The guest waits for the backup's acknowledgements (onFrame resumes it).
-    // Only with epochs in flight: their acknowledgements are what resumes it.
-    if (this.link && this.opts.guest && c.final === null && !this.guestPausedForHeld && this.inFlight.size > 0 &&
-        (this.log.held > heldLimit || this.log.heldBytes > heldBytesLimit)) {
+    // The guest waits for the backup's acknowledgements (onFrame resumes it), so only with epochs
+    // in flight.
+    if (this.link && this.opts.guest && c.final === null && !this.guestPausedForHeld && this.inFlight.size > 0 && over) {
       this.guestPausedForHeld = true;
       this.emit('log', `${this.log.held} output records (${this.log.heldBytes} bytes) held, the backup is behind (limit ${heldLimit} records, ${heldBytesLimit} bytes): guest paused until it catches up`);
       void this.opts.guest.pause();
@@ -441,8 +431,7 @@ export class Primary extends EventEmitter<PrimaryEvents> {
       // Resumed under a quarter of the retention, or once nothing is in flight (records captured
       // but not sent, e.g. before a new backup's full resync, go in the next epoch, which needs
       // the loop, which waits for the guest).
-      const caughtUp = this.log.held <= this.log.retainRecords / 4 && this.log.heldBytes <= this.log.retainBytes / 4;
-      if (this.guestPausedForHeld && (caughtUp || this.inFlight.size === 0)) {
+      if (this.guestPausedForHeld && (this.heldWithin(1 / 4) || this.inFlight.size === 0)) {
         this.guestPausedForHeld = false;
         this.emit('log', 'the backup caught up with the held output: guest resumed');
         this.opts.guest?.resume();
@@ -468,8 +457,7 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     this.link = null;
     if (this.guestPausedForHeld) {
       this.guestPausedForHeld = false;
-      const within = this.log.held <= this.log.retainRecords / 2 && this.log.heldBytes <= this.log.retainBytes / 2;
-      if (this.opts.onBackupLoss !== 'pause' && within) {
+      if (this.opts.onBackupLoss !== 'pause' && this.heldWithin(1 / 2)) {
         // `continue` with no more held than an unprotected primary may hold: run on.
         this.opts.guest?.resume();
       } else {
@@ -490,6 +478,11 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     this.degradedSince = performance.now();
     this.emit('degraded', { reason });
     if (this.opts.onBackupLoss === 'pause' && !this.finishedCapture) this.pauseGuestForLoss(null);
+  }
+
+  /** Output held (appended, not yet released) within `share` of the retention, in records and bytes. */
+  private heldWithin(share: number): boolean {
+    return this.log.held <= this.log.retainRecords * share && this.log.heldBytes <= this.log.retainBytes * share;
   }
 
   /** Stops the guest until a backup connects (handshake resumes it); `why` is logged. */

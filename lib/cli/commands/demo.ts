@@ -11,10 +11,10 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { performance } from 'node:perf_hooks';
 import { writeKeyFile } from '../../replication/auth.js';
-import { WORKLOAD_NAMES } from '../../guest/workloads.js';
+import { guestType as guestType_, workloadName } from '../store-util.js';
 import { memoryOption } from '../guest-options.js';
 import { intervalOption } from '../replication-options.js';
-import { CliError, freePort, intOption, parse, Progress } from '../util.js';
+import { freePort, intOption, parse, Progress } from '../util.js';
 
 export const summary = 'replicate a guest, kill the primary, watch the backup take over (start here)';
 export const usage = `usage: understudy demo [--guest kvm|sim|auto] [--workload NAME] [--steps N] [--interval 25ms] [--json]
@@ -49,10 +49,8 @@ export async function run(argv: string[]): Promise<number> {
   });
   const json = values.json === true;
   // Everything the children would refuse is refused here, before any of them starts.
-  const guestType = (values.guest as string | undefined) ?? 'auto';
-  if (guestType !== 'kvm' && guestType !== 'sim' && guestType !== 'auto') throw new CliError(`${cmd}: --guest must be kvm, sim or auto, got ${JSON.stringify(guestType)}`);
-  const workload = (values.workload as string | undefined) ?? 'hotset';
-  if (!(WORKLOAD_NAMES as string[]).includes(workload)) throw new CliError(`${cmd}: --workload must be one of ${WORKLOAD_NAMES.join(', ')}, got ${JSON.stringify(workload)}`);
+  const guestType = guestType_(cmd, values.guest as string | undefined);
+  const workload = workloadName(cmd, (values.workload as string | undefined) ?? 'hotset');
   const interval = `${intervalOption(cmd, values.interval)}ms`;
   const seed = intOption(cmd, 'seed', values.seed as string | undefined, 1 + Math.floor(Math.random() * 1e6), 0);
   const steps = intOption(cmd, 'steps', values.steps as string | undefined, 500000, 1);
