@@ -507,6 +507,17 @@ console.log('end');`;
         const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000 });
         expect([type, mode, r.status, r.signal, r.stdout]).toEqual([type, mode, 0, null, 'end\n']);
       }
+      // Guests still running while the process exits, finishing (each vCPU thread calls its event
+      // function) around the moment Node frees those functions: the calls must not reach freed ones.
+      for (let round = 0; round < 3; round++) {
+        const script = `import { createGuest } from ${JSON.stringify(join(packageRoot, 'dist/index.js'))};
+const gs = [];
+for (let i = 0; i < 8; i++) gs.push(await createGuest({ type: '${type}', workload: 'uniform', seed: i, memoryMiB: 8, steps: ${600 + round * 700} + i * 3 }));
+for (const g of gs) g.start();
+gs[0].wait().finally(() => { console.log('end'); process.exit(0); });`;
+        const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000 });
+        expect([type, 'running', r.status, r.signal, r.stdout]).toEqual([type, 'running', 0, null, 'end\n']);
+      }
     }
   }, 120_000);
 

@@ -9,6 +9,8 @@
 #include <napi.h>
 
 #include <cstring>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -16,6 +18,64 @@
 #include "guest/ring.h"
 
 namespace napi_guest {
+
+// The thread-safe function through which a guest's vCPU threads reach JS ('finished', 'error').
+// At environment teardown Node closes and frees the function, and it may do so before it
+// finalizes the guest's handle (which stops the vCPU threads): a vCPU thread could then call a
+// freed function, and the handle release it a second time (that aborted the process when two or
+// more guests were never closed). Every call goes through this channel under its lock, and Node's
+// finalizer shuts the channel under the same lock, so neither can happen. The finalizer holds a
+// reference to the channel until it has run.
+class EventChannel {
+ public:
+  static std::shared_ptr<EventChannel> Create(Napi::Env env, Napi::Function fn, const char* name) {
+    std::shared_ptr<EventChannel> ch(new EventChannel());
+    ch->tsfn_ = Napi::ThreadSafeFunction::New(env, fn, name, 0, 1, [ch](Napi::Env) {
+      std::lock_guard<std::mutex> lock(ch->m_);
+      ch->open_ = false;
+    });
+    ch->tsfn_.Unref(env);
+    return ch;
+  }
+
+  // Any thread. False when the call was not queued (the channel is shut, or Node is closing it).
+  template <typename Callback>
+  bool Call(Callback cb) {
+    std::lock_guard<std::mutex> lock(m_);
+    return open_ && tsfn_.NonBlockingCall(cb) == napi_ok;
+  }
+  template <typename DataT, typename Callback>
+  bool Call(DataT* data, Callback cb) {
+    std::lock_guard<std::mutex> lock(m_);
+    return open_ && tsfn_.NonBlockingCall(data, cb) == napi_ok;
+  }
+
+  // JS thread: whether the function keeps the event loop alive (a running guest does).
+  void Ref(Napi::Env env) {
+    std::lock_guard<std::mutex> lock(m_);
+    if (open_ && !refd_) tsfn_.Ref(env);
+    refd_ = true;
+  }
+  void Unref(Napi::Env env) {
+    std::lock_guard<std::mutex> lock(m_);
+    if (open_ && refd_) tsfn_.Unref(env);
+    refd_ = false;
+  }
+
+  // JS thread: gives the function back, once, and never after Node finalized it.
+  void Release() {
+    std::lock_guard<std::mutex> lock(m_);
+    if (open_) tsfn_.Release();
+    open_ = false;
+  }
+
+ private:
+  EventChannel() = default;
+  std::mutex m_;
+  Napi::ThreadSafeFunction tsfn_;
+  bool open_ = true;
+  bool refd_ = false;
+};
 
 inline Napi::Value records_to_js(Napi::Env env, const std::vector<guest::Record>& recs) {
   const size_t n = recs.size();

@@ -17,6 +17,7 @@
 #include "guest/control.h"
 #include "guest/ring.h"
 #include "kernels/dispatch.h"
+#include "napi/guest_common.h"
 #include "napi/memory.h"
 #include "payload_image.h"
 #include "vmm/cpu_blob.h"
@@ -183,16 +184,11 @@ class KvmVm : public Napi::ObjectWrap<KvmVm> {
       if (!bad.empty()) throw_range(env, bad);
       cfg.vcpus = ctl->vcpus;
     }
-    // At environment teardown Node frees the function before it finalizes this handle: the
-    // finalizer says so, and Shutdown() must not release it then (that aborted the process when
-    // two or more guests were never closed).
-    auto live = tsfn_live_;
-    tsfn_ = Napi::ThreadSafeFunction::New(env, cb, "understudy-kvm-events", 0, 1, [live](Napi::Env) { *live = false; });
-    tsfn_.Unref(env);
-    has_tsfn_ = true;
-    auto notify = [this](vmm::Vm::Event ev) {
+    events_ = napi_guest::EventChannel::Create(env, cb, "understudy-kvm-events");
+    std::shared_ptr<napi_guest::EventChannel> events = events_;
+    auto notify = [events](vmm::Vm::Event ev) {
       const int kind = ev == vmm::Vm::Event::finished ? 0 : 1;
-      tsfn_.NonBlockingCall([kind](Napi::Env env, Napi::Function fn) {
+      events->Call([kind](Napi::Env env, Napi::Function fn) {
         // At environment teardown (process exit with an event still queued) the call comes with
         // no env and no function, only so the queued data can be freed: calling into JS then threw
         // a Napi::Error out of a libuv callback, and the process aborted.
@@ -237,10 +233,7 @@ class KvmVm : public Napi::ObjectWrap<KvmVm> {
 
   Napi::Value Pause(const Napi::CallbackInfo& info) {
     const uint64_t ns = guarded(info.Env(), [&] { return vm(info.Env()).pause(); });
-    if (has_tsfn_ && refd_) {
-      tsfn_.Unref(info.Env());
-      refd_ = false;
-    }
+    if (events_) events_->Unref(info.Env());
     return Napi::Number::New(info.Env(), static_cast<double>(ns));
   }
 
@@ -251,10 +244,7 @@ class KvmVm : public Napi::ObjectWrap<KvmVm> {
   }
 
   void RefWhileRunning(Napi::Env env) {
-    if (has_tsfn_ && !refd_ && vm_ && !vm_->finished() && !vm_->failed() && !vm_->paused()) {
-      tsfn_.Ref(env);
-      refd_ = true;
-    }
+    if (events_ && vm_ && !vm_->finished() && !vm_->failed() && !vm_->paused()) events_->Ref(env);
   }
 
   // take_dirty(bitmap: Uint8Array of ceil(pages/8) bytes) -> Uint32Array of dirty pfns
@@ -340,10 +330,7 @@ class KvmVm : public Napi::ObjectWrap<KvmVm> {
     Napi::Env env = info.Env();
     if (!vm_ || !vm_->failed()) return env.Null();
     // A failed guest runs no more: it must not keep the process alive (as Final() for a finished one).
-    if (has_tsfn_ && refd_) {
-      tsfn_.Unref(env);
-      refd_ = false;
-    }
+    if (events_) events_->Unref(env);
     return Napi::String::New(env, vm_->error());
   }
 
@@ -354,10 +341,7 @@ class KvmVm : public Napi::ObjectWrap<KvmVm> {
   Napi::Value Final(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!vm_ || !vm_->finished()) return env.Null();
-    if (has_tsfn_ && refd_) {
-      tsfn_.Unref(env);
-      refd_ = false;
-    }
+    if (events_) events_->Unref(env);
     return Napi::BigInt::New(env, vm_->final_checksum());
   }
 
@@ -371,19 +355,16 @@ class KvmVm : public Napi::ObjectWrap<KvmVm> {
       vm_->close();
       vm_.reset();
     }
-    if (has_tsfn_) {
-      if (*tsfn_live_) tsfn_.Release();
-      has_tsfn_ = false;
+    if (events_) {
+      events_->Release();
+      events_.reset();
     }
     mapping_.reset();
   }
 
   std::shared_ptr<runtime::Mapping> mapping_;
   std::unique_ptr<vmm::Vm> vm_;
-  Napi::ThreadSafeFunction tsfn_;
-  bool has_tsfn_ = false;
-  std::shared_ptr<bool> tsfn_live_ = std::make_shared<bool>(true);  // false once Node finalized tsfn_
-  bool refd_ = false;
+  std::shared_ptr<napi_guest::EventChannel> events_;
   std::vector<uint64_t> words_;
   std::vector<uint32_t> scratch_;
 };

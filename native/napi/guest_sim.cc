@@ -40,24 +40,18 @@ class SimHandle : public Napi::ObjectWrap<SimHandle> {
   // Builds the guest over `mem` (control page ready) and, for a restore, its pending records.
   void Init(Napi::Env env, std::shared_ptr<runtime::Mapping> mem, bool tracking, Napi::Function on_event,
             std::vector<guest::Record> pending) {
-    // At environment teardown Node frees the function before it finalizes this handle: the
-    // finalizer says so, and Shutdown() must not release it then (that aborted the process when
-    // two or more guests were never closed).
-    auto live = tsfn_live_;
-    tsfn_ = Napi::ThreadSafeFunction::New(env, on_event, "understudy-sim", 0, 1, [live](Napi::Env) { *live = false; });
-    tsfn_.Unref(env);
-    has_tsfn_ = true;
-    Napi::ThreadSafeFunction tsfn = tsfn_;
-    guest_ = std::make_unique<sim::SimGuest>(std::move(mem), tracking, [tsfn](const sim::Event& ev) mutable {
+    events_ = napi_guest::EventChannel::Create(env, on_event, "understudy-sim");
+    std::shared_ptr<napi_guest::EventChannel> events = events_;
+    guest_ = std::make_unique<sim::SimGuest>(std::move(mem), tracking, [events](const sim::Event& ev) {
       auto* copy = new sim::Event(ev);
-      const napi_status st = tsfn.NonBlockingCall(copy, [](Napi::Env env, Napi::Function fn, sim::Event* e) {
+      const bool queued = events->Call(copy, [](Napi::Env env, Napi::Function fn, sim::Event* e) {
         std::unique_ptr<sim::Event> own(e);
         if (env == nullptr || fn.IsEmpty()) return;
         fn.Call({Napi::String::New(env, e->kind == sim::Event::kExit ? "exit" : "error"),
                  Napi::String::New(env, guest::hex16(e->final)), Napi::String::New(env, e->message),
                  Napi::BigInt::New(env, e->panic_code)});
       });
-      if (st != napi_ok) delete copy;
+      if (!queued) delete copy;
     });
     if (!pending.empty()) guest_->set_pending(std::move(pending));
   }
@@ -68,19 +62,19 @@ class SimHandle : public Napi::ObjectWrap<SimHandle> {
     return *guest_;
   }
   void Ref(Napi::Env env) {
-    if (has_tsfn_ && !reffed_) { tsfn_.Ref(env); reffed_ = true; }
+    if (events_) events_->Ref(env);
   }
   void Unref(Napi::Env env) {
-    if (has_tsfn_ && reffed_) { tsfn_.Unref(env); reffed_ = false; }
+    if (events_) events_->Unref(env);
   }
   void Shutdown() {
     if (guest_) {
       guest_->close();
       guest_.reset();
     }
-    if (has_tsfn_) {
-      if (*tsfn_live_) tsfn_.Release();
-      has_tsfn_ = false;
+    if (events_) {
+      events_->Release();
+      events_.reset();
     }
   }
 
@@ -153,10 +147,7 @@ class SimHandle : public Napi::ObjectWrap<SimHandle> {
   }
 
   std::unique_ptr<sim::SimGuest> guest_;
-  Napi::ThreadSafeFunction tsfn_;
-  bool has_tsfn_ = false;
-  std::shared_ptr<bool> tsfn_live_ = std::make_shared<bool>(true);  // false once Node finalized tsfn_
-  bool reffed_ = false;
+  std::shared_ptr<napi_guest::EventChannel> events_;
   std::vector<uint32_t> pfns_;
 };
 
