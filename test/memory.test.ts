@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { allocateMemory, applyPages, encodePages, mapFile, MAX_MEMORY_BYTES } from '../lib/index.js';
+import { allocateMemory, applyPages, applyPagesAsync, encodePages, encodePagesSync, mapFile, MAX_MEMORY_BYTES } from '../lib/index.js';
 import { constants } from 'node:buffer';
 
 const dir = mkdtempSync(join(tmpdir(), 'understudy-mem-'));
@@ -130,5 +130,64 @@ describe('closing memory while a batch runs on it', () => {
       const want = which === 'shadow' ? other : new Uint8Array(pages * 4096);
       expect(Buffer.compare(replica, want)).toBe(0);
     }
+  });
+});
+
+describe('plain buffers under a running batch', () => {
+  // A transfer detaches an ArrayBuffer and frees its memory once the receiver drops it, and a
+  // resizable one can shrink: either under a running worker crashed the process (SIGSEGV).
+  const tryTransfer = (b: ArrayBufferLike) => {
+    try {
+      structuredClone(b, { transfer: [b as ArrayBuffer] });
+    } catch (e) {
+      expect((e as Error).name).toBe('DataCloneError'); // Node 22+: the detach key refuses it
+    }
+  };
+  it('a transfer during encodePages / applyPagesAsync leaves the buffers attached and the frame exact', async () => {
+    const n = 4096;
+    const pages = new Uint8Array(n * 4096);
+    for (let i = 0; i < pages.length; i += 61) pages[i] = (i >> 6) & 255;
+    const pfns = Uint32Array.from({ length: n }, (_, i) => i);
+    const shadow = new Uint8Array(n * 4096);
+    const want = encodePagesSync(new Uint8Array(n * 4096), pages.slice(), pfns.slice(), { threads: 1 });
+    const p = encodePages(shadow, pages, pfns, { threads: 1 });
+    for (const b of [shadow.buffer, pages.buffer, pfns.buffer]) tryTransfer(b);
+    expect([shadow.length, pages.length, pfns.length]).toEqual([n * 4096, n * 4096, n]);
+    const frame = await p;
+    expect(Buffer.compare(frame, want)).toBe(0);
+    const replica = new Uint8Array(n * 4096);
+    const q = applyPagesAsync(replica, frame, { threads: 1 });
+    for (const b of [replica.buffer, frame.buffer]) tryTransfer(b);
+    expect([replica.length, frame.length]).toEqual([n * 4096, want.length]);
+    await q;
+    expect(Buffer.compare(replica, pages)).toBe(0);
+  });
+
+  it('refuses views of a resizable ArrayBuffer in the async calls, before marking or changing anything', async () => {
+    const shadow = new Uint8Array(4 * 4096);
+    const Resizable = ArrayBuffer as unknown as new (n: number, o: { maxByteLength: number }) => ArrayBuffer;
+    const growable = new Resizable(4096, { maxByteLength: 1 << 20 });
+    const pages = new Uint8Array(growable);
+    pages[5] = 9;
+    expect(() => encodePages(shadow, pages, Uint32Array.of(1))).toThrow(
+      new TypeError('`pages` is a view of a resizable ArrayBuffer, which could shrink while the native pool works on it: use a fixed-length buffer, or the synchronous call'),
+    );
+    expect(shadow.every((b) => b === 0)).toBe(true);
+    // shadow was not marked: it can still be transferred (on every Node version)
+    const moved = structuredClone(shadow.buffer, { transfer: [shadow.buffer] });
+    expect([shadow.length, moved.byteLength]).toEqual([0, 4 * 4096]);
+    // the synchronous call runs while nothing can resize the buffer
+    const frame = encodePagesSync(new Uint8Array(4 * 4096), pages, Uint32Array.of(1));
+    const replica = new Uint8Array(new Resizable(4 * 4096, { maxByteLength: 1 << 20 }));
+    expect(() => applyPagesAsync(replica, frame)).toThrow(/^`replica` is a view of a resizable ArrayBuffer/);
+    applyPages(replica, frame);
+    expect(replica[4096 + 5]).toBe(9);
+  });
+
+  it('guest memory is not marked: a batch on it leaves close() detaching its views', async () => {
+    const m = allocateMemory(2 * 4096);
+    await encodePages(m.view, new Uint8Array(4096).fill(1), Uint32Array.of(0));
+    m.close();
+    expect([m.view.length, m.closed]).toEqual([0, true]);
   });
 });

@@ -7,6 +7,7 @@
  * anything, so a hostile input throws a RangeError and leaves the target unchanged.
  */
 import { native } from '../native.js';
+import { holdForAsync } from './memory.js';
 import { optionsArg } from './page-args.js';
 
 /** Options of {@link encodeDelta}. */
@@ -195,7 +196,8 @@ function encodeArgs(shadow: Uint8Array, pages: Uint8Array, pfns: Uint32Array, op
  * new contents. Zero and unchanged pages cost 8 bytes of index. Runs on the native worker pool;
  * the event loop stays free. Do not touch `shadow` or `pages` until the promise settles, and do
  * not pass `pages` that overlap `shadow`. The frame's bytes do not depend on `threads` or on the
- * ISA in use.
+ * ISA in use. Plain ArrayBuffers behind the arguments are marked untransferable (a transfer would
+ * free their memory under the worker); views of a resizable ArrayBuffer are refused (docs/kernels.md).
  * @throws TypeError / RangeError (synchronously) for bad arguments, a pfn past the end of
  * `shadow` or a pfn that appears twice.
  */
@@ -205,7 +207,9 @@ export function encodePages(
   pfns: Uint32Array,
   opts?: EncodePagesOptions,
 ): Promise<Uint8Array> {
-  return native.pages_encode(...encodeArgs(shadow, pages, pfns, opts)) as Promise<Uint8Array>;
+  const args = encodeArgs(shadow, pages, pfns, opts);
+  holdForAsync({ shadow, pages, pfns });
+  return native.pages_encode(...args) as Promise<Uint8Array>;
 }
 
 /** {@link encodePages}, synchronously on the calling thread (plus the pool): for small batches. */
@@ -242,10 +246,12 @@ export function applyPages(replica: Uint8Array, frame: Uint8Array, opts?: ApplyP
 
 /**
  * {@link applyPages} on the native worker pool. Rejects with the same RangeError; `replica`
- * must not be touched until the promise settles.
+ * must not be touched until the promise settles. Its arguments are held as {@link encodePages} holds its own.
  */
 export function applyPagesAsync(replica: Uint8Array, frame: Uint8Array, opts?: ApplyPagesOptions): Promise<void> {
-  return native.pages_apply_async(...applyArgs(replica, frame, opts)) as Promise<void>;
+  const args = applyArgs(replica, frame, opts);
+  holdForAsync({ replica, frame });
+  return native.pages_apply_async(...args) as Promise<void>;
 }
 
 /**

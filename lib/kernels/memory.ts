@@ -7,6 +7,7 @@
  * that still runs on the memory keeps its own reference to the mapping until it is closed.
  */
 import { constants } from 'node:buffer';
+import { markAsUntransferable } from 'node:worker_threads';
 import { native } from '../native.js';
 import { optionsArg } from './page-args.js';
 
@@ -16,6 +17,32 @@ interface NativeMemoryHandle {
   readonly fd: number;
   readonly closed: boolean;
   close(): void;
+}
+
+/** The ArrayBuffers behind live and closed GuestMemory views (see holdForAsync). */
+const guestBuffers = new WeakSet<ArrayBufferLike>();
+
+/**
+ * Makes sure the memory behind `view` stays where it is while the native pool works on it after
+ * the call has returned (encodePages, applyPagesAsync): guest memory is pinned by the native side
+ * (close() waits for running batches); a SharedArrayBuffer is never detached and never shrinks;
+ * a plain ArrayBuffer is marked untransferable (`worker_threads.markAsUntransferable`, as Node
+ * marks its own pooled buffers), since a transfer (postMessage, structuredClone) would detach it
+ * and free its memory under the worker; a resizable one could shrink under it and is refused.
+ */
+export function holdForAsync(views: Record<string, ArrayBufferView>): void {
+  const held: ArrayBuffer[] = [];
+  for (const [name, view] of Object.entries(views)) {
+    const buffer = view.buffer;
+    if (guestBuffers.has(buffer) || buffer instanceof SharedArrayBuffer) continue;
+    if ((buffer as ArrayBuffer & { resizable?: boolean }).resizable === true) {
+      throw new TypeError(
+        `\`${name}\` is a view of a resizable ArrayBuffer, which could shrink while the native pool works on it: use a fixed-length buffer, or the synchronous call`,
+      );
+    }
+    held.push(buffer);
+  }
+  for (const buffer of held) markAsUntransferable(buffer);
 }
 
 /** A mapping of guest memory. */
@@ -28,6 +55,7 @@ export class GuestMemory {
   constructor(handle: NativeMemoryHandle) {
     this.handle = handle;
     this.#view = new Uint8Array(handle.buffer);
+    guestBuffers.add(handle.buffer);
   }
 
   /** The whole mapping as a zero-copy view (length 0 once closed). */
