@@ -208,9 +208,31 @@ suite('kvm guest', () => {
       await expect(restore(patched((b) => (b[200] ^= 1)))).rejects.toThrow(new RangeError('`cpu` is corrupt (checksum mismatch)'));
     });
     it('wrong version', async () => {
-      await expect(restore(patched((b) => (b[4] = 2)))).rejects.toThrow(
-        new RangeError('`cpu` is a CPU state blob of version 2; this build reads version 1'),
+      await expect(restore(patched((b) => (b[4] = 3)))).rejects.toThrow(
+        new RangeError('`cpu` is a CPU state blob of version 3; this build reads versions 1 to 2'),
       );
+    });
+    it('a blob from another pause than the image is refused (version 2); a version-1 blob is still read', async () => {
+      const g = await createKvmGuest(opts({ testEntry: MIX, steps: 1_000_000_000, seed: 1 }));
+      await g.pause();
+      const first = g.memory.view.slice();
+      const firstCpu = g.saveCpu();
+      g.resume();
+      await g.pause();
+      const secondCpu = g.saveCpu();
+      await g.close();
+      const pauseOf = (b: Uint8Array) => new DataView(b.buffer, b.byteOffset).getUint32(28, true);
+      expect([firstCpu[4], pauseOf(firstCpu), pauseOf(secondCpu)]).toEqual([2, 1, 2]);
+      await expect(restore(secondCpu, first)).rejects.toThrow(
+        new RangeError('`cpu` does not match the memory image: it was saved at pause 2 of the guest and the image at pause 1 (low 32 bits of the count)'),
+      );
+      const v1 = firstCpu.slice();
+      v1[4] = 1;
+      v1.fill(0, 28, 32);
+      new DataView(v1.buffer).setBigUint64(v1.length - 8, xxh3.xxh64(v1.subarray(0, v1.length - 8), 0n), true);
+      const ok = await restore(v1, first);
+      await ok.close();
+      await (await restore(firstCpu, first)).close();
     });
     it('foreign type: a sim blob, and a kvm blob relabelled with a valid checksum', async () => {
       const sim = await createGuest({ type: 'sim', workload: 'uniform', memoryMiB: 32, steps: 100, start: false });

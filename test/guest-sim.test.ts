@@ -355,7 +355,7 @@ describe('hostile input', () => {
     await expect(restore(image, magic)).rejects.toThrow(new RangeError('`cpu` is not a CPU state blob (bad magic)'));
     const version = cpu.slice();
     version[4] = 9;
-    await expect(restore(image, version)).rejects.toThrow(new RangeError('`cpu` is a CPU state blob of version 9; this build reads version 1'));
+    await expect(restore(image, version)).rejects.toThrow(new RangeError('`cpu` is a CPU state blob of version 9; this build reads versions 1 to 2'));
     await expect(restore(image, cpu.subarray(0, cpu.length - 1))).rejects.toThrow(
       new RangeError(`\`cpu\` is truncated or padded: its header says ${cpu.length} bytes, got ${cpu.length - 1}`),
     );
@@ -370,14 +370,29 @@ describe('hostile input', () => {
     const unknown = cpu.slice();
     unknown[6] = 7;
     await expect(restore(image, reseal(unknown))).rejects.toThrow(new RangeError('`cpu` has an unknown CPU state type 7'));
-    const reserved = cpu.slice();
+    // Version 2 names the pause it was saved at (bytes 28-31); version 1 had 0 there and is still read.
+    const asV1 = (b: Uint8Array) => {
+      const v1 = b.slice();
+      v1[4] = 1;
+      v1.fill(0, 28, 32);
+      return reseal(v1);
+    };
+    const reserved = asV1(cpu);
     reserved[28] = 1;
     await expect(restore(image, reseal(reserved))).rejects.toThrow(new RangeError('`cpu` has a non-zero reserved field (bytes 28-31)'));
+    const pauseOf = (b: Uint8Array) => new DataView(b.buffer, b.byteOffset).getUint32(28, true);
+    expect([cpu[4], pauseOf(cpu), pauseOf(later)]).toEqual([2, 1, 2]);
+    await expect(restore(image, later)).rejects.toThrow(
+      new RangeError('`cpu` does not match the memory image: it was saved at pause 2 of the guest and the image at pause 1 (low 32 bits of the count)'),
+    );
+    // A version-1 blob is tied to its image by the step counters alone.
     const steps = new DataView(image.buffer).getBigUint64(0x10000 + 192, true);
     const laterSteps = new DataView(later.buffer).getBigUint64(40, true);
-    await expect(restore(image, later)).rejects.toThrow(
+    await expect(restore(image, asV1(later))).rejects.toThrow(
       new RangeError(`\`cpu\` does not match the memory image: vCPU 0 is at step ${laterSteps} in the blob and ${steps} in the image`),
     );
+    const old = await restore(image, asV1(cpu));
+    await old.close();
     const body = cpu.slice();
     new DataView(body.buffer).setBigUint64(32, 5n, true); // 5 pending records that are not there
     await expect(restore(image, reseal(body))).rejects.toThrow(new RangeError('`cpu` has a malformed sim body'));

@@ -203,16 +203,16 @@ describe('handshake', () => {
     done2();
   });
 
-  it('refuses a primary of protocol 2 (its frames are older than version 5) and tells it why', async () => {
-    expect(PROTOCOL_VERSION).toBe(3);
+  it('refuses a primary of protocol 3 (its CPU blobs are of version 1, and it could not read version 2) and tells it why', async () => {
+    expect(PROTOCOL_VERSION).toBe(4);
     const [p, b, done] = await pair();
-    const hello = { version: 2, flags: 0, vmId: Buffer.alloc(16), generation: 2n, nextEpoch: 0n, pageSize: 4096, pageCount: 16, guestType: 'sim' as const, nonce: Buffer.alloc(32, 1) };
+    const hello = { version: 3, flags: 0, vmId: Buffer.alloc(16), generation: 2n, nextEpoch: 0n, pageSize: 4096, pageCount: 16, guestType: 'sim' as const, nonce: Buffer.alloc(32, 1) };
     p.send(FrameType.HELLO, 2n, 0n, encodeHello(hello));
     const [br, reply] = await Promise.allSettled([backupHandshake(b, st(key), 1000), p.next(1000)]);
-    expect((br as PromiseRejectedResult).reason.message).toBe('protocol version 2 not supported (we speak 3)');
+    expect((br as PromiseRejectedResult).reason.message).toBe('protocol version 3 not supported (we speak 4)');
     const f = (reply as PromiseFulfilledResult<{ type: number; payload: Buffer } | null>).value;
     expect(f?.type).toBe(FrameType.REJECT);
-    expect(decodeReject(f!.payload).reason).toBe('protocol version 2 not supported (we speak 3)');
+    expect(decodeReject(f!.payload).reason).toBe('protocol version 3 not supported (we speak 4)');
     p.fail(null);
     done();
   });

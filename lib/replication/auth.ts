@@ -27,7 +27,9 @@ import { ProtocolError } from '../errors/protocol-error.js';
 
 // 3: epoch bodies may carry page frames of version 5 (XBM repeats), which builds that speak 2
 // refuse; the handshake turns that mismatch away up front rather than at the first epoch.
-export const PROTOCOL_VERSION = 3;
+// 4: epoch bodies carry CPU state blobs of version 2 (naming their pause), which builds that speak
+// 3 would only refuse when they restore the guest, at failover.
+export const PROTOCOL_VERSION = 4;
 export const KEY_BYTES = 32;
 export const HELLO_BYTES = 88;
 export const CHALLENGE_BYTES = 112;

@@ -1,6 +1,7 @@
 // CPU state blob envelope. See blob.h.
 #include "guest/blob.h"
 
+#include "guest/control.h"
 #include "guest/ring.h"
 
 #define XXH_INLINE_ALL
@@ -67,7 +68,8 @@ void Reader::bytes(uint8_t* dst, size_t len) {
   off += len;
 }
 
-void blob_begin(std::vector<uint8_t>* out, BlobType type, uint32_t vcpus, uint64_t mem_size, uint32_t workload) {
+void blob_begin(std::vector<uint8_t>* out, BlobType type, uint32_t vcpus, uint64_t mem_size, uint32_t workload,
+                const uint8_t* mem) {
   out->clear();
   put_u32(out, kBlobMagic);
   const uint32_t vt = kBlobVersion | static_cast<uint32_t>(type) << 16;
@@ -76,7 +78,7 @@ void blob_begin(std::vector<uint8_t>* out, BlobType type, uint32_t vcpus, uint64
   put_u32(out, vcpus);
   put_u64(out, mem_size);
   put_u32(out, workload);
-  put_u32(out, 0);
+  put_u32(out, static_cast<uint32_t>(__atomic_load_n(&control(mem)->pause_id, __ATOMIC_ACQUIRE)));
 }
 
 void blob_finish(std::vector<uint8_t>* out) {
@@ -97,8 +99,8 @@ std::string blob_check(const uint8_t* p, size_t n, BlobType want, BlobHeader* h,
   h->vcpus = rd32(p + 12);
   h->mem_size = rd64(p + 16);
   h->workload = rd32(p + 24);
-  if (h->version != kBlobVersion) {
-    return a + " is a CPU state blob of version " + std::to_string(h->version) + "; this build reads version " +
+  if (h->version < 1 || h->version > kBlobVersion) {
+    return a + " is a CPU state blob of version " + std::to_string(h->version) + "; this build reads versions 1 to " +
            std::to_string(kBlobVersion);
   }
   if (h->length != n) {
@@ -111,8 +113,17 @@ std::string blob_check(const uint8_t* p, size_t n, BlobType want, BlobHeader* h,
     if (!got) return a + " has an unknown CPU state type " + std::to_string(h->type);
     return a + " is a " + got + " CPU state blob; a " + wanted + " guest cannot restore it";
   }
-  if (rd32(p + 28) != 0) return a + " has a non-zero reserved field (bytes 28-31)";
+  h->pause = rd32(p + 28);
+  if (h->version == 1 && h->pause != 0) return a + " has a non-zero reserved field (bytes 28-31)";
   return "";
+}
+
+std::string check_pause(const BlobHeader& h, const uint8_t* mem) {
+  if (h.version < 2) return "";
+  const uint32_t image = static_cast<uint32_t>(control(mem)->pause_id);
+  if (h.pause == image) return "";
+  return "`cpu` does not match the memory image: it was saved at pause " + std::to_string(h.pause) +
+         " of the guest and the image at pause " + std::to_string(image) + " (low 32 bits of the count)";
 }
 
 }  // namespace guest

@@ -2,13 +2,13 @@
 // each can recognise (and refuse) the other's. Layout (little-endian; docs/FORMAT.md "Guest formats"):
 //
 //   0      u32  magic 0x50435355 ("USCP")
-//   4      u16  version (1)
+//   4      u16  version (2; 1 is still read)
 //   6      u16  type: 1 sim, 2 kvm
 //   8      u32  length: total bytes including the trailer
 //   12     u32  vcpus
 //   16     u64  guest memory bytes
 //   24     u32  workload (enum us_workload)
-//   28     u32  reserved (0)
+//   28     u32  pause: low 32 bits of the control page's pause_id when saved (version 1: 0)
 //   32     ...  type-specific body
 //   len-8  u64  XXH3-64 (seed 0) of bytes [0, len-8)
 //
@@ -25,7 +25,7 @@
 namespace guest {
 
 constexpr uint32_t kBlobMagic = 0x50435355u;
-constexpr uint16_t kBlobVersion = 1;
+constexpr uint16_t kBlobVersion = 2;
 constexpr size_t kBlobHeader = 32;
 constexpr size_t kBlobTrailer = 8;
 
@@ -38,10 +38,13 @@ struct BlobHeader {
   uint32_t vcpus = 0;
   uint64_t mem_size = 0;
   uint32_t workload = 0;
+  uint32_t pause = 0;  // version 2: the pause the blob was saved at (low 32 bits of pause_id)
 };
 
 // Starts a blob in *out (cleared): the header with length 0.
-void blob_begin(std::vector<uint8_t>* out, BlobType type, uint32_t vcpus, uint64_t mem_size, uint32_t workload);
+// `mem` is the guest memory the state belongs to: its control page's pause_id goes in the header.
+void blob_begin(std::vector<uint8_t>* out, BlobType type, uint32_t vcpus, uint64_t mem_size, uint32_t workload,
+                const uint8_t* mem);
 // Fills in the length and appends the checksum.
 void blob_finish(std::vector<uint8_t>* out);
 
@@ -69,5 +72,9 @@ struct Reader {
 // Validates the envelope of `n` bytes at `p` as a blob of type `want`; returns "" (and fills *h)
 // or an error message naming `name`.
 std::string blob_check(const uint8_t* p, size_t n, BlobType want, BlobHeader* h, const char* name = "cpu");
+
+// "" if a blob with header `h` was saved at the pause the memory image `mem` (control page
+// readable) was taken at; else the reason. A version-1 blob names no pause and always passes.
+std::string check_pause(const BlobHeader& h, const uint8_t* mem);
 
 }  // namespace guest

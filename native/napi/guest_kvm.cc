@@ -91,6 +91,13 @@ vmm::cpu_blob::Parsed check_restore(Napi::Env env, const napi_util::Bytes& b, co
     throw_range(env, "`cpu` was saved from a guest running workload " + std::to_string(parsed.workload) +
                          " but `memoryImage` holds workload " + std::to_string(ctl->workload));
   }
+  if (ctl->vcpus != parsed.vcpus.size()) {
+    throw_range(env, "`cpu` holds " + std::to_string(parsed.vcpus.size()) +
+                         " vCPUs but `memoryImage` was saved from a guest with " + std::to_string(ctl->vcpus));
+  }
+  // Before the pending records: a blob from another pause fails on those too, less clearly.
+  const std::string badpause = guest::check_pause(parsed.header, image);
+  if (!badpause.empty()) throw_range(env, badpause);
   if (ctl->workload < kFirstTestEntry) {
     const std::string bad = guest::check_control(image, size, "memoryImage");
     if (!bad.empty()) throw_range(env, bad);
@@ -98,10 +105,6 @@ vmm::cpu_blob::Parsed check_restore(Napi::Env env, const napi_util::Bytes& b, co
     if (!badp.empty()) throw_range(env, badp);
   } else if (ctl->magic != US_ABI_MAGIC || ctl->abi_version != US_ABI_VERSION) {
     throw_range(env, "`memoryImage` has no valid control page (bad magic or ABI version)");
-  }
-  if (ctl->vcpus != parsed.vcpus.size()) {
-    throw_range(env, "`cpu` holds " + std::to_string(parsed.vcpus.size()) +
-                         " vCPUs but `memoryImage` was saved from a guest with " + std::to_string(ctl->vcpus));
   }
   return parsed;
 }
@@ -193,7 +196,9 @@ class KvmVm : public Napi::ObjectWrap<KvmVm> {
         // no env and no function, only so the queued data can be freed: calling into JS then threw
         // a Napi::Error out of a libuv callback, and the process aborted.
         if (env == nullptr || fn.IsEmpty()) return;
-        fn.Call({Napi::String::New(env, kind == 0 ? "finished" : "error")});
+        napi_guest::EventChannel::Deliver(env, fn, [&] {
+          return std::vector<napi_value>{Napi::String::New(env, kind == 0 ? "finished" : "error")};
+        });
       });
     };
     try {
@@ -300,9 +305,8 @@ class KvmVm : public Napi::ObjectWrap<KvmVm> {
     vmm::Vm& v = vm(env);
     if (!v.paused()) throw Napi::Error::New(env, "saveCpu() needs a paused guest: call pause() first");
     // SAFETY: the mapping is >= US_MIN_MEMORY bytes, so the control page is inside it.
-    const uint32_t workload = reinterpret_cast<const us_control*>(mapping_->data() + US_CONTROL_GPA)->workload;
     const std::vector<uint8_t> blob =
-        guarded(env, [&] { return vmm::cpu_blob::encode(v.save(), v.size(), workload, v.pending_output()); });
+        guarded(env, [&] { return vmm::cpu_blob::encode(v.save(), mapping_->data(), v.size(), v.pending_output()); });
     Napi::Uint8Array out = Napi::Uint8Array::New(env, blob.size());
     std::memcpy(out.Data(), blob.data(), blob.size());
     return out;

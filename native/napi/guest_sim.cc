@@ -47,9 +47,11 @@ class SimHandle : public Napi::ObjectWrap<SimHandle> {
       const bool queued = events->Call(copy, [](Napi::Env env, Napi::Function fn, sim::Event* e) {
         std::unique_ptr<sim::Event> own(e);
         if (env == nullptr || fn.IsEmpty()) return;
-        fn.Call({Napi::String::New(env, e->kind == sim::Event::kExit ? "exit" : "error"),
-                 Napi::String::New(env, guest::hex16(e->final)), Napi::String::New(env, e->message),
-                 Napi::BigInt::New(env, e->panic_code)});
+        napi_guest::EventChannel::Deliver(env, fn, [&] {
+          return std::vector<napi_value>{Napi::String::New(env, e->kind == sim::Event::kExit ? "exit" : "error"),
+                                         Napi::String::New(env, guest::hex16(e->final)),
+                                         Napi::String::New(env, e->message), Napi::BigInt::New(env, e->panic_code)};
+        });
       });
       if (!queued) delete copy;
     });

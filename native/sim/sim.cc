@@ -132,11 +132,17 @@ int SimGuest::doorbell(uint32_t vcpu) {
 
 void SimGuest::pause() {
   std::unique_lock<std::mutex> lock(mu_);
-  pause_req_.store(true, std::memory_order_release);
+  const bool was_paused = pause_req_.exchange(true, std::memory_order_acq_rel);
   if (!started_) return;
   // Also after a failure (stop_ set): the other vCPUs leave at their next step boundary, and
   // only then is memory stable.
   parked_cv_.wait(lock, [&] { return parked_ + exited_ >= vcpus_; });
+  if (!was_paused) {
+    // A new pause: saveCpu() and the memory image taken now name it (guest/blob.h check_pause).
+    us_control* c = guest::control(base_);
+    __atomic_store_n(&c->pause_id, c->pause_id + 1, __ATOMIC_RELEASE);
+    mark(US_CONTROL_GPA);
+  }
 }
 
 void SimGuest::resume() {
@@ -210,7 +216,7 @@ void SimGuest::close() {
 std::vector<uint8_t> encode_cpu(const uint8_t* mem, size_t size, const std::vector<guest::Record>& pending) {
   const us_control* c = guest::control(mem);
   std::vector<uint8_t> out;
-  guest::blob_begin(&out, guest::kBlobSim, c->vcpus, size, c->workload);
+  guest::blob_begin(&out, guest::kBlobSim, c->vcpus, size, c->workload, mem);
   guest::put_u64(&out, pending.size());
   for (uint32_t i = 0; i < c->vcpus; i++) guest::put_u64(&out, c->vcpu[i].step);
   for (const auto& r : pending) guest::put_record(&out, r);
@@ -228,6 +234,8 @@ std::string decode_cpu(const uint8_t* blob, size_t n, const uint8_t* mem, size_t
            std::to_string(h.mem_size) + " bytes, workload " + std::to_string(h.workload) + "; the image has " +
            std::to_string(c->vcpus) + " vCPUs, " + std::to_string(size) + " bytes, workload " + std::to_string(c->workload);
   }
+  err = guest::check_pause(h, mem);
+  if (!err.empty()) return err;
   guest::Reader rd{blob + guest::kBlobHeader, n - guest::kBlobHeader - guest::kBlobTrailer};
   const uint64_t count = rd.u64();
   for (uint32_t i = 0; i < h.vcpus && rd.ok; i++) {

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "guest/blob.h"
+#include "guest/control.h"
 
 namespace vmm {
 namespace cpu_blob {
@@ -21,10 +22,11 @@ void put_raw(std::vector<uint8_t>& out, const T& v) {
 
 }  // namespace
 
-std::vector<uint8_t> encode(const std::vector<VcpuState>& vcpus, uint64_t memory_bytes, uint32_t workload,
+std::vector<uint8_t> encode(const std::vector<VcpuState>& vcpus, const uint8_t* mem, uint64_t memory_bytes,
                             const std::vector<guest::Record>& pending) {
   std::vector<uint8_t> out;
-  guest::blob_begin(&out, guest::kBlobKvm, static_cast<uint32_t>(vcpus.size()), memory_bytes, workload);
+  guest::blob_begin(&out, guest::kBlobKvm, static_cast<uint32_t>(vcpus.size()), memory_bytes,
+                    guest::control(mem)->workload, mem);
   for (size_t i = 0; i < vcpus.size(); ++i) {
     const VcpuState& s = vcpus[i];
     const size_t rec = kRecordHeader + kFixed + s.xsave.size() + s.msrs.size() * sizeof(kvm_msr_entry);
@@ -56,6 +58,7 @@ Parsed decode(const uint8_t* p, size_t len) {
                   " are allowed");
   }
   Parsed out;
+  out.header = h;
   out.memory_bytes = h.mem_size;
   out.workload = h.workload;
   const size_t end = len - guest::kBlobTrailer;

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "guest/blob.h"
 #include "guest/ring.h"
 #include "vmm/vcpu.h"
 #include "workloads/abi.h"
@@ -26,13 +27,15 @@ class BadBlob : public std::range_error {
 };
 
 struct Parsed {
+  guest::BlobHeader header;  // envelope fields (version, pause, ...)
   uint64_t memory_bytes = 0;
   uint32_t workload = 0;
   std::vector<VcpuState> vcpus;
   std::vector<guest::Record> pending;
 };
 
-std::vector<uint8_t> encode(const std::vector<VcpuState>& vcpus, uint64_t memory_bytes, uint32_t workload,
+// `mem` is the guest memory (its control page names the workload and the pause).
+std::vector<uint8_t> encode(const std::vector<VcpuState>& vcpus, const uint8_t* mem, uint64_t memory_bytes,
                             const std::vector<guest::Record>& pending);
 // Throws BadBlob.
 Parsed decode(const uint8_t* data, size_t len);

@@ -256,6 +256,7 @@ void Vm::resume() {
 uint64_t Vm::pause() {
   const auto t0 = std::chrono::steady_clock::now();
   std::unique_lock<std::mutex> lk(mu_);
+  const bool was_paused = pause_requested_;
   pause_requested_ = true;
   if (threads_.empty()) return 0;
   // SAFETY: each run() page stays mapped until close(); immediate_exit is a plain byte the
@@ -277,6 +278,13 @@ uint64_t Vm::pause() {
     lk.unlock();
     for (auto& t : threads_) pthread_kill(t.native_handle(), kick_signal());
     lk.lock();
+  }
+  if (!was_paused) {
+    // A new pause: saveCpu() and the memory image taken now name it (guest/blob.h check_pause).
+    // SAFETY: the control page lies inside guest RAM; every vCPU is parked.
+    auto* ctl = reinterpret_cast<us_control*>(mem_ + US_CONTROL_GPA);
+    __atomic_store_n(&ctl->pause_id, ctl->pause_id + 1, __ATOMIC_RELEASE);
+    mark_host_dirty(US_CONTROL_GPA, US_PAGE_SIZE);
   }
   return static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());

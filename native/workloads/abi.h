@@ -155,7 +155,8 @@ struct us_control {
   uint64_t next_seq;         /* guest's next record sequence number */
   uint64_t out_chain;        /* host: chain of the last drained record */
   uint64_t panic_code;
-  uint64_t reserved[4];
+  uint64_t pause_id;         /* host: counts pauses (running -> paused); a CPU blob names its pause */
+  uint64_t reserved[3];
   struct us_vcpu_state vcpu[US_MAX_VCPUS];
 };
 
