@@ -5,12 +5,13 @@
  */
 import { describe, it, expect } from 'vitest';
 import { createServer, connect, type Socket } from 'node:net';
-import { mkdtempSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { encodeFrame, FrameDecoder, FrameType, ZERO_KEY, HEADER_BYTES, MAC_BYTES, WIRE_MAGIC } from '../lib/replication/wire.js';
 import { decodeReject, encodeHello, encodeReject, generateKey, PROTOCOL_VERSION, readKeyFile, RejectCode, writeKeyFile } from '../lib/replication/auth.js';
 import { Link, StallGuard } from '../lib/replication/link.js';
+import { keyOption } from '../lib/cli/replication-options.js';
 import { primaryHandshake, backupHandshake, SupersededError } from '../lib/replication/handshake.js';
 import { encodeEpochBody, decodeEpochBody, FLAG_FINAL } from '../lib/replication/epoch-body.js';
 import { OutputLog } from '../lib/checkpoint/output-buffer.js';
@@ -121,6 +122,23 @@ describe('key files', () => {
     writeFileSync(join(dir, 'bad'), 'abcd\n');
     expect(() => readKeyFile(join(dir, 'bad'))).toThrow(`key file ${join(dir, 'bad')} must hold 64 hex digits (32 bytes), got 4 characters`);
     expect(() => readKeyFile(dir)).toThrow(new RangeError(`key file ${dir} is a directory, not a file of 64 hex digits`));
+  });
+
+  it('primary and backup warn about a key file others can read, and take it', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'us-key-'));
+    const file = join(dir, 'k');
+    writeKeyFile(file, generateKey());
+    const warnings: string[] = [];
+    const write = process.stderr.write;
+    process.stderr.write = ((s: string) => (warnings.push(String(s)), true)) as typeof process.stderr.write;
+    try {
+      expect(keyOption('backup', { key: file }).key?.length).toBe(32);
+      chmodSync(file, 0o644);
+      expect(keyOption('primary', { key: file }).key?.length).toBe(32);
+    } finally {
+      process.stderr.write = write;
+    }
+    expect(warnings).toEqual([`primary: warning: key file ${file} is readable or writable by others (mode 0644); \`chmod 600 ${file}\`\n`]);
   });
 });
 

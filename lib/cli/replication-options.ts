@@ -2,6 +2,7 @@
  * Options shared by `understudy primary` and `understudy backup`: key or --insecure, timeouts,
  * and a JSON-lines event stream on stdout (--json) that `understudy demo` and tests read.
  */
+import { statSync } from 'node:fs';
 import { readKeyFile } from '../replication/auth.js';
 import { CliError, durationOption } from './util.js';
 
@@ -21,11 +22,21 @@ export function keyOption(cmd: string, values: Record<string, unknown>): { key?:
   if (file && insecure) throw new CliError(`${cmd}: give either --key FILE or --insecure, not both`);
   if (insecure) return { insecure: true };
   if (!file) throw new CliError(`${cmd}: --key FILE is required (make one with \`understudy keygen --out FILE\`); --insecure must be asked for explicitly`);
+  let key: Buffer;
   try {
-    return { key: readKeyFile(file) };
+    key = readKeyFile(file);
   } catch (err) {
     throw new CliError(`${cmd}: ${(err as Error).message}`);
   }
+  // Anyone who can read the key can fence this pair or feed the backup epochs: say so, as ssh
+  // does for a private key others can read (keygen writes mode 0600).
+  const mode = statSync(file).mode & 0o777;
+  if (mode & 0o077) {
+    process.stderr.write(
+      `${cmd}: warning: key file ${file} is readable or writable by others (mode ${mode.toString(8).padStart(4, '0')}); \`chmod 600 ${file}\`\n`,
+    );
+  }
+  return { key };
 }
 
 /** Writes one JSON event line to stdout (bigints as strings). */
