@@ -154,6 +154,31 @@ export async function createGuest(opts: GuestOptions): Promise<Guest> {
  * @throws RangeError for a memory image of the wrong size or whose control page is not valid,
  *   and for a corrupt, truncated, foreign or mismatched CPU blob.
  */
+/** Where a guest state's output stands (see {@link checkGuestState}). */
+export interface GuestStateInfo {
+  /** The blob's backend. */
+  type: 'sim' | 'kvm';
+  /** Output records the blob carries (drained from the ring, not yet taken). */
+  pending: number;
+  /** Records the image's ring has been drained up to (the next seq to drain). */
+  drained: number;
+  /** The image's hash chain of the last drained record (16 hex digits). */
+  outChain: string;
+  /** The final checksum once the workload has finished on every vCPU, else null. */
+  final: string | null;
+}
+
+/**
+ * @internal Every check {@link restoreGuest} makes of a memory image and CPU blob (the blob's
+ * type picks the backend), without building a guest or copying the image; a backup runs it on
+ * each epoch before it acknowledges it. Throws the RangeError the restore would throw.
+ */
+export function checkGuestState(memoryImage: Uint8Array, cpu: Uint8Array): GuestStateInfo {
+  if (!(memoryImage instanceof Uint8Array)) throw new TypeError('`memoryImage` must be a Uint8Array');
+  if (!(cpu instanceof Uint8Array)) throw new TypeError('`cpu` must be a Uint8Array');
+  return native.guest_check_state(cpu, memoryImage) as GuestStateInfo;
+}
+
 export async function restoreGuest(opts: RestoreOptions): Promise<Guest> {
   if (opts === null || typeof opts !== 'object') throw new TypeError('`options` must be an object');
   const type = checkType(opts.type);

@@ -21,7 +21,10 @@ import { FrameType, type Frame } from './wire.js';
 import { HandshakeSlots, Link, StallGuard } from './link.js';
 import { backupHandshake } from './handshake.js';
 import { RejectCode, type GuestTypeName } from './auth.js';
-import { defaultKernels, defaultRestoreGuest, type PageKernels, type RestoreGuest } from './kernels.js';
+import {
+  defaultChainHash, defaultCheckGuestState, defaultKernels, defaultRestoreGuest,
+  type ChainHash, type CheckGuestState, type PageKernels, type RestoreGuest,
+} from './kernels.js';
 import { ProtocolError } from '../errors/protocol-error.js';
 import { startPrimary, type Endpoint, type Primary, type PrimaryOptions } from './primary.js';
 
@@ -45,6 +48,12 @@ export interface BackupOptions {
   takeover?: boolean;
   kernels?: PageKernels;
   restore?: RestoreGuest;
+  /**
+   * Checks each epoch's guest state (memory image and CPU blob) before it is acknowledged, as a
+   * restore would (default: the package's guests, or the registered backend's `check`; none when
+   * `restore` is given without `check`); null turns it off. An epoch that fails is refused and the replica stays at the last committed one.
+   */
+  check?: CheckGuestState | null;
   /** Options for the primary it becomes after failover. */
   promoted?: Partial<Pick<PrimaryOptions, 'intervalMs' | 'maxInFlight' | 'onBackupLoss' | 'threads' | 'nondeterministic' | 'timeoutMs'>>;
   /** Largest epoch body accepted (default: 1.25 x memory + 64 MiB + twice the output retention). */
@@ -75,6 +84,9 @@ export interface BackupEvents {
   log: [string];
   error: [Error];
 }
+
+const ZERO_CHAIN = '0000000000000000';
+const MAX_EPOCH = 2n ** 53n - 1n;
 
 interface Receiving {
   epoch: bigint;
@@ -109,8 +121,15 @@ export class Backup extends EventEmitter<BackupEvents> {
   private readonly handshakes = new HandshakeSlots();
   private stallGuard: StallGuard | null = null;
   private takingOver = false;
+  private takeoverFailed = false;
   private refusedOnce = false;
   private service: ServicePort | null = null;
+  private checkState: CheckGuestState | null = null;
+  private chainHash!: ChainHash;
+  /** The hash chain of the last record in the log (null: unknown, after a restart past it). */
+  private lastChain: string | null = ZERO_CHAIN;
+  /** A full epoch was committed on the current link (a link must start with one). */
+  private fullOnLink = false;
   readonly timeoutMs: number;
 
   constructor(readonly opts: BackupOptions) {
@@ -131,6 +150,9 @@ export class Backup extends EventEmitter<BackupEvents> {
 
   async start(): Promise<void> {
     this.kernels = this.opts.kernels ?? (await defaultKernels());
+    // A custom `restore` knows its own state format: the package's check is for the package's guests.
+    this.checkState = this.opts.check !== undefined ? this.opts.check : this.opts.restore ? null : await defaultCheckGuestState();
+    this.chainHash = await defaultChainHash();
     // The service port is opened at takeover; a port that is taken must fail now, not then.
     if (this.opts.serve && this.opts.serve.port !== 0) {
       const probe = createServer();
@@ -198,6 +220,7 @@ export class Backup extends EventEmitter<BackupEvents> {
       link.established();
       this.link = link;
       this.rx = null;
+      this.fullOnLink = false;
       this.vmId = hello.vmId;
       this.generation = hello.generation;
       this.pageSize = hello.pageSize;
@@ -250,6 +273,10 @@ export class Backup extends EventEmitter<BackupEvents> {
           throw new ProtocolError('STALE_EPOCH', `epoch ${f.epoch} is not after ${this.lastBegun > this.committedEpoch ? this.lastBegun : this.committedEpoch}: replayed or stale`);
         }
         if (f.payload.length !== 16) throw new ProtocolError('BAD_PAYLOAD', `EPOCH_BEGIN payload must be 16 bytes, got ${f.payload.length}`);
+        if (f.payload.readBigUInt64LE(8) !== 0n) throw new ProtocolError('BAD_PAYLOAD', `EPOCH_BEGIN ${f.epoch} has non-zero reserved bytes`);
+        // Epochs are counted in doubles by everyone downstream (events, the promoted primary).
+        if (f.epoch > MAX_EPOCH) throw new ProtocolError('BAD_PAYLOAD', `epoch ${f.epoch} is past the largest epoch number, 2^53 - 1`);
+        if (this.log.final !== null) throw new ProtocolError('BAD_PAYLOAD', `epoch ${f.epoch} after the final epoch ${this.committedEpoch}: the run is over`);
         const len = f.payload.readBigUInt64LE(0);
         if (len > BigInt(this.maxBody()) || len < 64n) throw new ProtocolError('TOO_LARGE', `epoch body length must be from 64 to ${this.maxBody()}, got ${len}`);
         this.lastBegun = f.epoch;
@@ -267,11 +294,13 @@ export class Backup extends EventEmitter<BackupEvents> {
       case FrameType.EPOCH_END: {
         const rx = this.rx;
         if (!rx || rx.epoch !== f.epoch) throw new ProtocolError('BAD_PAYLOAD', `EPOCH_END for epoch ${f.epoch} outside its epoch`);
-        this.rx = null;
+        // this.rx stays set until the commit: if anything below throws, the link's close reports
+        // the epoch as dropped.
         if (rx.off !== rx.body.length) throw new ProtocolError('BAD_PAYLOAD', `epoch ${f.epoch} is torn: ${rx.off} of ${rx.body.length} bytes`);
         const want = createHash('sha256').update(rx.body).digest();
         if (f.payload.length !== 32 || !timingSafeEqual(f.payload, want)) throw new ProtocolError('BAD_MAC', `epoch ${f.epoch} body checksum mismatch`);
         const info = this.commit(f.epoch, rx.body);
+        this.rx = null;
         const ack = Buffer.alloc(8);
         ack.writeBigUInt64LE(BigInt(this.log.length), 0);
         link.send(FrameType.ACK, this.generation, f.epoch, ack);
@@ -280,6 +309,8 @@ export class Backup extends EventEmitter<BackupEvents> {
         return;
       }
       case FrameType.BYE:
+        // Only the end of a finished run: a BYE mid-run would turn failover off for good.
+        if (this.log.final === null) throw new ProtocolError('BAD_PAYLOAD', 'BYE before the final epoch was committed');
         this.primaryDone = true;
         this.emit('log', 'primary finished the run and said goodbye');
         return;
@@ -290,6 +321,15 @@ export class Backup extends EventEmitter<BackupEvents> {
 
   /** Validates everything, then commits memory, CPU and records together. */
   private commit(epoch: bigint, raw: Buffer): CommitInfo {
+    try {
+      return this.commitChecked(epoch, raw);
+    } catch (err) {
+      if (err instanceof ProtocolError) throw err;
+      throw new ProtocolError('BAD_PAYLOAD', `epoch ${epoch}: ${(err as Error).message}`);
+    }
+  }
+
+  private commitChecked(epoch: bigint, raw: Buffer): CommitInfo {
     const body = decodeEpochBody(raw);
     if (body.pageSize !== this.pageSize || body.pageCount !== this.pageCount) {
       throw new ProtocolError('BAD_PAYLOAD', `epoch ${epoch} geometry ${body.pageCount}x${body.pageSize} differs from the handshake's`);
@@ -302,19 +342,86 @@ export class Backup extends EventEmitter<BackupEvents> {
       throw new ProtocolError('BAD_PAYLOAD', `epoch ${epoch} records start at ${body.firstRecordSeq}, this backup holds ${this.log.length}`);
     }
     if (!full && !this.replica) throw new ProtocolError('BAD_PAYLOAD', `epoch ${epoch} is a delta but this backup has no replica yet`);
+    // Deltas are against the primary's shadow, which it only knows to match this replica after a
+    // full epoch on the same connection.
+    if (!full && !this.fullOnLink) throw new ProtocolError('BAD_PAYLOAD', `epoch ${epoch} is a delta but this connection has not begun with a full epoch`);
+    const lastChain = this.checkChains(epoch, body.records, restart ? null : this.lastChain);
     // Stage: a full epoch builds a fresh image; a delta applies in place (applyPages validates the
-    // whole frame before it writes a byte, so it is all or nothing).
+    // whole frame before it writes a byte, so it is all or nothing). Where the guest state is
+    // checked after the apply, the pages a delta writes are saved first, to be put back if it fails.
     const target = full ? new Uint8Array(this.pageSize * this.pageCount) : this.replica!;
-    this.kernels.applyPages(target, body.frame, { pageSize: this.pageSize });
+    const opts = { pageSize: this.pageSize };
+    const { inspectFrame, scatterPages } = this.kernels;
+    const checked = this.checkState !== null && (full || (inspectFrame !== undefined && scatterPages !== undefined));
+    let undo: { pfns: Uint32Array; pages: Uint8Array } | null = null;
+    if (checked && !full) {
+      const pfns = inspectFrame!(body.frame).pfns;
+      undo = { pfns, pages: this.kernels.gatherPages(target, pfns, opts) };
+    }
+    this.kernels.applyPages(target, body.frame, opts);
+    if (checked) {
+      try {
+        this.checkGuestState(epoch, target, body.cpu, body.firstRecordSeq + body.records.length, lastChain, body.final);
+      } catch (err) {
+        if (undo) scatterPages!(target, undo.pfns, undo.pages, opts);
+        throw err;
+      }
+    }
     // Commit point: nothing below can throw.
     this.replica = target;
     this.cpu = Uint8Array.prototype.slice.call(body.cpu);
+    if (full) this.fullOnLink = true;
+    this.lastChain = lastChain;
     if (restart) this.log.restartAt(body.firstRecordSeq);
     this.log.append(body.records);
     this.log.release(this.log.length, body.releasedRecords);
     if (body.flags & FLAG_FINAL) this.log.setFinal(body.final!);
     this.committedEpoch = epoch;
     return { epoch: Number(epoch), full, bodyBytes: raw.length, records: body.records.length, final: body.final, lagMs: Date.now() - body.captureMs };
+  }
+
+  /**
+   * Each record's hash chain must follow from the one before (the log's last, or, after a restart
+   * past what this backup holds, the epoch's first record, taken as it is). Returns the chain of
+   * the last record (or `prev` when there are none).
+   */
+  private checkChains(epoch: bigint, records: readonly { seq: number; data: Uint8Array; chain: string }[], prev: string | null): string | null {
+    for (const r of records) {
+      if (prev !== null && this.chainHash(prev, r.data) !== r.chain) {
+        throw new ProtocolError('BAD_PAYLOAD', `epoch ${epoch}: output record ${r.seq} breaks the hash chain`);
+      }
+      prev = r.chain;
+    }
+    return prev;
+  }
+
+  /**
+   * The staged image and CPU blob must be resumable (every check of a restore) and agree with the
+   * output log as it will stand: the records the log holds plus those the blob carries are those
+   * the image's ring has handed out, and the chains meet.
+   */
+  private checkGuestState(epoch: bigint, image: Uint8Array, cpu: Uint8Array, logLength: number, lastChain: string | null, final: string | null): void {
+    let st: ReturnType<CheckGuestState>;
+    try {
+      st = this.checkState!(image, cpu);
+    } catch (err) {
+      throw new ProtocolError('BAD_PAYLOAD', `epoch ${epoch} holds a guest state that cannot be resumed: ${(err as Error).message}`);
+    }
+    if (logLength + st.pending !== st.drained) {
+      throw new ProtocolError(
+        'BAD_PAYLOAD',
+        `epoch ${epoch}: the output log would hold ${logLength} records and the CPU state ${st.pending} more, but the image has handed out ${st.drained}`,
+      );
+    }
+    if (st.pending === 0 && lastChain !== null && logLength > 0 && lastChain !== st.outChain) {
+      throw new ProtocolError('BAD_PAYLOAD', `epoch ${epoch}: the output log's hash chain (${lastChain}) differs from the image's (${st.outChain})`);
+    }
+    if (st.type !== undefined && (this.guestType === 'sim' || this.guestType === 'kvm') && st.type !== this.guestType) {
+      throw new ProtocolError('BAD_PAYLOAD', `epoch ${epoch} holds a ${st.type} CPU state, but the primary said its guest is ${this.guestType}`);
+    }
+    if (final !== null && st.final !== undefined && st.final !== final) {
+      throw new ProtocolError('BAD_PAYLOAD', `epoch ${epoch} is final with checksum ${final}, but its image's is ${st.final ?? 'not final (the workload has not finished)'}`);
+    }
   }
 
   private async check(): Promise<void> {
@@ -325,7 +432,7 @@ export class Backup extends EventEmitter<BackupEvents> {
     }
     if (this.link || this.vmId === null) return;
     if (performance.now() - this.lastHeard <= this.timeoutMs) return;
-    if (this.opts.takeover === false || this.primaryDone) return;
+    if (this.opts.takeover === false || this.primaryDone || this.takeoverFailed) return;
     await this.takeOver();
   }
 
@@ -373,9 +480,16 @@ export class Backup extends EventEmitter<BackupEvents> {
       this.primary = p;
       this.generation = generation;
       p.on('log', (l) => this.emit('log', l));
+      // The promoted primary's failures are this backup's: an 'error' with no listener on `p` would
+      // be thrown where nobody catches it.
+      p.on('error', (e) => this.emit('error', e));
       this.emit('failover', { epoch: Number(this.committedEpoch), generation, records: this.log.length, finished });
     } catch (err) {
+      // Not again on every watchdog tick (each would run the fence command): an embedder that
+      // knows better may call takeOver() itself.
+      this.takeoverFailed = true;
       this.takingOver = false;
+      this.emit('log', `takeover failed: ${(err as Error).message}`);
       this.emit('error', err as Error);
       return;
     }

@@ -19,10 +19,28 @@ export interface PageKernels {
   encodePages(shadow: Uint8Array, pages: Uint8Array, pfns: Uint32Array, opts: { pageSize: number; threads?: number }): Promise<Uint8Array>;
   /** Validates the whole frame, then applies it to `replica` (all or nothing; RangeError). */
   applyPages(replica: Uint8Array, frame: Uint8Array, opts: { pageSize: number }): void;
+  /**
+   * Optional, with scatterPages: the pfns a frame writes (validating it). A backup saves those
+   * pages before it applies a delta epoch, so that an epoch whose guest state fails its checks
+   * after the apply can be taken back; without them it checks full epochs only.
+   */
+  inspectFrame?(frame: Uint8Array): { pfns: Uint32Array };
+  /** Optional: the inverse of gatherPages. */
+  scatterPages?(memory: Uint8Array, pfns: Uint32Array, pages: Uint8Array, opts: { pageSize: number }): void;
 }
 
 export type CreateGuest = (opts: GuestOptions) => Promise<Guest> | Guest;
 export type RestoreGuest = (opts: RestoreOptions) => Promise<Guest> | Guest;
+/**
+ * Every check a restore makes of an image and CPU blob, without restoring (throws RangeError), and
+ * where the state's output stands: `pending` records in the blob, `drained` = the next seq the
+ * image's ring hands out, `outChain` = the chain of the last drained record; optionally `type`
+ * (the blob's backend) and `final` (the final checksum once the workload has finished, else null).
+ */
+export type CheckGuestState = (
+  memoryImage: Uint8Array,
+  cpu: Uint8Array,
+) => { type?: string; pending: number; drained: number; outChain: string; final?: string | null };
 /** chain(prev 16 hex, data) -> 16 hex: XXH3-64 seed 0 of prev (8 bytes LE) || data. */
 export type ChainHash = (prevHex: string, data: Uint8Array) => string;
 
@@ -47,6 +65,8 @@ export async function defaultKernels(): Promise<PageKernels> {
     gatherPages: need(root, 'gatherPages', 'replication'),
     encodePages: need(root, 'encodePages', 'replication'),
     applyPages: need(root, 'applyPages', 'replication'),
+    inspectFrame: need(root, 'inspectFrame', 'replication'),
+    scatterPages: need(root, 'scatterPages', 'replication'),
     nonZeroPfns(memory, { pageSize }) {
       // zeroPages sets the bit of each all-zero page; flip the bits to list the others.
       const bits = zeroPages(memory, { pageSize });
@@ -58,14 +78,22 @@ export async function defaultKernels(): Promise<PageKernels> {
   };
 }
 
-let backend: { create: CreateGuest; restore: RestoreGuest } | null = null;
+let backend: { create: CreateGuest; restore: RestoreGuest; check?: CheckGuestState } | null = null;
 
 /**
  * Supplies the guest backend the CLI and failover use instead of the package's own (an embedder's
  * adapter for another hypervisor, or a test double). Pass null to go back to the built-in one.
+ * With `check`, a backup also checks every epoch's state with it before acknowledging it.
  */
-export function registerGuestBackend(b: { create: CreateGuest; restore: RestoreGuest } | null): void {
+export function registerGuestBackend(b: { create: CreateGuest; restore: RestoreGuest; check?: CheckGuestState } | null): void {
   backend = b;
+}
+
+/** The check a backup runs on each epoch's state: the package's own guests', or the registered backend's (if any). */
+export async function defaultCheckGuestState(): Promise<CheckGuestState | null> {
+  if (backend) return backend.check ?? null;
+  const mod = (await import('../guest/index.js')) as AnyModule;
+  return need(mod, 'checkGuestState', 'backup');
 }
 
 export async function defaultCreateGuest(): Promise<CreateGuest> {

@@ -20,6 +20,7 @@
 #include "napi/guest_common.h"
 #include "napi/memory.h"
 #include "payload_image.h"
+#include "sim/sim.h"
 #include "vmm/cpu_blob.h"
 #include "vmm/ioctls.h"
 #include "vmm/kvm.h"
@@ -107,6 +108,39 @@ vmm::cpu_blob::Parsed check_restore(Napi::Env env, const napi_util::Bytes& b, co
     throw_range(env, "`memoryImage` has no valid control page (bad magic or ABI version)");
   }
   return parsed;
+}
+
+// guest_check_state(cpu, image) -> { type: 'sim' | 'kvm', pending, drained, outChain, final }: every
+// check a restore of either backend makes (the blob's type picks which), without building a
+// guest; throws RangeError naming `cpu` or `memoryImage`. A backup runs it on each epoch before
+// it acknowledges it, so that what it commits can be resumed. `pending` is the number of output
+// records the blob carries, `drained` (ring_tail) and `outChain` are the image's.
+Napi::Value CheckState(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const napi_util::Bytes blob = napi_util::u8(info[0], "cpu");
+  const napi_util::Bytes image = napi_util::u8(info[1], "memoryImage");
+  const uint16_t type = blob.length >= 8 ? static_cast<uint16_t>(blob.data[6] | blob.data[7] << 8) : 0;
+  size_t pending = 0;
+  if (type == guest::kBlobKvm) {
+    pending = check_restore(env, blob, image.data, image.length).pending.size();
+  } else {
+    std::string err = guest::check_control(image.data, image.length, "memoryImage");
+    std::vector<guest::Record> recs;
+    if (err.empty()) err = sim::decode_cpu(blob.data, blob.length, image.data, image.length, &recs);
+    if (!err.empty()) throw_range(env, err);
+    pending = recs.size();
+  }
+  // SAFETY: both paths above checked that the image holds a control page.
+  const auto* ctl = reinterpret_cast<const us_control*>(image.data + US_CONTROL_GPA);
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("type", type == guest::kBlobKvm ? "kvm" : "sim");
+  o.Set("pending", static_cast<double>(pending));
+  o.Set("drained", static_cast<double>(ctl->ring_tail));
+  o.Set("outChain", guest::hex16(ctl->out_chain));
+  // The final checksum once every vCPU is done (what `final` of a FINAL epoch must be), else null.
+  const bool done = ctl->workload < kFirstTestEntry && guest::all_done(image.data);
+  o.Set("final", done ? Napi::Value(Napi::String::New(env, guest::hex16(guest::final_checksum(image.data)))) : env.Null());
+  return o;
 }
 
 Napi::Value CheckCpu(const Napi::CallbackInfo& info) {
@@ -409,6 +443,7 @@ void InitGuestKvm(Napi::Env env, Napi::Object exports) {
   KvmVm::ctor = new Napi::FunctionReference(Napi::Persistent(cls));
   exports.Set("kvm_create", Napi::Function::New(env, Create, "kvm_create"));
   exports.Set("kvm_check_cpu", Napi::Function::New(env, CheckCpu, "kvm_check_cpu"));
+  exports.Set("guest_check_state", Napi::Function::New(env, CheckState, "guest_check_state"));
   exports.Set("kvm_probe", Napi::Function::New(env, ProbeKvm, "kvm_probe"));
   exports.Set("kvm_payload_size", Napi::Number::New(env, static_cast<double>(vmm::kPayloadSize)));
 }
