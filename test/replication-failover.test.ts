@@ -11,6 +11,10 @@ import { followStream, StreamVerifier, type Reference } from '../lib/replication
 import { generateKey } from '../lib/replication/auth.js';
 import { freePort } from './helpers/ports.js';
 import { createFakeGuest, restoreFakeGuest, referenceRun, chainHex } from './helpers/fake-guest.js';
+import { Link } from '../lib/replication/link.js';
+import { backupHandshake } from '../lib/replication/handshake.js';
+import { decodeEpochBody } from '../lib/replication/epoch-body.js';
+import { FrameType } from '../lib/replication/wire.js';
 
 const key = generateKey();
 const LOCAL = { host: '127.0.0.1', port: 0 };
@@ -238,6 +242,145 @@ describe('replication with the stand-in guest', () => {
     expect(backup.primary).toBe(null);
     await backup.close();
   });
+});
+
+/**
+ * A backup that authenticates for real and heartbeats, but decides itself what to acknowledge:
+ * `onEpoch` gets each epoch received in full (number, records it ends at) and an `ack`.
+ * Only the first connection is taken (the primary's redials are closed) unless `every`.
+ */
+async function fakeBackup(onEpoch: (e: { epoch: bigint; recordEnd: number }, n: number, ack: (epoch: bigint, records: number) => void, leave: () => void) => void, every = false) {
+  let taken = false;
+  let link: Link | null = null;
+  const server = createServer((sock) => {
+    if (taken && !every) {
+      sock.destroy();
+      return;
+    }
+    taken = true;
+    const l = new Link(sock);
+    link = l;
+    void backupHandshake(l, { key, vmId: null, generation: 0n, lastCommitted: 0n, nextRecord: 0, decide: () => null }, 5000).then(() => {
+      l.established();
+      l.startHeartbeat(20, () => 1n);
+      const ack = (epoch: bigint, records: number): void => {
+        const b = Buffer.alloc(8);
+        b.writeBigUInt64LE(BigInt(records), 0);
+        l.send(FrameType.ACK, 1n, epoch, b);
+      };
+      let chunks: Buffer[] = [];
+      let n = 0;
+      l.on('frame', (f) => {
+        if (f.type === FrameType.EPOCH_BEGIN) chunks = [];
+        else if (f.type === FrameType.EPOCH_DATA) chunks.push(Buffer.from(f.payload));
+        else if (f.type === FrameType.EPOCH_END) {
+          const body = decodeEpochBody(Buffer.concat(chunks));
+          onEpoch({ epoch: f.epoch, recordEnd: body.firstRecordSeq + body.records.length }, ++n, ack, () => l.fail(null));
+        }
+      });
+    }, () => l.fail(null));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  return {
+    port: (server.address() as { port: number }).port,
+    async close(): Promise<void> {
+      link?.fail(null);
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+describe('acknowledgements (a fake backup that authenticates)', () => {
+  // An ACK used to drop every in-flight epoch up to its own but count as one: a cumulative ACK
+  // (of epoch 3 for 1-3) or an out-of-order one (2, then 1) left `lag` 2 or 1 too high for good,
+  // so a healthy backup that came later got at most 1 epoch in flight instead of 3.
+  for (const [name, order, want] of [
+    ['a cumulative ACK (epoch 3 for epochs 1-3)', [3], 'ACK for epoch 3, but the oldest epoch in flight is 1: each epoch must be acknowledged once, in order'],
+    ['an out-of-order ACK (epoch 2, then 1)', [2, 1], 'ACK for epoch 2, but the oldest epoch in flight is 1: each epoch must be acknowledged once, in order'],
+  ] as const) {
+    it(`${name} is a protocol error that drops the link, and leaves no epoch counted in flight`, async () => {
+      const got: { epoch: bigint; recordEnd: number }[] = [];
+      const fake = await fakeBackup((e, n, ack, leave) => {
+        got.push(e);
+        if (n !== 3) return;
+        for (const k of order) ack(got[k - 1]!.epoch, got[k - 1]!.recordEnd);
+        // Then it leaves (if the primary has not dropped it): the primary reads the ACKs first.
+        setTimeout(leave, 300);
+      });
+      const primary = await startPrimary({
+        guest: createFakeGuest({ seed: 3, steps: 50_000_000, memoryMiB: 2 }), key, connect: { host: '127.0.0.1', port: fake.port },
+        intervalMs: 10, timeoutMs: 5000, maxInFlight: 3,
+      });
+      const degraded = await Promise.race([
+        new Promise<string>((r) => primary.once('degraded', (d: { reason: string }) => r(d.reason))),
+        new Promise<string>((r) => setTimeout(() => r('no degraded event within 10 s'), 10_000)),
+      ]);
+      await primary.flush();
+      expect(primary.lag).toBe(0); // was 2 (cumulative) or 1 (out of order), for good
+      expect(degraded).toBe(`backup link lost: ${want}`);
+      expect(got.map((e) => e.epoch)).toEqual([1n, 2n, 3n]);
+      expect(primary.log.released).toBe(0); // and nothing was released on the refused ACK
+      await primary.close();
+      await fake.close();
+    }, 30_000);
+  }
+
+  it('a backup that heartbeats but never acknowledges is lost after the timeout, and the backup-loss policy applies', async () => {
+    // Before, heartbeats kept the link alive for ever: with maxInFlight epochs unacknowledged the
+    // loop took no more epochs, and the running guest's output piled up in its own queue without
+    // bound (no degraded event, no held-output limit).
+    const got: bigint[] = [];
+    const fake = await fakeBackup((e) => got.push(e.epoch));
+    const guest = createFakeGuest({ seed: 3, steps: 50_000_000, memoryMiB: 2 });
+    const primary = await startPrimary({
+      guest, key, connect: { host: '127.0.0.1', port: fake.port }, intervalMs: 10, timeoutMs: 300, maxInFlight: 2, onBackupLoss: 'pause',
+    });
+    const logs: string[] = [];
+    primary.on('log', (l: string) => logs.push(l));
+    const degraded = await Promise.race([
+      new Promise<string>((r) => primary.once('degraded', (d: { reason: string }) => r(d.reason))),
+      new Promise<string>((r) => setTimeout(() => r('no degraded event within 10 s'), 10_000)),
+    ]);
+    expect(degraded).toMatch(/^backup link lost: epoch 1 not acknowledged (\d+) ms after it was sent \(timeout 300 ms\): the backup is alive but not committing$/);
+    expect(Number(/acknowledged (\d+) ms/.exec(degraded)![1])).toBeGreaterThan(300);
+    expect(got).toEqual([1n, 2n]); // maxInFlight epochs went out, then none
+    expect(logs.some((l) => l.startsWith('backup silent'))).toBe(false); // it was not silent
+    expect(primary.isProtected).toBe(false);
+    await primary.flush();
+    expect(primary.lag).toBe(0);
+    // `pause`: the guest is stopped, so it writes no more output.
+    guest.takeOutput();
+    await new Promise((r) => setTimeout(r, 100));
+    expect(guest.takeOutput()).toEqual([]);
+    expect(primary.log.released).toBe(0);
+    await primary.close();
+    await fake.close();
+  }, 30_000);
+
+  it('a backup that reconnects each time and never acknowledges cannot make the held output grow', async () => {
+    // Each connection used to resume a guest paused for its held output, and it ran until the
+    // next capture: the held output grew with every reconnection.
+    const fake = await fakeBackup(() => undefined, true);
+    const primary = await startPrimary({
+      guest: createFakeGuest({ seed: 3, steps: 50_000_000, memoryMiB: 2 }), key, connect: { host: '127.0.0.1', port: fake.port },
+      intervalMs: 10, timeoutMs: 300, retain: { retainRecords: 40 },
+    });
+    const held: number[] = [];
+    const losses: string[] = [];
+    const five = new Promise<void>((r) => primary.on('degraded', (d: { reason: string }) => {
+      losses.push(d.reason);
+      held.push(primary.log.held);
+      if (losses.length === 5) r();
+    }));
+    await Promise.race([five, new Promise((r) => setTimeout(r, 15_000))]);
+    expect(losses.length).toBe(5); // (the old primary never lost it: 0)
+    for (const why of losses) expect(why).toMatch(/^backup link lost: epoch \d+ not acknowledged \d+ ms after it was sent \(timeout 300 ms\): the backup is alive but not committing$/);
+    expect(held[1]).toBeGreaterThan(20); // past the limit (half the retention)
+    expect(held.slice(2)).toEqual([held[1], held[1], held[1]]);
+    expect(primary.log.released).toBe(0);
+    await primary.close();
+    await fake.close();
+  }, 30_000);
 });
 
 function backupServePort(b: Backup): number {

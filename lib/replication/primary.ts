@@ -44,7 +44,7 @@ export interface PrimaryOptions {
   serve?: Endpoint | ServicePort;
   /** Epoch interval, ms (default 25, at least 5). */
   intervalMs?: number;
-  /** Backup silent this long = lost (default max(20 intervals, 1 s)). */
+  /** Backup silent this long, or its oldest epoch in flight unacknowledged this long, = lost (default max(20 intervals, 1 s)). */
   timeoutMs?: number;
   /** Epochs sent but not acknowledged, at most (default 3). */
   maxInFlight?: number;
@@ -93,6 +93,8 @@ interface InFlight {
   at: number;
   recordEnd: number;
   final: string | null;
+  /** performance.now() once its EPOCH_END was written (the backup can acknowledge it from then); null while it is being sent. */
+  sentAt: number | null;
 }
 
 export interface PrimaryEvents {
@@ -119,9 +121,12 @@ export class Primary extends EventEmitter<PrimaryEvents> {
   private nextEpoch: bigint;
   private needFull = true;
   private sentRecords = 0;
+  /** Epochs sent (or being sent) on the current link and not yet acknowledged, oldest first. */
   private inFlight = new Map<bigint, InFlight>();
-  private captured = 0;
-  private acked = 0;
+  /** Captures handed to ship() that are neither in flight yet nor dropped. */
+  private queued = 0;
+  /** performance.now() when the epoch being written last made progress (started, or a drain ended). */
+  private sendProgressAt = 0;
   private queue: Promise<void> = Promise.resolve();
   private server: Server | null = null;
   private ownServer = false;
@@ -162,9 +167,12 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     this.shadow = new Uint8Array(this.pageSize * this.pageCount);
   }
 
-  /** Epochs captured and not yet acknowledged. */
+  /**
+   * Epochs captured and not yet acknowledged: queued for encoding or in flight. Counted from the
+   * queue and the in-flight set themselves, so no ACK and no lost link can skew it.
+   */
   get lag(): number {
-    return this.captured - this.acked;
+    return this.queued + this.inFlight.size;
   }
 
   get isProtected(): boolean {
@@ -292,7 +300,10 @@ export class Primary extends EventEmitter<PrimaryEvents> {
       this.degradedSince = null;
       if (this.guestPausedForLoss && this.opts.guest) {
         this.guestPausedForLoss = false;
-        this.opts.guest.resume();
+        // Past the held-output limit it stays stopped: the full resync's capture resumes it and
+        // stops it again until that epoch is acknowledged (onCapture), so a backup that connects
+        // and never acknowledges cannot let the held output grow, one reconnection at a time.
+        if (this.heldWithin(1 / 2)) this.opts.guest.resume();
       }
       if (!this.opts.guest) this.sendFinishedState(link);
       if (this.finishedCapture && this.opts.guest) void this.recaptureFinal();
@@ -328,7 +339,6 @@ export class Primary extends EventEmitter<PrimaryEvents> {
   }
 
   private onCapture(c: Capture): void {
-    this.captured++;
     this.log.append(c.records);
     const recordEnd = this.log.length;
     // An unprotected `continue` primary holds its output; past half the retention (so the burst
@@ -342,8 +352,11 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     // A connected backup that cannot keep up with the guest's output: the same bound, or the held
     // output grows without limit (a sim guest writing records as fast as it can reached 4.6 GB).
     // The guest waits for the backup's acknowledgements (onFrame resumes it), so only with epochs
-    // in flight.
-    if (this.link && this.opts.guest && c.final === null && !this.guestPausedForHeld && this.inFlight.size > 0 && over) {
+    // queued or in flight, this one included (a backup that connects while too much is held gets
+    // its full resync before the guest runs on: it used to run until the next capture each time,
+    // so a backup that reconnected and never acknowledged let the held output grow on).
+    const ships = this.link !== null && c.pages !== null && !(this.needFull && !c.full);
+    if (this.link && this.opts.guest && c.final === null && !this.guestPausedForHeld && (this.lag > 0 || ships) && over) {
       this.guestPausedForHeld = true;
       this.emit('log', `${this.log.held} output records (${this.log.heldBytes} bytes) held, the backup is behind (limit ${heldLimit} records, ${heldBytesLimit} bytes): guest paused until it catches up`);
       void this.opts.guest.pause();
@@ -358,12 +371,12 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     if (!link || !c.pages || (this.needFull && !c.full)) {
       this.pagePool.give(c.pages);
       this.needFull = true;
-      this.captured--;
       return;
     }
     if (c.full) this.needFull = false;
     const epoch = this.nextEpoch++;
     const serial = this.linkSerial;
+    this.queued++;
     this.queue = this.queue.then(() => this.ship(c, epoch, serial, recordEnd)).catch((err: Error) => {
       this.emit('log', `epoch ${epoch} not sent: ${err.message}`);
       this.needFull = true;
@@ -371,11 +384,24 @@ export class Primary extends EventEmitter<PrimaryEvents> {
   }
 
   private async ship(c: Capture, epoch: bigint, serial: number, recordEnd: number): Promise<void> {
+    // Counted in `queued` until it is in flight or dropped (a failed encode too).
+    let queued = true;
+    const dequeue = (): void => {
+      if (queued) this.queued--;
+      queued = false;
+    };
+    try {
+      await this.shipQueued(c, epoch, serial, recordEnd, dequeue);
+    } finally {
+      dequeue();
+    }
+  }
+
+  private async shipQueued(c: Capture, epoch: bigint, serial: number, recordEnd: number, dequeue: () => void): Promise<void> {
     const link = this.link;
     if (!link || serial !== this.linkSerial || link.closed) {
       this.pagePool.give(c.pages);
       this.needFull = true;
-      this.captured--;
       return;
     }
     const t0 = performance.now();
@@ -396,37 +422,49 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     });
     if (serial !== this.linkSerial || link.closed) {
       this.needFull = true;
-      this.captured--;
       return;
     }
     this.sentRecords = recordEnd;
-    this.inFlight.set(epoch, {
+    dequeue();
+    this.sendProgressAt = performance.now();
+    const inFlight: InFlight = {
       stats: {
         epoch: Number(epoch), full: c.full, pauseMs: c.pauseMs, floorMs: c.dirtyMs + c.gatherMs, dirtyPages: c.pfns.length,
         pageBytes: c.pfns.length * this.pageSize, frameBytes: frame.length, bodyBytes: body.length, records: records.length, encodeMs,
       },
-      at: c.at, recordEnd, final: c.final,
-    });
+      at: c.at, recordEnd, final: c.final, sentAt: null,
+    };
+    this.inFlight.set(epoch, inFlight);
     const lenBuf = Buffer.alloc(16);
     lenBuf.writeBigUInt64LE(BigInt(body.length), 0);
     link.send(FrameType.EPOCH_BEGIN, this.generation, epoch, lenBuf);
     for (let off = 0; off < body.length; off += CHUNK_BYTES) {
-      if (!link.send(FrameType.EPOCH_DATA, this.generation, epoch, body.subarray(off, Math.min(body.length, off + CHUNK_BYTES)))) await link.drain();
+      if (!link.send(FrameType.EPOCH_DATA, this.generation, epoch, body.subarray(off, Math.min(body.length, off + CHUNK_BYTES)))) {
+        await link.drain();
+        this.sendProgressAt = performance.now();
+      }
       if (link.closed) return;
     }
     link.send(FrameType.EPOCH_END, this.generation, epoch, createHash('sha256').update(body).digest());
+    inFlight.sentAt = performance.now();
   }
 
   private onFrame(f: Frame, serial: number): void {
     if (serial !== this.linkSerial) return;
     if (f.type === FrameType.ACK) {
-      const e = this.inFlight.get(f.epoch);
-      if (!e) throw new ProtocolError('STALE_EPOCH', `ACK for epoch ${f.epoch} which is not in flight`);
+      // One ACK per epoch, in order (the backup commits them in order on one stream): an ACK must
+      // name the oldest epoch in flight. A cumulative, skipped, repeated or early ACK is refused.
+      const oldest = this.inFlight.keys().next();
+      if (oldest.done) throw new ProtocolError('STALE_EPOCH', `ACK for epoch ${f.epoch}, but no epoch is in flight`);
+      if (f.epoch !== oldest.value) {
+        throw new ProtocolError('STALE_EPOCH', `ACK for epoch ${f.epoch}, but the oldest epoch in flight is ${oldest.value}: each epoch must be acknowledged once, in order`);
+      }
+      const e = this.inFlight.get(f.epoch)!;
+      if (e.sentAt === null) throw new ProtocolError('STALE_EPOCH', `ACK for epoch ${f.epoch} before it was sent in full`);
       if (f.payload.length !== 8) throw new ProtocolError('BAD_PAYLOAD', `ACK payload must be 8 bytes, got ${f.payload.length}`);
       const nextRecord = Number(f.payload.readBigUInt64LE(0));
       if (nextRecord !== e.recordEnd) throw new ProtocolError('BAD_PAYLOAD', `ACK for epoch ${f.epoch} says ${nextRecord} records, expected ${e.recordEnd}`);
-      for (const k of [...this.inFlight.keys()]) if (k <= f.epoch) this.inFlight.delete(k);
-      this.acked++;
+      this.inFlight.delete(f.epoch);
       this.log.release(nextRecord);
       // Resumed under a quarter of the retention, or once nothing is in flight (records captured
       // but not sent, e.g. before a new backup's full resync, go in the next epoch, which needs
@@ -466,7 +504,6 @@ export class Primary extends EventEmitter<PrimaryEvents> {
       }
     }
     this.needFull = true;
-    this.captured -= this.inFlight.size;
     this.inFlight.clear();
     this.emit('log', `backup link lost${err ? `: ${err.message}` : ''}`);
     this.markDegraded(err ? `backup link lost: ${err.message}` : 'backup link closed');
@@ -499,6 +536,22 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     if (link && link.silentFor() > this.timeoutMs) {
       this.emit('log', `backup silent for ${Math.round(link.silentFor())} ms (timeout ${this.timeoutMs} ms)`);
       link.fail(new ProtocolError('TIMEOUT', `backup silent past the ${this.timeoutMs} ms timeout`));
+      return;
+    }
+    // A backup that heartbeats but does not commit is lost too: with maxInFlight epochs
+    // unacknowledged the loop takes no epoch, the guest runs on, and the output it writes piles
+    // up unbounded in the guest's own queue (no capture takes it, so no held-output limit sees it).
+    // The oldest epoch must be acknowledged within the timeout once sent in full, and while it is
+    // being sent the backup must keep taking its data.
+    const oldest = this.inFlight.entries().next();
+    if (link && !oldest.done) {
+      const [epoch, e] = oldest.value;
+      const now = performance.now();
+      if (e.sentAt !== null && now - e.sentAt > this.timeoutMs) {
+        link.fail(new ProtocolError('TIMEOUT', `epoch ${epoch} not acknowledged ${Math.round(now - e.sentAt)} ms after it was sent (timeout ${this.timeoutMs} ms): the backup is alive but not committing`));
+      } else if (e.sentAt === null && now - this.sendProgressAt > this.timeoutMs) {
+        link.fail(new ProtocolError('TIMEOUT', `epoch ${epoch}: the backup took none of its data for ${Math.round(now - this.sendProgressAt)} ms (timeout ${this.timeoutMs} ms)`));
+      }
     }
   }
 
