@@ -27,7 +27,7 @@ options:
   --memory MiB          guest RAM (default 32; limits as in \`understudy run --help\`)
   --vcpus N             1 to 16 (default 1)
   --interval D          epoch length (default 25ms, at least 5ms)
-  --timeout D           backup silent this long = lost (default max(20 epochs, 1s))
+  --timeout D           backup silent, or its oldest epoch unacknowledged, this long = lost (default max(20 epochs, 1s))
   --on-backup-loss M    continue (guest runs, output held) or pause (default continue)
   --nondeterministic    the guest mixes in the host clock at each epoch
   --serve HOST:PORT     service port for clients (newline-delimited JSON)
