@@ -87,6 +87,7 @@ export interface BackupEvents {
 
 const ZERO_CHAIN = '0000000000000000';
 const MAX_EPOCH = 2n ** 53n - 1n;
+const UNDO_KEEP_BYTES = 64 * 1024 * 1024;
 
 interface Receiving {
   epoch: bigint;
@@ -130,6 +131,8 @@ export class Backup extends EventEmitter<BackupEvents> {
   private lastChain: string | null = ZERO_CHAIN;
   /** A full epoch was committed on the current link (a link must start with one). */
   private fullOnLink = false;
+  /** Where a delta's pages are saved before it is applied (see commitChecked). */
+  private undoBuf: Uint8Array | null = null;
   readonly timeoutMs: number;
 
   constructor(readonly opts: BackupOptions) {
@@ -356,7 +359,15 @@ export class Backup extends EventEmitter<BackupEvents> {
     let undo: { pfns: Uint32Array; pages: Uint8Array } | null = null;
     if (checked && !full) {
       const pfns = inspectFrame!(body.frame).pfns;
-      undo = { pfns, pages: this.kernels.gatherPages(target, pfns, opts) };
+      // One buffer reused across epochs (fresh memory costs a page fault per page, under nested
+      // virtualisation more than the copy), kept only up to 64 MiB.
+      const need = pfns.length * this.pageSize;
+      let out: Uint8Array | undefined;
+      if (need <= UNDO_KEEP_BYTES) {
+        if (!this.undoBuf || this.undoBuf.length < need) this.undoBuf = new Uint8Array(Math.min(UNDO_KEEP_BYTES, Math.max(need, 2 * (this.undoBuf?.length ?? 0))));
+        out = this.undoBuf.subarray(0, need);
+      }
+      undo = { pfns, pages: this.kernels.gatherPages(target, pfns, { ...opts, out }) };
     }
     this.kernels.applyPages(target, body.frame, opts);
     if (checked) {
