@@ -34,6 +34,21 @@ export const MANIFEST_HEADER_BYTES = 48;
 export const RECORD_MAGIC = 0x31435255;
 /** Largest guest a manifest may describe: 2^26 pages (256 GiB of 4 KiB pages). */
 export const MAX_PAGES = 1 << 26;
+/**
+ * Highest segment number (2^21 - 1): a record reference (segment * 2^32 + offset) stays an exact
+ * double, and the number fits every u32 field and the 8-digit file name.
+ */
+export const MAX_SEGMENT = 2 ** 21 - 1;
+/** Highest checkpoint id: 15 decimal digits, an exact double. */
+export const MAX_CHECKPOINT_ID = 999_999_999_999_999;
+/** Limits on a manifest's parts, checked before anything is read past the 48-byte header. */
+export const MAX_MANIFEST_META_BYTES = 16 << 20;
+export const MAX_MANIFEST_CPU_BYTES = 64 << 20;
+/**
+ * A map of n entries (12n bytes before zstd) must be at least 12n / 64 bytes: our writer's maps
+ * compress 2 to 6 times, so a small manifest cannot make a reader allocate a huge map.
+ */
+export const MAX_MAP_RATIO = 64;
 
 export const KIND_PAGE = 1;
 export const KIND_DELTA = 2;
@@ -169,6 +184,7 @@ export function parseRecordHeader(b: Uint8Array, pageSize: number): RecordHeader
   if (kind === KIND_PAGE && codec === CODEC_RAW && payloadLength !== pageSize) return null;
   const depth = b[6]! | (b[7]! << 8);
   if ((kind === KIND_PAGE) !== (depth === 0)) return null;
+  if (u32(12) > MAX_SEGMENT) return null;
   return {
     kind,
     codec,
@@ -272,9 +288,27 @@ export function encodeManifest(m: ManifestData, compress: (b: Uint8Array) => Uin
   return out;
 }
 
-/** Header and metadata only (cheap: no map decompression). */
-export function decodeManifestHead(file: string, b: Uint8Array): { full: boolean; pageSize: number; pageCount: number; entries: number; meta: ManifestMeta; cpu: Uint8Array; map: Uint8Array } {
-  if (b.byteLength < MANIFEST_HEADER_BYTES) throw new StoreFormatError(file, `manifest is truncated (${b.byteLength} bytes, header needs ${MANIFEST_HEADER_BYTES})`);
+/** zstd's ZSTD_COMPRESSBOUND: the most a frame of `n` input bytes can take. */
+function zstdBound(n: number): number {
+  return n + Math.floor(n / 256) + (n < 128 << 10 ? Math.floor(((128 << 10) - n) / 2048) : 0);
+}
+
+export interface ManifestLayout {
+  metaLen: number;
+  cpuLen: number;
+  mapLen: number;
+  entries: number;
+}
+
+/**
+ * Checks a manifest's fixed 48-byte header against the limits and the file's size (`fileSize`),
+ * before anything past it is read: magic, version, part lengths, the map's entry count against
+ * what its bytes can hold.
+ */
+export function decodeManifestLayout(file: string, b: Uint8Array, fileSize: number): ManifestLayout {
+  if (fileSize < MANIFEST_HEADER_BYTES || b.byteLength < MANIFEST_HEADER_BYTES) {
+    throw new StoreFormatError(file, `manifest is truncated (${fileSize} bytes, header needs ${MANIFEST_HEADER_BYTES})`);
+  }
   if (!magicAt(b, MANIFEST_MAGIC)) throw new StoreFormatError(file, 'not a manifest (bad magic)');
   const v = dv(b);
   const version = v.getUint16(8, true);
@@ -282,20 +316,36 @@ export function decodeManifestHead(file: string, b: Uint8Array): { full: boolean
   const metaLen = v.getUint32(28, true);
   const cpuLen = v.getUint32(32, true);
   const mapLen = v.getUint32(36, true);
+  const entries = v.getUint32(24, true);
+  if (metaLen > MAX_MANIFEST_META_BYTES) throw new StoreFormatError(file, `manifest metadata length ${metaLen} is more than the limit (${MAX_MANIFEST_META_BYTES})`);
+  if (cpuLen > MAX_MANIFEST_CPU_BYTES) throw new StoreFormatError(file, `manifest CPU state length ${cpuLen} is more than the limit (${MAX_MANIFEST_CPU_BYTES})`);
   const total = MANIFEST_HEADER_BYTES + metaLen + cpuLen + mapLen;
-  if (total !== b.byteLength) throw new StoreFormatError(file, `manifest is ${b.byteLength} bytes but its header describes ${total} (truncated or corrupt)`);
-  if (v.getUint32(44, true) !== crc(b.subarray(0, 44), b.subarray(48))) throw new StoreFormatError(file, 'manifest checksum mismatch');
+  if (total !== fileSize) throw new StoreFormatError(file, `manifest is ${fileSize} bytes but its header describes ${total} (truncated or corrupt)`);
+  if (entries > MAX_PAGES) throw new StoreFormatError(file, `map has ${entries} entries, more than this build supports (${MAX_PAGES})`);
+  if (mapLen > zstdBound(entries * 12) || entries * 12 > mapLen * MAX_MAP_RATIO) {
+    throw new StoreFormatError(file, `map of ${mapLen} bytes cannot hold ${entries} entries`);
+  }
+  return { metaLen, cpuLen, mapLen, entries };
+}
+
+/**
+ * The rest of a manifest's head, once its layout is known: `front` is the header, metadata and CPU
+ * state; `crcOk` whether the CRC over the whole file matched (the caller computed it).
+ */
+export function decodeManifestFront(file: string, front: Uint8Array, layout: ManifestLayout, crcOk: boolean): { full: boolean; pageSize: number; pageCount: number; entries: number; meta: ManifestMeta; cpu: Uint8Array } {
+  if (!crcOk) throw new StoreFormatError(file, 'manifest checksum mismatch');
+  const v = dv(front);
+  const { metaLen, cpuLen, entries } = layout;
   const flags = v.getUint32(12, true);
   if (flags > 1) throw new StoreFormatError(file, `unknown manifest flags 0x${flags.toString(16)}`);
   const pageSize = v.getUint32(16, true);
   if (!isPowerOfTwoPageSize(pageSize)) throw new StoreFormatError(file, `bad page size ${pageSize}`);
   const pageCount = v.getUint32(20, true);
-  const entries = v.getUint32(24, true);
   if (pageCount > MAX_PAGES) throw new StoreFormatError(file, `page count ${pageCount} is more than this build supports (${MAX_PAGES})`);
   if (entries > pageCount) throw new StoreFormatError(file, `map has ${entries} entries for ${pageCount} pages`);
   let meta: ManifestMeta;
   try {
-    meta = JSON.parse(Buffer.from(b.buffer, b.byteOffset + 48, metaLen).toString('utf8')) as ManifestMeta;
+    meta = JSON.parse(Buffer.from(front.buffer, front.byteOffset + 48, metaLen).toString('utf8')) as ManifestMeta;
   } catch {
     throw new StoreFormatError(file, 'manifest metadata is not valid JSON');
   }
@@ -303,9 +353,16 @@ export function decodeManifestHead(file: string, b: Uint8Array): { full: boolean
     || typeof meta.extents !== 'object' || meta.extents === null || typeof meta.stats !== 'object' || meta.stats === null) {
     throw new StoreFormatError(file, 'manifest metadata lacks id, parent, extents or stats');
   }
-  const cpu = Uint8Array.prototype.slice.call(b, 48 + metaLen, 48 + metaLen + cpuLen);
-  const map = b.subarray(48 + metaLen + cpuLen);
-  return { full: (flags & 1) === 1, pageSize, pageCount, entries, meta, cpu, map };
+  const cpu = Uint8Array.prototype.slice.call(front, 48 + metaLen, 48 + metaLen + cpuLen);
+  return { full: (flags & 1) === 1, pageSize, pageCount, entries, meta, cpu };
+}
+
+/** Header and metadata of a whole manifest in memory (no map decompression). */
+export function decodeManifestHead(file: string, b: Uint8Array): { full: boolean; pageSize: number; pageCount: number; entries: number; meta: ManifestMeta; cpu: Uint8Array; map: Uint8Array } {
+  const layout = decodeManifestLayout(file, b, b.byteLength);
+  const crcOk = dv(b).getUint32(44, true) === crc(b.subarray(0, 44), b.subarray(48));
+  const frontLen = MANIFEST_HEADER_BYTES + layout.metaLen + layout.cpuLen;
+  return { ...decodeManifestFront(file, b.subarray(0, frontLen), layout, crcOk), map: b.subarray(frontLen) };
 }
 
 export function decodeManifestMap(file: string, head: { pageCount: number; entries: number; map: Uint8Array }, decompress: (b: Uint8Array) => Uint8Array): { pfns: Uint32Array; segments: Uint32Array; offsets: Uint32Array } {

@@ -23,11 +23,12 @@ import fs from 'node:fs';
 import { constants as bufferConstants } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
 import { zstdCompress, zstdDecompressInto } from './codec.js';
 import { kernels } from './kernels.js';
 import {
   CODEC_RAW, CODEC_ZSTD, KIND_DELTA, KIND_PAGE, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, STORE_HEADER_BYTES,
-  MAX_PAGES, StoreFormatError, decodeManifestHead, decodeManifestMap, decodeSegmentHeader, decodeStoreHeader, encodeManifest,
+  MAX_PAGES, MAX_SEGMENT, MAX_CHECKPOINT_ID, MANIFEST_HEADER_BYTES, StoreFormatError, decodeManifestLayout, decodeManifestFront, decodeManifestMap, crc, decodeSegmentHeader, decodeStoreHeader, encodeManifest,
   encodeSegmentHeader, encodeStoreHeader, isPowerOfTwoPageSize, parseRecordHeader, recordCrcOk, writeRecordHeader,
   type ManifestMeta,
 } from './format.js';
@@ -113,6 +114,8 @@ export interface VerifyProblem {
 
 export interface VerifyReport {
   ok: boolean;
+  /** Files in segments/ or manifests/ named like store files but not canonically (ignored, never read). */
+  ignored: VerifyProblem[];
   segments: number;
   records: number;
   bytesRead: number;
@@ -133,7 +136,70 @@ export class CheckpointError extends Error {
 /** A copy (Buffer#slice would return a view). */
 const copyOf = (u: Uint8Array, start?: number, end?: number): Uint8Array => Uint8Array.prototype.slice.call(u, start, end);
 const pad = (n: number) => String(n).padStart(8, '0');
+/** A record reference as one number: exact, since segment numbers are at most MAX_SEGMENT (2^21 - 1). */
 const refKey = (seg: number, off: number) => seg * 4294967296 + off;
+
+/** The message of an error without its "FILE: " prefix when it names `file`. */
+function problemOf(err: unknown, file: string): string {
+  if (err instanceof StoreFormatError && err.file === file) return err.message.slice(file.length + 2);
+  return (err as Error).message;
+}
+
+/**
+ * Opens a store file for reading: a regular file, or a StoreFormatError naming it (never a bare
+ * EISDIR; O_NONBLOCK so that a FIFO in its place cannot block the open).
+ */
+function openRegular(file: string, what: string): { fd: number; size: number } {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new StoreFormatError(file, code === 'ENOENT' ? `${what} is missing (ENOENT)` : `${what} cannot be opened (${code ?? (err as Error).message})`);
+  }
+  try {
+    const st = fs.fstatSync(fd);
+    if (!st.isFile()) throw new StoreFormatError(file, `${what} is not a regular file (${st.isDirectory() ? 'a directory' : 'a special file'})`);
+    return { fd, size: st.size };
+  } catch (err) {
+    fs.closeSync(fd);
+    throw err;
+  }
+}
+
+/** readSync that throws a StoreFormatError naming the file on a system error. */
+function readFd(file: string, what: string, fd: number, buf: Uint8Array, off: number, len: number, pos: number): number {
+  try {
+    return fs.readSync(fd, buf, off, len, pos);
+  } catch (err) {
+    throw new StoreFormatError(file, `${what} cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
+}
+
+/** Reads exactly `len` bytes at `pos` (the file was checked to be that long). */
+function readExact(file: string, what: string, fd: number, buf: Uint8Array, pos: number): void {
+  let o = 0;
+  while (o < buf.byteLength) {
+    const n = readFd(file, what, fd, buf, o, buf.byteLength - o, pos + o);
+    if (n === 0) throw new StoreFormatError(file, `${what} ends early (changed while read?)`);
+    o += n;
+  }
+}
+
+/** Numbered files of a store directory: canonical names (pad(n) === name) from 1 to `max`, and the rest. */
+function scanNumbered(dir: string, ext: string, max: number): { numbers: number[]; ignored: string[] } {
+  const numbers: number[] = [];
+  const ignored: string[] = [];
+  const re = new RegExp(`^(\\d+)\\${ext}$`);
+  for (const f of fs.readdirSync(dir)) {
+    const m = re.exec(f);
+    if (!m) continue;
+    const n = Number(m[1]);
+    if (pad(n) === m[1] && n >= 1 && n <= max) numbers.push(n);
+    else ignored.push(f);
+  }
+  return { numbers: numbers.sort((a, b) => a - b), ignored: ignored.sort() };
+}
 
 function namespaceTag(name: string): Uint8Array {
   return new Uint8Array(createHash('sha256').update(`understudy-namespace\0${name}`).digest().subarray(0, 8));
@@ -273,23 +339,30 @@ export class Store {
     return join(this.dir, 'manifests', `${pad(Number(id))}.man`);
   }
 
-  /** Segment numbers present, ascending. */
+  /**
+   * Segment numbers present, ascending: files named with exactly 8 digits, 00000001.seg to
+   * MAX_SEGMENT. Other names (an alias such as 000000001.seg, a number past the limit) are
+   * never read, written or deleted (strays() lists them).
+   */
   segmentNumbers(): number[] {
-    return fs.readdirSync(join(this.dir, 'segments'))
-      .map((f) => /^(\d{8,})\.seg$/.exec(f))
-      .filter((m): m is RegExpExecArray => m !== null)
-      .map((m) => Number(m[1]))
-      .sort((a, b) => a - b);
+    return scanNumbered(join(this.dir, 'segments'), '.seg', MAX_SEGMENT).numbers;
   }
 
-  /** Checkpoint ids present, in creation order. */
+  /** Checkpoint ids present, in creation order: manifest names that are pad(id) for 1 <= id <= MAX_CHECKPOINT_ID. */
   ids(): string[] {
-    return fs.readdirSync(join(this.dir, 'manifests'))
-      .map((f) => /^(\d{8,})\.man$/.exec(f))
-      .filter((m): m is RegExpExecArray => m !== null)
-      .map((m) => Number(m[1]))
-      .sort((a, b) => a - b)
-      .map(String);
+    return scanNumbered(join(this.dir, 'manifests'), '.man', MAX_CHECKPOINT_ID).numbers.map(String);
+  }
+
+  /** Files named like segments or manifests that the store ignores (not canonical, or out of range). */
+  strays(): VerifyProblem[] {
+    const out: VerifyProblem[] = [];
+    for (const f of scanNumbered(join(this.dir, 'segments'), '.seg', MAX_SEGMENT).ignored) {
+      out.push({ file: join(this.dir, 'segments', f), offset: null, problem: `not a segment name this store uses (8 digits, 00000001 to ${pad(MAX_SEGMENT)}); ignored` });
+    }
+    for (const f of scanNumbered(join(this.dir, 'manifests'), '.man', MAX_CHECKPOINT_ID).ignored) {
+      out.push({ file: join(this.dir, 'manifests', f), offset: null, problem: `not a manifest name this store uses (the id in at least 8 digits, no other leading zeros, 1 to ${MAX_CHECKPOINT_ID}); ignored` });
+    }
+    return out;
   }
 
   /** Takes the writer lock (one writer per store; a lock left by a dead process is taken over). */
@@ -305,7 +378,20 @@ export class Store {
         return;
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-        const pid = Number(fs.readFileSync(file, 'utf8'));
+        let text: string;
+        try {
+          const { fd, size } = openRegular(file, 'lock file');
+          try {
+            const b = Buffer.alloc(Math.min(size, 32));
+            text = b.subarray(0, readFd(file, 'lock file', fd, b, 0, b.length, 0)).toString('latin1');
+          } finally {
+            fs.closeSync(fd);
+          }
+        } catch (e) {
+          if (e instanceof StoreFormatError && /is missing/.test(e.message)) continue; // released meanwhile
+          throw e;
+        }
+        const pid = Number(text);
         let alive = false;
         if (Number.isInteger(pid) && pid > 0 && pid !== process.pid) {
           try {
@@ -330,13 +416,45 @@ export class Store {
 
   // ------------------------------------------------------------------ manifests
 
-  private readManifestHead(id: string) {
+  /**
+   * A manifest's header, metadata and CPU state (and with `withMap` its compressed map), checked:
+   * the fixed header first, its lengths against the limits and the file's size, then the rest,
+   * CRC-checked in 1 MiB pieces so that the memory used is what the parts asked for need.
+   */
+  private readManifestHead(id: string, withMap = false) {
     const file = this.manifestFile(id);
-    const bytes = new Uint8Array(fs.readFileSync(file));
-    const head = decodeManifestHead(file, bytes);
+    const { fd, size } = openRegular(file, 'manifest');
+    let head;
+    let map: Uint8Array;
+    try {
+      const hb = new Uint8Array(MANIFEST_HEADER_BYTES);
+      if (size >= MANIFEST_HEADER_BYTES) readExact(file, 'manifest', fd, hb, 0);
+      const layout = decodeManifestLayout(file, hb, size);
+      const front = new Uint8Array(MANIFEST_HEADER_BYTES + layout.metaLen + layout.cpuLen);
+      front.set(hb);
+      readExact(file, 'manifest', fd, front.subarray(MANIFEST_HEADER_BYTES), MANIFEST_HEADER_BYTES);
+      let c = crc(hb.subarray(0, 44), front.subarray(MANIFEST_HEADER_BYTES));
+      if (withMap) {
+        map = new Uint8Array(layout.mapLen);
+        readExact(file, 'manifest', fd, map, front.byteLength);
+        c = crc32(map, c) >>> 0;
+      } else {
+        map = new Uint8Array(0);
+        const piece = new Uint8Array(Math.min(layout.mapLen, 1 << 20));
+        for (let o = 0; o < layout.mapLen; o += piece.byteLength) {
+          const part = piece.subarray(0, Math.min(piece.byteLength, layout.mapLen - o));
+          readExact(file, 'manifest', fd, part, front.byteLength + o);
+          c = crc32(part, c) >>> 0;
+        }
+      }
+      const want = new DataView(hb.buffer).getUint32(44, true);
+      head = decodeManifestFront(file, front, layout, c === want);
+    } finally {
+      fs.closeSync(fd);
+    }
     if (head.pageSize !== this.pageSize) throw new StoreFormatError(file, `page size ${head.pageSize} differs from the store's ${this.pageSize}`);
     if (head.meta.id !== id) throw new StoreFormatError(file, `manifest names checkpoint ${JSON.stringify(head.meta.id)}, expected ${id}`);
-    return { file, size: bytes.byteLength, ...head };
+    return { file, size, ...head, map };
   }
 
   /** Metadata of one checkpoint. @throws StoreFormatError if its manifest is missing or corrupt. */
@@ -352,7 +470,7 @@ export class Store {
   }
 
   /** Every readable checkpoint in creation order, and the manifests that could not be read. */
-  list(): { checkpoints: CheckpointInfo[]; problems: VerifyProblem[] } {
+  list(): { checkpoints: CheckpointInfo[]; problems: VerifyProblem[]; ignored: VerifyProblem[] } {
     const checkpoints: CheckpointInfo[] = [];
     const problems: VerifyProblem[] = [];
     for (const id of this.ids()) {
@@ -362,14 +480,14 @@ export class Store {
         problems.push({ file: this.manifestFile(id), offset: null, problem: (err as Error).message });
       }
     }
-    return { checkpoints, problems };
+    return { checkpoints, problems, ignored: this.strays() };
   }
 
   private checkId(id: string): void {
     if (typeof id !== 'string' || !/^\d{1,15}$/.test(id) || String(Number(id)) !== id) {
       throw new RangeError(`\`checkpoint\` must be a checkpoint id (a decimal number), got ${JSON.stringify(id)}`);
     }
-    if (!fs.existsSync(this.manifestFile(id))) throw new RangeError(`no checkpoint ${id} in ${this.dir}`);
+    if (Number(id) < 1 || !fs.existsSync(this.manifestFile(id))) throw new RangeError(`no checkpoint ${id} in ${this.dir}`);
   }
 
   /** Resolves `latest` or an id. */
@@ -394,7 +512,7 @@ export class Store {
       if (seen.has(cur)) throw new StoreFormatError(this.manifestFile(id), `manifest chain loops at ${cur}`);
       seen.add(cur);
       if (!fs.existsSync(this.manifestFile(cur))) throw new StoreFormatError(this.manifestFile(id), `parent checkpoint ${cur} is missing`);
-      const h = this.readManifestHead(cur);
+      const h = this.readManifestHead(cur, true);
       chain.push(h);
       if (h.full) break;
       cur = h.meta.parent;
@@ -414,6 +532,7 @@ export class Store {
       for (let e = 0; e < map.pfns.length; e++) {
         const pfn = map.pfns[e]!;
         if (pfn >= pageCount) throw new StoreFormatError(h.file, `map entry ${e} names page ${pfn}, past the ${pageCount} pages`);
+        if (map.segments[e]! > MAX_SEGMENT) throw new StoreFormatError(h.file, `map entry ${e} names segment ${map.segments[e]}, past the highest segment number (${MAX_SEGMENT})`);
         segments[pfn] = map.segments[e]!;
         offsets[pfn] = map.offsets[e]!;
       }
@@ -421,7 +540,17 @@ export class Store {
     return { pageCount, segments, offsets, cpu: top.cpu, meta: top.meta };
   }
 
-  private writeManifestAtomic(id: string, bytes: Uint8Array): void {
+  /** `replace`: a rewrite of an existing manifest (prune, compact); otherwise the id must be new. */
+  private writeManifestAtomic(id: string, bytes: Uint8Array, replace: boolean): void {
+    if (!replace) {
+      let exists = true;
+      try {
+        fs.lstatSync(this.manifestFile(id));
+      } catch {
+        exists = false;
+      }
+      if (exists) throw new StoreFormatError(this.manifestFile(id), `checkpoint ${id} already exists; refusing to replace its manifest`);
+    }
     const tmp = join(this.dir, 'manifests', `.tmp-${pad(Number(id))}-${process.pid}`);
     const fd = fs.openSync(tmp, 'w');
     try {
@@ -463,7 +592,7 @@ export class Store {
       }
       for (const [k, v] of Object.entries(meta.extents)) {
         const seg = Number(k);
-        if (Number.isInteger(seg) && seg > 0 && Number.isInteger(v) && v > 0) ext.set(seg, Math.max(ext.get(seg) ?? 0, v));
+        if (String(seg) === k && Number.isInteger(seg) && seg > 0 && seg <= MAX_SEGMENT && Number.isInteger(v) && v > 0 && v <= 0xffffffff) ext.set(seg, Math.max(ext.get(seg) ?? 0, v));
       }
     }
     return ext;
@@ -475,14 +604,11 @@ export class Store {
     let fd = this.fds.get(seg);
     if (fd === undefined) {
       const file = this.segmentFile(seg);
+      if (seg < 1 || seg > MAX_SEGMENT) throw new StoreFormatError(file, `segment number ${seg} is out of range (1 to ${MAX_SEGMENT})`);
+      fd = openRegular(file, 'segment').fd;
       try {
-        fd = fs.openSync(file, 'r');
-      } catch (err) {
-        throw new StoreFormatError(file, `segment is missing (${(err as NodeJS.ErrnoException).code})`);
-      }
-      const head = Buffer.alloc(SEGMENT_HEADER_BYTES);
-      const n = fs.readSync(fd, head, 0, SEGMENT_HEADER_BYTES, 0);
-      try {
+        const head = Buffer.alloc(SEGMENT_HEADER_BYTES);
+        const n = readFd(file, 'segment', fd, head, 0, SEGMENT_HEADER_BYTES, 0);
         decodeSegmentHeader(file, head.subarray(0, n), this.pageSize, seg);
       } catch (err) {
         fs.closeSync(fd);
@@ -508,7 +634,13 @@ export class Store {
     } else {
       const fd = this.segmentFd(seg);
       const buf = this.spare.pop() ?? Buffer.allocUnsafe(READ_BLOCK + this.slack);
-      const n = fs.readSync(fd, buf, 0, buf.length, block * READ_BLOCK);
+      let n: number;
+      try {
+        n = readFd(this.segmentFile(seg), 'segment', fd, buf, 0, buf.length, block * READ_BLOCK);
+      } catch (err) {
+        this.spare.push(buf);
+        throw err;
+      }
       b = { buf, len: n };
       this.blocks.set(key, b);
       if (this.blocks.size > READ_BLOCKS_CACHED) {
@@ -651,13 +783,12 @@ export class Store {
    */
   scanSegment(seg: number, limit: number, fn: (off: number, h: NonNullable<ReturnType<typeof parseRecordHeader>>, crcOk: boolean) => void, checkCrc: boolean): { end: number; problem: string | null; bytesRead: number } {
     const file = this.segmentFile(seg);
-    const fd = fs.openSync(file, 'r');
+    const { fd, size } = openRegular(file, 'segment');
     let bytesRead = 0;
     try {
-      const size = fs.fstatSync(fd).size;
       const end = Math.min(limit, size);
       const head = Buffer.alloc(SEGMENT_HEADER_BYTES);
-      fs.readSync(fd, head, 0, SEGMENT_HEADER_BYTES, 0);
+      readFd(file, 'segment', fd, head, 0, SEGMENT_HEADER_BYTES, 0);
       try {
         decodeSegmentHeader(file, head, this.pageSize, seg);
       } catch (err) {
@@ -671,7 +802,7 @@ export class Store {
         if (o + len > end) return null;
         if (o < bufStart || o + len > bufStart + bufLen) {
           bufStart = o;
-          bufLen = fs.readSync(fd, buf, 0, Math.min(buf.length, end - o), o);
+          bufLen = readFd(file, 'segment', fd, buf, 0, Math.min(buf.length, end - o), o);
           bytesRead += bufLen;
           if (len > bufLen) return null;
         }
@@ -716,8 +847,11 @@ export class Store {
   /** @internal a segment opened for appending by a writer */
   _openSegment(): SegmentAppender {
     const existing = this.segmentNumbers();
-    const seg = (existing.length ? existing[existing.length - 1]! : 0) + 1;
-    return new SegmentAppender(this, seg);
+    const last = existing.length ? existing[existing.length - 1]! : 0;
+    if (last >= MAX_SEGMENT) {
+      throw new StoreFormatError(this.segmentFile(last), `segment ${last} is the highest number a store may use (${MAX_SEGMENT}); no segment can be created after it`);
+    }
+    return new SegmentAppender(this, last + 1);
   }
 
   /** @internal */
@@ -727,13 +861,17 @@ export class Store {
 
   /** @internal */
   _writeManifest(id: string, bytes: Uint8Array): void {
-    this.writeManifestAtomic(id, bytes);
+    this.writeManifestAtomic(id, bytes, false);
   }
 
-  /** @internal next checkpoint id */
+  /** @internal next checkpoint id (one past the highest; refused past MAX_CHECKPOINT_ID) */
   _nextId(): string {
     const ids = this.ids();
-    return String(ids.length ? Number(ids[ids.length - 1]) + 1 : 1);
+    const last = ids.length ? Number(ids[ids.length - 1]) : 0;
+    if (last >= MAX_CHECKPOINT_ID) {
+      throw new StoreFormatError(this.manifestFile(String(last)), `checkpoint id ${last} is the highest a store may use (${MAX_CHECKPOINT_ID}); no checkpoint can be numbered after it`);
+    }
+    return String(last + 1);
   }
 
   // ------------------------------------------------------------------ verify
@@ -755,21 +893,28 @@ export class Store {
     }
     for (const seg of segs) {
       const file = this.segmentFile(seg);
-      const size = fs.statSync(file).size;
-      const committed = ext.get(seg) ?? 0;
-      if (committed === 0) {
-        if (size > 0) tornTails.push({ segment: seg, bytes: size });
-        continue;
+      // A segment that cannot be opened or read (a directory in its place, EIO) is one problem;
+      // the walk goes on to the others.
+      try {
+        const { fd, size } = openRegular(file, 'segment');
+        fs.closeSync(fd);
+        const committed = ext.get(seg) ?? 0;
+        if (committed === 0) {
+          if (size > 0) tornTails.push({ segment: seg, bytes: size });
+          continue;
+        }
+        const r = this.scanSegment(seg, committed, (off, h, ok) => {
+          records++;
+          if (ok) good.set(refKey(seg, off), { depth: h.depth, kind: h.kind, base: refKey(h.baseSegment, h.baseOffset) });
+          else corrupt.push({ file, offset: off, problem: `record at offset ${off} fails its checksum` });
+        }, true);
+        bytesRead += r.bytesRead;
+        if (r.problem) corrupt.push({ file, offset: r.end, problem: `${r.problem}; the ${Math.max(0, Math.min(committed, size) - r.end)} committed bytes from there on are unreadable` });
+        if (committed > size) corrupt.push({ file, offset: size, problem: `segment is ${size} bytes but ${committed} were committed (truncated)` });
+        if (size > committed) tornTails.push({ segment: seg, bytes: size - committed });
+      } catch (err) {
+        corrupt.push({ file, offset: null, problem: problemOf(err, file) });
       }
-      const r = this.scanSegment(seg, committed, (off, h, ok) => {
-        records++;
-        if (ok) good.set(refKey(seg, off), { depth: h.depth, kind: h.kind, base: refKey(h.baseSegment, h.baseOffset) });
-        else corrupt.push({ file, offset: off, problem: `record at offset ${off} fails its checksum` });
-      }, true);
-      bytesRead += r.bytesRead;
-      if (r.problem) corrupt.push({ file, offset: r.end, problem: `${r.problem}; the ${Math.max(0, Math.min(committed, size) - r.end)} committed bytes from there on are unreadable` });
-      if (committed > size) corrupt.push({ file, offset: size, problem: `segment is ${size} bytes but ${committed} were committed (truncated)` });
-      if (size > committed) tornTails.push({ segment: seg, bytes: size - committed });
     }
     const checkpoints: VerifyReport['checkpoints'] = [];
     // A page's problem: null if its record (and every base of its delta chain) is readable, else
@@ -822,7 +967,7 @@ export class Store {
       checkpoints.push({ id, ok: problems.length === 0, problems });
     }
     const ok = corrupt.length === 0 && checkpoints.every((c) => c.ok);
-    return { ok, segments: segs.length, records, bytesRead, corrupt, tornTails, checkpoints };
+    return { ok, ignored: this.strays(), segments: segs.length, records, bytesRead, corrupt, tornTails, checkpoints };
   }
 
   // ------------------------------------------------------------------ prune and compact
@@ -839,6 +984,16 @@ export class Store {
     if (olderThanMs !== undefined && !(olderThanMs >= 0)) throw new RangeError(`\`olderThanMs\` must be a non-negative number, got ${olderThanMs}`);
     this.lock();
     const ids = this.ids();
+    // Which checkpoints are "the newest N" is only known when every manifest can be read: refuse
+    // (changing nothing) while one cannot, as compact does.
+    for (const id of ids) {
+      try {
+        this.readManifestHead(id);
+      } catch (err) {
+        const file = this.manifestFile(id);
+        throw new StoreFormatError(file, `${problemOf(err, file)}; prune changed nothing (it does not run while a manifest is unreadable: see \`understudy verify\`)`);
+      }
+    }
     const now = options.now ?? Date.now();
     const remove = new Set<string>();
     if (keep !== undefined) for (const id of ids.slice(0, Math.max(0, ids.length - keep))) remove.add(id);
@@ -907,7 +1062,7 @@ export class Store {
     }
     const meta = { ...head.meta, extents: extents ?? head.meta.extents };
     const bytes = encodeManifest({ full: true, pageSize: this.pageSize, pageCount: map.pageCount, meta, cpu: head.cpu, pfns: present, segments: segs, offsets: offs }, compress);
-    this.writeManifestAtomic(id, bytes);
+    this.writeManifestAtomic(id, bytes, true);
   }
 
   /**
@@ -920,7 +1075,18 @@ export class Store {
     this.lock();
     const ids = this.ids();
     const oldSegs = this.segmentNumbers();
-    const bytesBefore = oldSegs.reduce((a, s) => a + fs.statSync(this.segmentFile(s)).size, 0);
+    // Every segment it will delete must be a file it can delete: checked before anything changes.
+    let bytesBefore = 0;
+    for (const s of oldSegs) {
+      const file = this.segmentFile(s);
+      try {
+        const { fd, size } = openRegular(file, 'segment');
+        fs.closeSync(fd);
+        bytesBefore += size;
+      } catch (err) {
+        throw new StoreFormatError(file, `${problemOf(err, file)}; compact changed nothing`);
+      }
+    }
     // Live records: every ref of every manifest, plus delta bases.
     const live = new Set<number>();
     const maps = new Map<string, PageMap>();
@@ -974,12 +1140,41 @@ export class Store {
       app.close();
     }
     fsyncDir(join(this.dir, 'segments'));
+    // Before any manifest points at the copies: each copy reads back as its original (same
+    // header fields, payload bytes, and a delta's base the copy of its original's base).
+    for (const key of order) {
+      const seg = Math.floor(key / 4294967296), off = key % 4294967296;
+      const a = this.readRecord(seg, off, true);
+      const k2 = remap.get(key)!;
+      const seg2 = Math.floor(k2 / 4294967296), off2 = k2 % 4294967296;
+      const b = this.readRecord(seg2, off2, false);
+      const baseWant = a.header.kind === KIND_DELTA && a.header.baseSegment !== 0 ? remap.get(refKey(a.header.baseSegment, a.header.baseOffset)) : 0;
+      if (b.header.kind !== a.header.kind || b.header.codec !== a.header.codec || b.header.depth !== a.header.depth
+        || Buffer.compare(b.header.fingerprint, a.header.fingerprint) !== 0 || Buffer.compare(b.header.namespace, a.header.namespace) !== 0
+        || Buffer.compare(b.payload, a.payload) !== 0 || refKey(b.header.baseSegment, b.header.baseOffset) !== baseWant) {
+        throw new StoreFormatError(this.segmentFile(seg2), `compact: the copy at offset ${off2} of record ${seg}:${off} does not read back as it; nothing was changed (the new segments are unreferenced)`);
+      }
+    }
+    const remapRef = (id: string) => (s: number, o: number) => {
+      const k = remap.get(refKey(s, o));
+      if (k === undefined) throw new Error(`compact: record ${s}:${o} of checkpoint ${id} was not copied`);
+      return k;
+    };
+    for (const id of ids) this.rewriteFull(id, remapRef(id), extents, maps.get(id));
+    // Each rewritten manifest resolves to the copies of what it named; old segments are deleted only then.
     for (const id of ids) {
-      this.rewriteFull(id, (s, o) => {
-        const k = remap.get(refKey(s, o));
-        if (k === undefined) throw new Error(`compact: record ${s}:${o} of checkpoint ${id} was not copied`);
-        return k;
-      }, extents, maps.get(id));
+      const before = maps.get(id)!;
+      const after = this.pageMap(id);
+      const remapOne = remapRef(id);
+      let bad = after.pageCount !== before.pageCount ? 0 : -1;
+      for (let pfn = 0; bad < 0 && pfn < before.pageCount; pfn++) {
+        const s0 = before.segments[pfn]!;
+        const want = s0 === 0 ? 0 : remapOne(s0, before.offsets[pfn]!);
+        if (refKey(after.segments[pfn]!, after.offsets[pfn]!) !== want) bad = pfn;
+      }
+      if (bad >= 0) {
+        throw new StoreFormatError(this.manifestFile(id), `compact: the rewritten manifest does not name the copies of its records (page ${bad}); old segments kept`);
+      }
     }
     for (const s of oldSegs) {
       const fd = this.fds.get(s);
@@ -1017,6 +1212,8 @@ export class SegmentAppender {
     const header = encodeSegmentHeader(store.pageSize, seg);
     try {
       fs.writeSync(this.fd, header, 0, header.byteLength, 0);
+      // The new file's directory entry is durable before any manifest can name the segment.
+      fsyncDir(join(store.dir, 'segments'));
     } catch (err) {
       fs.closeSync(this.fd);
       fs.rmSync(this.file, { force: true });

@@ -18,7 +18,7 @@ export async function run(argv: string[]): Promise<number> {
   const [dir] = positionalArgs('ls', positionals, ['DIR']);
   const store = openStore('ls', dir);
   try {
-    const { checkpoints, problems } = store.list();
+    const { checkpoints, problems, ignored } = store.list();
     if (values.json) {
       process.stdout.write(JSON.stringify(checkpoints.map((c) => ({ id: c.id, parent: c.parent, bytes: c.bytes, created: c.created, namespace: c.namespace, label: c.label, full: c.full, pageCount: c.pageCount, pageSize: c.pageSize, manifestBytes: c.manifestBytes, stats: c.stats }))) + '\n');
     } else {
@@ -35,6 +35,7 @@ export async function run(argv: string[]): Promise<number> {
       const raw = checkpoints.reduce((a, c) => a + c.stats.rawDirtyBytes, 0);
       if (checkpoints.length) process.stdout.write(`${checkpoints.length} checkpoint(s), ${bytes(total)} stored for ${bytes(raw)} of dirty pages (${((100 * total) / Math.max(1, raw)).toFixed(1)}%)\n`);
     }
+    for (const g of ignored) process.stderr.write(`understudy: ls: ignored ${g.file}: ${g.problem}\n`);
     for (const p of problems) process.stderr.write(`understudy: ls: unreadable manifest ${p.file}: ${p.problem}\n`);
     return problems.length ? 1 : 0;
   } finally {

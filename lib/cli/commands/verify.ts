@@ -24,6 +24,7 @@ export async function run(argv: string[]): Promise<number> {
     }
     const out: string[] = [];
     out.push(`${r.segments} segment(s), ${r.records} record(s), ${bytes(r.bytesRead)} read`);
+    for (const g of r.ignored) out.push(`ignored: ${g.file}: ${g.problem}`);
     for (const t of r.tornTails) out.push(`ignored: ${t.bytes} uncommitted byte(s) at the end of segment ${t.segment} (an interrupted checkpoint, or records of a checkpoint whose manifest is damaged)`);
     for (const c of r.corrupt) out.push(`corrupt: ${c.file}${c.offset !== null ? ` @${c.offset}` : ''}: ${c.problem}`);
     for (const c of r.checkpoints) {

@@ -1,0 +1,306 @@
+/**
+ * The store against stray, misnamed and misplaced files found by a fuzzing review: a high-numbered
+ * stray segment, names that alias canonical files, a stray huge manifest id, prune with unreadable
+ * manifests, directories where files belong, manifests whose lengths ask for huge reads, a payload
+ * edited with its CRC recomputed, and the segment directory's fsync.
+ */
+import { describe, expect, it, beforeEach, afterEach, vi } from 'vitest';
+import fs from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
+import { Store, StoreFormatError, CheckpointError } from '../lib/store/index.js';
+import { decodeManifestHead, decodeManifestMap, encodeManifest } from '../lib/store/format.js';
+import { zstdCompress, zstdDecompressInto } from '../lib/store/codec.js';
+import { rng, makeImage, mutate } from './helpers/images.js';
+import { cli } from './helpers/cli.js';
+
+const PS = 4096;
+let dir: string;
+beforeEach(() => {
+  dir = fs.mkdtempSync(join(os.tmpdir(), 'ustore-hostile-'));
+});
+afterEach(() => {
+  vi.restoreAllMocks();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+const same = (a: Uint8Array, b: Uint8Array) => Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.byteLength), Buffer.from(b.buffer, b.byteOffset, b.byteLength)) === 0;
+const seg = (n: string) => join(dir, 'segments', `${n}.seg`);
+const man = (n: string) => join(dir, 'manifests', `${n}.man`);
+
+/** Three checkpoints: 1 and 2 a chain in segment 1 (2 has deltas), 3 another namespace in segment 2. */
+function threeCheckpoints(): Uint8Array[] {
+  const r = rng(31);
+  const img = makeImage(r, 64, PS, { zero: 0.2, library: 0, text: 0 });
+  const s = Store.open(dir, { create: true });
+  const w = s.writer();
+  const imgs: Uint8Array[] = [];
+  w.commit(img);
+  imgs.push(img.slice());
+  w.commit(img, { dirty: mutate(r, img, PS, 6, 'sparse') });
+  imgs.push(img.slice());
+  w.close();
+  s.close();
+  const s2 = Store.open(dir);
+  const other = makeImage(rng(32), 64, PS, { zero: 0.2, library: 0, text: 0 });
+  s2.writer({ namespace: 'other' }).commit(other);
+  imgs.push(other);
+  s2.close();
+  return imgs;
+}
+
+/** `fn` throws a `cls` whose message is exactly `message`. */
+function throwsExactly(fn: () => unknown, cls: new (...a: never[]) => Error, message: string): void {
+  let err: unknown = null;
+  try {
+    fn();
+  } catch (e) {
+    err = e;
+  }
+  expect(err).toBeInstanceOf(cls);
+  expect((err as Error).message).toBe(message);
+}
+
+function allExact(s: Store, imgs: Uint8Array[]): boolean[] {
+  return imgs.map((img, i) => same(s.readMemory(String(i + 1)).memory, img));
+}
+
+describe('segment numbers: canonical names within a bound every field holds', () => {
+  it('a stray empty segments/4294967295.seg: a new checkpoint and compact store and keep exact bytes; the stray is reported, never touched', () => {
+    const imgs = threeCheckpoints();
+    fs.writeFileSync(seg('4294967295'), '');
+    const s = Store.open(dir);
+    const img = imgs[0]!.slice();
+    img.fill(7, 0, PS);
+    const info = s.writer({ namespace: 'n4' }).commit(img);
+    expect(info.id).toBe('4');
+    expect(fs.existsSync(seg('00000003'))).toBe(true);
+    expect(same(s.readMemory('4').memory, img)).toBe(true);
+    s.compact();
+    expect(allExact(s, [...imgs, img])).toEqual([true, true, true, true]);
+    expect(fs.readdirSync(join(dir, 'segments')).sort()).toEqual(['00000004.seg', '4294967295.seg']);
+    const v = s.verify();
+    expect(v.ok).toBe(true);
+    expect(v.ignored).toEqual([{ file: seg('4294967295'), offset: null, problem: 'not a segment name this store uses (8 digits, 00000001 to 02097151); ignored' }]);
+    s.close();
+  });
+
+  it('refuses to create a segment past 02097151, naming the file; compact then changes nothing', () => {
+    const imgs = threeCheckpoints();
+    fs.writeFileSync(seg('02097151'), '');
+    const s = Store.open(dir);
+    const msg = `${seg('02097151')}: segment 2097151 is the highest number a store may use (2097151); no segment can be created after it`;
+    throwsExactly(() => s.writer({ namespace: 'n4' }).commit(imgs[0]!), CheckpointError, `checkpoint failed: ${msg}`);
+    s.unlock();
+    expect(() => s.compact()).toThrow(new StoreFormatError(seg('02097151'), msg.slice(seg('02097151').length + 2)));
+    expect(s.ids()).toEqual(['1', '2', '3']);
+    expect(allExact(s, imgs)).toEqual([true, true, true]);
+    s.close();
+  });
+
+  it('a manifest naming a segment past the bound is refused by name', () => {
+    threeCheckpoints();
+    const m1 = man('00000001');
+    const head = decodeManifestHead(m1, fs.readFileSync(m1));
+    const map = decodeManifestMap(m1, head, (b) => {
+      const out = new Uint8Array(head.entries * 12);
+      zstdDecompressInto(out, b);
+      return out;
+    });
+    map.segments[0] = 2 ** 21;
+    fs.writeFileSync(m1, encodeManifest({ ...head, ...map }, (b) => zstdCompress(b)));
+    const s = Store.open(dir);
+    expect(() => s.readMemory('1')).toThrow(new StoreFormatError(m1, 'map entry 0 names segment 2097152, past the highest segment number (2097151)'));
+    s.close();
+  });
+
+  it('names with 9 digits do not alias the canonical files: compact keeps everything, each checkpoint is listed once', () => {
+    const imgs = threeCheckpoints();
+    fs.writeFileSync(seg('000000001'), '');
+    fs.writeFileSync(man('000000001'), '');
+    const s = Store.open(dir);
+    expect(s.ids()).toEqual(['1', '2', '3']);
+    expect(s.segmentNumbers()).toEqual([1, 2]);
+    const l = s.list();
+    expect(l.checkpoints.map((c) => c.id)).toEqual(['1', '2', '3']);
+    expect(l.problems).toEqual([]);
+    expect(l.ignored.map((g) => g.file)).toEqual([seg('000000001'), man('000000001')]);
+    s.compact();
+    expect(allExact(s, imgs)).toEqual([true, true, true]);
+    expect(s.verify().ok).toBe(true);
+    s.close();
+    const ls = cli(['ls', dir]);
+    expect(ls.status).toBe(0);
+    expect(ls.stdout.split('\n').filter((x) => /^[0-9]+ {2}/.test(x)).map((x) => x.split(' ')[0])).toEqual(['1', '2', '3']);
+    expect(ls.stderr).toBe(`understudy: ls: ignored ${seg('000000001')}: not a segment name this store uses (8 digits, 00000001 to 02097151); ignored\n`
+      + `understudy: ls: ignored ${man('000000001')}: not a manifest name this store uses (the id in at least 8 digits, no other leading zeros, 1 to 999999999999999); ignored\n`);
+  });
+});
+
+describe('checkpoint ids', () => {
+  it('a stray 16-digit manifest name is ignored: new checkpoints get distinct ids and read back', () => {
+    const imgs = threeCheckpoints();
+    fs.writeFileSync(man('9999999999999999'), '');
+    const s = Store.open(dir);
+    const w = s.writer({ parent: '2' });
+    const img = imgs[1]!.slice();
+    const a = w.commit(img, { dirty: mutate(rng(5), img, PS, 3, 'sparse') });
+    const imgA = img.slice();
+    const b = w.commit(img, { dirty: mutate(rng(6), img, PS, 3, 'sparse') });
+    w.close();
+    expect([a.id, b.id]).toEqual(['4', '5']);
+    expect(same(s.readMemory('4').memory, imgA)).toBe(true);
+    expect(same(s.readMemory('5').memory, img)).toBe(true);
+    s.close();
+  });
+
+  it('refuses to number a checkpoint past 999999999999999, and never replaces an existing manifest', () => {
+    const imgs = threeCheckpoints();
+    const top = man('999999999999999');
+    fs.writeFileSync(top, '');
+    const s = Store.open(dir);
+    const w = s.writer({ namespace: 'n4' });
+    throwsExactly(() => w.commit(imgs[0]!), CheckpointError,
+      `checkpoint failed: ${top}: checkpoint id 999999999999999 is the highest a store may use (999999999999999); no checkpoint can be numbered after it; earlier checkpoints are intact`);
+    fs.rmSync(top);
+    vi.spyOn(s, '_nextId').mockReturnValue('2');
+    throwsExactly(() => w.commit(imgs[0]!), CheckpointError,
+      `checkpoint failed: ${man('00000002')}: checkpoint 2 already exists; refusing to replace its manifest; earlier checkpoints are intact`);
+    w.close();
+    expect(s.ids()).toEqual(['1', '2', '3']);
+    expect(allExact(s, imgs)).toEqual([true, true, true]);
+    s.close();
+  });
+});
+
+describe('prune with manifests it cannot read', () => {
+  it('a damaged newest manifest: prune --keep 1 refuses, naming it, and deletes nothing', () => {
+    const imgs = threeCheckpoints();
+    const m3 = man('00000003');
+    const b = fs.readFileSync(m3);
+    b[100] = 0xff;
+    fs.writeFileSync(m3, b);
+    const s = Store.open(dir);
+    expect(() => s.prune({ keep: 1 })).toThrow(new StoreFormatError(m3,
+      'manifest checksum mismatch; prune changed nothing (it does not run while a manifest is unreadable: see `understudy verify`)'));
+    expect(s.ids()).toEqual(['1', '2', '3']);
+    expect(allExact(s, imgs.slice(0, 2))).toEqual([true, true]);
+    s.close();
+  });
+
+  it('an alias file is not counted among the kept', () => {
+    const imgs = threeCheckpoints();
+    fs.writeFileSync(man('000000001'), '');
+    const s = Store.open(dir);
+    expect(s.prune({ keep: 3 })).toEqual({ removed: [], rewritten: [] });
+    expect(allExact(s, imgs)).toEqual([true, true, true]);
+    s.close();
+  });
+});
+
+describe('a directory where a file belongs', () => {
+  const openFds = () => fs.readdirSync('/proc/self/fd').length;
+
+  it('segment: readers name the file and leak no descriptor; verify reports it and the intact checkpoint', () => {
+    threeCheckpoints();
+    fs.rmSync(seg('00000001'));
+    fs.mkdirSync(seg('00000001'));
+    const s = Store.open(dir);
+    const err = new StoreFormatError(seg('00000001'), 'segment is not a regular file (a directory)');
+    const fds = openFds();
+    for (let i = 0; i < 5; i++) expect(() => s.readMemory('1')).toThrow(err);
+    expect(openFds()).toBe(fds);
+    const v = s.verify();
+    expect(v.corrupt).toEqual([{ file: seg('00000001'), offset: null, problem: 'segment is not a regular file (a directory)' }]);
+    expect(v.checkpoints.map((c) => c.ok)).toEqual([false, false, true]);
+    expect(() => s.compact()).toThrow(new StoreFormatError(seg('00000001'), 'segment is not a regular file (a directory); compact changed nothing'));
+    s.close();
+    const out = cli(['verify', dir]);
+    expect(out.status).toBe(1);
+    expect(out.stdout).toContain(`corrupt: ${seg('00000001')}: segment is not a regular file (a directory)\n`);
+    expect(out.stdout).toContain('checkpoint 3: ok\n');
+  });
+
+  it('an unreferenced segment directory: compact refuses before changing anything', () => {
+    const imgs = threeCheckpoints();
+    fs.mkdirSync(seg('00000009'));
+    const s = Store.open(dir);
+    const before = fs.readdirSync(join(dir, 'manifests')).map((f) => fs.readFileSync(join(dir, 'manifests', f)));
+    expect(() => s.compact()).toThrow(new StoreFormatError(seg('00000009'), 'segment is not a regular file (a directory); compact changed nothing'));
+    expect(fs.readdirSync(join(dir, 'manifests')).map((f) => fs.readFileSync(join(dir, 'manifests', f)))).toEqual(before);
+    expect(allExact(s, imgs)).toEqual([true, true, true]);
+    s.close();
+  });
+
+  it('manifest and LOCK', () => {
+    threeCheckpoints();
+    fs.rmSync(man('00000003'));
+    fs.mkdirSync(man('00000003'));
+    const s = Store.open(dir);
+    expect(() => s.info('3')).toThrow(new StoreFormatError(man('00000003'), 'manifest is not a regular file (a directory)'));
+    expect(s.verify().checkpoints.map((c) => c.ok)).toEqual([true, true, false]);
+    fs.mkdirSync(join(dir, 'LOCK'));
+    expect(() => s.compact()).toThrow(new StoreFormatError(join(dir, 'LOCK'), 'lock file is not a regular file (a directory)'));
+    s.close();
+  });
+});
+
+describe('manifest lengths are checked before the bytes are read', () => {
+  it('a CPU state length past the limit is refused from the header (the file is sparse)', () => {
+    threeCheckpoints();
+    const m1 = man('00000001');
+    const b = fs.readFileSync(m1);
+    const cpuLen = 100 << 20;
+    b.writeUInt32LE(b.readUInt32LE(32) + cpuLen, 32);
+    fs.writeFileSync(m1, b);
+    fs.truncateSync(m1, b.length + cpuLen);
+    const s = Store.open(dir);
+    expect(() => s.info('1')).toThrow(new StoreFormatError(m1, `manifest CPU state length ${cpuLen} is more than the limit (67108864)`));
+    expect(s.list().problems.length).toBe(1);
+    s.close();
+  });
+
+  it('a map entry count its bytes cannot hold is refused before any allocation', () => {
+    threeCheckpoints();
+    const m1 = man('00000001');
+    const b = fs.readFileSync(m1);
+    b.writeUInt32LE(2 ** 26, 20);
+    b.writeUInt32LE(2 ** 26, 24);
+    b.writeUInt32LE(crc32(b.subarray(48), crc32(b.subarray(0, 44))) >>> 0, 44);
+    fs.writeFileSync(m1, b);
+    const mapLen = b.readUInt32LE(36);
+    const s = Store.open(dir);
+    expect(() => s.readMemory('1')).toThrow(new StoreFormatError(m1, `map of ${mapLen} bytes cannot hold 67108864 entries`));
+    s.close();
+  });
+});
+
+describe('durability', () => {
+  it('a new segment file is fsynced into segments/ before a manifest names it', () => {
+    const s = Store.open(dir, { create: true });
+    const events: string[] = [];
+    const paths = new Map<number, string>();
+    const open = fs.openSync;
+    vi.spyOn(fs, 'openSync').mockImplementation(((p: fs.PathLike, ...rest: unknown[]) => {
+      const fd = (open as (...a: unknown[]) => number)(p, ...rest);
+      paths.set(fd, String(p));
+      return fd;
+    }) as typeof fs.openSync);
+    const fsync = fs.fsyncSync;
+    vi.spyOn(fs, 'fsyncSync').mockImplementation((fd: number) => {
+      events.push(`fsync ${paths.get(fd)}`);
+      fsync(fd);
+    });
+    const rename = fs.renameSync;
+    vi.spyOn(fs, 'renameSync').mockImplementation((a: fs.PathLike, b: fs.PathLike) => {
+      events.push(`rename ${String(b)}`);
+      rename(a, b);
+    });
+    s.writer().commit(makeImage(rng(3), 16, PS));
+    const segDir = events.indexOf(`fsync ${join(dir, 'segments')}`);
+    expect(segDir).toBeGreaterThanOrEqual(0);
+    expect(segDir).toBeLessThan(events.indexOf(`rename ${man('00000001')}`));
+    s.close();
+  });
+});
