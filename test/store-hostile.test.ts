@@ -304,3 +304,59 @@ describe('durability', () => {
     s.close();
   });
 });
+
+describe('pages are checked against their record fingerprints', () => {
+  const FP = 'does not yield the page its fingerprint names';
+
+  it('a raw page payload edited with its CRC recomputed: reads and verify name the record', () => {
+    const img = makeImage(rng(41), 8, PS, { zero: 0, library: 0, text: 0 });
+    const s = Store.open(dir, { create: true });
+    s.writer().commit(img);
+    s.close();
+    const f = seg('00000001');
+    const b = fs.readFileSync(f);
+    expect([b[32 + 4], b[32 + 5], b.readUInt32LE(32 + 8)]).toEqual([1, 0, PS]); // a raw page record at 32
+    b[32 + 48 + 10]! ^= 0x55;
+    b.writeUInt32LE(crc32(b.subarray(80, 80 + PS), crc32(b.subarray(56, 80), crc32(b.subarray(36, 52)))) >>> 0, 52);
+    fs.writeFileSync(f, b);
+    const s2 = Store.open(dir);
+    const why = `record at offset 32 ${FP} (its bytes were altered, or come from another store)`;
+    throwsExactly(() => s2.readMemory('1'), StoreFormatError, `${f}: record at offset 32 ${FP} (page 0 of checkpoint 1) (its bytes were altered, or come from another store)`);
+    throwsExactly(() => s2.readPage(1, 32, new Uint8Array(PS)), StoreFormatError, `${f}: ${why}`);
+    const v = s2.verify();
+    expect(v.ok).toBe(false);
+    expect(v.corrupt).toEqual([{ file: f, offset: 32, problem: why }]);
+    expect(v.checkpoints).toEqual([{ id: '1', ok: false, problems: [`1 page(s): 1 record(s) of ${f} at offset 32 missing or corrupt`] }]);
+    s2.close();
+  });
+
+  it('a segment swapped in from another store: deltas against its pages fail their fingerprints', () => {
+    const build = (d: string, seed: number) => {
+      const r = rng(seed);
+      const img = makeImage(r, 32, PS, { zero: 0, library: 0, text: 0 });
+      // small segments: the second commit goes to segment 2, its deltas against segment 1
+      const s = Store.open(d, { create: true, segmentBytes: 65536 });
+      const w = s.writer();
+      w.commit(img);
+      expect(w.commit(img, { dirty: mutate(r, img, PS, 4, 'sparse') }).stats.deltaPages).toBe(4);
+      s.close();
+    };
+    const other = join(dir, 'B');
+    const mine = join(dir, 'A');
+    build(mine, 51);
+    build(other, 52);
+    fs.copyFileSync(join(other, 'segments', '00000001.seg'), join(mine, 'segments', '00000001.seg'));
+    const s = Store.open(mine);
+    const map = s.pageMap('2');
+    let pfn = 0;
+    while (map.segments[pfn] !== 2) pfn++;
+    const f = join(mine, 'segments', '00000002.seg');
+    throwsExactly(() => s.readMemory('2'), StoreFormatError,
+      `${f}: record at offset ${map.offsets[pfn]} ${FP} (page ${pfn} of checkpoint 2) (its bytes were altered, or come from another store)`);
+    const v = s.verify();
+    expect(v.checkpoints[1]!.ok).toBe(false);
+    expect(v.corrupt.every((c) => c.file === f && c.problem === `record at offset ${c.offset} ${FP} (its bytes were altered, or come from another store)`)).toBe(true);
+    expect(v.corrupt.length).toBeGreaterThan(0);
+    s.close();
+  });
+});

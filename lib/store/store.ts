@@ -683,9 +683,25 @@ export class Store {
     return { header: { ...header, namespace: copyOf(header.namespace), fingerprint: copyOf(header.fingerprint) }, payload: copyOf(payload) };
   }
 
-  /** Writes the page stored at (seg, off) into `out` (pageSize bytes), following deltas. */
+  /**
+   * Writes the page stored at (seg, off) into `out` (pageSize bytes), following deltas, and checks
+   * it against the record's fingerprint (XXH3-128).
+   */
   readPage(seg: number, off: number, out: Uint8Array, expectDepth = -1): void {
+    const want = new Uint8Array(16);
+    this.decodePage(seg, off, out, expectDepth, want);
+    const got = kernels().fingerprintPages(out.subarray(0, this.pageSize), { pageSize: this.pageSize });
+    if (!sameFingerprint(got, 0, want, 0)) throw this.fingerprintError(seg, off, '');
+  }
+
+  private fingerprintError(seg: number, off: number, where: string): StoreFormatError {
+    return new StoreFormatError(this.segmentFile(seg), `record at offset ${off} does not yield the page its fingerprint names${where} (its bytes were altered, or come from another store)`);
+  }
+
+  /** readPage without the fingerprint check; the record's fingerprint goes to `fpOut`. */
+  private decodePage(seg: number, off: number, out: Uint8Array, expectDepth: number, fpOut: Uint8Array | null): void {
     const { header, payload } = this.readRecord(seg, off, false);
+    if (fpOut) fpOut.set(header.fingerprint);
     const bad = (what: string) => new StoreFormatError(this.segmentFile(seg), `record at offset ${off} ${what}`);
     // (bad() only allocates on the error paths' calls)
     if (expectDepth >= 0 && header.depth !== expectDepth) throw bad(`has delta depth ${header.depth}, expected ${expectDepth}`);
@@ -703,7 +719,7 @@ export class Store {
     const own = copyOf(payload);
     const { baseSegment, baseOffset, codec, depth } = header;
     if (baseSegment === 0) out.fill(0);
-    else this.readPage(baseSegment, baseOffset, out, depth - 1);
+    else this.decodePage(baseSegment, baseOffset, out, depth - 1, null);
     const delta = codec === CODEC_ZSTD ? decompressDelta(this.segmentFile(seg), `delta record at offset ${off}`, own, ps * 2 + 64) : own;
     try {
       kernels().applyDelta(out, delta);
@@ -732,16 +748,36 @@ export class Store {
     // Stored (non-zero) pages: the zero test of a map of u32 segment numbers gives runs to visit.
     const present = k.scanBitmap(this.presentBitmap(segments));
     // A record shared by several pages (deduplicated) is decoded once; later pages copy it.
-    const firstPfn = new Map<number, number>();
+    const first = new Map<number, number>(); // ref -> index in `present`
+    const want = new Uint8Array(present.length * 16); // each page's record fingerprint
     for (let i = 0; i < present.length; i++) {
       const pfn = present[i]!;
       const key = refKey(segments[pfn]!, offsets[pfn]!);
-      const first = firstPfn.get(key);
-      if (first !== undefined) {
-        memory.copyWithin(pfn * ps, first * ps, first * ps + ps);
+      const f = first.get(key);
+      if (f !== undefined) {
+        const fpfn = present[f]!;
+        memory.copyWithin(pfn * ps, fpfn * ps, fpfn * ps + ps);
+        want.copyWithin(i * 16, f * 16, f * 16 + 16);
       } else {
-        this.readPage(segments[pfn]!, offsets[pfn]!, memory.subarray(pfn * ps, pfn * ps + ps));
-        firstPfn.set(key, pfn);
+        this.decodePage(segments[pfn]!, offsets[pfn]!, memory.subarray(pfn * ps, pfn * ps + ps), -1, want.subarray(i * 16, i * 16 + 16));
+        first.set(key, i);
+      }
+    }
+    // Every page is checked against its record's fingerprint, in native batches: a span of memory
+    // where the present pages are dense, else the pages gathered.
+    for (let a = 0; a < present.length; a += 4096) {
+      const b = Math.min(present.length, a + 4096);
+      const lo = present[a]!;
+      const hi = present[b - 1]!;
+      const dense = hi - lo + 1 <= 2 * (b - a);
+      const fps = dense
+        ? k.fingerprintPages(memory.subarray(lo * ps, (hi + 1) * ps), { pageSize: ps })
+        : k.fingerprintPages(k.gatherPages(memory, present.subarray(a, b), { pageSize: ps }), { pageSize: ps });
+      for (let i = a; i < b; i++) {
+        const pfn = present[i]!;
+        if (!sameFingerprint(fps, (dense ? pfn - lo : i - a) * 16, want, i * 16)) {
+          throw this.fingerprintError(segments[pfn]!, offsets[pfn]!, ` (page ${pfn} of checkpoint ${id})`);
+        }
       }
     }
     return { memory, cpu: map.cpu, meta: map.meta, map };
@@ -928,6 +964,45 @@ export class Store {
         key = r.base;
       }
     };
+    // Every record whose chain is readable must yield the page its fingerprint names (a payload
+    // edited with its CRC recomputed, or a delta applied to a base from another store, does not).
+    {
+      const ps = this.pageSize;
+      const BATCH = 256;
+      const pages = new Uint8Array(BATCH * ps);
+      const want = new Uint8Array(BATCH * 16);
+      const keys: number[] = [];
+      const flush = () => {
+        if (!keys.length) return;
+        const fps = kernels().fingerprintPages(pages.subarray(0, keys.length * ps), { pageSize: ps });
+        for (let j = 0; j < keys.length; j++) {
+          if (sameFingerprint(fps, j * 16, want, j * 16)) continue;
+          const key = keys[j]!;
+          const seg = Math.floor(key / 4294967296), off = key % 4294967296;
+          const err = this.fingerprintError(seg, off, '');
+          corrupt.push({ file: err.file, offset: off, problem: problemOf(err, err.file) });
+          good.delete(key);
+        }
+        keys.length = 0;
+      };
+      for (const key of [...good.keys()]) {
+        const r = good.get(key);
+        if (!r) continue;
+        if (r.kind === KIND_DELTA && checkRef(key, MAX_DELTA_DEPTH) !== null) continue; // its base is reported
+        const seg = Math.floor(key / 4294967296), off = key % 4294967296;
+        const n = keys.length;
+        try {
+          this.decodePage(seg, off, pages.subarray(n * ps, n * ps + ps), -1, want.subarray(n * 16, n * 16 + 16));
+          keys.push(key);
+        } catch (err) {
+          const file = this.segmentFile(seg);
+          corrupt.push({ file, offset: off, problem: problemOf(err, file) });
+          good.delete(key);
+        }
+        if (keys.length === BATCH) flush();
+      }
+      flush();
+    }
     for (const id of this.ids()) {
       const problems: string[] = [];
       try {
@@ -1600,6 +1675,12 @@ export class CheckpointWriter {
     if (this.app && this.ownsApp) this.app.close();
     this.app = null;
   }
+}
+
+/** Whether the 16 bytes at a[ai] and b[bi] are equal. */
+function sameFingerprint(a: Uint8Array, ai: number, b: Uint8Array, bi: number): boolean {
+  for (let j = 0; j < 16; j++) if (a[ai + j] !== b[bi + j]) return false;
+  return true;
 }
 
 function invertBitmap(bm: Uint8Array, n: number): Uint8Array {
