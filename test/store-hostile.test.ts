@@ -341,9 +341,13 @@ describe('pages are checked against their record fingerprints', () => {
       expect(w.commit(img, { dirty: mutate(r, img, PS, 4, 'sparse') }).stats.deltaPages).toBe(4);
       s.close();
     };
+    // B starts as a copy of A's STORE (a copied store: the same store id), then holds other data.
     const other = join(dir, 'B');
     const mine = join(dir, 'A');
     build(mine, 51);
+    fs.mkdirSync(join(other, 'segments'), { recursive: true });
+    fs.mkdirSync(join(other, 'manifests'));
+    fs.copyFileSync(join(mine, 'STORE'), join(other, 'STORE'));
     build(other, 52);
     fs.copyFileSync(join(other, 'segments', '00000001.seg'), join(mine, 'segments', '00000001.seg'));
     const s = Store.open(mine);
@@ -358,5 +362,89 @@ describe('pages are checked against their record fingerprints', () => {
     expect(v.corrupt.every((c) => c.file === f && c.problem === `record at offset ${c.offset} ${FP} (its bytes were altered, or come from another store)`)).toBe(true);
     expect(v.corrupt.length).toBeGreaterThan(0);
     s.close();
+  });
+});
+
+describe('store ids tie segments and manifests to their store', () => {
+  function small(d: string, seed: number): Uint8Array {
+    const img = makeImage(rng(seed), 16, PS, { zero: 0, library: 0, text: 0 });
+    const s = Store.open(d, { create: true });
+    s.writer().commit(img);
+    s.close();
+    return img;
+  }
+
+  it('a segment or manifest from another store is named as foreign; verify reports it, the other checkpoints stay ok', () => {
+    const a = join(dir, 'A');
+    const b = join(dir, 'B');
+    small(a, 61);
+    small(b, 62);
+    const img2 = makeImage(rng(63), 16, PS, { zero: 0, library: 0, text: 0 });
+    const sa = Store.open(a);
+    sa.writer({ namespace: 'x' }).commit(img2);
+    sa.close();
+    const header = fs.readFileSync(join(a, 'STORE'));
+    expect([header.length, header.readUInt16LE(8)]).toEqual([40, 2]);
+    const idA = header.subarray(24, 32).toString('hex');
+    const idB = fs.readFileSync(join(b, 'STORE')).subarray(24, 32).toString('hex');
+    fs.copyFileSync(join(b, 'segments', '00000001.seg'), join(a, 'segments', '00000001.seg'));
+    const s = Store.open(a);
+    const f = join(a, 'segments', '00000001.seg');
+    const why = `segment belongs to another store (store id ${idB}, this store's ${idA})`;
+    throwsExactly(() => s.readMemory('1'), StoreFormatError, `${f}: ${why}`);
+    const v = s.verify();
+    expect(v.corrupt[0]).toEqual({ file: f, offset: 0, problem: `${f}: ${why}; the ${fs.statSync(f).size} committed bytes from there on are unreadable` });
+    expect(v.checkpoints.map((c) => c.ok)).toEqual([false, true]);
+    s.close();
+    fs.copyFileSync(join(b, 'manifests', '00000001.man'), join(a, 'manifests', '00000001.man'));
+    const s2 = Store.open(a);
+    const m = join(a, 'manifests', '00000001.man');
+    throwsExactly(() => s2.info('1'), StoreFormatError, `${m}: manifest belongs to another store (store id ${idB}, this store's ${idA})`);
+    s2.close();
+  });
+
+  it('a store made before ids (STORE version 1) still opens, reads, verifies and takes new checkpoints without an id', () => {
+    const files: Record<string, string> = {
+      'STORE': 'VVNUU1RPUkUBACAAAAIAAEvhdESiAQAAAAAAAL0XxF4=',
+      'segments/00000001.seg': 'VVNUU0VHTVQBACAAAAIAAAEAAAAAAAAAAAAAAKgyTA9VUkMxAQEAABQBAAAAAAAAAAAAADxKMSGRetucCFVigaw0HMx7Wqk/9v5RRx8voewotS/9YAABVQgABBAABw4VHCMqMTg/Rk1UW2JpcHd+hYyTmqGor7a9xMvS2eDn7vX8AwoRGB8mLTQ7QklQV15lbHN6gYiPlp2kq7K5wMfO1dzj6vH4/wYNFBsiKTA3PkVMU1phaG92fYSLkpmgp661vMPK0djf5u30+wIJEBceJSwzOkFIT1ZdZGtyeYCHjpWco6qxuL/GzdTb4unw9/4FDBMaISgvNj1ES1JZYGdudXyDipGYn6attLvCydDX3uXs8/oBCA8WHSQrMjlAR05VXGNqcXh/ho2Um6KpsLe+xczT2uHo7/b9BAsSGSAnLjU8Q0pRWF9mbXR7gomQl56lrLO6wcjP1t3k6/L5AQAA/QFqTQFVUkMxAQEAABQBAAAAAAAAAAAAAAa1fb6RetucCFVigTg5ZL+ecf1yN0MReibqTXEotS/9YAABVQgABBABCA8WHSQrMjlAR05VXGNqcXh/ho2Um6KpsLe+xczT2uHo7/b9BAsSGSAnLjU8Q0pRWF9mbXR7gomQl56lrLO6wcjP1t3k6/L5AAcOFRwjKjE4P0ZNVFtiaXB3foWMk5qhqK+2vcTL0tng5+71/AMKERgfJi00O0JJUFdeZWxzeoGIj5adpKuyucDHztXc4+rx+P8GDRQbIikwNz5FTFNaYWhvdn2Ei5KZoKeutbzDytHY3+bt9PsCCRAXHiUsMzpBSE9WXWRrcnmAh46VnKOqsbi/xs3U2+Lp8Pf+BQwTGiEoLzY9REtSWWBnbnV8g4qRmJ+mrbS7wsnQ197l7PP6AQAA/QFqTQFVUkMxAQEAABQBAAAAAAAAAAAAACuZHKiRetucCFVigRrz0DZ7paDE9YICuNkBnR0otS/9YAABVQgABBADChEYHyYtNDtCSVBXXmVsc3qBiI+WnaSrsrnAx87V3OPq8fj/Bg0UGyIpMDc+RUxTWmFob3Z9hIuSmaCnrrW8w8rR2N/m7fT7AgkQFx4lLDM6QUhPVl1ka3J5gIeOlZyjqrG4v8bN1Nvi6fD3/gUMExohKC82PURLUllgZ251fIOKkZifpq20u8LJ0Nfe5ezz+gEIDxYdJCsyOUBHTlVcY2pxeH+GjZSboqmwt77FzNPa4ejv9v0ECxIZICcuNTxDSlFYX2ZtdHuCiZCXnqWss7rByM/W3eTr8vkABw4VHCMqMTg/Rk1UW2JpcHd+hYyTmqGor7a9xMvS2eDn7vX8AQAA/QFqTQFVUkMxAgABABoAAAABAAAAIAAAAL7dGw6RetucCFVigRL+KL73oy6MtenDXYwIN5lVRExUAQIAAAACAAACAAAA66kLYf8itFIVAVVSQzECAAEAGgAAAAEAAACoAgAAd7/6C5F625wIVWKBzKV0qWFj6FV6ONGLB6FHcVVETFQBAgAAAAIAAAIAAACApGONEbzP6xlo',
+      'manifests/00000001.man': 'VVNUTUFOSUYBADAAAQAAAAACAAAEAAAAAwAAAAEBAAAAAAAAJwAAAAAAAAAGNHAleyJpZCI6IjEiLCJwYXJlbnQiOm51bGwsImNyZWF0ZWQiOiIyMDI2LTEyLTA1VDA0OjI3OjIwLjI3MloiLCJuYW1lc3BhY2UiOiJkZWZhdWx0IiwibGFiZWwiOiJ2MSIsImV4dGVudHMiOnsiMSI6MTAwNH0sInN0YXRzIjp7ImRpcnR5UGFnZXMiOjQsIm5ld1BhZ2VzIjozLCJkZWx0YVBhZ2VzIjowLCJkZWR1cFBhZ2VzIjowLCJ6ZXJvUGFnZXMiOjEsInVuY2hhbmdlZFBhZ2VzIjowLCJyYXdEaXJ0eUJ5dGVzIjoyMDQ4LCJyZWNvcmRCeXRlcyI6OTcyfX0otS/9ICT1AACwAAAAAAEAAAADASAAAABkAQAAqAIAAAIAIItl5Qg=',
+      'manifests/00000002.man': 'VVNUTUFOSUYBADAAAAAAAAACAAAEAAAAAgAAAPMAAAAAAAAAIQAAAAAAAACvqrb/eyJpZCI6IjIiLCJwYXJlbnQiOiIxIiwiY3JlYXRlZCI6IjIwMjYtMTItMDVUMDQ6Mjc6MjAuMjczWiIsIm5hbWVzcGFjZSI6ImRlZmF1bHQiLCJleHRlbnRzIjp7IjEiOjExNTJ9LCJzdGF0cyI6eyJkaXJ0eVBhZ2VzIjoyLCJuZXdQYWdlcyI6MiwiZGVsdGFQYWdlcyI6MiwiZGVkdXBQYWdlcyI6MCwiemVyb1BhZ2VzIjowLCJ1bmNoYW5nZWRQYWdlcyI6MCwicmF3RGlydHlCeXRlcyI6MTAyNCwicmVjb3JkQnl0ZXMiOjE0OH19KLUv/SAYwQAAAAAAAAMAAAABAAAAAQAAAOwDAAA2BAAA'
+    };
+    fs.mkdirSync(join(dir, 'segments'));
+    fs.mkdirSync(join(dir, 'manifests'));
+    for (const [name, b64] of Object.entries(files)) fs.writeFileSync(join(dir, name), Buffer.from(b64, 'base64'));
+    const img = new Uint8Array(4 * 512);
+    for (let i = 0; i < img.length; i++) img[i] = (i * 7 + (i >> 9)) & 0xff;
+    img.fill(0, 1024, 1536);
+    const first = img.slice();
+    img[5] ^= 1;
+    img[3 * 512 + 9] = 42;
+    const s = Store.open(dir);
+    expect(s.storeId).toBe(null);
+    expect(same(s.readMemory('1').memory, first)).toBe(true);
+    expect(same(s.readMemory('2').memory, img)).toBe(true);
+    expect(s.verify().ok).toBe(true);
+    const w = s.writer({ parent: '2' });
+    img[100] = 1;
+    expect(w.commit(img, { dirty: new Uint32Array([0]) }).id).toBe('3');
+    w.close();
+    expect(same(s.readMemory('3').memory, img)).toBe(true);
+    expect(s.info('3').stats.dirtyPages).toBe(1);
+    const seg2 = fs.readFileSync(join(dir, 'segments', '00000002.seg'));
+    expect([...seg2.subarray(20, 28)]).toEqual([0, 0, 0, 0, 0, 0, 0, 0]);
+    expect(decodeManifestHead('m', fs.readFileSync(join(dir, 'manifests', '00000003.man'))).meta.store).toBe(undefined);
+    s.close();
+    // a segment with an id is foreign in a store without one
+    const other = join(os.tmpdir(), `ustore-v2-${process.pid}`);
+    fs.rmSync(other, { recursive: true, force: true });
+    const s2 = Store.open(other, { create: true, pageSize: 512 });
+    s2.writer().commit(img);
+    s2.close();
+    const idOther = fs.readFileSync(join(other, 'STORE')).subarray(24, 32).toString('hex');
+    fs.copyFileSync(join(other, 'segments', '00000001.seg'), join(dir, 'segments', '00000001.seg'));
+    fs.rmSync(other, { recursive: true, force: true });
+    const s3 = Store.open(dir);
+    throwsExactly(() => s3.readMemory('1'), StoreFormatError, `${join(dir, 'segments', '00000001.seg')}: segment belongs to another store (store id ${idOther}, this store's none)`);
+    s3.close();
   });
 });

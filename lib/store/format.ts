@@ -27,7 +27,11 @@ export const STORE_MAGIC = 'USTSTORE';
 export const SEGMENT_MAGIC = 'USTSEGMT';
 export const MANIFEST_MAGIC = 'USTMANIF';
 export const FORMAT_VERSION = 1;
+/** STORE version 2 (40 bytes) carries a store id; version 1 (32 bytes, no id) is still read. */
+export const STORE_VERSION = 2;
 export const STORE_HEADER_BYTES = 32;
+export const STORE_HEADER_V2_BYTES = 40;
+export const STORE_ID_BYTES = 8;
 export const SEGMENT_HEADER_BYTES = 32;
 export const RECORD_HEADER_BYTES = 48;
 export const MANIFEST_HEADER_BYTES = 48;
@@ -88,31 +92,45 @@ export function isPowerOfTwoPageSize(n: number): boolean {
 
 // ---------------------------------------------------------------- store and segment headers
 
-export function encodeStoreHeader(pageSize: number, createdMs: number): Uint8Array {
-  const b = new Uint8Array(STORE_HEADER_BYTES);
+/**
+ * STORE version 2 (40 bytes): magic, u16 version = 2, u16 header length = 40, u32 page size,
+ * u64 created ms, 8-byte store id at 24, u32 reserved = 0 at 32, CRC-32 of bytes 0..35 at 36.
+ * `storeId` null writes version 1 (32 bytes, no id; as stores before the id was added).
+ */
+export function encodeStoreHeader(pageSize: number, createdMs: number, storeId: Uint8Array | null = null): Uint8Array {
+  const len = storeId ? STORE_HEADER_V2_BYTES : STORE_HEADER_BYTES;
+  const b = new Uint8Array(len);
   const v = dv(b);
   putMagic(b, STORE_MAGIC);
-  v.setUint16(8, FORMAT_VERSION, true);
-  v.setUint16(10, STORE_HEADER_BYTES, true);
+  v.setUint16(8, storeId ? STORE_VERSION : FORMAT_VERSION, true);
+  v.setUint16(10, len, true);
   v.setUint32(12, pageSize, true);
   v.setBigUint64(16, BigInt(createdMs), true);
-  v.setUint32(28, crc(b.subarray(0, 28)), true);
+  if (storeId) b.set(storeId.subarray(0, STORE_ID_BYTES), 24);
+  v.setUint32(len - 4, crc(b.subarray(0, len - 4)), true);
   return b;
 }
 
-export function decodeStoreHeader(file: string, b: Uint8Array): { pageSize: number; createdMs: number } {
+export function decodeStoreHeader(file: string, b: Uint8Array): { pageSize: number; createdMs: number; storeId: Uint8Array | null } {
   if (b.byteLength < STORE_HEADER_BYTES) throw new StoreFormatError(file, `store header is truncated (${b.byteLength} of ${STORE_HEADER_BYTES} bytes)`);
   if (!magicAt(b, STORE_MAGIC)) throw new StoreFormatError(file, 'not an understudy store (bad magic)');
   const v = dv(b);
-  if (v.getUint32(28, true) !== crc(b.subarray(0, 28))) throw new StoreFormatError(file, 'store header checksum mismatch');
   const version = v.getUint16(8, true);
-  if (version !== FORMAT_VERSION) throw new StoreFormatError(file, `unsupported store format version ${version} (this build reads ${FORMAT_VERSION})`);
+  if (version !== FORMAT_VERSION && version !== STORE_VERSION) throw new StoreFormatError(file, `unsupported store format version ${version} (this build reads 1 and ${STORE_VERSION})`);
+  const len = version === FORMAT_VERSION ? STORE_HEADER_BYTES : STORE_HEADER_V2_BYTES;
+  if (b.byteLength !== len || v.getUint16(10, true) !== len) throw new StoreFormatError(file, `store header of version ${version} must be ${len} bytes, got ${b.byteLength} (header length field ${v.getUint16(10, true)})`);
+  if (v.getUint32(len - 4, true) !== crc(b.subarray(0, len - 4))) throw new StoreFormatError(file, 'store header checksum mismatch');
   const pageSize = v.getUint32(12, true);
   if (!isPowerOfTwoPageSize(pageSize)) throw new StoreFormatError(file, `bad page size ${pageSize}`);
-  return { pageSize, createdMs: Number(v.getBigUint64(16, true)) };
+  const storeId = version === STORE_VERSION ? Uint8Array.prototype.slice.call(b, 24, 24 + STORE_ID_BYTES) : null;
+  if (storeId && storeId.every((x) => x === 0)) throw new StoreFormatError(file, 'store id is zero');
+  return { pageSize, createdMs: Number(v.getBigUint64(16, true)), storeId };
 }
 
-export function encodeSegmentHeader(pageSize: number, segment: number): Uint8Array {
+export const hexId = (id: Uint8Array | null): string => (id ? Buffer.from(id).toString('hex') : 'none');
+
+/** Segment header; bytes 20..27 hold the store id (zero in a store without one). */
+export function encodeSegmentHeader(pageSize: number, segment: number, storeId: Uint8Array | null = null): Uint8Array {
   const b = new Uint8Array(SEGMENT_HEADER_BYTES);
   const v = dv(b);
   putMagic(b, SEGMENT_MAGIC);
@@ -120,11 +138,12 @@ export function encodeSegmentHeader(pageSize: number, segment: number): Uint8Arr
   v.setUint16(10, SEGMENT_HEADER_BYTES, true);
   v.setUint32(12, pageSize, true);
   v.setUint32(16, segment, true);
+  if (storeId) b.set(storeId.subarray(0, STORE_ID_BYTES), 20);
   v.setUint32(28, crc(b.subarray(0, 28)), true);
   return b;
 }
 
-export function decodeSegmentHeader(file: string, b: Uint8Array, pageSize: number, segment: number): void {
+export function decodeSegmentHeader(file: string, b: Uint8Array, pageSize: number, segment: number, storeId: Uint8Array | null = null): void {
   if (b.byteLength < SEGMENT_HEADER_BYTES) throw new StoreFormatError(file, `segment header is truncated (${b.byteLength} of ${SEGMENT_HEADER_BYTES} bytes)`);
   if (!magicAt(b, SEGMENT_MAGIC)) throw new StoreFormatError(file, 'not a segment (bad magic)');
   const v = dv(b);
@@ -133,6 +152,11 @@ export function decodeSegmentHeader(file: string, b: Uint8Array, pageSize: numbe
   if (version !== FORMAT_VERSION) throw new StoreFormatError(file, `unsupported segment format version ${version}`);
   if (v.getUint32(12, true) !== pageSize) throw new StoreFormatError(file, `segment page size ${v.getUint32(12, true)} differs from the store's ${pageSize}`);
   if (v.getUint32(16, true) !== segment) throw new StoreFormatError(file, `segment number ${v.getUint32(16, true)} does not match its file name (${segment})`);
+  const id = b.subarray(20, 20 + STORE_ID_BYTES);
+  const none = id.every((x) => x === 0);
+  if (storeId ? Buffer.compare(id, storeId) !== 0 : !none) {
+    throw new StoreFormatError(file, `segment belongs to another store (store id ${none ? 'none' : hexId(id)}, this store's ${hexId(storeId)})`);
+  }
 }
 
 // ---------------------------------------------------------------- records
@@ -225,6 +249,8 @@ export interface ManifestMeta {
   parent: string | null;
   created: string;
   namespace: string;
+  /** The store's id (hex), in stores that have one (STORE version 2). */
+  store?: string;
   label?: string;
   /** Segment lengths known committed when this manifest was written (segment number -> bytes). */
   extents: Record<string, number>;

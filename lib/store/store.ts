@@ -21,14 +21,14 @@
  */
 import fs from 'node:fs';
 import { constants as bufferConstants } from 'node:buffer';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { zstdCompress, zstdDecompressInto } from './codec.js';
 import { kernels } from './kernels.js';
 import {
   CODEC_RAW, CODEC_ZSTD, KIND_DELTA, KIND_PAGE, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, STORE_HEADER_BYTES,
-  MAX_PAGES, MAX_SEGMENT, MAX_CHECKPOINT_ID, MANIFEST_HEADER_BYTES, StoreFormatError, decodeManifestLayout, decodeManifestFront, decodeManifestMap, crc, decodeSegmentHeader, decodeStoreHeader, encodeManifest,
+  MAX_PAGES, MAX_SEGMENT, MAX_CHECKPOINT_ID, MANIFEST_HEADER_BYTES, StoreFormatError, decodeManifestLayout, decodeManifestFront, decodeManifestMap, crc, decodeSegmentHeader, decodeStoreHeader, encodeManifest, hexId, STORE_ID_BYTES,
   encodeSegmentHeader, encodeStoreHeader, isPowerOfTwoPageSize, parseRecordHeader, recordCrcOk, writeRecordHeader,
   type ManifestMeta,
 } from './format.js';
@@ -246,6 +246,8 @@ export class Store {
   readonly dir: string;
   readonly pageSize: number;
   readonly segmentBytes: number;
+  /** 8 random bytes naming this store in its segments and manifests (null: a store made before ids). */
+  readonly storeId: Uint8Array | null;
   private readonly fds = new Map<number, number>();
   private readonly blocks = new Map<number, { buf: Buffer; len: number }>();
   private readonly spare: Buffer[] = [];
@@ -261,9 +263,10 @@ export class Store {
   /** @internal */
   writeBufferBytes = WRITE_CHUNK;
 
-  private constructor(dir: string, pageSize: number, segmentBytes: number) {
+  private constructor(dir: string, pageSize: number, segmentBytes: number, storeId: Uint8Array | null) {
     this.dir = dir;
     this.pageSize = pageSize;
+    this.storeId = storeId;
     this.segmentBytes = segmentBytes;
     this.slack = RECORD_HEADER_BYTES + pageSize * 2 + 64;
   }
@@ -295,28 +298,38 @@ export class Store {
     if (!fs.existsSync(headerFile)) {
       if (!options.create) throw new StoreFormatError(dir, 'no store here (missing STORE file)');
       const pageSize = options.pageSize ?? 4096;
+      let storeId = new Uint8Array(randomBytes(STORE_ID_BYTES));
+      while (storeId.every((x) => x === 0)) storeId = new Uint8Array(randomBytes(STORE_ID_BYTES));
       fs.mkdirSync(join(dir, 'segments'), { recursive: true });
       fs.mkdirSync(join(dir, 'manifests'), { recursive: true });
       const tmp = join(dir, '.STORE.tmp');
       const fd = fs.openSync(tmp, 'w');
       try {
-        fs.writeSync(fd, encodeStoreHeader(pageSize, Date.now()));
+        fs.writeSync(fd, encodeStoreHeader(pageSize, Date.now(), storeId));
         fs.fsyncSync(fd);
       } finally {
         fs.closeSync(fd);
       }
       fs.renameSync(tmp, headerFile);
       fsyncDir(dir);
-      return new Store(dir, pageSize, segmentBytes);
+      return new Store(dir, pageSize, segmentBytes, storeId);
     }
-    const { pageSize } = decodeStoreHeader(headerFile, new Uint8Array(fs.readFileSync(headerFile)));
+    // At most 64 bytes are read: the header is 32 (version 1) or 40 (version 2) bytes.
+    const { fd, size } = openRegular(headerFile, 'store header');
+    const hb = new Uint8Array(Math.min(size, 64));
+    try {
+      readExact(headerFile, 'store header', fd, hb, 0);
+    } finally {
+      fs.closeSync(fd);
+    }
+    const { pageSize, storeId } = decodeStoreHeader(headerFile, hb);
     if (options.pageSize !== undefined && options.pageSize !== pageSize) {
       throw new RangeError(`\`pageSize\` ${options.pageSize} differs from the store's ${pageSize}`);
     }
     for (const d of ['segments', 'manifests']) {
       if (!fs.existsSync(join(dir, d))) throw new StoreFormatError(dir, `missing ${d}/ directory`);
     }
-    return new Store(dir, pageSize, segmentBytes);
+    return new Store(dir, pageSize, segmentBytes, storeId);
   }
 
   /** Closes cached file descriptors and releases the writer lock. */
@@ -454,6 +467,11 @@ export class Store {
     }
     if (head.pageSize !== this.pageSize) throw new StoreFormatError(file, `page size ${head.pageSize} differs from the store's ${this.pageSize}`);
     if (head.meta.id !== id) throw new StoreFormatError(file, `manifest names checkpoint ${JSON.stringify(head.meta.id)}, expected ${id}`);
+    const theirs = head.meta.store;
+    const mine = this.storeId ? hexId(this.storeId) : undefined;
+    if (theirs !== mine) {
+      throw new StoreFormatError(file, `manifest belongs to another store (store id ${theirs === undefined ? 'none' : typeof theirs === 'string' ? theirs : JSON.stringify(theirs)}, this store's ${mine ?? 'none'})`);
+    }
     return { file, size, ...head, map };
   }
 
@@ -609,7 +627,7 @@ export class Store {
       try {
         const head = Buffer.alloc(SEGMENT_HEADER_BYTES);
         const n = readFd(file, 'segment', fd, head, 0, SEGMENT_HEADER_BYTES, 0);
-        decodeSegmentHeader(file, head.subarray(0, n), this.pageSize, seg);
+        decodeSegmentHeader(file, head.subarray(0, n), this.pageSize, seg, this.storeId);
       } catch (err) {
         fs.closeSync(fd);
         throw err;
@@ -826,7 +844,7 @@ export class Store {
       const head = Buffer.alloc(SEGMENT_HEADER_BYTES);
       readFd(file, 'segment', fd, head, 0, SEGMENT_HEADER_BYTES, 0);
       try {
-        decodeSegmentHeader(file, head, this.pageSize, seg);
+        decodeSegmentHeader(file, head, this.pageSize, seg, this.storeId);
       } catch (err) {
         return { end: 0, problem: (err as Error).message, bytesRead: SEGMENT_HEADER_BYTES };
       }
@@ -1284,7 +1302,7 @@ export class SegmentAppender {
     this.buf = Buffer.allocUnsafe(Math.max(store.writeBufferBytes, RECORD_HEADER_BYTES + store.pageSize * 2 + 64));
     this.file = store.segmentFile(seg);
     this.fd = fs.openSync(this.file, 'wx');
-    const header = encodeSegmentHeader(store.pageSize, seg);
+    const header = encodeSegmentHeader(store.pageSize, seg, store.storeId);
     try {
       fs.writeSync(this.fd, header, 0, header.byteLength, 0);
       // The new file's directory entry is durable before any manifest can name the segment.
@@ -1607,6 +1625,7 @@ export class CheckpointWriter {
       extents[String(app.seg)] = app.size;
       const meta: ManifestMeta = {
         id, parent: this.parent, created: new Date().toISOString(), namespace: this.namespace,
+        ...(this.store.storeId ? { store: hexId(this.store.storeId) } : {}),
         ...(options.label !== undefined ? { label: options.label } : {}),
         extents, ...(options.guest ? { guest: options.guest } : {}), stats,
       };
