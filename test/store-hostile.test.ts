@@ -393,7 +393,7 @@ describe('store ids tie segments and manifests to their store', () => {
     const why = `segment belongs to another store (store id ${idB}, this store's ${idA})`;
     throwsExactly(() => s.readMemory('1'), StoreFormatError, `${f}: ${why}`);
     const v = s.verify();
-    expect(v.corrupt[0]).toEqual({ file: f, offset: 0, problem: `${f}: ${why}; the ${fs.statSync(f).size} committed bytes from there on are unreadable` });
+    expect(v.corrupt[0]).toEqual({ file: f, offset: 0, problem: `${why}; the ${fs.statSync(f).size} committed bytes from there on are unreadable` });
     expect(v.checkpoints.map((c) => c.ok)).toEqual([false, true]);
     s.close();
     fs.copyFileSync(join(b, 'manifests', '00000001.man'), join(a, 'manifests', '00000001.man'));

@@ -846,7 +846,7 @@ export class Store {
       try {
         decodeSegmentHeader(file, head, this.pageSize, seg, this.storeId);
       } catch (err) {
-        return { end: 0, problem: (err as Error).message, bytesRead: SEGMENT_HEADER_BYTES };
+        return { end: 0, problem: problemOf(err, file), bytesRead: SEGMENT_HEADER_BYTES };
       }
       const buf = Buffer.allocUnsafe(READ_WINDOW);
       let bufStart = 0;
