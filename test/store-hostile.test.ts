@@ -257,8 +257,10 @@ describe('manifest lengths are checked before the bytes are read', () => {
     fs.truncateSync(m1, b.length + cpuLen);
     const s = Store.open(dir);
     expect(() => s.info('1')).toThrow(new StoreFormatError(m1, `manifest CPU state length ${cpuLen} is more than the limit (67108864)`));
-    expect(s.list().problems.length).toBe(1);
+    expect(s.list().problems).toEqual([{ file: m1, offset: null, problem: `manifest CPU state length ${cpuLen} is more than the limit (67108864)` }]);
     s.close();
+    const ls = cli(['ls', dir]);
+    expect([ls.status, ls.stderr]).toEqual([1, `understudy: ls: unreadable manifest ${m1}: manifest CPU state length ${cpuLen} is more than the limit (67108864)\n`]);
   });
 
   it('a map entry count its bytes cannot hold is refused before any allocation', () => {

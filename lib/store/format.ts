@@ -131,6 +131,7 @@ export const hexId = (id: Uint8Array | null): string => (id ? Buffer.from(id).to
 
 /** Segment header; bytes 20..27 hold the store id (zero in a store without one). */
 export function encodeSegmentHeader(pageSize: number, segment: number, storeId: Uint8Array | null = null): Uint8Array {
+  if (!Number.isInteger(segment) || segment < 1 || segment > MAX_SEGMENT) throw new RangeError(`segment number must be from 1 to ${MAX_SEGMENT}, got ${segment}`);
   const b = new Uint8Array(SEGMENT_HEADER_BYTES);
   const v = dv(b);
   putMagic(b, SEGMENT_MAGIC);

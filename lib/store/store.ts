@@ -495,7 +495,8 @@ export class Store {
       try {
         checkpoints.push(this.info(id));
       } catch (err) {
-        problems.push({ file: this.manifestFile(id), offset: null, problem: (err as Error).message });
+        const file = this.manifestFile(id);
+        problems.push({ file, offset: null, problem: problemOf(err, file) });
       }
     }
     return { checkpoints, problems, ignored: this.strays() };
