@@ -184,6 +184,16 @@ describe('plain buffers under a running batch', () => {
     expect(replica[4096 + 5]).toBe(9);
   });
 
+  it('a call the native side refuses (a pfn twice) leaves its buffers transferable', () => {
+    const shadow = new Uint8Array(4 * 4096);
+    const pages = new Uint8Array(2 * 4096);
+    expect(() => encodePages(shadow, pages, Uint32Array.of(1, 1))).toThrow(RangeError);
+    for (const b of [shadow.buffer, pages.buffer]) {
+      const moved = structuredClone(b, { transfer: [b] });
+      expect([b.byteLength, moved.byteLength > 0]).toEqual([0, true]);
+    }
+  });
+
   it('guest memory is not marked: a batch on it leaves close() detaching its views', async () => {
     const m = allocateMemory(2 * 4096);
     await encodePages(m.view, new Uint8Array(4096).fill(1), Uint32Array.of(0));

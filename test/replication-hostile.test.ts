@@ -235,11 +235,31 @@ describe('a primary with the key that sends bad epochs (sim guest, real backup)'
       expect(await c.p.outcome(epoch)).toBe('ack');
     }
     expect(c.backup.log.final).toBe(last.final);
+    // A primary lingering for its clients sends the final state once more to a backup that
+    // reconnects (a full FINAL epoch, nothing new): accepted. Anything else is refused.
+    c.p.link.fail(null);
+    c.p = await FakePrimary.open(c.backup.address!.port, c.src.guest.pageCount);
+    const again = await c.src.capture(true);
+    expect(again.final).toBe(last.final);
+    c.p.send(++epoch, encodeEpochBody({ ...again, records: [], firstRecordSeq: c.backup.log.length, releasedRecords: c.backup.log.length }));
+    expect(await c.p.outcome(epoch)).toBe('ack');
     c.p.send(epoch + 1n, encodeEpochBody({ ...last, flags: 0, final: null, records: [], firstRecordSeq: c.backup.log.length }));
     expect(await c.p.outcome(epoch + 1n)).toBe('closed');
     expect(c.logs).toContain(`primary link dropped: epoch ${epoch + 1n} after the final epoch ${epoch}: the run is over`);
     expect(c.backup.committedEpoch).toBe(epoch);
     await done(c);
+  });
+});
+
+describe('BYE', () => {
+  it('is taken from a primary before anything was committed (a promoted primary whose run had finished)', async () => {
+    const backup = await startBackup({ key: KEY, listen: { host: '127.0.0.1', port: 0 }, timeoutMs: 60_000, takeover: false });
+    const p = await FakePrimary.open(backup.address!.port, 2048);
+    p.link.send(FrameType.BYE, 1n, 0n);
+    for (let i = 0; i < 300 && !backup.primaryDone; i++) await sleep(10);
+    expect([backup.primaryDone, p.link.closed]).toEqual([true, false]);
+    p.link.fail(null);
+    await backup.close();
   });
 });
 

@@ -208,8 +208,7 @@ export function encodePages(
   opts?: EncodePagesOptions,
 ): Promise<Uint8Array> {
   const args = encodeArgs(shadow, pages, pfns, opts);
-  holdForAsync({ shadow, pages, pfns });
-  return native.pages_encode(...args) as Promise<Uint8Array>;
+  return holdForAsync({ shadow, pages, pfns }, () => native.pages_encode(...args) as Promise<Uint8Array>);
 }
 
 /** {@link encodePages}, synchronously on the calling thread (plus the pool): for small batches. */
@@ -250,8 +249,7 @@ export function applyPages(replica: Uint8Array, frame: Uint8Array, opts?: ApplyP
  */
 export function applyPagesAsync(replica: Uint8Array, frame: Uint8Array, opts?: ApplyPagesOptions): Promise<void> {
   const args = applyArgs(replica, frame, opts);
-  holdForAsync({ replica, frame });
-  return native.pages_apply_async(...args) as Promise<void>;
+  return holdForAsync({ replica, frame }, () => native.pages_apply_async(...args) as Promise<void>);
 }
 
 /**

@@ -30,7 +30,7 @@ const guestBuffers = new WeakSet<ArrayBufferLike>();
  * marks its own pooled buffers), since a transfer (postMessage, structuredClone) would detach it
  * and free its memory under the worker; a resizable one could shrink under it and is refused.
  */
-export function holdForAsync(views: Record<string, ArrayBufferView>): void {
+export function holdForAsync<T>(views: Record<string, ArrayBufferView>, start: () => T): T {
   const held: ArrayBuffer[] = [];
   for (const [name, view] of Object.entries(views)) {
     const buffer = view.buffer;
@@ -42,7 +42,11 @@ export function holdForAsync(views: Record<string, ArrayBufferView>): void {
     }
     held.push(buffer);
   }
+  // Marked once the call has accepted its arguments (a refused call leaves them as they were),
+  // in the same turn of the event loop, so no transfer can come in between.
+  const result = start();
   for (const buffer of held) markAsUntransferable(buffer);
+  return result;
 }
 
 /** A mapping of guest memory. */

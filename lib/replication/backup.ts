@@ -224,6 +224,7 @@ export class Backup extends EventEmitter<BackupEvents> {
       this.link = link;
       this.rx = null;
       this.fullOnLink = false;
+      this.takeoverFailed = false; // a new primary: if it dies too, try again
       this.vmId = hello.vmId;
       this.generation = hello.generation;
       this.pageSize = hello.pageSize;
@@ -279,7 +280,6 @@ export class Backup extends EventEmitter<BackupEvents> {
         if (f.payload.readBigUInt64LE(8) !== 0n) throw new ProtocolError('BAD_PAYLOAD', `EPOCH_BEGIN ${f.epoch} has non-zero reserved bytes`);
         // Epochs are counted in doubles by everyone downstream (events, the promoted primary).
         if (f.epoch > MAX_EPOCH) throw new ProtocolError('BAD_PAYLOAD', `epoch ${f.epoch} is past the largest epoch number, 2^53 - 1`);
-        if (this.log.final !== null) throw new ProtocolError('BAD_PAYLOAD', `epoch ${f.epoch} after the final epoch ${this.committedEpoch}: the run is over`);
         const len = f.payload.readBigUInt64LE(0);
         if (len > BigInt(this.maxBody()) || len < 64n) throw new ProtocolError('TOO_LARGE', `epoch body length must be from 64 to ${this.maxBody()}, got ${len}`);
         this.lastBegun = f.epoch;
@@ -313,7 +313,9 @@ export class Backup extends EventEmitter<BackupEvents> {
       }
       case FrameType.BYE:
         // Only the end of a finished run: a BYE mid-run would turn failover off for good.
-        if (this.log.final === null) throw new ProtocolError('BAD_PAYLOAD', 'BYE before the final epoch was committed');
+        // (With nothing committed there is nothing to fail over to: a promoted primary whose run had
+        // finished sends its new backup no epoch, only the BYE.)
+        if (this.log.final === null && this.committedEpoch !== 0n) throw new ProtocolError('BAD_PAYLOAD', 'BYE before the final epoch was committed');
         this.primaryDone = true;
         this.emit('log', 'primary finished the run and said goodbye');
         return;
@@ -343,6 +345,11 @@ export class Backup extends EventEmitter<BackupEvents> {
     const restart = full && body.firstRecordSeq > this.log.length;
     if (body.firstRecordSeq !== this.log.length && !restart) {
       throw new ProtocolError('BAD_PAYLOAD', `epoch ${epoch} records start at ${body.firstRecordSeq}, this backup holds ${this.log.length}`);
+    }
+    // After the final epoch only its own state again: a primary that lingers for its clients sends
+    // it once more (a full epoch, nothing new) to a backup that reconnects.
+    if (this.log.final !== null && !(full && body.final === this.log.final && body.records.length === 0 && body.firstRecordSeq === this.log.length)) {
+      throw new ProtocolError('BAD_PAYLOAD', `epoch ${epoch} after the final epoch ${this.committedEpoch}: the run is over`);
     }
     if (!full && !this.replica) throw new ProtocolError('BAD_PAYLOAD', `epoch ${epoch} is a delta but this backup has no replica yet`);
     // Deltas are against the primary's shadow, which it only knows to match this replica after a
@@ -474,20 +481,26 @@ export class Backup extends EventEmitter<BackupEvents> {
     this.emit('log', `primary silent past ${this.timeoutMs} ms: taking over at epoch ${this.committedEpoch} as generation ${generation}${finished ? ' (workload already finished)' : ''}`);
     try {
       if (this.opts.serve && !this.service) this.service = await startServicePort(this.log, this.opts.serve.host, this.opts.serve.port);
-      let guest = null;
+      let guest: Awaited<ReturnType<RestoreGuest>> | null = null;
       if (!finished) {
         const restore = this.opts.restore ?? (await defaultRestoreGuest());
         const type = this.guestType === 'other' ? 'auto' : this.guestType;
         guest = await restore({ type, memoryImage: this.replica, cpu: this.cpu, start: false });
       }
       if (this.redial) clearTimeout(this.redial);
-      const p = await startPrimary({
-        ...this.opts.promoted,
-        guest, key: this.opts.key, insecure: this.opts.insecure,
-        listen: this.server ?? undefined, serve: this.service ?? undefined,
-        generation, vmId: this.vmId!, nextEpoch: this.committedEpoch + 1n, log: this.log,
-        kernels: this.kernels, guestType: this.guestType, pageSize: this.pageSize, pageCount: this.pageCount,
-      });
+      let p: Primary;
+      try {
+        p = await startPrimary({
+          ...this.opts.promoted,
+          guest, key: this.opts.key, insecure: this.opts.insecure,
+          listen: this.server ?? undefined, serve: this.service ?? undefined,
+          generation, vmId: this.vmId!, nextEpoch: this.committedEpoch + 1n, log: this.log,
+          kernels: this.kernels, guestType: this.guestType, pageSize: this.pageSize, pageCount: this.pageCount,
+        });
+      } catch (err) {
+        await guest?.close().catch(() => undefined); // the restored VM and its memory
+        throw err;
+      }
       this.primary = p;
       this.generation = generation;
       p.on('log', (l) => this.emit('log', l));
