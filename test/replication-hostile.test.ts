@@ -14,7 +14,7 @@ import { encodeEpochBody, FLAG_FINAL, FLAG_FULL, type EpochBody } from '../lib/r
 import { defaultKernels, type PageKernels } from '../lib/replication/kernels.js';
 import { captureEpoch } from '../lib/checkpoint/epoch-loop.js';
 import { startBackup, type Backup } from '../lib/replication/backup.js';
-import { createGuest } from '../lib/guest/index.js';
+import { createGuest, restoreGuest } from '../lib/guest/index.js';
 import type { Guest, OutputRecord } from '../lib/guest/types.js';
 
 const KEY = Buffer.alloc(32, 0x5a);
@@ -260,6 +260,39 @@ describe('BYE', () => {
     expect([backup.primaryDone, p.link.closed]).toEqual([true, false]);
     p.link.fail(null);
     await backup.close();
+  });
+});
+
+describe('a failed takeover', () => {
+  it('is reported once, not retried on every tick, and the next primary that dies is taken over', async () => {
+    let calls = 0;
+    const flaky = async (o: Parameters<typeof restoreGuest>[0]) => {
+      if (++calls === 1) throw new Error('restore failed (test)');
+      return restoreGuest(o);
+    };
+    const backup = await startBackup({ key: KEY, listen: { host: '127.0.0.1', port: 0 }, timeoutMs: 300, restore: flaky });
+    const errors: string[] = [];
+    backup.on('error', (e) => errors.push(e.message));
+    let failovers = 0;
+    backup.on('failover', () => failovers++);
+    const src = await Source.create(1e9);
+    let p = await FakePrimary.open(backup.address!.port, src.guest.pageCount);
+    p.send(1n, encodeEpochBody(await src.capture(true)));
+    expect(await p.outcome(1n)).toBe('ack');
+    p.link.fail(null); // the primary dies
+    for (let i = 0; i < 300 && errors.length === 0; i++) await sleep(10);
+    await sleep(1000); // ~13 watchdog ticks
+    expect([errors, calls, failovers]).toEqual([['restore failed (test)'], 1, 0]);
+    // A primary connects again, commits, and dies: this time the takeover goes through.
+    p = await FakePrimary.open(backup.address!.port, src.guest.pageCount);
+    const e = await src.capture(true);
+    p.send(2n, encodeEpochBody({ ...e, records: e.records, firstRecordSeq: e.firstRecordSeq, releasedRecords: e.firstRecordSeq }));
+    expect(await p.outcome(2n)).toBe('ack');
+    p.link.fail(null);
+    for (let i = 0; i < 500 && failovers === 0; i++) await sleep(10);
+    expect([calls, failovers, errors.length]).toEqual([2, 1, 1]);
+    await backup.close();
+    await src.guest.close();
   });
 });
 
