@@ -36,6 +36,9 @@ class FakePrimary {
     const link = new Link(sock);
     await primaryHandshake(link, { key: KEY, vmId: VM, generation, nextEpoch: 1n, pageSize: 4096, pageCount, guestType: 'sim' }, 3000);
     link.established();
+    // Heartbeats, as a real primary sends them: a backup with a short timeout (the takeover test)
+    // must not take a slow capture on a loaded machine for a dead primary.
+    link.startHeartbeat(50, () => generation);
     const p = new FakePrimary(link, generation);
     link.on('frame', (f: Frame) => p.got.push(f));
     link.on('close', (e: Error | null) => (p.closeReason = e?.message ?? 'closed'));

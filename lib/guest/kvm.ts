@@ -367,7 +367,7 @@ export async function restoreKvmGuest(opts: KvmRestoreOptions): Promise<Guest> {
   }
   checkDirty(opts.dirty, opts.ringEntries);
   // Every check of the blob against the image first: a refused restore costs no copy of the image.
-  native.kvm_check_cpu(cpu, memoryImage);
+  native.guest_check_state(cpu, memoryImage, 'kvm');
   const memory = allocateMemory(memoryImage.length);
   let guest: KvmGuest;
   try {

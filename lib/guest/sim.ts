@@ -178,9 +178,7 @@ export function createSimGuest(o: SimCreate): SimGuest {
 /** @internal image and blob already type-checked */
 export function restoreSimGuest(image: Uint8Array, cpu: Uint8Array, dirtyTracking: boolean, start: boolean, typeReason?: string): SimGuest {
   // Validate before allocating: a hostile image or blob never costs a guest's worth of memory.
-  native.guest_check_image(image, 'memoryImage');
-  const err = native.sim_check_cpu(cpu, image) as string;
-  if (err) throw new RangeError(err);
+  native.guest_check_state(cpu, image, 'sim');
   const memory = allocateMemory(image.byteLength);
   try {
     memory.view.set(image);

@@ -138,6 +138,8 @@ const copyOf = (u: Uint8Array, start?: number, end?: number): Uint8Array => Uint
 const pad = (n: number) => String(n).padStart(8, '0');
 /** A record reference as one number: exact, since segment numbers are at most MAX_SEGMENT (2^21 - 1). */
 const refKey = (seg: number, off: number) => seg * 4294967296 + off;
+/** The segment and offset of a refKey. */
+const refParts = (key: number): [seg: number, off: number] => [Math.floor(key / 4294967296), key % 4294967296];
 
 /** The message of an error without its "FILE: " prefix when it names `file`. */
 function problemOf(err: unknown, file: string): string {
@@ -165,6 +167,13 @@ function openRegular(file: string, what: string): { fd: number; size: number } {
     fs.closeSync(fd);
     throw err;
   }
+}
+
+/** The size of a store file that must be a regular file (openRegular's errors). */
+function regularSize(file: string, what: string): number {
+  const { fd, size } = openRegular(file, what);
+  fs.closeSync(fd);
+  return size;
 }
 
 /** readSync that throws a StoreFormatError naming the file on a system error. */
@@ -951,8 +960,7 @@ export class Store {
       // A segment that cannot be opened or read (a directory in its place, EIO) is one problem;
       // the walk goes on to the others.
       try {
-        const { fd, size } = openRegular(file, 'segment');
-        fs.closeSync(fd);
+        const size = regularSize(file, 'segment');
         const committed = ext.get(seg) ?? 0;
         if (committed === 0) {
           if (size > 0) tornTails.push({ segment: seg, bytes: size });
@@ -997,7 +1005,7 @@ export class Store {
         for (let j = 0; j < keys.length; j++) {
           if (sameFingerprint(fps, j * 16, want, j * 16)) continue;
           const key = keys[j]!;
-          const seg = Math.floor(key / 4294967296), off = key % 4294967296;
+          const [seg, off] = refParts(key);
           const err = this.fingerprintError(seg, off, '');
           corrupt.push({ file: err.file, offset: off, problem: problemOf(err, err.file) });
           good.delete(key);
@@ -1008,7 +1016,7 @@ export class Store {
         const r = good.get(key);
         if (!r) continue;
         if (r.kind === KIND_DELTA && checkRef(key, MAX_DELTA_DEPTH) !== null) continue; // its base is reported
-        const seg = Math.floor(key / 4294967296), off = key % 4294967296;
+        const [seg, off] = refParts(key);
         const n = keys.length;
         try {
           this.decodePage(seg, off, pages.subarray(n * ps, n * ps + ps), -1, want.subarray(n * 16, n * 16 + 16));
@@ -1039,7 +1047,7 @@ export class Store {
             deep++;
             continue;
           }
-          const s2 = Math.floor(p.missing / 4294967296), off = p.missing % 4294967296;
+          const [s2, off] = refParts(p.missing);
           const e = bySeg.get(s2) ?? { pages: 0, records: new Set<number>(), lo: off, hi: off };
           e.pages++;
           e.records.add(off);
@@ -1174,8 +1182,7 @@ export class Store {
     for (const s of oldSegs) {
       const file = this.segmentFile(s);
       try {
-        const { fd, size } = openRegular(file, 'segment');
-        fs.closeSync(fd);
+        const size = regularSize(file, 'segment');
         bytesBefore += size;
       } catch (err) {
         throw new StoreFormatError(file, `${problemOf(err, file)}; compact changed nothing`);
@@ -1193,7 +1200,7 @@ export class Store {
         let key = refKey(seg, map.offsets[pfn]!);
         while (!live.has(key)) {
           live.add(key);
-          const r = this.readRecord(Math.floor(key / 4294967296), key % 4294967296);
+          const r = this.readRecord(...refParts(key));
           if (r.header.kind !== KIND_DELTA || r.header.baseSegment === 0) break;
           key = refKey(r.header.baseSegment, r.header.baseOffset);
         }
@@ -1205,7 +1212,7 @@ export class Store {
     const newSegs: number[] = [];
     const extents: Record<string, number> = {};
     for (const key of order) {
-      const r = this.readRecord(Math.floor(key / 4294967296), key % 4294967296);
+      const r = this.readRecord(...refParts(key));
       if (!app || app.size + RECORD_HEADER_BYTES + r.payload.byteLength > this.segmentBytes) {
         if (app) {
           app.sync();
@@ -1237,10 +1244,10 @@ export class Store {
     // Before any manifest points at the copies: each copy reads back as its original (same
     // header fields, payload bytes, and a delta's base the copy of its original's base).
     for (const key of order) {
-      const seg = Math.floor(key / 4294967296), off = key % 4294967296;
+      const [seg, off] = refParts(key);
       const a = this.readRecord(seg, off, true);
       const k2 = remap.get(key)!;
-      const seg2 = Math.floor(k2 / 4294967296), off2 = k2 % 4294967296;
+      const [seg2, off2] = refParts(k2);
       const b = this.readRecord(seg2, off2, false);
       const baseWant = a.header.kind === KIND_DELTA && a.header.baseSegment !== 0 ? remap.get(refKey(a.header.baseSegment, a.header.baseOffset)) : 0;
       if (b.header.kind !== a.header.kind || b.header.codec !== a.header.codec || b.header.depth !== a.header.depth
@@ -1562,7 +1569,7 @@ export class CheckpointWriter {
               other = pages.subarray(mine * ps, mine * ps + ps);
             } else {
               try {
-                this.store.readPage(Math.floor(c / 4294967296), c % 4294967296, scratch);
+                this.store.readPage(...refParts(c), scratch);
               } catch {
                 continue; // a corrupt record is never a dedup target
               }

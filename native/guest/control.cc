@@ -123,6 +123,11 @@ std::string check_control(const uint8_t* mem, size_t size, const char* name) {
   return "";
 }
 
+void count_pause(uint8_t* mem) {
+  us_control* c = control(mem);
+  __atomic_store_n(&c->pause_id, __atomic_load_n(&c->pause_id, __ATOMIC_RELAXED) + 1, __ATOMIC_RELEASE);
+}
+
 bool all_done(const uint8_t* mem) {
   const us_control* c = control(mem);
   for (uint32_t i = 0; i < c->vcpus && i < US_MAX_VCPUS; i++) {

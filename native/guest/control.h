@@ -61,6 +61,11 @@ std::string panic_message(uint32_t vcpu, uint64_t code);
 // True when every vCPU has finished its steps.
 bool all_done(const uint8_t* mem);
 
+// A running guest has just come to a stop (every vCPU parked): counts the pause in the control
+// page (pause_id, which saveCpu() names: guest/blob.h check_pause). The caller marks the control
+// page dirty, as for every host write.
+void count_pause(uint8_t* mem);
+
 const char* workload_name(uint32_t workload);
 
 }  // namespace guest

@@ -75,7 +75,7 @@ uint64_t big_u64(const Napi::Value& v, const char* name) {
 }
 
 // The checks a restore makes of a CPU blob against a memory image (hostile input), on the image
-// as given: restoreKvmGuest runs them (kvm_check_cpu) before it allocates and copies the image,
+// as given: restoreKvmGuest runs them (guest_check_state) before it allocates and copies the image,
 // and Init again on the copy. Throws RangeError naming `cpu` or `memoryImage`.
 vmm::cpu_blob::Parsed check_restore(Napi::Env env, const napi_util::Bytes& b, const uint8_t* image, size_t size) {
   if (size < US_MIN_MEMORY) {
@@ -110,16 +110,18 @@ vmm::cpu_blob::Parsed check_restore(Napi::Env env, const napi_util::Bytes& b, co
   return parsed;
 }
 
-// guest_check_state(cpu, image) -> { type: 'sim' | 'kvm', pending, drained, outChain, final }: every
-// check a restore of either backend makes (the blob's type picks which), without building a
-// guest; throws RangeError naming `cpu` or `memoryImage`. A backup runs it on each epoch before
-// it acknowledges it, so that what it commits can be resumed. `pending` is the number of output
-// records the blob carries, `drained` (ring_tail) and `outChain` are the image's.
+// guest_check_state(cpu, image, type?: 'sim' | 'kvm') -> { type, pending, drained, outChain,
+// final }: every check a restore of that backend makes (without `type`, the blob's own type picks
+// it), without building a guest; throws RangeError naming `cpu` or `memoryImage`. Both restores
+// run it before they copy the image, and a backup runs it on each epoch before it acknowledges
+// it. `pending` is the number of output records the blob carries, `drained` (ring_tail) and
+// `outChain` are the image's.
 Napi::Value CheckState(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const napi_util::Bytes blob = napi_util::u8(info[0], "cpu");
   const napi_util::Bytes image = napi_util::u8(info[1], "memoryImage");
-  const uint16_t type = blob.length >= 8 ? static_cast<uint16_t>(blob.data[6] | blob.data[7] << 8) : 0;
+  uint16_t type = blob.length >= 8 ? static_cast<uint16_t>(blob.data[6] | blob.data[7] << 8) : 0;
+  if (info[2].IsString()) type = info[2].As<Napi::String>().Utf8Value() == "kvm" ? guest::kBlobKvm : guest::kBlobSim;
   size_t pending = 0;
   if (type == guest::kBlobKvm) {
     pending = check_restore(env, blob, image.data, image.length).pending.size();
@@ -141,13 +143,6 @@ Napi::Value CheckState(const Napi::CallbackInfo& info) {
   const bool done = ctl->workload < kFirstTestEntry && guest::all_done(image.data);
   o.Set("final", done ? Napi::Value(Napi::String::New(env, guest::hex16(guest::final_checksum(image.data)))) : env.Null());
   return o;
-}
-
-Napi::Value CheckCpu(const Napi::CallbackInfo& info) {
-  const napi_util::Bytes blob = napi_util::u8(info[0], "cpu");
-  const napi_util::Bytes image = napi_util::u8(info[1], "memoryImage");
-  check_restore(info.Env(), blob, image.data, image.length);
-  return info.Env().Undefined();
 }
 
 class KvmVm : public Napi::ObjectWrap<KvmVm> {
@@ -227,9 +222,7 @@ class KvmVm : public Napi::ObjectWrap<KvmVm> {
       const int kind = ev == vmm::Vm::Event::finished ? 0 : 1;
       events->Call([kind](Napi::Env env, Napi::Function fn) {
         // At environment teardown (process exit with an event still queued) the call comes with
-        // no env and no function, only so the queued data can be freed: calling into JS then threw
-        // a Napi::Error out of a libuv callback, and the process aborted.
-        if (env == nullptr || fn.IsEmpty()) return;
+        // no env and no function, only so the queued data can be freed: Deliver drops it then.
         napi_guest::EventChannel::Deliver(env, fn, [&] {
           return std::vector<napi_value>{Napi::String::New(env, kind == 0 ? "finished" : "error")};
         });
@@ -442,7 +435,6 @@ void InitGuestKvm(Napi::Env env, Napi::Object exports) {
   Napi::Function cls = KvmVm::Define(env);
   KvmVm::ctor = new Napi::FunctionReference(Napi::Persistent(cls));
   exports.Set("kvm_create", Napi::Function::New(env, Create, "kvm_create"));
-  exports.Set("kvm_check_cpu", Napi::Function::New(env, CheckCpu, "kvm_check_cpu"));
   exports.Set("guest_check_state", Napi::Function::New(env, CheckState, "guest_check_state"));
   exports.Set("kvm_probe", Napi::Function::New(env, ProbeKvm, "kvm_probe"));
   exports.Set("kvm_payload_size", Napi::Number::New(env, static_cast<double>(vmm::kPayloadSize)));

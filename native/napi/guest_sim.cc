@@ -46,7 +46,6 @@ class SimHandle : public Napi::ObjectWrap<SimHandle> {
       auto* copy = new sim::Event(ev);
       const bool queued = events->Call(copy, [](Napi::Env env, Napi::Function fn, sim::Event* e) {
         std::unique_ptr<sim::Event> own(e);
-        if (env == nullptr || fn.IsEmpty()) return;
         napi_guest::EventChannel::Deliver(env, fn, [&] {
           return std::vector<napi_value>{Napi::String::New(env, e->kind == sim::Event::kExit ? "exit" : "error"),
                                          Napi::String::New(env, guest::hex16(e->final)),
@@ -186,16 +185,6 @@ Napi::Value Restore(const Napi::CallbackInfo& info) {
   return obj;
 }
 
-// sim_check_cpu(cpu, image): the checks restore does, without building a guest ("" if fine).
-Napi::Value CheckCpu(const Napi::CallbackInfo& info) {
-  const napi_util::Bytes cpu = napi_util::u8(info[0], "cpu");
-  const napi_util::Bytes img = napi_util::u8(info[1], "memoryImage");
-  std::string err = guest::check_control(img.data, img.length, "memoryImage");
-  std::vector<guest::Record> pending;
-  if (err.empty()) err = sim::decode_cpu(cpu.data, cpu.length, img.data, img.length, &pending);
-  return Napi::String::New(info.Env(), err);
-}
-
 }  // namespace
 
 void InitGuestSim(Napi::Env env, Napi::Object exports) {
@@ -203,5 +192,4 @@ void InitGuestSim(Napi::Env env, Napi::Object exports) {
   SimHandle::ctor = new Napi::FunctionReference(Napi::Persistent(cls));
   exports.Set("sim_create", Napi::Function::New(env, Create, "sim_create"));
   exports.Set("sim_restore", Napi::Function::New(env, Restore, "sim_restore"));
-  exports.Set("sim_check_cpu", Napi::Function::New(env, CheckCpu, "sim_check_cpu"));
 }

@@ -138,9 +138,7 @@ void SimGuest::pause() {
   // only then is memory stable.
   parked_cv_.wait(lock, [&] { return parked_ + exited_ >= vcpus_; });
   if (!was_paused) {
-    // A new pause: saveCpu() and the memory image taken now name it (guest/blob.h check_pause).
-    us_control* c = guest::control(base_);
-    __atomic_store_n(&c->pause_id, c->pause_id + 1, __ATOMIC_RELEASE);
+    guest::count_pause(base_);
     mark(US_CONTROL_GPA);
   }
 }

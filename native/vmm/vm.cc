@@ -280,10 +280,8 @@ uint64_t Vm::pause() {
     lk.lock();
   }
   if (!was_paused) {
-    // A new pause: saveCpu() and the memory image taken now name it (guest/blob.h check_pause).
     // SAFETY: the control page lies inside guest RAM; every vCPU is parked.
-    auto* ctl = reinterpret_cast<us_control*>(mem_ + US_CONTROL_GPA);
-    __atomic_store_n(&ctl->pause_id, ctl->pause_id + 1, __ATOMIC_RELEASE);
+    guest::count_pause(mem_);
     mark_host_dirty(US_CONTROL_GPA, US_PAGE_SIZE);
   }
   return static_cast<uint64_t>(
