@@ -513,7 +513,12 @@ describe('page buffer pool', () => {
     const b = pool.take(4096)!;
     expect(b.buffer).toBe(a.buffer); // reused, not fresh memory
     expect(b.length).toBe(4096);
-    expect(pool.take(2 << 20)).toBeUndefined(); // over maxBytes: the caller allocates
+    const big = pool.take(2 << 20)!; // over maxBytes: a one-off buffer, never pooled
+    expect([big.length, big.buffer instanceof SharedArrayBuffer]).toEqual([2 << 20, true]);
+    pool.give(big);
+    expect(pool.take(2 << 20)!.buffer).not.toBe(big.buffer);
+    expect(pool.take(0)).toBeUndefined();
+    expect(a.buffer instanceof SharedArrayBuffer).toBe(true); // encoded in the background on any Node
     const foreign = Buffer.from('not the pool\'s');
     pool.give(foreign); // ignored: never written into
     expect(pool.take(8)!.buffer).not.toBe(foreign.buffer);

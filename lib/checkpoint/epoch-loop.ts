@@ -54,9 +54,13 @@ export class PageBufferPool {
   private readonly own = new WeakSet<ArrayBufferLike>();
   constructor(private readonly max = 4, private readonly maxBytes = 64 * 1024 * 1024) {}
 
-  /** A buffer of at least `bytes` (its first `bytes` are the caller's), or undefined. */
+  /**
+   * A buffer of at least `bytes` (its first `bytes` are the caller's), or undefined for none.
+   * Past `maxBytes` it is a one-off buffer the pool does not keep.
+   */
   take(bytes: number): Uint8Array | undefined {
-    if (bytes === 0 || bytes > this.maxBytes) return undefined;
+    if (bytes === 0) return undefined;
+    if (bytes > this.maxBytes) return new Uint8Array(new SharedArrayBuffer(bytes));
     let best = -1;
     for (let i = 0; i < this.free.length; i++) {
       if (this.free[i]!.length >= bytes && (best < 0 || this.free[i]!.length < this.free[best]!.length)) best = i;
@@ -64,7 +68,9 @@ export class PageBufferPool {
     if (best >= 0) return this.free.splice(best, 1)[0]!.subarray(0, bytes);
     // Round up so slightly larger epochs reuse the buffer too.
     const size = Math.min(this.maxBytes, Math.ceil((bytes * 1.25) / 65536) * 65536);
-    const buf = new Uint8Array(size);
+    // Shared memory, as the primary's shadow: encodePages works on it in the background on
+    // every runtime (see holdForAsync).
+    const buf = new Uint8Array(new SharedArrayBuffer(size));
     this.own.add(buf.buffer);
     return buf.subarray(0, bytes);
   }

@@ -197,7 +197,10 @@ function encodeArgs(shadow: Uint8Array, pages: Uint8Array, pfns: Uint32Array, op
  * the event loop stays free. Do not touch `shadow` or `pages` until the promise settles, and do
  * not pass `pages` that overlap `shadow`. The frame's bytes do not depend on `threads` or on the
  * ISA in use. Plain ArrayBuffers behind the arguments are marked untransferable (a transfer would
- * free their memory under the worker); views of a resizable ArrayBuffer are refused (docs/kernels.md).
+ * free their memory under the worker); views of a resizable ArrayBuffer are refused. On Node 22,
+ * where the mark does not stop `ArrayBuffer.prototype.transfer()`, a call given a plain
+ * ArrayBuffer encodes before it returns (the event loop waits); guest memory and
+ * SharedArrayBuffers are worked on in the background on every runtime (docs/kernels.md).
  * @throws TypeError / RangeError (synchronously) for bad arguments, a pfn past the end of
  * `shadow` or a pfn that appears twice.
  */
@@ -208,7 +211,13 @@ export function encodePages(
   opts?: EncodePagesOptions,
 ): Promise<Uint8Array> {
   const args = encodeArgs(shadow, pages, pfns, opts);
-  return holdForAsync({ shadow, pages, pfns }, () => native.pages_encode(...args) as Promise<Uint8Array>);
+  return holdForAsync(
+    { shadow, pages },
+    { pfns },
+    (c) => native.pages_encode(args[0], args[1], c.pfns, ...args.slice(3)) as Promise<Uint8Array>,
+    // Argument errors throw here as they do from pages_encode; the frame is ready when it returns.
+    () => Promise.resolve(native.pages_encode_sync(...args) as Uint8Array),
+  );
 }
 
 /** {@link encodePages}, synchronously on the calling thread (plus the pool): for small batches. */
@@ -249,7 +258,27 @@ export function applyPages(replica: Uint8Array, frame: Uint8Array, opts?: ApplyP
  */
 export function applyPagesAsync(replica: Uint8Array, frame: Uint8Array, opts?: ApplyPagesOptions): Promise<void> {
   const args = applyArgs(replica, frame, opts);
-  return holdForAsync({ replica, frame }, () => native.pages_apply_async(...args) as Promise<void>);
+  return holdForAsync(
+    { replica },
+    { frame },
+    (c) => native.pages_apply_async(args[0], c.frame, ...args.slice(2)) as Promise<void>,
+    () => {
+      // As from pages_apply_async: an overlap throws, a bad frame rejects.
+      if (replica.buffer === frame.buffer && overlap(replica, frame)) {
+        throw new RangeError('`frame` must not overlap `replica`');
+      }
+      try {
+        native.pages_apply(...args);
+        return Promise.resolve();
+      } catch (e) {
+        return Promise.reject(e as Error);
+      }
+    },
+  );
+}
+
+function overlap(a: ArrayBufferView, b: ArrayBufferView): boolean {
+  return a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength;
 }
 
 /**

@@ -23,30 +23,88 @@ interface NativeMemoryHandle {
 const guestBuffers = new WeakSet<ArrayBufferLike>();
 
 /**
- * Makes sure the memory behind `view` stays where it is while the native pool works on it after
+ * Whether marking a buffer untransferable also stops `ArrayBuffer.prototype.transfer()` on this
+ * runtime. Node 20 has no transfer(); Node 24 gives marked buffers a detach key, so transfer()
+ * throws; Node 22 marks them for postMessage and structuredClone only, and transfer() detaches
+ * them anyway (the memory is freed once the new buffer is dropped: a worker still using it then
+ * crashed the process). Probed once, on a buffer of our own.
+ */
+const markStopsTransfer: boolean = (() => {
+  const probe = new ArrayBuffer(8);
+  markAsUntransferable(probe);
+  const transfer = (probe as ArrayBuffer & { transfer?: () => ArrayBuffer }).transfer;
+  if (typeof transfer !== 'function') return true;
+  try {
+    transfer.call(probe);
+    return false;
+  } catch {
+    return true;
+  }
+})();
+
+let inlineForced = false;
+
+/**
+ * @internal How the async calls hold plain ArrayBuffers on this runtime: `'mark'` (marked
+ * untransferable, the pool works on them after the call returns) or `'inline'` (the work is done
+ * before the call returns, see holdForAsync). Tests force `'inline'` to cover it on any runtime.
+ */
+export function asyncHoldMode(force?: 'inline' | 'auto'): 'mark' | 'inline' {
+  if (force !== undefined) inlineForced = force === 'inline';
+  return inlineForced || !markStopsTransfer ? 'inline' : 'mark';
+}
+
+/**
+ * Makes sure the memory behind the views stays where it is while the native pool works on it after
  * the call has returned (encodePages, applyPagesAsync): guest memory is pinned by the native side
  * (close() waits for running batches); a SharedArrayBuffer is never detached and never shrinks;
  * a plain ArrayBuffer is marked untransferable (`worker_threads.markAsUntransferable`, as Node
  * marks its own pooled buffers), since a transfer (postMessage, structuredClone) would detach it
  * and free its memory under the worker; a resizable one could shrink under it and is refused.
+ *
+ * Where the mark does not stop `transfer()` (Node 22), plain ArrayBuffers cannot be held: the
+ * `copied` views (read-only inputs small next to the work: pfns, a frame) are then copied into
+ * shared memory, and a call given a plain ArrayBuffer among `views` (worked on in place) runs
+ * `inline`: the same native work on the calling thread (and the pool), finished before it
+ * returns, so nothing can transfer the buffer meanwhile; the event loop waits for it.
  */
-export function holdForAsync<T>(views: Record<string, ArrayBufferView>, start: () => T): T {
-  const held: ArrayBuffer[] = [];
-  for (const [name, view] of Object.entries(views)) {
+export function holdForAsync<T, C extends Record<string, ArrayBufferView>>(
+  views: Record<string, ArrayBufferView>,
+  copied: C,
+  start: (copied: C) => Promise<T>,
+  inline: () => Promise<T>,
+): Promise<T> {
+  const plain = (name: string, view: ArrayBufferView): boolean => {
     const buffer = view.buffer;
-    if (guestBuffers.has(buffer) || buffer instanceof SharedArrayBuffer) continue;
+    if (guestBuffers.has(buffer) || buffer instanceof SharedArrayBuffer) return false;
     if ((buffer as ArrayBuffer & { resizable?: boolean }).resizable === true) {
       throw new TypeError(
         `\`${name}\` is a view of a resizable ArrayBuffer, which could shrink while the native pool works on it: use a fixed-length buffer, or the synchronous call`,
       );
     }
-    held.push(buffer);
+    return true;
+  };
+  const inPlace = Object.entries(views).filter(([name, view]) => plain(name, view));
+  const small = Object.entries(copied).filter(([name, view]) => plain(name, view));
+  if (asyncHoldMode() === 'inline') {
+    if (inPlace.length > 0) return inline();
+    const copies: Record<string, ArrayBufferView> = { ...copied };
+    for (const [name, view] of small) copies[name] = sharedCopy(view);
+    return start(copies as C);
   }
   // Marked once the call has accepted its arguments (a refused call leaves them as they were),
   // in the same turn of the event loop, so no transfer can come in between.
-  const result = start();
-  for (const buffer of held) markAsUntransferable(buffer);
+  const result = start(copied);
+  for (const [, view] of [...inPlace, ...small]) markAsUntransferable(view.buffer as ArrayBuffer);
   return result;
+}
+
+/** A copy of `view` (same type and length) in a SharedArrayBuffer of its own. */
+function sharedCopy<V extends ArrayBufferView>(view: V): V {
+  const Ctor = view.constructor as new (b: SharedArrayBuffer) => V & { set(v: V): void };
+  const copy = new Ctor(new SharedArrayBuffer(view.byteLength));
+  copy.set(view);
+  return copy;
 }
 
 /** A mapping of guest memory. */

@@ -164,7 +164,9 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     this.sentRecords = 0;
     this.pageSize = opts.guest?.pageSize ?? opts.pageSize ?? 4096;
     this.pageCount = opts.guest?.pageCount ?? opts.pageCount ?? 0;
-    this.shadow = new Uint8Array(this.pageSize * this.pageCount);
+    // Shared memory: never detached, so encodePages works on it in the background on every
+    // runtime (a plain ArrayBuffer is encoded inline on Node 22, see holdForAsync).
+    this.shadow = new Uint8Array(new SharedArrayBuffer(this.pageSize * this.pageCount));
   }
 
   /**
