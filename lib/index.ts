@@ -22,10 +22,11 @@ export {
   encodePagesSync,
   applyPages,
   applyPagesAsync,
+  applyPagesWithUndo,
   inspectFrame,
   OWN_CODES_MIN_BYTES,
 } from './kernels/delta.js';
-export type { EncodeDeltaOptions, EncodePagesOptions, ApplyPagesOptions, FrameInfo } from './kernels/delta.js';
+export type { EncodeDeltaOptions, EncodePagesOptions, ApplyPagesOptions, ApplyPagesWithUndoOptions, PageUndo, FrameInfo } from './kernels/delta.js';
 
 // checkpoint store
 export { Store, CheckpointWriter, CheckpointError, StoreFormatError, SHARED_NAMESPACE, changedPages } from './store/index.js';

@@ -3,12 +3,15 @@ import {
   applyDelta,
   applyPages,
   applyPagesAsync,
+  applyPagesWithUndo,
   encodeDelta,
   encodePages,
   encodePagesSync,
+  gatherPages,
   inspectFrame,
   isa,
   OWN_CODES_MIN_BYTES,
+  scatterPages,
   setIsa,
   supportedIsas,
 } from '../lib/index.js';
@@ -1547,5 +1550,64 @@ describe('reference decoder agrees with native bodies', () => {
       applyBodyRef(t, kind, body);
       expect(hex(t) === hex(nx)).toBe(true);
     }
+  });
+});
+
+describe('applyPagesWithUndo', () => {
+  const setup = () => {
+    const { old, next } = pagePairs(77, 'realistic', 40);
+    const pfns = range(40, (i) => (i * 11 + 5) % 53);
+    const replica = new Uint8Array(53 * PS);
+    for (let i = 0; i < 53 * PS; i += 13) replica[i] = i % 251;
+    for (let i = 0; i < 40; i++) replica.set(old.subarray(i * PS, (i + 1) * PS), pfns[i] * PS);
+    const frame = encodePagesSync(replica.slice(), next, pfns);
+    return { replica, frame, pfns, next };
+  };
+
+  it('applies as applyPages does and returns the overwritten pages in frame order; scatter takes it back', () => {
+    const { replica, frame, pfns } = setup();
+    const before = replica.slice();
+    const want = replica.slice();
+    applyPages(want, frame);
+    const undo = applyPagesWithUndo(replica, frame, { threads: 2 });
+    expect(Buffer.compare(replica, want)).toBe(0);
+    expect(Array.from(undo.pfns)).toEqual(Array.from(inspectFrame(frame).pfns));
+    expect(Array.from(undo.pfns)).toEqual(Array.from(pfns));
+    expect(Buffer.compare(undo.pages, gatherPages(before, undo.pfns, { pageSize: PS }))).toBe(0);
+    scatterPages(replica, undo.pfns, undo.pages, { pageSize: PS });
+    expect(Buffer.compare(replica, before)).toBe(0);
+  });
+
+  it('fills `out` when it holds every page (pages views its start), else makes its own and leaves `out` alone', () => {
+    const { replica, frame } = setup();
+    const big = new Uint8Array(64 * PS + 8).fill(0xee);
+    const out = big.subarray(8);
+    const undo = applyPagesWithUndo(replica.slice(), frame, { out });
+    expect([undo.pages.buffer === big.buffer, undo.pages.byteOffset, undo.pages.length]).toEqual([true, 8, 40 * PS]);
+    expect(big.subarray(8 + 40 * PS).every((b) => b === 0xee)).toBe(true);
+    const small = new Uint8Array(39 * PS).fill(0xee);
+    const own = applyPagesWithUndo(replica.slice(), frame, { out: small });
+    expect([own.pages.buffer === small.buffer, own.pages.length]).toEqual([false, 40 * PS]);
+    expect(Buffer.compare(own.pages, undo.pages)).toBe(0);
+    expect(small.every((b) => b === 0xee)).toBe(true);
+  });
+
+  it('refuses a bad frame, a bad `out` and unknown options, changing nothing', () => {
+    const { replica, frame } = setup();
+    const before = replica.slice();
+    const out = new Uint8Array(64 * PS).fill(0xee);
+    const bad = frame.slice();
+    bad[bad.length - 1]! ^= 1;
+    expect(() => applyPagesWithUndo(replica, bad, { out })).toThrow(new RangeError('`frame` fails its checksum'));
+    expect(() => applyPagesWithUndo(replica, frame, { out: replica.subarray(PS) })).toThrow(new RangeError('`out` must not overlap `replica`'));
+    const both = new Uint8Array(frame.length + 64 * PS);
+    both.set(frame);
+    expect(() => applyPagesWithUndo(replica, both.subarray(0, frame.length), { out: both.subarray(frame.length - 1) })).toThrow(
+      new RangeError('`out` must not overlap `frame`'),
+    );
+    expect(() => applyPagesWithUndo(replica, frame, { out: new Uint16Array(8) as unknown as Uint8Array })).toThrow(TypeError);
+    expect(() => applyPagesWithUndo(replica, frame, { undo: true } as never)).toThrow(TypeError);
+    expect(Buffer.compare(replica, before)).toBe(0);
+    expect(out.every((b) => b === 0xee)).toBe(true);
   });
 });

@@ -110,8 +110,8 @@ interface Case {
   records: number;
 }
 
-async function twoGoodEpochs(steps = 1e9): Promise<Case> {
-  const backup = await startBackup({ key: KEY, listen: { host: '127.0.0.1', port: 0 }, timeoutMs: 60_000, takeover: false });
+async function twoGoodEpochs(steps = 1e9, kernels?: PageKernels): Promise<Case> {
+  const backup = await startBackup({ key: KEY, listen: { host: '127.0.0.1', port: 0 }, timeoutMs: 60_000, takeover: false, kernels });
   const dropped: string[] = [];
   const logs: string[] = [];
   backup.on('dropped', (d) => dropped.push(d.reason));
@@ -155,8 +155,17 @@ describe('a primary with the key that sends bad epochs (sim guest, real backup)'
     await done(c);
   });
 
-  it('a CPU blob from an earlier pause is refused, and the delta it came with is taken back', async () => {
-    const c = await twoGoodEpochs();
+  it.each([
+    ['applyPagesWithUndo', undefined],
+    ['inspectFrame + gatherPages (kernels without applyPagesWithUndo)', 'no-undo'],
+  ] as const)('a CPU blob from an earlier pause is refused, and the delta it came with is taken back (%s)', async (_, how) => {
+    let kernels: PageKernels | undefined;
+    if (how === 'no-undo') {
+      const { applyPagesWithUndo, ...rest } = await defaultKernels();
+      expect(typeof applyPagesWithUndo).toBe('function');
+      kernels = rest;
+    }
+    const c = await twoGoodEpochs(1e9, kernels);
     const e = await c.src.capture(false);
     const stale = c.backup.cpu!.slice(); // epoch 2's CPU state, with epoch 3's memory
     c.p.send(3n, encodeEpochBody({ ...e, cpu: stale }));

@@ -252,6 +252,36 @@ export function applyPages(replica: Uint8Array, frame: Uint8Array, opts?: ApplyP
   native.pages_apply(...applyArgs(replica, frame, opts));
 }
 
+/** Options of {@link applyPagesWithUndo}. */
+export interface ApplyPagesWithUndoOptions extends ApplyPagesOptions {
+  /**
+   * Where to put the saved pages: used when it holds all of them (`pages` is then a view of its
+   * start), else a new buffer is made. Must not overlap `replica` or `frame`.
+   */
+  out?: Uint8Array;
+}
+
+/** What {@link applyPagesWithUndo} saved: the pages the frame overwrote, as they were. */
+export interface PageUndo {
+  /** The frame's pfns, in frame order (as {@link inspectFrame} lists them). */
+  pfns: Uint32Array;
+  /** `pfns.length` pages: page `pfns[i]` of `replica` before the apply, at `i * pageSize`. */
+  pages: Uint8Array;
+}
+
+/**
+ * {@link applyPages} that first saves the pages it overwrites, for a caller that may have to take
+ * the frame back (`scatterPages(replica, undo.pfns, undo.pages)`): a backup that checks the state
+ * it staged. One validation, where {@link inspectFrame} + gatherPages + applyPages make two.
+ * @throws as {@link applyPages}, and RangeError if `out` overlaps `replica` or `frame`; nothing
+ *   is written when it throws.
+ */
+export function applyPagesWithUndo(replica: Uint8Array, frame: Uint8Array, opts?: ApplyPagesWithUndoOptions): PageUndo {
+  const { out, ...rest } = options(opts, 'options', ['pageSize', 'threads', 'out']) as ApplyPagesWithUndoOptions;
+  if (out !== undefined) u8(out, 'out');
+  return native.pages_apply_undo(...applyArgs(replica, frame, rest), out) as PageUndo;
+}
+
 /**
  * {@link applyPages} on the native worker pool. Rejects with the same RangeError; `replica`
  * must not be touched until the promise settles. Its arguments are held as {@link encodePages} holds its own.

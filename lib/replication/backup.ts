@@ -361,22 +361,28 @@ export class Backup extends EventEmitter<BackupEvents> {
     // checked after the apply, the pages a delta writes are saved first, to be put back if it fails.
     const target = full ? new Uint8Array(this.pageSize * this.pageCount) : this.replica!;
     const opts = { pageSize: this.pageSize };
-    const { inspectFrame, scatterPages } = this.kernels;
-    const checked = this.checkState !== null && (full || (inspectFrame !== undefined && scatterPages !== undefined));
+    const { inspectFrame, scatterPages, applyPagesWithUndo } = this.kernels;
+    const checked = this.checkState !== null && (full || (scatterPages !== undefined && (applyPagesWithUndo !== undefined || inspectFrame !== undefined)));
     let undo: { pfns: Uint32Array; pages: Uint8Array } | null = null;
     if (checked && !full) {
-      const pfns = inspectFrame!(body.frame).pfns;
       // One buffer reused across epochs (fresh memory costs a page fault per page, under nested
       // virtualisation more than the copy), kept only up to 64 MiB.
-      const need = pfns.length * this.pageSize;
-      let out: Uint8Array | undefined;
-      if (need <= UNDO_KEEP_BYTES) {
-        if (!this.undoBuf || this.undoBuf.length < need) this.undoBuf = new Uint8Array(Math.min(UNDO_KEEP_BYTES, Math.max(need, 2 * (this.undoBuf?.length ?? 0))));
-        out = this.undoBuf.subarray(0, need);
+      if (applyPagesWithUndo) {
+        undo = applyPagesWithUndo(target, body.frame, { ...opts, out: this.undoBuf ?? undefined });
+        // It made a buffer of its own (none yet, or too small): have one with room for the next.
+        const need = undo.pages.byteLength;
+        if (undo.pages.buffer !== this.undoBuf?.buffer && need <= UNDO_KEEP_BYTES) this.undoBuf = new Uint8Array(Math.min(UNDO_KEEP_BYTES, 2 * need));
+      } else {
+        const pfns = inspectFrame!(body.frame).pfns;
+        const need = pfns.length * this.pageSize;
+        if (need <= UNDO_KEEP_BYTES && (this.undoBuf?.length ?? 0) < need) this.undoBuf = new Uint8Array(Math.min(UNDO_KEEP_BYTES, 2 * need));
+        const out = need <= (this.undoBuf?.length ?? 0) ? this.undoBuf!.subarray(0, need) : undefined;
+        undo = { pfns, pages: this.kernels.gatherPages(target, pfns, { ...opts, out }) };
+        this.kernels.applyPages(target, body.frame, opts);
       }
-      undo = { pfns, pages: this.kernels.gatherPages(target, pfns, { ...opts, out }) };
+    } else {
+      this.kernels.applyPages(target, body.frame, opts);
     }
-    this.kernels.applyPages(target, body.frame, opts);
     if (checked) {
       try {
         this.checkGuestState(epoch, target, body.cpu, body.firstRecordSeq + body.records.length, lastChain, body.final);

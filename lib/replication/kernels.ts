@@ -25,6 +25,11 @@ export interface PageKernels {
    * after the apply can be taken back; without them it checks full epochs only.
    */
   inspectFrame?(frame: Uint8Array): { pfns: Uint32Array };
+  /**
+   * Optional, with scatterPages: applyPages that returns the pages it overwrote (one validation
+   * instead of inspectFrame's and applyPages' two); preferred over inspectFrame when present.
+   */
+  applyPagesWithUndo?(replica: Uint8Array, frame: Uint8Array, opts: { pageSize: number; out?: Uint8Array }): { pfns: Uint32Array; pages: Uint8Array };
   /** Optional: the inverse of gatherPages. */
   scatterPages?(memory: Uint8Array, pfns: Uint32Array, pages: Uint8Array, opts: { pageSize: number }): void;
 }
@@ -66,6 +71,7 @@ export async function defaultKernels(): Promise<PageKernels> {
     encodePages: need(root, 'encodePages', 'replication'),
     applyPages: need(root, 'applyPages', 'replication'),
     inspectFrame: need(root, 'inspectFrame', 'replication'),
+    applyPagesWithUndo: need(root, 'applyPagesWithUndo', 'replication'),
     scatterPages: need(root, 'scatterPages', 'replication'),
     nonZeroPfns(memory, { pageSize }) {
       // zeroPages sets the bit of each all-zero page; flip the bits to list the others.

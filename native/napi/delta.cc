@@ -6,6 +6,7 @@
 //   pages_encode(shadow, pages, pfns, pageSize, threads, compress, entropy, ownCodes) -> Promise<Uint8Array>
 //   pages_encode_sync(...same) -> Uint8Array
 //   pages_apply(replica, frame, pageSize, threads)
+//   pages_apply_undo(replica, frame, pageSize, threads, out?) -> { pfns, pages }
 //   pages_apply_async(...same) -> Promise<void>
 //   frame_inspect(frame) -> { version, pageSize, count, pfns, bytes, payloadBytes }
 //   bench_xor_compress(prev, next, pageSize, level) -> bytes   (benchmark baseline only)
@@ -19,6 +20,7 @@
 #include <zstd.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -262,6 +264,53 @@ Napi::Value PagesApply(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// applyPages that first copies out the pages the frame is about to overwrite (in frame order),
+// for a caller that may have to put them back: one validation instead of inspectFrame's and
+// applyPages' two. `out` (optional) is used when it holds them all, else a new buffer is made.
+Napi::Value PagesApplyUndo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ApplyArgs a = apply_args(info);
+  Bytes out{nullptr, 0};
+  if (!info[4].IsUndefined()) {
+    out = napi_util::u8(info[4], "out");
+    if (napi_util::overlaps(out.data, out.length, a.replica.data, a.replica.length)) {
+      napi_util::throw_range(env, "`out` must not overlap `replica`");
+    }
+    if (napi_util::overlaps(out.data, out.length, a.frame.data, a.frame.length)) {
+      napi_util::throw_range(env, "`out` must not overlap `frame`");
+    }
+  }
+  kd::FrameView f;
+  std::string reason;
+  if (!kd::check_frame(a.frame.data, a.frame.length, a.page_size, a.replica.length / a.page_size,
+                       a.threads, &f, &reason)) {
+    napi_util::throw_range(env, "`frame` " + reason);
+  }
+  const size_t need = size_t{f.count} * a.page_size;
+  Napi::Uint8Array pages;
+  if (out.data != nullptr && out.length >= need) {
+    pages = info[4].As<Napi::Uint8Array>();
+    if (out.length != need) {
+      pages = Napi::Uint8Array::New(env, need, pages.ArrayBuffer(), pages.ByteOffset());
+    }
+  } else {
+    pages = Napi::Uint8Array::New(env, need);
+    out.data = pages.Data();
+  }
+  Napi::Uint32Array pfns = Napi::Uint32Array::New(env, f.count);
+  for (size_t i = 0; i < f.count; i++) {
+    const uint32_t pfn = kd::entry_pfn(f, i);
+    pfns[i] = pfn;
+    // SAFETY: check_frame proved every pfn below replica.length / page_size, and out holds need.
+    std::memcpy(out.data + i * a.page_size, a.replica.data + size_t{pfn} * a.page_size, a.page_size);
+  }
+  kd::apply_frame(a.replica.data, f, a.threads);
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("pfns", pfns);
+  o.Set("pages", pages);
+  return o;
+}
+
 class ApplyWorker : public PromiseWorker {
  public:
   ApplyWorker(Napi::Env env, const Napi::CallbackInfo& info, const ApplyArgs& a)
@@ -349,6 +398,7 @@ void InitDelta(Napi::Env env, Napi::Object exports) {
   exports.Set("pages_encode", Napi::Function::New(env, PagesEncode, "pages_encode"));
   exports.Set("pages_encode_sync", Napi::Function::New(env, PagesEncodeSync, "pages_encode_sync"));
   exports.Set("pages_apply", Napi::Function::New(env, PagesApply, "pages_apply"));
+  exports.Set("pages_apply_undo", Napi::Function::New(env, PagesApplyUndo, "pages_apply_undo"));
   exports.Set("pages_apply_async", Napi::Function::New(env, PagesApplyAsync, "pages_apply_async"));
   exports.Set("frame_inspect", Napi::Function::New(env, FrameInspect, "frame_inspect"));
   exports.Set("bench_xor_compress", Napi::Function::New(env, BenchXorCompress, "bench_xor_compress"));
