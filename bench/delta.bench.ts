@@ -26,7 +26,7 @@ import { applyPages, encodePages, encodePagesSync, type EncodePagesOptions } fro
 import { native } from '../lib/native.js';
 import { encodeBody, forEachLiteral, KIND } from '../test/reference/delta.js';
 import { PAGE_KINDS, pagePairs } from '../test/reference/pages.js';
-import { changedBytesPerPair, readRealPages, selectPairs, type RealPages } from '../test/helpers/real-pages.js';
+import { changedBytesPerPair, loadRealPages, selectPairs, type RealPages } from '../test/helpers/real-pages.js';
 import { type BenchContext, fmt, measure, type Row, settle } from './harness.js';
 
 export const name = 'delta';
@@ -206,7 +206,7 @@ export async function run(ctx: BenchContext): Promise<void> {
   });
   ctx.report({ family: 'delta', title: 'delta summary', rows: summary });
   if (ctx.realPages) await realPages(ctx, ctx.realPages);
-  else ctx.log('real Linux guest pages: skipped: no captured real pages (run npx tsx bench/real-pages.ts, then pass --real-pages FILE)');
+  else ctx.log('real guest pages: skipped: none given (run npx tsx bench/real-pages.ts, then pass --real-pages FILE; or pass raw memory images of one guest, --real-pages A.img,B.img)');
 }
 
 // ---- real Linux guest pages (bench/real-pages.ts) ----
@@ -370,8 +370,8 @@ async function measureReal(label: string, set: RealPages, time: number): Promise
   return { rows, split: { pages: label, ...breakdown(sync1.last.frames, ps, set.count) } };
 }
 
-async function realPages(ctx: BenchContext, file: string): Promise<void> {
-  const all = readRealPages(file);
+async function realPages(ctx: BenchContext, spec: string): Promise<void> {
+  const all = loadRealPages(spec);
   const changed = changedBytesPerPair(all);
   const fine = selectPairs(all, (i) => changed[i]! < FINE_BELOW);
   const time = ctx.quick ? 300 : 1500;
@@ -386,7 +386,7 @@ async function realPages(ctx: BenchContext, file: string): Promise<void> {
   }
   ctx.report({
     family: 'delta',
-    title: `real Linux guest pages (${all.count} changed pages over ${all.intervals} intervals, ${REAL_BATCH}-page batches)`,
+    title: `real guest pages (${all.count} changed pages over ${all.intervals} intervals of ${all.source}, ${REAL_BATCH}-page batches)`,
     rows,
     notes: [
       'GB/s = input (whole new pages) per second; out % = output bytes / whole pages; encodePages counts its frame header and 8-byte index entries, the per-page baselines count nothing but compressed bytes.',

@@ -1,6 +1,6 @@
 /**
  * npx tsx bench/real-pages.ts [--out FILE] [--seconds S | --intervals N] [--interval-ms MS]
- *                             [--mem MiB] [--max-pairs N] [--kvm]
+ *                             [--mem MiB] [--max-pairs N] [--kvm] [--save-images DIR]
  *
  * Captures real dirty pages of a tiny Linux guest under QEMU (busybox "server" workload, see
  * SERVER_INIT in test/helpers/real-pages.ts): boots it, then every ~100 ms stops it through QMP,
@@ -9,6 +9,8 @@
  * default; --seconds S captures S seconds of guest run time instead. Then measure with
  * `npm run bench -- delta --real-pages FILE`.
  *
+ * --save-images DIR also writes each raw RAM image taken (DIR/mem-0.img, mem-1.img, ...): the
+ * bench takes such images directly, `--real-pages DIR/mem-0.img,DIR/mem-1.img`.
  * --kvm tries KVM first (QEMU falls back to TCG by itself); the default is TCG, like the tests.
  * Needs qemu-system-x86, busybox-static, dpkg and apt (the cloud kernel is fetched once).
  */
@@ -26,6 +28,7 @@ const { values } = parseArgs({
     mem: { type: 'string', default: '256' },
     'max-pairs': { type: 'string', default: '50000' },
     kvm: { type: 'boolean', default: false },
+    'save-images': { type: 'string' },
   },
 });
 
@@ -60,9 +63,14 @@ const res = await captureRealPages({
   maxPairs: positive('max-pairs', values['max-pairs']),
   accel: values.kvm ? 'kvm' : 'tcg',
   log: (l) => console.log(l),
+  saveImages: values['save-images'],
 });
 writeRealPages(values.out, res.pages);
 const fileBytes = 32 + res.pages.count * (8 + 2 * res.pages.pageSize);
 console.log(`\ncaptured ${res.perInterval.length} intervals on ${res.accel} in ${((Date.now() - t0) / 1000).toFixed(1)} s; wrote ${values.out}`);
 for (const line of summary(pairStats(res.pages), fileBytes)) console.log(line);
 console.log(`\nmeasure: npm run bench -- delta --real-pages ${values.out}`);
+if (values['save-images']) {
+  const dir = values['save-images'];
+  console.log(`raw images in ${dir}: mem-0.img .. mem-${intervals}.img (npm run bench -- delta --real-pages ${join(dir, 'mem-0.img')},${join(dir, 'mem-1.img')})`);
+}

@@ -1,5 +1,5 @@
 /**
- * npm run bench [-- <family> ...] [--json] [--quick] [--real-pages FILE]
+ * npm run bench [-- <family> ...] [--json] [--quick] [--real-pages FILE | --real-pages A.img,B.img[,...]]
  *
  * Runs the kernel and guest benchmarks (bench/<family>.bench.ts) in one process so that every
  * ratio compares numbers measured side by side, and prints one table per scenario.
@@ -14,8 +14,9 @@ const args = process.argv.slice(2);
 const json = args.includes('--json');
 const quick = args.includes('--quick') || process.env.UNDERSTUDY_BENCH_QUICK === '1';
 /**
- * Takes `--real-pages FILE` or `--real-pages=FILE` (captured guest pages for the delta family,
- * from bench/real-pages.ts) out of `argv`; UNDERSTUDY_REAL_PAGES is the fallback.
+ * Takes `--real-pages FILE` or `--real-pages=FILE` (captured guest pages for the delta family:
+ * a pairs file from bench/real-pages.ts, or two or more raw memory images of one guest joined by
+ * commas, whose changed pages make the pairs) out of `argv`; UNDERSTUDY_REAL_PAGES is the fallback.
  */
 function takeRealPages(argv: string[]): { file: string | undefined; rest: string[] } {
   const at = argv.findIndex((a) => a === '--real-pages' || a.startsWith('--real-pages='));
@@ -23,13 +24,15 @@ function takeRealPages(argv: string[]): { file: string | undefined; rest: string
   const joined = argv[at]!.startsWith('--real-pages=');
   const file = joined ? argv[at]!.slice('--real-pages='.length) : argv[at + 1];
   if (!file || file.startsWith('--')) {
-    console.error('--real-pages needs a file (from npx tsx bench/real-pages.ts)');
+    console.error('--real-pages needs a pairs file (from npx tsx bench/real-pages.ts) or raw memory images A.img,B.img[,...]');
     process.exit(2);
   }
   // Checked now, not when the delta family gets to it minutes later.
-  if (!existsSync(file)) {
-    console.error(`--real-pages: ${file} does not exist (capture one with npx tsx bench/real-pages.ts)`);
-    process.exit(2);
+  for (const f of file.split(',')) {
+    if (!existsSync(f)) {
+      console.error(`--real-pages: ${f} does not exist (capture pairs with npx tsx bench/real-pages.ts, or give raw memory images A.img,B.img)`);
+      process.exit(2);
+    }
   }
   return { file, rest: argv.filter((_, i) => i !== at && (joined || i !== at + 1)) };
 }

@@ -10,7 +10,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { applyPages, encodePages } from '../lib/index.js';
 import { qemuMissing } from './helpers/qemu-guest.js';
-import { captureRealPages, decodeRealPages, encodeRealPages, readRealPages, writeRealPages, type RealPages } from './helpers/real-pages.js';
+import { captureRealPages, decodeRealPages, encodeRealPages, loadRealPages, pairsFromImages, readRealPages, writeRealPages, type RealPages } from './helpers/real-pages.js';
 
 const missing = qemuMissing();
 if (missing) process.stdout.write(`real-pages: skipped: ${missing}\n`);
@@ -72,3 +72,45 @@ describe.skipIf(missing !== null)('real Linux guest pages', () => {
     }
   });
 });
+
+describe('pairs from raw memory images (bench --real-pages A.img,B.img)', () => {
+  const dir = fs.mkdtempSync(join(os.tmpdir(), 'understudy-img-'));
+  const ps = 4096;
+  const images = [new Uint8Array(8 * ps), new Uint8Array(8 * ps), new Uint8Array(8 * ps)];
+  images[0]!.fill(1, 2 * ps, 3 * ps);
+  images[1]!.set(images[0]!);
+  images[1]![5 * ps + 7] = 9; // interval 0: page 5
+  images[1]![0] = 3; // interval 0: page 0
+  images[2]!.set(images[1]!);
+  images[2]![2 * ps + 4095] = 0; // interval 1: page 2
+  const files = images.map((img, k) => {
+    const f = join(dir, `m${k}.img`);
+    fs.writeFileSync(f, img);
+    return f;
+  });
+
+  it('keeps every page that differs between consecutive images, with its interval and both versions', () => {
+    const p = pairsFromImages(files);
+    expect([p.count, p.intervals, p.changed, Array.from(p.pfns), Array.from(p.interval)]).toEqual([3, 2, 3, [0, 5, 2], [0, 0, 1]]);
+    for (let i = 0; i < 3; i++) {
+      const [k, pfn] = [p.interval[i]!, p.pfns[i]!];
+      expect(Buffer.compare(p.old.subarray(i * ps, (i + 1) * ps), images[k]!.subarray(pfn * ps, (pfn + 1) * ps))).toBe(0);
+      expect(Buffer.compare(p.next.subarray(i * ps, (i + 1) * ps), images[k + 1]!.subarray(pfn * ps, (pfn + 1) * ps))).toBe(0);
+    }
+    const sampled = pairsFromImages(files, ps, 2); // every 2nd of 3
+    expect([sampled.count, Array.from(sampled.pfns)]).toEqual([2, [0, 2]]);
+    expect(loadRealPages(files.join(',')).source).toBe('3 memory images');
+  });
+
+  it('refuses one image, images of different sizes and partial pages, naming the file', () => {
+    expect(() => pairsFromImages(files.slice(0, 1))).toThrow(new RangeError('memory images: need two or more, got 1'));
+    const short = join(dir, 'short.img');
+    fs.writeFileSync(short, new Uint8Array(7 * ps));
+    expect(() => pairsFromImages([files[0]!, short])).toThrow(new RangeError(`${short}: ${7 * ps} bytes, but ${files[0]} has ${8 * ps}: the images must be of one guest`));
+    const odd = join(dir, 'odd.img');
+    fs.writeFileSync(odd, new Uint8Array(100));
+    expect(() => pairsFromImages([odd, odd])).toThrow(new RangeError(`${odd}: 100 bytes is not a whole number of 4096-byte pages`));
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+});
+

@@ -26,7 +26,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
-import { captureQemu, changedPages, xxh3 } from '../../lib/index.js';
+import { captureQemu, changedPages, mapFile, xxh3 } from '../../lib/index.js';
 import { changedBytes } from '../reference/pages.js';
 import { bootQemuGuest, buildInitramfs, cloudKernel, INIT_PREAMBLE, qemuMissing, READY_LINE, type BootedGuest, type BootOptions } from './qemu-guest.js';
 
@@ -151,6 +151,57 @@ export function readRealPages(file: string): RealPages {
   return decodeRealPages(fs.readFileSync(file), file);
 }
 
+/**
+ * Pairs from raw memory images of one guest taken in turn (a QEMU memory-backend-file or
+ * `dump-guest-memory -z`-less raw dump, /proc/PID/mem copies, ...): every page that differs
+ * between images k and k + 1 is a pair of interval k. All images must have the same size, a
+ * multiple of `pageSize`. Past `maxPairs` pairs, every n-th is kept (evenly over all intervals).
+ * @throws RangeError naming the image at fault.
+ */
+export function pairsFromImages(files: string[], pageSize = 4096, maxPairs = 65536): RealPages & { changed: number } {
+  if (files.length < 2) throw new RangeError(`memory images: need two or more, got ${files.length}`);
+  const maps = files.map((f) => mapFile(f));
+  try {
+    const size = maps[0]!.byteLength;
+    maps.forEach((m, k) => {
+      if (m.byteLength !== size) throw new RangeError(`${files[k]}: ${m.byteLength} bytes, but ${files[0]} has ${size}: the images must be of one guest`);
+      if (m.byteLength === 0 || m.byteLength % pageSize !== 0) throw new RangeError(`${files[k]}: ${m.byteLength} bytes is not a whole number of ${pageSize}-byte pages`);
+    });
+    const found: [number, number][] = []; // [interval, pfn]
+    for (let k = 0; k + 1 < maps.length; k++) {
+      for (const pfn of changedPages(maps[k]!.view, maps[k + 1]!.view, pageSize)) found.push([k, pfn]);
+    }
+    const step = Math.max(1, Math.ceil(found.length / maxPairs));
+    const kept = found.filter((_, i) => i % step === 0);
+    const old = new Uint8Array(kept.length * pageSize);
+    const next = new Uint8Array(kept.length * pageSize);
+    kept.forEach(([k, pfn], i) => {
+      old.set(maps[k]!.view.subarray(pfn * pageSize, (pfn + 1) * pageSize), i * pageSize);
+      next.set(maps[k + 1]!.view.subarray(pfn * pageSize, (pfn + 1) * pageSize), i * pageSize);
+    });
+    return {
+      pageSize, count: kept.length, intervals: files.length - 1, old, next, changed: found.length,
+      pfns: Uint32Array.from(kept, ([, pfn]) => pfn), interval: Uint32Array.from(kept, ([k]) => k),
+    };
+  } finally {
+    for (const m of maps) m.close();
+  }
+}
+
+/**
+ * What `--real-pages` names: a pairs file, or two or more raw memory images joined by commas
+ * (see pairsFromImages).
+ */
+export function loadRealPages(spec: string): RealPages & { source: string } {
+  if (spec.includes(',')) {
+    const files = spec.split(',');
+    const p = pairsFromImages(files);
+    const sampled = p.count < p.changed ? `, every ${Math.ceil(p.changed / p.count)}th of ${p.changed} kept` : '';
+    return { ...p, source: `${files.length} memory images${sampled}` };
+  }
+  return { ...readRealPages(spec), source: spec };
+}
+
 /** The pairs whose index satisfies `keep`, as a new contiguous set. */
 export function selectPairs(p: RealPages, keep: (i: number) => boolean): RealPages {
   const idx: number[] = [];
@@ -236,6 +287,8 @@ export interface CaptureOptions {
   settleMs?: number;
   accel?: 'tcg' | 'kvm';
   log?: (line: string) => void;
+  /** Also write every RAM image taken, raw, to `<dir>/mem-<k>.img` (k = 0 .. intervals). */
+  saveImages?: string;
 }
 
 export interface CaptureResult {
@@ -278,7 +331,13 @@ export async function captureRealPages(o: CaptureOptions = {}): Promise<CaptureR
     const { qmp, memPath } = guest;
     log(`booted in ${guest.bootMs} ms (${guest.accel}); settling ${o.settleMs ?? 2000} ms`);
     await sleep(o.settleMs ?? 2000);
-    const grab = () => captureQemu({ qmp, memPath, pageSize: ps });
+    let taken = 0;
+    const grab = async () => {
+      const cap = await captureQemu({ qmp, memPath, pageSize: ps });
+      if (o.saveImages) fs.writeFileSync(join(o.saveImages, `mem-${taken}.img`), cap.memory);
+      taken++;
+      return cap;
+    };
     let prev = (await grab()).memory;
     let prevAt = performance.now();
     const kept: { pfn: number; old: Uint8Array; next: Uint8Array }[] = [];
