@@ -169,7 +169,47 @@ describe.each(skipKvm ? ['sim'] : ['sim', 'kvm'])('understudy demo on the real %
   }, 90_000);
 });
 
+describe(`understudy demo --kills 2 (${skipKvm ? 'sim' : 'kvm'} guest)`, () => {
+  it('kills the promoted backup too: a third backup protects the third primary, and the verdict passes', async () => {
+    const { spawn } = await import('node:child_process');
+    const root = join(import.meta.dirname, '..');
+    // The run must outlast two kills (the second lands ~5-8 s in): kvm 250k steps runs ~20 s
+    // replicated here; the sim guest is faster (2M steps ended before the second kill once in a
+    // full run), so it takes 6M.
+    const [guest, steps] = skipKvm ? ['sim', '6000000'] : ['kvm', '250000'];
+    const proc = spawn(process.execPath, ['--import', 'tsx', join(root, 'lib/cli/main.ts'), 'demo', '--guest', guest, '--steps', steps, '--kills', '2', '--json'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    proc.stdout.on('data', (d: Buffer) => (out += d));
+    const code = await new Promise<number | null>((r) => proc.on('exit', (c) => r(c)));
+    const summary = JSON.parse(out.trim().split('\n').pop()!) as {
+      pass: boolean; kills: number; failovers: number; unplannedFailovers: number; lastStats: { generation: string }; client: { problems: string[] };
+    };
+    expect(summary.client.problems).toEqual([]);
+    expect([summary.pass, code, summary.kills]).toEqual([true, 0, 2]);
+    // Each kill made a failover (an unplanned one on a starved machine would add to them).
+    expect(summary.failovers).toBe(2 + summary.unplannedFailovers);
+    expect(Number(summary.lastStats.generation)).toBe(1 + summary.failovers);
+  }, 180_000);
+});
+
 describe('replication commands: options checked before anything starts', () => {
+  it('backup warns when it has --connect but no --listen: once promoted, no backup could join it', async () => {
+    const { spawn } = await import('node:child_process');
+    const root = join(import.meta.dirname, '..');
+    const port = await freePort(); // nothing listens there: the backup keeps dialling
+    const run = (extra: string[]) => new Promise<string>((resolve) => {
+      const proc = spawn(process.execPath, ['--import', 'tsx', join(root, 'lib/cli/main.ts'), 'backup', '--connect', local(port), '--insecure', '--quiet', ...extra], { cwd: root, stdio: ['ignore', 'ignore', 'pipe'] });
+      let err = '';
+      proc.stderr.on('data', (d: Buffer) => (err += d));
+      setTimeout(() => proc.kill('SIGTERM'), 6000); // the warning comes right after start-up (~1 s)
+      proc.on('exit', () => resolve(err));
+    });
+    const [bare, listening, holdOnly] = await Promise.all([run([]), run(['--listen', local(await freePort())]), run(['--no-takeover'])]);
+    const warning = 'backup: warning: no --listen: if this backup takes over, no new backup can join it, and its output stays held; give --listen HOST:PORT for the next backup\n';
+    expect(bare.split('\n').filter((l) => l.includes('warning'))).toEqual([warning.trimEnd()]);
+    expect([listening.includes('warning'), holdOnly.includes('warning')]).toEqual([false, false]);
+  }, 30_000);
+
   it('backup refuses a bad --interval or --linger at startup (exit 2), not at failover', async () => {
     const { cli } = await import('./helpers/cli.js');
     const port = await freePort();

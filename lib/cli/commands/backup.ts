@@ -17,7 +17,8 @@ backup on its --listen address.
 
 options:
   --listen HOST:PORT    where the primary connects
-  --connect HOST:PORT   or join a primary that listens (e.g. a promoted backup)
+  --connect HOST:PORT   or join a primary that listens (e.g. a promoted backup); give
+                        --listen too, for the backup that joins this one once it takes over
   --key FILE            pre-shared key; or --insecure, explicitly
   --serve HOST:PORT     service port once it has taken over
   --timeout D           primary silent this long = dead (default 1s)
@@ -64,6 +65,11 @@ export async function run(argv: string[]): Promise<number> {
     });
   } catch (err) {
     throw new CliError(`${cmd}: ${(err as Error).message}`, 1);
+  }
+  if (options.connect && !options.listen && values['no-takeover'] !== true) {
+    // Output is released only once a backup holds it: a promoted primary no backup can reach
+    // would hold its clients' output for good.
+    process.stderr.write(`${cmd}: warning: no --listen: if this backup takes over, no new backup can join it, and its output stays held; give --listen HOST:PORT for the next backup\n`);
   }
   const say = (l: string): void => {
     if (!quiet) logLine('backup', l);
