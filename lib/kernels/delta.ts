@@ -197,10 +197,11 @@ function encodeArgs(shadow: Uint8Array, pages: Uint8Array, pfns: Uint32Array, op
  * the event loop stays free. Do not touch `shadow` or `pages` until the promise settles, and do
  * not pass `pages` that overlap `shadow`. The frame's bytes do not depend on `threads` or on the
  * ISA in use. Plain ArrayBuffers behind the arguments are marked untransferable (a transfer would
- * free their memory under the worker); views of a resizable ArrayBuffer are refused. On Node 22,
- * where the mark does not stop `ArrayBuffer.prototype.transfer()`, a call given a plain
- * ArrayBuffer encodes before it returns (the event loop waits); guest memory and
- * SharedArrayBuffers are worked on in the background on every runtime (docs/kernels.md).
+ * free their memory under the worker; `pfns` is copied instead); views of a resizable ArrayBuffer
+ * are refused. On Node 20 and 22, where the mark does not stop `ArrayBuffer.prototype.transfer()`
+ * or a web stream from detaching a buffer, a call given a plain ArrayBuffer encodes before it
+ * returns (the event loop waits); guest memory and SharedArrayBuffers are worked on in the
+ * background on every runtime (docs/kernels.md).
  * @throws TypeError / RangeError (synchronously) for bad arguments, a pfn past the end of
  * `shadow` or a pfn that appears twice.
  */
@@ -215,8 +216,16 @@ export function encodePages(
     { shadow, pages },
     { pfns },
     (c) => native.pages_encode(args[0], args[1], c.pfns, ...args.slice(3)) as Promise<Uint8Array>,
-    // Argument errors throw here as they do from pages_encode; the frame is ready when it returns.
-    () => Promise.resolve(native.pages_encode_sync(...args) as Uint8Array),
+    // Argument errors (TypeError, RangeError) throw here as they do from pages_encode; a failure
+    // of the encode itself (out of memory) rejects, as from the worker.
+    () => {
+      try {
+        return Promise.resolve(native.pages_encode_sync(...args) as Uint8Array);
+      } catch (e) {
+        if (e instanceof TypeError || e instanceof RangeError) throw e;
+        return Promise.reject(e as Error);
+      }
+    },
   );
 }
 

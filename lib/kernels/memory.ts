@@ -23,17 +23,20 @@ interface NativeMemoryHandle {
 const guestBuffers = new WeakSet<ArrayBufferLike>();
 
 /**
- * Whether marking a buffer untransferable also stops `ArrayBuffer.prototype.transfer()` on this
- * runtime. Node 20 has no transfer(); Node 24 gives marked buffers a detach key, so transfer()
- * throws; Node 22 marks them for postMessage and structuredClone only, and transfer() detaches
- * them anyway (the memory is freed once the new buffer is dropped: a worker still using it then
- * crashed the process). Probed once, on a buffer of our own.
+ * Whether marking a buffer untransferable keeps it attached on this runtime, whatever detaches
+ * it. Node 24 gives marked buffers a detach key: `transfer()` and the web streams (a bytes
+ * stream's enqueue() and BYOB read() take the buffer) throw. Node 22 marks them for postMessage
+ * and structuredClone only: `transfer()` and the web streams detach them anyway. Node 20 has no
+ * transfer(), but its web streams detach a marked buffer too (the memory is freed once the
+ * stream's copy is dropped: a worker still using it then crashed the process, SIGSEGV on Node 20
+ * and 22). So only a transfer() that refuses a marked buffer (the detach key) counts. Probed
+ * once, on a buffer of our own.
  */
 const markStopsTransfer: boolean = (() => {
   const probe = new ArrayBuffer(8);
   markAsUntransferable(probe);
   const transfer = (probe as ArrayBuffer & { transfer?: () => ArrayBuffer }).transfer;
-  if (typeof transfer !== 'function') return true;
+  if (typeof transfer !== 'function') return false; // Node 20: no detach key, streams detach
   try {
     transfer.call(probe);
     return false;
@@ -62,11 +65,14 @@ export function asyncHoldMode(force?: 'inline' | 'auto'): 'mark' | 'inline' {
  * marks its own pooled buffers), since a transfer (postMessage, structuredClone) would detach it
  * and free its memory under the worker; a resizable one could shrink under it and is refused.
  *
- * Where the mark does not stop `transfer()` (Node 22), plain ArrayBuffers cannot be held: the
- * `copied` views (read-only inputs small next to the work: pfns, a frame) are then copied into
- * shared memory, and a call given a plain ArrayBuffer among `views` (worked on in place) runs
- * `inline`: the same native work on the calling thread (and the pool), finished before it
- * returns, so nothing can transfer the buffer meanwhile; the event loop waits for it.
+ * The `copied` views (read-only inputs small next to the work: pfns, a frame) are copied into
+ * shared memory on every runtime, never marked: a mark is permanent, and on Node 24 a marked
+ * buffer of native memory (a frame from encodePages is one) makes Node abort when it frees it at
+ * exit (its cleanup hook detaches it without the key: "FATAL ERROR: v8::FromJust").
+ * Where the mark does not keep a buffer attached (Node 20 and 22, see markStopsTransfer),
+ * plain ArrayBuffers cannot be held: a call given a plain ArrayBuffer among `views` (worked on in
+ * place) runs `inline`: the same native work on the calling thread (and the pool), finished before
+ * it returns, so nothing can detach the buffer meanwhile; the event loop waits for it.
  */
 export function holdForAsync<T, C extends Record<string, ArrayBufferView>>(
   views: Record<string, ArrayBufferView>,
@@ -85,26 +91,30 @@ export function holdForAsync<T, C extends Record<string, ArrayBufferView>>(
     return true;
   };
   const inPlace = Object.entries(views).filter(([name, view]) => plain(name, view));
-  const small = Object.entries(copied).filter(([name, view]) => plain(name, view));
-  if (asyncHoldMode() === 'inline') {
-    if (inPlace.length > 0) return inline();
-    const copies: Record<string, ArrayBufferView> = { ...copied };
-    for (const [name, view] of small) copies[name] = sharedCopy(view);
-    return start(copies as C);
-  }
+  // A copied view in the buffer of one worked on in place is held with it (and the native side
+  // must see both to refuse an overlap): only the others are copied.
+  const small = Object.entries(copied).filter(
+    ([name, view]) => plain(name, view) && !inPlace.some(([, v]) => v.buffer === view.buffer),
+  );
+  if (asyncHoldMode() === 'inline' && inPlace.length > 0) return inline();
+  const copies: Record<string, ArrayBufferView> = { ...copied };
+  for (const [name, view] of small) copies[name] = sharedCopy(view);
   // Marked once the call has accepted its arguments (a refused call leaves them as they were),
   // in the same turn of the event loop, so no transfer can come in between.
-  const result = start(copied);
-  for (const [, view] of [...inPlace, ...small]) markAsUntransferable(view.buffer as ArrayBuffer);
+  const result = start(copies as C);
+  for (const [, view] of inPlace) markAsUntransferable(view.buffer as ArrayBuffer);
   return result;
 }
 
-/** A copy of `view` (same type and length) in a SharedArrayBuffer of its own. */
+/**
+ * A copy of `view` (same element type and length) in a SharedArrayBuffer of its own: a plain
+ * Uint8Array or Uint32Array whatever the view's class (a Node Buffer's constructor is the
+ * deprecated `Buffer()`, DEP0005).
+ */
 function sharedCopy<V extends ArrayBufferView>(view: V): V {
-  const Ctor = view.constructor as new (b: SharedArrayBuffer) => V & { set(v: V): void };
-  const copy = new Ctor(new SharedArrayBuffer(view.byteLength));
-  copy.set(view);
-  return copy;
+  const sab = new SharedArrayBuffer(view.byteLength);
+  new Uint8Array(sab).set(new Uint8Array(view.buffer, view.byteOffset, view.byteLength));
+  return (view instanceof Uint32Array ? new Uint32Array(sab) : new Uint8Array(sab)) as unknown as V;
 }
 
 /** A mapping of guest memory. */
