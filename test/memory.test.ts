@@ -136,6 +136,19 @@ describe('closing memory while a batch runs on it', () => {
   });
 });
 
+/**
+ * A batch whose buffers were detached under it: where they are marked (Node 24) nothing could
+ * detach them and the frame is exact; where they are staged (Node 22) the shadow was detached
+ * and the call rejects. Either way, no crash and no stray write.
+ */
+async function expectFrameOrDetached(p: Promise<Uint8Array>, want: Uint8Array): Promise<void> {
+  if (asyncHoldMode() === 'mark') {
+    expect(Buffer.compare(await p, want)).toBe(0);
+  } else {
+    await expect(p).rejects.toThrow(new Error('`shadow` was detached while encodePages ran, so its update is lost: do not transfer a buffer under a running call'));
+  }
+}
+
 describe('plain buffers under a running batch', () => {
   // A transfer detaches an ArrayBuffer and frees its memory once the receiver drops it, and a
   // resizable one can shrink: either under a running worker crashed the process (SIGSEGV).
@@ -153,24 +166,31 @@ describe('plain buffers under a running batch', () => {
     const pfns = Uint32Array.from({ length: n }, (_, i) => i);
     const shadow = new Uint8Array(n * 4096);
     const want = encodePagesSync(new Uint8Array(n * 4096), pages.slice(), pfns.slice(), { threads: 1 });
-    // Where the mark does not keep a buffer attached (Node 20, 22) the calls finish before they
-    // return and mark nothing: the transfer then detaches, harmlessly. pfns and the frame are
-    // copied, never marked: they may be transferred away at once on every runtime.
+    // Where the calls stage plain buffers (Node 22) they work on
+    // copies and mark nothing: the transfer then detaches the caller's buffer, and the call rejects
+    // (the update has nowhere to go). pfns and the frame are copied, never marked: they may be
+    // transferred away at once on every runtime.
     const marks = asyncHoldMode() === 'mark';
-    const expected = pages.slice();
     const p = encodePages(shadow, pages, pfns, { threads: 1 });
     for (const b of [shadow.buffer, pages.buffer, pfns.buffer]) tryTransfer(b);
     expect(pfns.length).toBe(0);
-    if (marks) expect([shadow.length, pages.length]).toEqual([n * 4096, n * 4096]);
+    if (!marks) {
+      await expect(p).rejects.toThrow(new Error('`shadow` was detached while encodePages ran, so its update is lost: do not transfer a buffer under a running call'));
+      const replica = new Uint8Array(n * 4096);
+      const q = applyPagesAsync(replica, want, { threads: 1 });
+      tryTransfer(replica.buffer);
+      await expect(q).rejects.toThrow(new Error('`replica` was detached while applyPagesAsync ran, so the frame was not applied to it: do not transfer a buffer under a running call'));
+      return;
+    }
+    expect([shadow.length, pages.length]).toEqual([n * 4096, n * 4096]);
     const frame = await p;
     expect(Buffer.compare(frame, want)).toBe(0);
     const replica = new Uint8Array(n * 4096);
     const q = applyPagesAsync(replica, frame, { threads: 1 });
-    const applied = marks ? replica : replica.slice();
     for (const b of [replica.buffer, frame.buffer]) tryTransfer(b);
-    if (marks) expect(replica.length).toBe(n * 4096);
+    expect(replica.length).toBe(n * 4096);
     await q;
-    expect(Buffer.compare(applied, expected)).toBe(0);
+    expect(Buffer.compare(replica, pages)).toBe(0);
   });
 
   it('refuses views of a resizable ArrayBuffer in the async calls, before marking or changing anything', async () => {
@@ -235,15 +255,18 @@ describe('plain buffers under a running batch', () => {
       }
       const junk = Array.from({ length: 16 }, () => new Uint8Array(4 << 20).fill(7));
       (globalThis as { gc?: () => void }).gc?.();
-      expect(Buffer.compare(await p, want)).toBe(0);
+      await expectFrameOrDetached(p, want);
       expect(junk.every((j) => j[12345] === 7)).toBe(true);
     }
   });
 });
 
 // A bytes ReadableStream takes (detaches) the buffer of what is enqueued, on Node 20 too, which
-// has no transfer(): the mark does not stop it there (nor on Node 22). Runs on every runtime.
-describe('a web stream taking the buffers of a running batch', () => {
+// has no transfer(): the mark does not stop it there (nor on Node 22, which stages). Node 20 is
+// not defended against it (staging costs a quarter of the speed; docs/kernels.md).
+const streamsUndefended = typeof (ArrayBuffer.prototype as { transfer?: unknown }).transfer !== 'function' && asyncHoldMode() === 'mark';
+if (streamsUndefended) console.log('memory.test: web-stream detach test skipped: on Node 20 a web stream can detach a marked buffer, and plain buffers are not staged there (a documented limit)');
+describe.skipIf(streamsUndefended)('a web stream taking the buffers of a running batch (skipped on Node 20, where it is a documented limit)', () => {
   const take = async (b: ArrayBufferLike) => {
     try {
       const rs = new ReadableStream({ type: 'bytes', start: (c) => { c.enqueue(new Uint8Array(b as ArrayBuffer)); c.close(); } });
@@ -268,7 +291,7 @@ describe('a web stream taking the buffers of a running batch', () => {
       for (const b of [shadow.buffer, src.buffer, ids.buffer]) await take(b);
       const junk = Array.from({ length: 64 }, () => new Uint8Array(4 << 20).fill(7));
       (globalThis as { gc?: () => void }).gc?.();
-      expect(Buffer.compare(await p, want)).toBe(0);
+      await expectFrameOrDetached(p, want);
       expect(junk.every((j) => j[12345] === 7)).toBe(true);
     }
   });
@@ -328,7 +351,7 @@ console.log('applied');`;
   });
 });
 
-describe('async calls where the mark does not keep buffers attached (forced: Node 20 and 22 run this way)', () => {
+describe('async calls that stage plain buffers (forced: Node 22 runs this way)', () => {
   const n = 64;
   const pages = new Uint8Array(n * 4096);
   for (let i = 0; i < pages.length; i += 97) pages[i] = 1 + (i % 251);
@@ -337,7 +360,7 @@ describe('async calls where the mark does not keep buffers attached (forced: Nod
   const wantShadow = new Uint8Array(2 * n * 4096);
   applyPages(wantShadow, want);
   const run = async <T>(f: () => Promise<T>): Promise<T> => {
-    expect(asyncHoldMode('inline')).toBe('inline');
+    expect(asyncHoldMode('stage')).toBe('stage');
     try {
       return await f();
     } finally {
@@ -345,24 +368,41 @@ describe('async calls where the mark does not keep buffers attached (forced: Nod
     }
   };
 
-  it('a plain shadow or replica: the work is done before the call returns, nothing is marked', () =>
+  it('a plain shadow or replica: the pool works on copies, written back when the call settles; nothing is marked', () =>
     run(async () => {
       const shadow = new Uint8Array(2 * n * 4096);
       const src = pages.slice(); // its own buffer, to see that it is not marked either
       const p = encodePages(shadow, src, pfns);
-      expect(Buffer.compare(shadow, wantShadow)).toBe(0); // updated before the call returned
+      src.fill(0xff); // the pages were copied when the call started
+      expect(shadow.every((b) => b === 0)).toBe(true); // written back only once it is done
       expect(Buffer.compare(await p, want)).toBe(0);
+      expect(Buffer.compare(shadow, wantShadow)).toBe(0);
       const replica = new Uint8Array(2 * n * 4096);
       const q = applyPagesAsync(replica, want);
-      expect(Buffer.compare(replica, wantShadow)).toBe(0);
+      expect(replica.every((b) => b === 0)).toBe(true);
       await q;
+      expect(Buffer.compare(replica, wantShadow)).toBe(0);
       for (const b of [shadow.buffer, src.buffer, replica.buffer]) {
         const moved = structuredClone(b, { transfer: [b] });
         expect([b.byteLength, moved.byteLength > 0]).toEqual([0, true]);
       }
     }));
 
-  it('guest memory or shared memory: the pool works on it, and plain pfns or a plain frame are copied', () =>
+  it('a plain shadow or replica detached under the call: it rejects, and writes nothing anywhere', () =>
+    run(async () => {
+      const shadow = new Uint8Array(2 * n * 4096);
+      const p = encodePages(shadow, pages, pfns);
+      const moved = new Uint8Array(structuredClone(shadow.buffer, { transfer: [shadow.buffer] }));
+      await expect(p).rejects.toThrow(new Error('`shadow` was detached while encodePages ran, so its update is lost: do not transfer a buffer under a running call'));
+      expect(moved.every((b) => b === 0)).toBe(true);
+      const replica = new Uint8Array(2 * n * 4096);
+      const q = applyPagesAsync(replica, want);
+      const away = new Uint8Array(structuredClone(replica.buffer, { transfer: [replica.buffer] }));
+      await expect(q).rejects.toThrow(new Error('`replica` was detached while applyPagesAsync ran, so the frame was not applied to it: do not transfer a buffer under a running call'));
+      expect(away.every((b) => b === 0)).toBe(true);
+    }));
+
+  it('guest memory or shared memory: the pool works on it in place, and plain pfns or a plain frame are copied', () =>
     run(async () => {
       const m = allocateMemory(2 * n * 4096);
       const shared = new Uint8Array(new SharedArrayBuffer(n * 4096));
@@ -392,12 +432,14 @@ describe('async calls where the mark does not keep buffers attached (forced: Nod
       const replica = new Uint8Array(2 * n * 4096);
       const bad = want.slice();
       bad[bad.length - 1]! ^= 1;
-      await expect(applyPagesAsync(replica, bad)).rejects.toThrow(new RangeError("`frame` fails its checksum"));
+      await expect(applyPagesAsync(replica, bad)).rejects.toThrow(new RangeError('`frame` fails its checksum'));
       expect(replica.every((b) => b === 0)).toBe(true);
       const both = new Uint8Array(2 * n * 4096 + want.length);
       both.set(want, 4096);
       expect(() => applyPagesAsync(both.subarray(0, 2 * n * 4096), both.subarray(4096, 4096 + want.length))).toThrow(
         new RangeError('`frame` must not overlap `replica`'),
       );
+      const shadow = new Uint8Array(2 * n * 4096);
+      expect(() => encodePages(shadow, shadow.subarray(0, 4096), Uint32Array.of(1))).toThrow(new RangeError('`pages` must not overlap `shadow`'));
     }));
 });

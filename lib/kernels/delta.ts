@@ -196,14 +196,15 @@ function encodeArgs(shadow: Uint8Array, pages: Uint8Array, pfns: Uint32Array, op
  * new contents. Zero and unchanged pages cost 8 bytes of index. Runs on the native worker pool;
  * the event loop stays free. Do not touch `shadow` or `pages` until the promise settles, and do
  * not pass `pages` that overlap `shadow`. The frame's bytes do not depend on `threads` or on the
- * ISA in use. Plain ArrayBuffers behind the arguments are marked untransferable (a transfer would
- * free their memory under the worker; `pfns` is copied instead); views of a resizable ArrayBuffer
- * are refused. On Node 20 and 22, where the mark does not stop `ArrayBuffer.prototype.transfer()`
- * or a web stream from detaching a buffer, a call given a plain ArrayBuffer encodes before it
- * returns (the event loop waits); guest memory and SharedArrayBuffers are worked on in the
- * background on every runtime (docs/kernels.md).
+ * ISA in use. Guest memory and SharedArrayBuffers are worked on in place. A plain ArrayBuffer could
+ * be detached under the worker (a transfer, a web stream) and its memory freed: on Node 20 and 24
+ * it is marked untransferable and worked on in place (on Node 20 a web stream can still detach it: do
+ * not); on Node 22, where `transfer()` ignores the mark, the pool works on copies of the pages it
+ * needs, taken when the call starts and written back when it settles (`pfns` is copied on every
+ * runtime). Views of a resizable ArrayBuffer are refused (docs/kernels.md).
  * @throws TypeError / RangeError (synchronously) for bad arguments, a pfn past the end of
- * `shadow` or a pfn that appears twice.
+ * `shadow` or a pfn that appears twice. Rejects with an Error if a plain `shadow` was detached
+ * while it ran (its update is lost).
  */
 export function encodePages(
   shadow: Uint8Array,
@@ -212,20 +213,8 @@ export function encodePages(
   opts?: EncodePagesOptions,
 ): Promise<Uint8Array> {
   const args = encodeArgs(shadow, pages, pfns, opts);
-  return holdForAsync(
-    { shadow, pages },
-    { pfns },
-    (c) => native.pages_encode(args[0], args[1], c.pfns, ...args.slice(3)) as Promise<Uint8Array>,
-    // Argument errors (TypeError, RangeError) throw here as they do from pages_encode; a failure
-    // of the encode itself (out of memory) rejects, as from the worker.
-    () => {
-      try {
-        return Promise.resolve(native.pages_encode_sync(...args) as Uint8Array);
-      } catch (e) {
-        if (e instanceof TypeError || e instanceof RangeError) throw e;
-        return Promise.reject(e as Error);
-      }
-    },
+  return holdForAsync({ shadow, pages }, { pfns }, (c, [stageShadow, stagePages]) =>
+    native.pages_encode(args[0], args[1], c.pfns, ...args.slice(3), (stageShadow ? 1 : 0) | (stagePages ? 2 : 0)) as Promise<Uint8Array>,
   );
 }
 
@@ -297,27 +286,9 @@ export function applyPagesWithUndo(replica: Uint8Array, frame: Uint8Array, opts?
  */
 export function applyPagesAsync(replica: Uint8Array, frame: Uint8Array, opts?: ApplyPagesOptions): Promise<void> {
   const args = applyArgs(replica, frame, opts);
-  return holdForAsync(
-    { replica },
-    { frame },
-    (c) => native.pages_apply_async(args[0], c.frame, ...args.slice(2)) as Promise<void>,
-    () => {
-      // As from pages_apply_async: an overlap throws, a bad frame rejects.
-      if (replica.buffer === frame.buffer && overlap(replica, frame)) {
-        throw new RangeError('`frame` must not overlap `replica`');
-      }
-      try {
-        native.pages_apply(...args);
-        return Promise.resolve();
-      } catch (e) {
-        return Promise.reject(e as Error);
-      }
-    },
+  return holdForAsync({ replica }, { frame }, (c, [stage]) =>
+    native.pages_apply_async(args[0], c.frame, ...args.slice(2), stage === true) as Promise<void>,
   );
-}
-
-function overlap(a: ArrayBufferView, b: ArrayBufferView): boolean {
-  return a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength;
 }
 
 /**

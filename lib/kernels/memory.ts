@@ -23,62 +23,65 @@ interface NativeMemoryHandle {
 const guestBuffers = new WeakSet<ArrayBufferLike>();
 
 /**
- * Whether marking a buffer untransferable keeps it attached on this runtime, whatever detaches
- * it. Node 24 gives marked buffers a detach key: `transfer()` and the web streams (a bytes
- * stream's enqueue() and BYOB read() take the buffer) throw. Node 22 marks them for postMessage
- * and structuredClone only: `transfer()` and the web streams detach them anyway. Node 20 has no
- * transfer(), but its web streams detach a marked buffer too (the memory is freed once the
- * stream's copy is dropped: a worker still using it then crashed the process, SIGSEGV on Node 20
- * and 22). So only a transfer() that refuses a marked buffer (the detach key) counts. Probed
- * once, on a buffer of our own.
+ * Whether the async calls stage plain ArrayBuffers on this runtime (see holdForAsync): where
+ * `ArrayBuffer.prototype.transfer()` exists and detaches a buffer marked untransferable (Node
+ * 22), one builtin call would free memory under the worker. Node 24 gives marked buffers a detach
+ * key (transfer() and the web streams throw); Node 20 has no transfer(), and its web streams
+ * (a bytes stream's enqueue() and BYOB read() take the buffer) are the one way left to detach a
+ * marked buffer there: not defended, as staging costs a quarter of encodePages' speed (see
+ * docs/kernels.md). Probed once, on a buffer of our own.
  */
-const markStopsTransfer: boolean = (() => {
+const transferIgnoresMark: boolean = (() => {
   const probe = new ArrayBuffer(8);
   markAsUntransferable(probe);
   const transfer = (probe as ArrayBuffer & { transfer?: () => ArrayBuffer }).transfer;
-  if (typeof transfer !== 'function') return false; // Node 20: no detach key, streams detach
+  if (typeof transfer !== 'function') return false;
   try {
     transfer.call(probe);
-    return false;
-  } catch {
     return true;
+  } catch {
+    return false;
   }
 })();
 
-let inlineForced = false;
+let stageForced = false;
 
 /**
- * @internal How the async calls hold plain ArrayBuffers on this runtime: `'mark'` (marked
- * untransferable, the pool works on them after the call returns) or `'inline'` (the work is done
- * before the call returns, see holdForAsync). Tests force `'inline'` to cover it on any runtime.
+ * @internal How the async calls hold plain ArrayBuffers worked on in place on this runtime:
+ * `'mark'` (marked untransferable, the pool works on them after the call returns) or `'stage'`
+ * (the native side works on copies, see holdForAsync). Tests force `'stage'` to cover it on any
+ * runtime.
  */
-export function asyncHoldMode(force?: 'inline' | 'auto'): 'mark' | 'inline' {
-  if (force !== undefined) inlineForced = force === 'inline';
-  return inlineForced || !markStopsTransfer ? 'inline' : 'mark';
+export function asyncHoldMode(force?: 'stage' | 'auto'): 'mark' | 'stage' {
+  if (force !== undefined) stageForced = force === 'stage';
+  return stageForced || transferIgnoresMark ? 'stage' : 'mark';
 }
 
 /**
- * Makes sure the memory behind the views stays where it is while the native pool works on it after
- * the call has returned (encodePages, applyPagesAsync): guest memory is pinned by the native side
- * (close() waits for running batches); a SharedArrayBuffer is never detached and never shrinks;
- * a plain ArrayBuffer is marked untransferable (`worker_threads.markAsUntransferable`, as Node
- * marks its own pooled buffers), since a transfer (postMessage, structuredClone) would detach it
- * and free its memory under the worker; a resizable one could shrink under it and is refused.
+ * Makes sure the native pool never works on memory that can go away under it after the call has
+ * returned (encodePages, applyPagesAsync): guest memory is pinned by the native side (close()
+ * waits for running batches); a SharedArrayBuffer is never detached and never shrinks; a
+ * resizable ArrayBuffer could shrink and is refused. A plain ArrayBuffer can be detached (a
+ * transfer, a web stream) and its memory freed under the worker, which crashed the process:
  *
- * The `copied` views (read-only inputs small next to the work: pfns, a frame) are copied into
- * shared memory on every runtime, never marked: a mark is permanent, and on Node 24 a marked
- * buffer of native memory (a frame from encodePages is one) makes Node abort when it frees it at
- * exit (its cleanup hook detaches it without the key: "FATAL ERROR: v8::FromJust").
- * Where the mark does not keep a buffer attached (Node 20 and 22, see markStopsTransfer),
- * plain ArrayBuffers cannot be held: a call given a plain ArrayBuffer among `views` (worked on in
- * place) runs `inline`: the same native work on the calling thread (and the pool), finished before
- * it returns, so nothing can detach the buffer meanwhile; the event loop waits for it.
+ * - The `copied` views (read-only inputs small next to the work: pfns, a frame) are copied into
+ *   shared memory on every runtime, never marked: a mark is permanent, and on Node 24 a marked
+ *   buffer of native memory (a frame from encodePages is one) makes Node abort when it frees it
+ *   at exit (its cleanup hook detaches it without the key: "FATAL ERROR: v8::FromJust").
+ * - The `views` worked on in place (shadow, pages, replica) are marked untransferable
+ *   (`worker_threads.markAsUntransferable`, as Node marks its own pooled buffers): that stops
+ *   postMessage and structuredClone everywhere, and every way on Node 24.
+ * - Where transfer() ignores the mark (Node 22, see transferIgnoresMark) `start` is told which of
+ *   them to stage (one flag per view, in order): the native side copies the pages it works on
+ *   (and pfns, frame) on the calling thread, the pool works on the copies, and the results are
+ *   written back on the calling thread when it is done, if the buffer is still attached (else the
+ *   call rejects). The event loop stays free while the pool works; the copies cost about three
+ *   memcpy passes over the batch (a 512-page encode: 1.5 GB/s against 2.1 in place).
  */
 export function holdForAsync<T, C extends Record<string, ArrayBufferView>>(
   views: Record<string, ArrayBufferView>,
   copied: C,
-  start: (copied: C) => Promise<T>,
-  inline: () => Promise<T>,
+  start: (copied: C, stage: readonly boolean[]) => Promise<T>,
 ): Promise<T> {
   const plain = (name: string, view: ArrayBufferView): boolean => {
     const buffer = view.buffer;
@@ -91,17 +94,21 @@ export function holdForAsync<T, C extends Record<string, ArrayBufferView>>(
     return true;
   };
   const inPlace = Object.entries(views).filter(([name, view]) => plain(name, view));
+  const small = Object.entries(copied).filter(([name, view]) => plain(name, view));
+  // Staged, the native side copies everything itself (and sees every argument as given, to refuse
+  // an overlap).
+  if (asyncHoldMode() === 'stage' && inPlace.length > 0) {
+    return start(copied, Object.values(views).map((v) => inPlace.some(([, w]) => w === v)));
+  }
   // A copied view in the buffer of one worked on in place is held with it (and the native side
   // must see both to refuse an overlap): only the others are copied.
-  const small = Object.entries(copied).filter(
-    ([name, view]) => plain(name, view) && !inPlace.some(([, v]) => v.buffer === view.buffer),
-  );
-  if (asyncHoldMode() === 'inline' && inPlace.length > 0) return inline();
   const copies: Record<string, ArrayBufferView> = { ...copied };
-  for (const [name, view] of small) copies[name] = sharedCopy(view);
+  for (const [name, view] of small) {
+    if (!inPlace.some(([, v]) => v.buffer === view.buffer)) copies[name] = sharedCopy(view);
+  }
   // Marked once the call has accepted its arguments (a refused call leaves them as they were),
   // in the same turn of the event loop, so no transfer can come in between.
-  const result = start(copies as C);
+  const result = start(copies as C, Object.values(views).map(() => false));
   for (const [, view] of inPlace) markAsUntransferable(view.buffer as ArrayBuffer);
   return result;
 }

@@ -209,12 +209,13 @@ bool check_frame(const uint8_t* f, size_t len, size_t page_size, uint64_t replic
   return true;
 }
 
-void apply_frame(uint8_t* replica, const FrameView& f, unsigned threads) {
+void apply_frame(uint8_t* replica, const FrameView& f, unsigned threads, bool gathered) {
   runtime::parallel_for(f.count, threads, [&](size_t b, size_t e) {
     Workspace ws(f.page_size);
     for (size_t i = b; i < e; i++) {
-      // SAFETY: check_frame proved pfn < replica pages, so the page lies inside the replica.
-      uint8_t* page = replica + static_cast<size_t>(entry_pfn(f, i)) * f.page_size;
+      // SAFETY: check_frame proved pfn < replica pages, so the page lies inside the replica (a
+      // gathered replica holds f.count pages).
+      uint8_t* page = replica + (gathered ? i : static_cast<size_t>(entry_pfn(f, i))) * f.page_size;
       const uint8_t* kept = f.kept[i] == FrameView::kNone ? nullptr : f.strings.get() + f.kept[i];
       apply_page(page, entry_kind(f, i), f.payload + f.offsets[i], entry_length(f, i), f.page_size,
                  xbm_repeats(f.version), ws, f.tables[i], kept);
@@ -387,7 +388,9 @@ void release_frame(uint8_t* data, size_t capacity) {
 
 const char* encode_pages(const Ops& ops, uint8_t* shadow, const uint8_t* pages,
                          const uint32_t* pfns, size_t count, size_t page_size, unsigned threads,
-                         bool compress, bool entropy, size_t own_min, Encoded* out) {
+                         bool compress, bool entropy, size_t own_min, Encoded* out, bool gathered) {
+  // Where page i of the shadow is: at its pfn, or at i in a gathered (staged) shadow.
+  auto shadow_page = [&](size_t i) { return shadow + (gathered ? i : static_cast<size_t>(pfns[i])) * page_size; };
   std::vector<uint8_t> kinds(count);
   std::vector<uint32_t> lens(count);
   std::vector<Chunk> chunks;
@@ -421,8 +424,7 @@ const char* encode_pages(const Ops& ops, uint8_t* shadow, const uint8_t* pages,
         es->coder.reset(c.buf + c.len, kinds.data() + b, lens.data() + b, own_min);
         for (size_t i = b; i < e; i++) {
           // SAFETY: pfns were checked < shadow pages; pages holds count * page_size bytes.
-          es->coder.add(ops, shadow + static_cast<size_t>(pfns[i]) * page_size, pages + i * page_size,
-                        es->ws);
+          es->coder.add(ops, shadow_page(i), pages + i * page_size, es->ws);
         }
         c.len += es->coder.finish(es->ws);
         continue;
@@ -430,8 +432,7 @@ const char* encode_pages(const Ops& ops, uint8_t* shadow, const uint8_t* pages,
       for (size_t i = b; i < e; i++) {
         size_t blen = 0;
         // SAFETY: as above; the chunk has room for the group (page size + 64 per page).
-        kinds[i] = encode_page(ops, shadow + static_cast<size_t>(pfns[i]) * page_size,
-                               pages + i * page_size, page_size, true, compress, true,
+        kinds[i] = encode_page(ops, shadow_page(i), pages + i * page_size, page_size, true, compress, true,
                                c.buf + c.len, &blen, es->ws);
         lens[i] = static_cast<uint32_t>(blen);
         c.len += blen;

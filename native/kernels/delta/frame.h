@@ -100,8 +100,9 @@ const char* parse_frame(const uint8_t* f, size_t len, size_t page_size, FrameVie
 // gets a message naming the page when it fails.
 bool check_frame(const uint8_t* f, size_t len, size_t page_size, uint64_t replica_pages,
                  unsigned threads, FrameView* out, std::string* reason);
-// Applies a frame check_frame accepted to the replica.
-void apply_frame(uint8_t* replica, const FrameView& f, unsigned threads);
+// Applies a frame check_frame accepted to the replica. `gathered`: the replica holds only the
+// frame's pages, page i of the frame at i * page_size (a staged copy), not at its pfn.
+void apply_frame(uint8_t* replica, const FrameView& f, unsigned threads, bool gathered = false);
 
 // Gives a frame buffer (Encoded::data, Encoded::capacity) back once its owner is done with it,
 // so a later encode_pages can reuse it instead of fresh memory; frees it when the recycle bin
@@ -120,9 +121,11 @@ struct Encoded {
 // has checked the pfns (check_pfns) and sizes. `compress` allows the lz4 second stage and, with
 // `entropy`, the Huffman stage (GroupCoder), in which XBM pages of at least own_min literals may
 // take their own literal code (kind 12; own_min 0: none, kOwnMinLiterals by default).
-// Returns nullptr or a reason (out of memory).
+// `gathered`: the shadow holds only the batch's pages, page i at i * page_size (a staged copy),
+// not at pfns[i]; the frame is the same. Returns nullptr or a reason (out of memory).
 const char* encode_pages(const Ops& ops, uint8_t* shadow, const uint8_t* pages,
                          const uint32_t* pfns, size_t count, size_t page_size, unsigned threads,
-                         bool compress, bool entropy, size_t own_min, Encoded* out);
+                         bool compress, bool entropy, size_t own_min, Encoded* out,
+                         bool gathered = false);
 
 }  // namespace kernels::delta
