@@ -149,6 +149,30 @@ async function expectFrameOrDetached(p: Promise<Uint8Array>, want: Uint8Array): 
   }
 }
 
+/**
+ * Four rounds of: start an encode of 2048 plain pages, `detach` each of its buffers, allocate
+ * `junkMiB` / 4 buffers of 4 MiB (and collect, under --expose-gc); the frame is exact or the call
+ * rejects (expectFrameOrDetached), and the new allocations are intact.
+ */
+async function detachUnderBatches(junkMiB: number, detach: (b: ArrayBufferLike) => unknown): Promise<void> {
+  const n = 2048;
+  const pages = new Uint8Array(n * 4096);
+  for (let i = 0; i < pages.length; i += 61) pages[i] = (i >> 6) & 255;
+  const pfns = Uint32Array.from({ length: n }, (_, i) => i);
+  const want = encodePagesSync(new Uint8Array(n * 4096), pages.slice(), pfns.slice(), { threads: 1 });
+  for (let round = 0; round < 4; round++) {
+    const shadow = new Uint8Array(n * 4096);
+    const src = pages.slice();
+    const ids = pfns.slice();
+    const p = encodePages(shadow, src, ids, { threads: 2 });
+    for (const b of [shadow.buffer, src.buffer, ids.buffer]) await detach(b);
+    const junk = Array.from({ length: junkMiB / 4 }, () => new Uint8Array(4 << 20).fill(7));
+    (globalThis as { gc?: () => void }).gc?.();
+    await expectFrameOrDetached(p, want);
+    expect(junk.every((j) => j[12345] === 7)).toBe(true);
+  }
+}
+
 describe('plain buffers under a running batch', () => {
   // A transfer detaches an ArrayBuffer and frees its memory once the receiver drops it, and a
   // resizable one can shrink: either under a running worker crashed the process (SIGSEGV).
@@ -236,28 +260,13 @@ describe('plain buffers under a running batch', () => {
   const hasTransfer = typeof (ArrayBuffer.prototype as { transfer?: unknown }).transfer === 'function';
   if (!hasTransfer) console.log('memory.test: ArrayBuffer.prototype.transfer() test skipped: this Node.js has no transfer() (Node 20)');
   it.skipIf(!hasTransfer)(`ArrayBuffer.prototype.transfer() during a batch cannot free its memory (this runtime: ${asyncHoldMode()}; skipped where transfer() does not exist)`, async () => {
-    const n = 2048;
-    const pages = new Uint8Array(n * 4096);
-    for (let i = 0; i < pages.length; i += 61) pages[i] = (i >> 6) & 255;
-    const pfns = Uint32Array.from({ length: n }, (_, i) => i);
-    const want = encodePagesSync(new Uint8Array(n * 4096), pages.slice(), pfns.slice(), { threads: 1 });
-    for (let round = 0; round < 4; round++) {
-      const shadow = new Uint8Array(n * 4096);
-      const src = pages.slice();
-      const ids = pfns.slice();
-      const p = encodePages(shadow, src, ids, { threads: 2 });
-      for (const b of [shadow.buffer, src.buffer, ids.buffer]) {
-        try {
-          (b as ArrayBuffer & { transfer(n: number): ArrayBuffer }).transfer(1); // detaches, frees
-        } catch (e) {
-          expect((e as Error).name).toBe('TypeError'); // Node 24: marked, not detachable
-        }
+    await detachUnderBatches(64, (b) => {
+      try {
+        (b as ArrayBuffer & { transfer(n: number): ArrayBuffer }).transfer(1); // detaches, frees
+      } catch (e) {
+        expect((e as Error).name).toBe('TypeError'); // Node 24: marked, not detachable
       }
-      const junk = Array.from({ length: 16 }, () => new Uint8Array(4 << 20).fill(7));
-      (globalThis as { gc?: () => void }).gc?.();
-      await expectFrameOrDetached(p, want);
-      expect(junk.every((j) => j[12345] === 7)).toBe(true);
-    }
+    });
   });
 });
 
@@ -278,22 +287,7 @@ describe.skipIf(streamsUndefended)('a web stream taking the buffers of a running
     }
   };
   it('cannot free their memory', async () => {
-    const n = 2048;
-    const pages = new Uint8Array(n * 4096);
-    for (let i = 0; i < pages.length; i += 61) pages[i] = (i >> 6) & 255;
-    const pfns = Uint32Array.from({ length: n }, (_, i) => i);
-    const want = encodePagesSync(new Uint8Array(n * 4096), pages.slice(), pfns.slice(), { threads: 1 });
-    for (let round = 0; round < 4; round++) {
-      const shadow = new Uint8Array(n * 4096);
-      const src = pages.slice();
-      const ids = pfns.slice();
-      const p = encodePages(shadow, src, ids, { threads: 2 });
-      for (const b of [shadow.buffer, src.buffer, ids.buffer]) await take(b);
-      const junk = Array.from({ length: 64 }, () => new Uint8Array(4 << 20).fill(7));
-      (globalThis as { gc?: () => void }).gc?.();
-      await expectFrameOrDetached(p, want);
-      expect(junk.every((j) => j[12345] === 7)).toBe(true);
-    }
+    await detachUnderBatches(256, take);
   });
 });
 
