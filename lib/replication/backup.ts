@@ -86,6 +86,25 @@ export interface BackupEvents {
 }
 
 const ZERO_CHAIN = '0000000000000000';
+
+type UndoingApply = (replica: Uint8Array, frame: Uint8Array, pageSize: number, out: Uint8Array | null) => { pfns: Uint32Array; pages: Uint8Array };
+
+/**
+ * Applies a delta frame and returns the pages it overwrote (into `out` when it holds them): the
+ * kernels' applyPagesWithUndo (one validation), else inspectFrame + gatherPages + applyPages; null
+ * when the kernels have neither.
+ */
+function undoingApply(k: PageKernels): UndoingApply | null {
+  if (k.applyPagesWithUndo) return (replica, frame, pageSize, out) => k.applyPagesWithUndo!(replica, frame, { pageSize, out: out ?? undefined });
+  if (!k.inspectFrame) return null;
+  return (replica, frame, pageSize, out) => {
+    const pfns = k.inspectFrame!(frame).pfns;
+    const fits = out !== null && out.length >= pfns.length * pageSize;
+    const pages = k.gatherPages(replica, pfns, { pageSize, out: fits ? out : undefined });
+    k.applyPages(replica, frame, { pageSize });
+    return { pfns, pages };
+  };
+}
 const MAX_EPOCH = 2n ** 53n - 1n;
 const UNDO_KEEP_BYTES = 64 * 1024 * 1024;
 
@@ -361,25 +380,17 @@ export class Backup extends EventEmitter<BackupEvents> {
     // checked after the apply, the pages a delta writes are saved first, to be put back if it fails.
     const target = full ? new Uint8Array(this.pageSize * this.pageCount) : this.replica!;
     const opts = { pageSize: this.pageSize };
-    const { inspectFrame, scatterPages, applyPagesWithUndo } = this.kernels;
-    const checked = this.checkState !== null && (full || (scatterPages !== undefined && (applyPagesWithUndo !== undefined || inspectFrame !== undefined)));
+    const { scatterPages } = this.kernels;
+    const applyWithUndo = undoingApply(this.kernels);
+    const checked = this.checkState !== null && (full || (scatterPages !== undefined && applyWithUndo !== null));
     let undo: { pfns: Uint32Array; pages: Uint8Array } | null = null;
     if (checked && !full) {
+      undo = applyWithUndo!(target, body.frame, this.pageSize, this.undoBuf);
       // One buffer reused across epochs (fresh memory costs a page fault per page, under nested
-      // virtualisation more than the copy), kept only up to 64 MiB.
-      if (applyPagesWithUndo) {
-        undo = applyPagesWithUndo(target, body.frame, { ...opts, out: this.undoBuf ?? undefined });
-        // It made a buffer of its own (none yet, or too small): have one with room for the next.
-        const need = undo.pages.byteLength;
-        if (undo.pages.buffer !== this.undoBuf?.buffer && need <= UNDO_KEEP_BYTES) this.undoBuf = new Uint8Array(Math.min(UNDO_KEEP_BYTES, 2 * need));
-      } else {
-        const pfns = inspectFrame!(body.frame).pfns;
-        const need = pfns.length * this.pageSize;
-        if (need <= UNDO_KEEP_BYTES && (this.undoBuf?.length ?? 0) < need) this.undoBuf = new Uint8Array(Math.min(UNDO_KEEP_BYTES, 2 * need));
-        const out = need <= (this.undoBuf?.length ?? 0) ? this.undoBuf!.subarray(0, need) : undefined;
-        undo = { pfns, pages: this.kernels.gatherPages(target, pfns, { ...opts, out }) };
-        this.kernels.applyPages(target, body.frame, opts);
-      }
+      // virtualisation more than the copy), kept only up to 64 MiB: when the apply had to make
+      // its own (none yet, or too small), have one with room for the next.
+      const need = undo.pages.byteLength;
+      if (undo.pages.buffer !== this.undoBuf?.buffer && need <= UNDO_KEEP_BYTES) this.undoBuf = new Uint8Array(Math.min(UNDO_KEEP_BYTES, 2 * need));
     } else {
       this.kernels.applyPages(target, body.frame, opts);
     }

@@ -23,12 +23,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
-#include <mutex>
 #include <utility>
 #include <string>
 #include <vector>
 
 #include "common/napi_util.h"
+#include "kernels/copy/copy.h"
 #include "kernels/delta/codec.h"
 #include "kernels/delta/frame.h"
 #include "kernels/dispatch.h"
@@ -165,15 +165,10 @@ Napi::Value PagesEncodeSync(const Napi::CallbackInfo& info) {
   return adopt_frame(info.Env(), out);
 }
 
-// Memory for staged copies (see EncodeWorker), recycled: fresh memory costs a page fault per
-// page on first touch, which under nested virtualisation cost more than the copies themselves
-// (a 512-page staged encode ran at a third of the in-place speed with malloc'd copies). A few
-// buffers are kept, up to kStageKeepBytes in all.
-constexpr size_t kStageKeep = 6;
-constexpr size_t kStageKeepBytes = size_t{256} << 20;
-std::mutex g_stage_mu;
-std::vector<std::pair<uint8_t*, size_t>> g_stage_bin;  // (memory, capacity)
-
+// Memory for staged copies (see EncodeWorker), from the frame buffers' recycle bin
+// (kd::take_frame): fresh memory costs a page fault per page on first touch, which under nested
+// virtualisation cost more than the copies themselves (a 512-page staged encode ran at a third of
+// the in-place speed with malloc'd copies).
 class StageBuffer {
  public:
   StageBuffer() = default;
@@ -185,38 +180,12 @@ class StageBuffer {
     std::swap(cap_, o.cap_);
     return *this;
   }
-  ~StageBuffer() {
-    if (p_ == nullptr) return;
-    std::lock_guard<std::mutex> lock(g_stage_mu);
-    size_t kept = 0;
-    for (auto& b : g_stage_bin) kept += b.second;
-    if (g_stage_bin.size() < kStageKeep && kept + cap_ <= kStageKeepBytes) {
-      g_stage_bin.emplace_back(p_, cap_);
-    } else {
-      std::free(p_);
-    }
-  }
+  ~StageBuffer() { kd::release_frame(p_, cap_); }
   // n bytes (uninitialised); throws a plain Error naming `what` when there is no memory.
   static StageBuffer take(Napi::Env env, size_t n, const char* what) {
     StageBuffer b;
-    {
-      std::lock_guard<std::mutex> lock(g_stage_mu);
-      size_t best = g_stage_bin.size();
-      for (size_t i = 0; i < g_stage_bin.size(); i++) {
-        if (g_stage_bin[i].second >= n && (best == g_stage_bin.size() || g_stage_bin[i].second < g_stage_bin[best].second)) best = i;
-      }
-      if (best < g_stage_bin.size()) {
-        b.p_ = g_stage_bin[best].first;
-        b.cap_ = g_stage_bin[best].second;
-        g_stage_bin.erase(g_stage_bin.begin() + static_cast<std::ptrdiff_t>(best));
-        return b;
-      }
-    }
-    // Rounded up to 64 KiB so that batches of about the same size reuse it.
-    const size_t cap = ((n == 0 ? 1 : n) + 0xffff) & ~size_t{0xffff};
-    b.p_ = static_cast<uint8_t*>(std::malloc(cap));
+    b.p_ = kd::take_frame(n == 0 ? 1 : n, &b.cap_);
     if (b.p_ == nullptr) throw Napi::Error::New(env, std::string("out of memory staging `") + what + "` (" + std::to_string(n) + " bytes)");
-    b.cap_ = cap;
     return b;
   }
   uint8_t* get() const { return p_; }
@@ -226,6 +195,15 @@ class StageBuffer {
   uint8_t* p_ = nullptr;
   size_t cap_ = 0;
 };
+
+// The copy family's kernels (gatherPages / scatterPages) on one thread: pages pfns[i] of `mem`
+// to and from page i of a contiguous buffer. The caller has checked every pfn.
+void gather(uint8_t* dst, const uint8_t* mem, const uint32_t* pfns, size_t n, size_t ps) {
+  if (n) kernels::active().copy->gather(dst, mem, pfns, n, ps, false);
+}
+void scatter(uint8_t* mem, const uint8_t* src, const uint32_t* pfns, size_t n, size_t ps) {
+  if (n) kernels::active().copy->scatter(mem, src, pfns, n, ps, false);
+}
 
 // Whether `v` (a held argument) still views the same memory it did when the call started: a
 // staged copy is written back only then. A detached view has length 0.
@@ -253,6 +231,17 @@ class PromiseWorker : public Napi::AsyncWorker {
   Napi::Promise promise() { return deferred_.Promise(); }
 
  protected:
+  // Writes staged pages back into the first argument (`was`: its memory when the call started),
+  // or rejects with `lost` when it has been detached since. False if it rejected.
+  bool write_back(const Bytes& was, const uint8_t* staged, const uint32_t* pfns, size_t n, size_t ps, const char* lost) {
+    if (!same_memory(refs_[0].Value(), was)) {
+      deferred_.Reject(Napi::Error::New(Env(), lost).Value());
+      return false;
+    }
+    // SAFETY: `was` views the same memory the pfns were checked against.
+    scatter(was.data, staged, pfns, n, ps);
+    return true;
+  }
   // Execute() reports bad input by setting range_ before SetError; anything else is an Error.
   void OnError(const Napi::Error& e) override {
     Napi::Env env = Env();
@@ -289,10 +278,8 @@ class EncodeWorker : public PromiseWorker {
     }
     if (stage & 1) {
       shadow_pages_ = StageBuffer::take(env, bytes, "shadow");
-      for (size_t i = 0; i < a.count; i++) {
-        // SAFETY: encode_args checked every pfn < shadow pages.
-        std::memcpy(shadow_pages_.get() + i * a.page_size, a.shadow.data + size_t{a.pfns[i]} * a.page_size, a.page_size);
-      }
+      // SAFETY: encode_args checked every pfn < shadow pages.
+      gather(shadow_pages_.get(), a.shadow.data, a.pfns, a.count, a.page_size);
       a_.shadow.data = shadow_pages_.get();
       a_.shadow.length = bytes;
     }
@@ -307,15 +294,9 @@ class EncodeWorker : public PromiseWorker {
     }
   }
   void OnOK() override {
-    if (shadow_pages_) {
-      if (!same_memory(refs_[0].Value(), shadow_)) {
-        deferred_.Reject(Napi::Error::New(Env(), "`shadow` was detached while encodePages ran, so its update is lost: do not transfer a buffer under a running call").Value());
-        return;
-      }
-      for (size_t i = 0; i < a_.count; i++) {
-        // SAFETY: shadow_ views the same memory as when the pfns were checked against it.
-        std::memcpy(shadow_.data + size_t{pfns_[i]} * a_.page_size, shadow_pages_.get() + i * a_.page_size, a_.page_size);
-      }
+    if (shadow_pages_ && !write_back(shadow_, shadow_pages_.get(), pfns_.data(), a_.count, a_.page_size,
+                                     "`shadow` was detached while encodePages ran, so its update is lost: do not transfer a buffer under a running call")) {
+      return;
     }
     Napi::Uint8Array frame = adopt_frame(Env(), out_);
     out_.data = nullptr;
@@ -410,12 +391,9 @@ Napi::Value PagesApplyUndo(const Napi::CallbackInfo& info) {
     out.data = pages.Data();
   }
   Napi::Uint32Array pfns = Napi::Uint32Array::New(env, f.count);
-  for (size_t i = 0; i < f.count; i++) {
-    const uint32_t pfn = kd::entry_pfn(f, i);
-    pfns[i] = pfn;
-    // SAFETY: check_frame proved every pfn below replica.length / page_size, and out holds need.
-    std::memcpy(out.data + i * a.page_size, a.replica.data + size_t{pfn} * a.page_size, a.page_size);
-  }
+  for (size_t i = 0; i < f.count; i++) pfns[i] = kd::entry_pfn(f, i);
+  // SAFETY: check_frame proved every pfn below replica.length / page_size, and out holds need.
+  gather(out.data, a.replica.data, pfns.Data(), f.count, a.page_size);
   kd::apply_frame(a.replica.data, f, a.threads);
   Napi::Object o = Napi::Object::New(env);
   o.Set("pfns", pfns);
@@ -434,56 +412,47 @@ class ApplyWorker : public PromiseWorker {
     frame_ = StageBuffer::take(env, a.frame.length, "frame");
     std::memcpy(frame_.get(), a.frame.data, a.frame.length);
     a_.frame.data = frame_.get();
-    if (!kd::check_frame(a_.frame.data, a_.frame.length, a_.page_size, a_.replica.length / a_.page_size,
-                         a_.threads, &f_, &bad_)) {
-      bad_ = "`frame` " + bad_;
-      return;
-    }
+    if (!check()) return;
+    pfns_.resize(f_.count);
+    for (size_t i = 0; i < f_.count; i++) pfns_[i] = kd::entry_pfn(f_, i);
     pages_ = StageBuffer::take(env, size_t{f_.count} * a.page_size, "replica");
-    for (size_t i = 0; i < f_.count; i++) {
-      // SAFETY: check_frame proved every pfn < replica pages.
-      std::memcpy(pages_.get() + i * a.page_size, a.replica.data + size_t{kd::entry_pfn(f_, i)} * a.page_size, a.page_size);
-    }
+    // SAFETY: check_frame proved every pfn < replica pages.
+    gather(pages_.get(), a.replica.data, pfns_.data(), f_.count, a.page_size);
   }
   void Execute() override {
-    if (frame_) {
-      if (!bad_.empty()) {
-        range_ = true;
-        SetError(bad_);
-        return;
-      }
-      kd::apply_frame(pages_.get(), f_, a_.threads, true);
-      return;
-    }
-    kd::FrameView f;
-    std::string reason;
-    if (!kd::check_frame(a_.frame.data, a_.frame.length, a_.page_size, a_.replica.length / a_.page_size,
-                         a_.threads, &f, &reason)) {
+    // Staged, the frame was checked when the call started.
+    if (!frame_) check();
+    if (!bad_.empty()) {
       range_ = true;
-      SetError("`frame` " + reason);
+      SetError(bad_);
       return;
     }
-    kd::apply_frame(a_.replica.data, f, a_.threads);
+    kd::apply_frame(frame_ ? pages_.get() : a_.replica.data, f_, a_.threads, static_cast<bool>(frame_));
   }
   void OnOK() override {
-    if (pages_) {
-      if (!same_memory(refs_[0].Value(), replica_)) {
-        deferred_.Reject(Napi::Error::New(Env(), "`replica` was detached while applyPagesAsync ran, so the frame was not applied to it: do not transfer a buffer under a running call").Value());
-        return;
-      }
-      for (size_t i = 0; i < f_.count; i++) {
-        // SAFETY: replica_ views the same memory the frame was checked against.
-        std::memcpy(replica_.data + size_t{kd::entry_pfn(f_, i)} * a_.page_size, pages_.get() + i * a_.page_size, a_.page_size);
-      }
+    if (frame_ && !write_back(replica_, pages_.get(), pfns_.data(), f_.count, a_.page_size,
+                              "`replica` was detached while applyPagesAsync ran, so the frame was not applied to it: do not transfer a buffer under a running call")) {
+      return;
     }
     deferred_.Resolve(Env().Undefined());
   }
 
  private:
+  // check_frame into f_; false (and bad_ set) if the frame is bad.
+  bool check() {
+    if (kd::check_frame(a_.frame.data, a_.frame.length, a_.page_size, a_.replica.length / a_.page_size, a_.threads,
+                        &f_, &bad_)) {
+      return true;
+    }
+    bad_ = "`frame` " + bad_;
+    return false;
+  }
+
   ApplyArgs a_;
   Bytes replica_;  // the caller's replica, as given
   StageBuffer frame_, pages_;
   kd::FrameView f_;
+  std::vector<uint32_t> pfns_;
   std::string bad_;
 };
 

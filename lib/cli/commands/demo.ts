@@ -114,7 +114,6 @@ export async function run(argv: string[]): Promise<number> {
     progress.update(`${elapsed()} ${who} gen ${String(e.generation)} epoch ${String(e.epoch)} | ${String(e.epochsPerSec)} epochs/s | pause p50 ${String(e.pauseP50)} ms p99 ${String(e.pauseP99)} ms | ${(Number(e.bytesPerEpoch) / 1024).toFixed(1)} KiB/epoch vs ${(Number(e.pageBytesPerEpoch) / 1024).toFixed(1)} KiB page-granular | output +${String(e.outputLatencyMs)} ms | lag ${String(e.lagEpochs)} epochs | ${String(e.released)} records released`);
   };
   say(`understudy demo: seed ${seed}, ${steps} steps, ${memory} MiB guest, ${interval} epochs, guest ${guestType}`);
-  let backup2: Child | null = null;
   let failovers = 0;
   let killsMade = 0;
   // Kills `child` (the primary of the moment) at a random instant soon, if kills are left.
@@ -144,10 +143,8 @@ export async function run(argv: string[]): Promise<number> {
           : 'FAILOVER';
         say(`${elapsed()} ${how}: ${name} fenced the old primary and resumed the guest from epoch ${String(e.epoch)} as generation ${String(e.generation)} (${String(e.records)} records committed)`);
         protectedAgain = false;
-        if (k < MAX_BACKUPS) {
-          const next = startBackupK(k + 1);
-          if (k === 1) backup2 = next;
-        } else say(`demo: no backup left to start after ${name}'s takeover; its output stays held`);
+        if (k < MAX_BACKUPS) startBackupK(k + 1);
+        else say(`demo: no backup left to start after ${name}'s takeover; its output stays held`);
       } else if (e.event === 'stats') showStats(e, 'new primary');
       else if (e.event === 'done') done = true;
       else if (e.event === 'protected' && failovers > 0 && !protectedAgain) {
@@ -208,7 +205,7 @@ export async function run(argv: string[]): Promise<number> {
   if (json) {
     process.stdout.write(JSON.stringify({
       pass, seed, steps, memoryMiB: memory, interval, seconds: +((performance.now() - t0) / 1000).toFixed(2), killedAt, failover,
-      protectedAgain, newBackup: backup2 !== null, failovers, kills: killsMade, unplannedFailovers: Math.max(0, failovers - killsMade), lastStats, client: v, reference: ref,
+      protectedAgain, newBackup: failovers > 0, failovers, kills: killsMade, unplannedFailovers: Math.max(0, failovers - killsMade), lastStats, client: v, reference: ref,
     }) + '\n');
   } else {
     if (!killedAt) say('note: the workload finished before the kill instant; no failover this time');

@@ -322,6 +322,8 @@ std::mutex& g_frame_mu = *new std::mutex;
 std::vector<std::pair<uint8_t*, size_t>>& g_frames = *new std::vector<std::pair<uint8_t*, size_t>>;
 size_t g_frame_bytes = 0;  // guarded by g_frame_mu
 
+}  // namespace
+
 uint8_t* take_frame(size_t size, size_t* cap) {
   if (size >= kFrameRecycleMin) {
     std::lock_guard<std::mutex> lock(g_frame_mu);
@@ -348,6 +350,8 @@ uint8_t* take_frame(size_t size, size_t* cap) {
   *cap = p != nullptr ? c : 0;
   return p;
 }
+
+namespace {
 
 // Per-thread encoder state, kept between calls (pool threads live as long as the process): a
 // fresh group buffer per call is fresh memory, and its page faults cost more than the coding.

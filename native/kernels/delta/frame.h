@@ -104,6 +104,10 @@ bool check_frame(const uint8_t* f, size_t len, size_t page_size, uint64_t replic
 // frame's pages, page i of the frame at i * page_size (a staged copy), not at its pfn.
 void apply_frame(uint8_t* replica, const FrameView& f, unsigned threads, bool gathered = false);
 
+// A buffer of at least `size` bytes (uninitialised) from the recycle bin of frame buffers, or
+// fresh; its capacity in *capacity; nullptr when there is no memory. Give it back with
+// release_frame. (encode_pages' frames come from here; so do the N-API layer's staged copies.)
+uint8_t* take_frame(size_t size, size_t* capacity);
 // Gives a frame buffer (Encoded::data, Encoded::capacity) back once its owner is done with it,
 // so a later encode_pages can reuse it instead of fresh memory; frees it when the recycle bin
 // is full. Plain std::free is also correct, it only forgoes the reuse.
