@@ -213,6 +213,7 @@ describe('usage errors: exit 2, one clean line naming the command', () => {
       [['export', st, '01', '--out', join(dir, 'x')], 'export: CHECKPOINT must be a checkpoint id (a number, as `understudy ls` lists them) or latest, got "01"'],
       [['prune', st, '--keep', '2', '--older-than', '1h'], 'prune: give either --keep N or --older-than AGE, not both'],
       [['snapshot', '--to', st, '--image', join(dir, 'a.img'), '--namespace', 'a', '--shared'], 'snapshot: give either --namespace NAME or --shared, not both'],
+      [['checkpoint', '--to', st, '--workload', 'kv', '--guest', 'sim', '--namespace', 'a', '--shared'], 'checkpoint: give either --namespace NAME or --shared, not both'],
       [['prune', st, '--keep', '-1'], `prune: --keep needs a value, and "-1" looks like an option; to pass it as the value write --keep=-1${see('prune')}`],
       [['export', st, '1', '-o', '-x'], `export: --out needs a value, and "-x" looks like an option; to pass it as the value write --out=-x${see('export')}`],
       [['ls', st, "--js'on"], `ls: unknown option "--js'on" (an argument that starts with '-' goes after --)${see('ls')}`],

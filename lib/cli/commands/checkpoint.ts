@@ -2,7 +2,7 @@
  * `understudy checkpoint --guest kvm|sim --workload NAME --to DIR --every 1s`: runs a guest and
  * writes an incremental chain of checkpoints of it into a store, with a progress line.
  */
-import { parse, intOption, durationOption, Progress, CliError } from '../util.js';
+import { parse, intOption, durationOption, Progress, CliError, exclusive } from '../util.js';
 import { openStore, guests, guestType, workloadName, bytes, orBitmap } from '../store-util.js';
 import { memoryOption } from '../guest-options.js';
 import { CheckpointError } from '../../store/index.js';
@@ -28,6 +28,8 @@ export async function run(argv: string[]): Promise<number> {
     seed: { type: 'string' }, steps: { type: 'string' }, memory: { type: 'string' }, vcpus: { type: 'string' },
     namespace: { type: 'string' }, shared: { type: 'boolean' }, json: { type: 'boolean' },
   });
+  // As in snapshot: --shared would silently override the tenant's own namespace.
+  exclusive('checkpoint', values, 'namespace', 'shared', '--namespace NAME', '--shared');
   const type = guestType('checkpoint', values.guest as string | undefined);
   const workload = workloadName('checkpoint', values.workload as string | undefined);
   if (!values.to) throw new CliError('checkpoint: --to DIR is required');
