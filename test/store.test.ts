@@ -83,6 +83,34 @@ function segFiles(d: string): string[] {
   return fs.readdirSync(join(d, 'segments')).sort().map((f) => join(d, 'segments', f));
 }
 
+describe('commit checks what the manifest will hold', () => {
+  it('a CPU state or metadata past the readers\' limits is refused before anything is written, not committed unreadable', async () => {
+    const { MAX_MANIFEST_CPU_BYTES, MAX_MANIFEST_META_BYTES } = await import('../lib/store/format.js');
+    const img = makeImage(rng(913), 24, PS);
+    const s = Store.open(dir, { create: true });
+    const w = s.writer();
+    w.commit(img, { cpu: Uint8Array.from([9, 8, 7]) });
+    img[5 * PS + 17]! ^= 0x5a;
+    const dirty = Uint32Array.of(5);
+    expect(() => w.commit(img, { dirty, cpu: new Uint8Array(MAX_MANIFEST_CPU_BYTES + 1) })).toThrow(RangeError);
+    expect(() => w.commit(img, { dirty, cpu: new Uint8Array(MAX_MANIFEST_CPU_BYTES + 1) })).toThrow(/`cpu` is 67108865 bytes, more than a manifest holds \(67108864\)/);
+    expect(() => w.commit(img, { dirty, label: 'x'.repeat(MAX_MANIFEST_META_BYTES + 1) })).toThrow(/`label` and `guest` take \d+ bytes of metadata/);
+    expect(() => w.commit(img, { dirty, cpu: 'abc' as unknown as Uint8Array })).toThrow(TypeError);
+    expect(() => w.commit(img, { dirty, label: 7 as unknown as string })).toThrow(TypeError);
+    expect(() => w.commit(img, { dirty, guest: 'kvm' as unknown as Record<string, unknown> })).toThrow(TypeError);
+    // Nothing was committed by the refused calls, and the writer goes on.
+    const next = w.commit(img, { dirty, cpu: Uint8Array.from([1]) });
+    expect(next.id).toBe('2');
+    w.close();
+    s.close();
+    const r = Store.open(dir);
+    expect(r.list().checkpoints.map((c) => c.id)).toEqual(['1', '2']);
+    expect(r.verify().ok).toBe(true);
+    expect(same(r.readMemory('2').memory, img)).toBe(true);
+    r.close();
+  });
+});
+
 describe('dedup', () => {
   it('is scoped to a namespace unless the shared namespace is asked for', () => {
     const img = makeImage(rng(3), 64, PS, { zero: 0, library: 0, text: 1 });

@@ -288,6 +288,9 @@ export function encodeManifest(m: ManifestData, compress: (b: Uint8Array) => Uin
   const n = m.pfns.length;
   if (m.segments.length !== n || m.offsets.length !== n) throw new RangeError('manifest map arrays differ in length');
   const metaBytes = Buffer.from(JSON.stringify(m.meta), 'utf8');
+  // Never write what decodeManifestLayout refuses.
+  if (metaBytes.length > MAX_MANIFEST_META_BYTES) throw new RangeError(`manifest metadata is ${metaBytes.length} bytes, more than the limit (${MAX_MANIFEST_META_BYTES})`);
+  if (m.cpu.length > MAX_MANIFEST_CPU_BYTES) throw new RangeError(`manifest CPU state is ${m.cpu.length} bytes, more than the limit (${MAX_MANIFEST_CPU_BYTES})`);
   const raw = new Uint8Array(n * 12);
   raw.set(new Uint8Array(m.pfns.buffer, m.pfns.byteOffset, n * 4), 0);
   raw.set(new Uint8Array(m.segments.buffer, m.segments.byteOffset, n * 4), n * 4);

@@ -28,7 +28,7 @@ import { zstdCompress, zstdDecompressInto } from './codec.js';
 import { kernels } from './kernels.js';
 import {
   CODEC_RAW, CODEC_ZSTD, KIND_DELTA, KIND_PAGE, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, STORE_HEADER_BYTES,
-  MAX_PAGES, MAX_SEGMENT, MAX_CHECKPOINT_ID, MANIFEST_HEADER_BYTES, StoreFormatError, decodeManifestLayout, decodeManifestFront, decodeManifestMap, crc, decodeSegmentHeader, decodeStoreHeader, encodeManifest, hexId, STORE_ID_BYTES,
+  MAX_PAGES, MAX_SEGMENT, MAX_CHECKPOINT_ID, MANIFEST_HEADER_BYTES, MAX_MANIFEST_CPU_BYTES, MAX_MANIFEST_META_BYTES, StoreFormatError, decodeManifestLayout, decodeManifestFront, decodeManifestMap, crc, decodeSegmentHeader, decodeStoreHeader, encodeManifest, hexId, STORE_ID_BYTES,
   encodeSegmentHeader, encodeStoreHeader, isPowerOfTwoPageSize, parseRecordHeader, recordCrcOk, writeRecordHeader,
   type ManifestMeta,
 } from './format.js';
@@ -38,6 +38,8 @@ export const MAX_DELTA_DEPTH = 8;
 /** Every this many checkpoints of a chain the manifest carries the whole page map again. */
 export const FULL_MAP_EVERY = 32;
 const DEFAULT_SEGMENT_BYTES = 1 << 30;
+/** Metadata bytes kept for what the store itself writes (ids, dates, extents, stats). */
+const MANIFEST_META_RESERVE = 1 << 20;
 const WRITE_CHUNK = 8 << 20;
 const READ_WINDOW = 8 << 20;
 const READ_BLOCK = 1 << 20;
@@ -1494,6 +1496,20 @@ export class CheckpointWriter {
       }
     }
     const cpu = options.cpu ?? new Uint8Array(0);
+    // What the manifest will hold, against the limits its readers enforce: a manifest past them
+    // would be committed and then refused by every reader (and would stop prune and compact).
+    if (!(cpu instanceof Uint8Array)) throw new TypeError(`\`cpu\` must be a Uint8Array, got ${typeof cpu}`);
+    if (cpu.byteLength > MAX_MANIFEST_CPU_BYTES) {
+      throw new RangeError(`\`cpu\` is ${cpu.byteLength} bytes, more than a manifest holds (${MAX_MANIFEST_CPU_BYTES})`);
+    }
+    if (options.label !== undefined && typeof options.label !== 'string') throw new TypeError(`\`label\` must be a string, got ${typeof options.label}`);
+    if (options.guest !== undefined && (options.guest === null || typeof options.guest !== 'object')) {
+      throw new TypeError(`\`guest\` must be an object, got ${options.guest === null ? 'null' : typeof options.guest}`);
+    }
+    const userMeta = Buffer.byteLength(JSON.stringify({ label: options.label, guest: options.guest }), 'utf8');
+    if (userMeta > MAX_MANIFEST_META_BYTES - MANIFEST_META_RESERVE) {
+      throw new RangeError(`\`label\` and \`guest\` take ${userMeta} bytes of metadata, more than a manifest holds (${MAX_MANIFEST_META_BYTES - MANIFEST_META_RESERVE})`);
+    }
     let pages: Uint8Array;
     if (dirty && options.pages) {
       if (!(options.pages instanceof Uint8Array) || options.pages.byteLength !== dirty.length * ps) {
