@@ -55,6 +55,20 @@ describe.skipIf(skip)('QEMU memory-only snapshots', () => {
     await expect(QmpClient.connect(join(tmp, 'nope.sock'))).rejects.toThrow(`QMP ${join(tmp, 'nope.sock')}: cannot connect (ENOENT)`);
   });
 
+  it('a --mem-path that is not a memory-backend-file of this VM is refused, naming the VM\'s own', async () => {
+    const other = join(tmp, 'other.raw');
+    fs.writeFileSync(other, Buffer.alloc(1 << 20, 7));
+    const wrong = join(tmp, 'wrong-store');
+    const r = cli(['snapshot', '--qemu', sock, '--mem-path', other, '--to', wrong]);
+    expect(r.status).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toBe(`understudy: snapshot: --mem-path ${other} is not the mem-path of a memory-backend-file of the VM at ${sock} (its: mem=${mem}, share=on)\n`);
+    expect(fs.existsSync(join(wrong, 'manifests', '00000001.man'))).toBe(false);
+    const q = await QmpClient.connect(sock);
+    expect((await q.status()).running).toBe(true); // never stopped for a capture it refuses
+    q.close();
+  }, 30_000);
+
   it('snapshots, then stores only the changed pages, and exports byte for byte', async () => {
     const a = cli(['snapshot', '--qemu', sock, '--mem-path', mem, '--to', store, '--json']);
     expect(a.stderr).toBe('');

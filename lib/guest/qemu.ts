@@ -185,6 +185,41 @@ export interface QemuCapture {
 }
 
 /**
+ * Refuses a `memPath` that is not the mem-path of one of the VM's memory-backend-file objects, or
+ * one without share=on (QEMU's writes would not reach the file): either way the copy would not be
+ * the VM's memory. A QEMU that cannot list its objects (QmpError) is taken at its word.
+ */
+async function checkMemPath(qmp: QmpClient, socket: string, memPath: string): Promise<void> {
+  const real = (p: string): string => {
+    try {
+      return fs.realpathSync(p);
+    } catch {
+      return p;
+    }
+  };
+  const backends: { id: string; path: string; share: boolean }[] = [];
+  try {
+    const objects = (await qmp.execute('qom-list', { path: '/objects' })) as { name: string; type: string }[];
+    for (const o of Array.isArray(objects) ? objects : []) {
+      if (o.type !== 'child<memory-backend-file>') continue;
+      const path = String(await qmp.execute('qom-get', { path: `/objects/${o.name}`, property: 'mem-path' }));
+      const share = (await qmp.execute('qom-get', { path: `/objects/${o.name}`, property: 'share' })) === true;
+      backends.push({ id: o.name, path, share });
+    }
+  } catch (err) {
+    if (err instanceof QmpError) return;
+    throw err;
+  }
+  const target = real(memPath);
+  const hit = backends.find((b) => real(b.path) === target);
+  if (hit && hit.share) return;
+  const theirs = backends.length ? backends.map((b) => `${b.id}=${b.path}, share=${b.share ? 'on' : 'off'}`).join('; ') : 'none';
+  throw new RangeError(hit
+    ? `\`memPath\` ${memPath} is the mem-path of the VM's memory-backend-file ${hit.id}, but without share=on QEMU's writes do not reach it`
+    : `\`memPath\` ${memPath} is not the mem-path of a memory-backend-file of the VM at ${socket} (its: ${theirs})`);
+}
+
+/**
  * Stops the VM (if running), copies its RAM from the shared file, and continues it (if it was
  * running). The copy is what gets checkpointed, so the VM runs on while the store writes.
  */
@@ -205,6 +240,7 @@ export async function captureQemu(options: QemuCaptureOptions): Promise<QemuCapt
   const qmp = await QmpClient.connect(options.qmp);
   let mem: GuestMemory | null = null;
   try {
+    await checkMemPath(qmp, options.qmp, options.memPath);
     const { running } = await qmp.status();
     const t0 = performance.now();
     if (running) await qmp.execute('stop');

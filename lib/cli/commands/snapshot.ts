@@ -201,6 +201,8 @@ async function snapshotQemu(dir: string, qmp: string, memPath: string | undefine
     try {
       cap = await captureQemu({ qmp, memPath: abs });
     } catch (err) {
+      // A RangeError is about the arguments (a --mem-path that is not this VM's memory): usage.
+      if (err instanceof RangeError) throw new CliError(`snapshot: ${err.message.replace(`\`memPath\` ${abs}`, `--mem-path ${memPath}`)}`, 2);
       throw new CliError(`snapshot: ${(err as Error).message}`, 1);
     }
     const w = store.writer({ ...ns, parent: prev ? prev.id : null });
