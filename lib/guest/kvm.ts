@@ -12,6 +12,7 @@ import { allocateMemory, checkGuestMemoryBytes, type GuestMemory } from '../kern
 import type { DirtyLog, Guest, GuestOptions, GuestResult, OutputRecord, ResolvedGuestOptions, RestoreOptions, WorkloadName } from './types.js';
 import { WORKLOADS, checkWorkload, resolveParams, workloadById } from './workloads.js';
 import { GuestError } from './sim.js';
+import { OutputFeed } from './output-feed.js';
 
 /** How the KVM guest tracks dirty pages ('none' only for benchmarks: takeDirty() then reports host writes only). */
 export type KvmDirtyMode = 'bitmap' | 'ring' | 'none';
@@ -135,6 +136,7 @@ class KvmGuest extends EventEmitter implements Guest {
   #result: GuestResult | null = null;
   #error: Error | null = null;
   #waiters: Array<{ resolve: (r: GuestResult) => void; reject: (e: Error) => void }> = [];
+  readonly #output = new OutputFeed(this, () => (this.#vm ? this.#readOutput(this.#vm) : null));
 
   constructor(memory: GuestMemory, vcpus: number, create: (onEvent: (kind: string) => void) => NativeVm, typeReason?: string) {
     super();
@@ -154,11 +156,15 @@ class KvmGuest extends EventEmitter implements Guest {
       const f = vm.final();
       if (f === null || this.#result) return;
       this.#result = { final: hex16(f) };
+      this.#output.drain();
+      this.#output.stop();
       for (const w of this.#waiters.splice(0)) w.resolve(this.#result);
       this.emit('exit', this.#result);
     } else if (kind === 'error') {
       if (this.#error) return;
       this.#error = new GuestFaultError(vm.error() ?? 'the guest failed', vm.panic_code());
+      this.#output.drain();
+      this.#output.stop();
       for (const w of this.#waiters.splice(0)) w.reject(this.#error);
       if (this.listenerCount('error') > 0) this.emit('error', this.#error);
     }
@@ -188,6 +194,7 @@ class KvmGuest extends EventEmitter implements Guest {
   pause(): Promise<void> {
     try {
       this.lastPauseNs = this.#native().pause();
+      this.#output.drain();
       return Promise.resolve();
     } catch (err) {
       return Promise.reject(err);
@@ -211,7 +218,12 @@ class KvmGuest extends EventEmitter implements Guest {
   }
 
   takeOutput(): OutputRecord[] {
-    const { records, chains } = this.#native().take_output();
+    this.#native();
+    return this.#output.pull();
+  }
+
+  #readOutput(vm: NativeVm): OutputRecord[] {
+    const { records, chains } = vm.take_output();
     const dv = new DataView(records.buffer, records.byteOffset, records.byteLength);
     const out: OutputRecord[] = new Array(chains.length);
     for (let i = 0; i < chains.length; i++) {
@@ -245,6 +257,8 @@ class KvmGuest extends EventEmitter implements Guest {
   async close(): Promise<void> {
     const vm = this.#vm;
     if (!vm) return;
+    this.#output.drain(); // the last records, to 'output' listeners (when nobody takes them)
+    this.#output.stop();
     this.#vm = null;
     vm.close();
     this.memory.close();

@@ -12,6 +12,7 @@ import { native } from '../native.js';
 import { recordsFromNative, type NativeRecords } from './records.js';
 import type { DirtyLog, Guest, GuestResult, OutputRecord, ResolvedGuestOptions, WorkloadName } from './types.js';
 import { workloadById } from './workloads.js';
+import { OutputFeed } from './output-feed.js';
 
 interface NativeSim {
   start(): void;
@@ -54,6 +55,7 @@ export class SimGuest extends EventEmitter implements Guest {
   #error: Error | null = null;
   #paused = false;
   #waiters: { resolve: (r: GuestResult) => void; reject: (e: Error) => void }[] = [];
+  readonly #output = new OutputFeed(this, () => (this.#native ? recordsFromNative(this.#native.take_output()) : null));
 
   /** @internal */
   constructor(memory: GuestMemory, create: (onEvent: (...a: unknown[]) => void) => NativeSim, typeReason?: string) {
@@ -70,6 +72,8 @@ export class SimGuest extends EventEmitter implements Guest {
   #onEvent(kind: string, final: string, message: string, panicCode: bigint): void {
     this.#native?.unref();
     if (this.#result || this.#error) return;
+    this.#output.drain();
+    this.#output.stop();
     if (kind === 'exit') {
       this.#result = { final };
       for (const w of this.#waiters.splice(0)) w.resolve(this.#result);
@@ -102,6 +106,7 @@ export class SimGuest extends EventEmitter implements Guest {
   pause(): Promise<void> {
     this.#n().pause();
     this.#paused = true;
+    this.#output.drain();
     return Promise.resolve();
   }
 
@@ -121,7 +126,8 @@ export class SimGuest extends EventEmitter implements Guest {
   }
 
   takeOutput(): OutputRecord[] {
-    return recordsFromNative(this.#n().take_output());
+    this.#n();
+    return this.#output.pull();
   }
 
   saveCpu(): Uint8Array {
@@ -147,6 +153,8 @@ export class SimGuest extends EventEmitter implements Guest {
 
   close(): Promise<void> {
     if (this.#native) {
+      this.#output.drain(); // the last records, to 'output' listeners (when nobody takes them)
+      this.#output.stop();
       this.#native.close();
       this.#native = null;
       this.memory.close();

@@ -108,7 +108,11 @@ export interface Guest extends EventEmitter {
   setClock(value: bigint): void;
   /** Pages written since the last call, including pages the host itself wrote; clears the log. */
   takeDirty(): DirtyLog;
-  /** Output records published since the last call (safe while running or paused). */
+  /**
+   * Output records published since the last call (safe while running or paused). The first call
+   * makes its caller the owner of the stream: from then on the guest no longer drains its output
+   * for 'output' listeners on its own, and they get what takeOutput() returns, on the next tick.
+   */
   takeOutput(): OutputRecord[];
   /** Versioned, checksummed blob of all vCPU state (call while paused). */
   saveCpu(): Uint8Array;
@@ -118,5 +122,15 @@ export interface Guest extends EventEmitter {
   wait(): Promise<GuestResult>;
   /** Stops the vCPUs and releases the VM and its memory. */
   close(): Promise<void>;
-  // events: 'exit' (GuestResult), 'error' (Error: fault, triple fault, panic)
+  /**
+   * 'output': every output record, once, in seq order, as it leaves the guest: when takeOutput()
+   * returns it, or, while nobody has called takeOutput(), when the guest drains its output itself
+   * (every 10 ms while it runs, at every pause(), before 'exit' and at close()).
+   * 'exit': the workload finished. 'error': a fault, triple fault or panic (emitted only when
+   * someone listens; wait() rejects with it either way).
+   */
+  on(event: 'output', listener: (record: OutputRecord) => void): this;
+  on(event: 'exit', listener: (result: GuestResult) => void): this;
+  on(event: 'error', listener: (err: Error) => void): this;
+  on(event: string | symbol, listener: (...args: any[]) => void): this;
 }
