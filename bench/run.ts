@@ -11,6 +11,28 @@ import { benchSession, type BenchModule } from './harness.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
+const families = readdirSync(here).filter((f) => f.endsWith('.bench.ts')).map((f) => f.replace(/\.bench\.ts$/, ''));
+if (args.includes('--help') || args.includes('-h')) {
+  process.stdout.write(`usage: npm run bench [-- FAMILY ...] [--json] [--quick] [--real-pages FILE | --real-pages A.img,B.img[,...]]
+
+Runs the benchmarks of each FAMILY (default: all but replication and store, which have
+npm run bench:replication and npm run bench:store) in one process, one table per scenario, every
+ratio measured side by side. Families: ${families.join(', ')}.
+  --json        one JSON document on stdout instead of tables
+  --quick       fewer iterations (also UNDERSTUDY_BENCH_QUICK=1)
+  --real-pages  delta: real guest pages, from a pairs file (npx tsx bench/real-pages.ts) or two or
+                more raw memory images of one guest taken in turn, joined by commas
+`);
+  process.exit(0);
+}
+const known = new Set(['--json', '--quick', '--real-pages']);
+// replication and store read options of their own (--target, --guest=, --memory=, ...).
+const ownOptions = args.includes('replication') || args.includes('store');
+const badFlag = ownOptions ? undefined : args.find((a) => a.startsWith('-') && !known.has(a) && !a.startsWith('--real-pages='));
+if (badFlag) {
+  console.error(`unknown option: ${badFlag} (npm run bench -- --help)`);
+  process.exit(2);
+}
 const json = args.includes('--json');
 const quick = args.includes('--quick') || process.env.UNDERSTUDY_BENCH_QUICK === '1';
 /**
@@ -41,10 +63,7 @@ const wanted = rest.filter((a) => !a.startsWith('--'));
 // Replication and store have their own scripts (npm run bench:replication / bench:store).
 const own = new Set(['replication', 'store']);
 
-const files = readdirSync(here)
-  .filter((f) => f.endsWith('.bench.ts'))
-  .map((f) => f.replace(/\.bench\.ts$/, ''))
-  .filter((n) => (wanted.length ? wanted.includes(n) : !own.has(n)));
+const files = families.filter((n) => (wanted.length ? wanted.includes(n) : !own.has(n)));
 
 const unknown = wanted.filter((w) => !files.includes(w));
 if (unknown.length) {

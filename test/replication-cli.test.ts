@@ -217,7 +217,7 @@ describe('replication commands: options checked before anything starts', () => {
     const short = cli([...base, '--interval', '2ms']);
     expect([short.status, short.stdout, short.stderr]).toEqual([2, '', 'understudy: backup: --interval must be at least 5ms, got 2ms\n']);
     const linger = cli([...base, '--linger', 'abc']);
-    expect([linger.status, linger.stdout, linger.stderr]).toEqual([2, '', 'understudy: backup: --linger must be a duration like 25ms or 1s, got "abc"\n']);
+    expect([linger.status, linger.stdout, linger.stderr]).toEqual([2, '', 'understudy: backup: --linger must be a duration like 25ms, 1s, 30m, 2h or 1d (a bare number is milliseconds), got "abc"\n']);
   });
 
   it('demo refuses a bad --guest, --workload, --interval or --memory at once (exit 2), before any child', async () => {

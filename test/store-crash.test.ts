@@ -10,7 +10,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { Store, CheckpointError } from '../lib/store/index.js';
 import { rng, makeImage, mutate } from './helpers/images.js';
-import { root, script } from './helpers/cli.js';
+import { cli, root, script } from './helpers/cli.js';
 
 const PS = 4096;
 const child = join(root, 'test', 'helpers', 'store-child.ts');
@@ -171,6 +171,33 @@ describe('full disk', () => {
       ctx.annotate?.(why ? 'fault injection' : 'tmpfs');
     } finally {
       if (injected) injected.mockRestore();
+      if (!why) spawnSync('umount', [dir]);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('`understudy checkpoint` exits 1 when its last attempt failed (the store is behind the guest)', (ctx) => {
+    const dir = fs.mkdtempSync(join(os.tmpdir(), 'ustore-full-cli-'));
+    const why = tryMount(dir, '2m');
+    try {
+      if (why) {
+        process.stdout.write(`full-disk CLI test skipped: cannot mount a tmpfs (${why})\n`);
+        ctx.skip();
+        return;
+      }
+      // The first checkpoint (a fresh guest: zero pages) fits; the uniform workload's random
+      // writes then dirty far more than 2 MiB between checkpoints, so every later attempt fails.
+      const r = cli(['checkpoint', '--guest', 'sim', '--workload', 'uniform', '--memory', '16', '--every', '50ms',
+        '--steps', '600000', '--seed', '3', '--to', join(dir, 'st')]);
+      expect(r.status).toBe(1);
+      expect(r.stdout).toMatch(/^final [0-9a-f]{16}\n$/);
+      expect(r.stderr).toMatch(/checkpoint failed: checkpoint failed \(ENOSPC\)/);
+      expect(r.stderr).toContain(`checkpoint: the last attempt failed, so the newest checkpoint in ${join(dir, 'st')} is older than the guest's last pause\n`);
+      const s = Store.open(join(dir, 'st'));
+      expect(s.ids()).toEqual(['1']);
+      expect(s.verify().ok).toBe(true);
+      s.close();
+    } finally {
       if (!why) spawnSync('umount', [dir]);
       fs.rmSync(dir, { recursive: true, force: true });
     }

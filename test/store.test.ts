@@ -49,6 +49,9 @@ describe('store round trips', () => {
     const rep = r.verify();
     expect(rep.ok).toBe(true);
     expect(rep.checkpoints).toEqual([{ id: '1', ok: true, problems: [] }]);
+    // ids are strings, as list() gives them; a number is a type error that says so
+    expect(() => r.readMemory(1 as unknown as string)).toThrow(new TypeError("`checkpoint` must be a checkpoint id string such as '12' (as list() gives them), got number 1"));
+    expect(() => r.readMemory('01')).toThrow(new RangeError('`checkpoint` must be a checkpoint id (a decimal number), got "01"'));
     r.close();
   });
 

@@ -96,11 +96,12 @@ export function intOption(cmd: string, name: string, value: string | undefined, 
 /** A duration: "25ms", "1s", "250us", or a bare number of milliseconds. Returns milliseconds. */
 export function durationOption(cmd: string, name: string, value: string | undefined, dfltMs: number): number {
   if (value === undefined) return dfltMs;
-  const m = /^(\d+(?:\.\d+)?)(us|ms|s|m)?$/.exec(value.trim());
-  if (!m) throw new CliError(`${cmd}: --${name} must be a duration like 25ms or 1s, got ${JSON.stringify(value)}`);
+  const m = /^(\d+(?:\.\d+)?)(us|ms|s|m|h|d)?$/.exec(value.trim());
+  if (!m) throw new CliError(`${cmd}: --${name} must be a duration like 25ms, 1s, 30m, 2h or 1d (a bare number is milliseconds), got ${JSON.stringify(value)}`);
   const n = Number(m[1]);
   const unit = m[2] ?? 'ms';
-  const ms = unit === 'us' ? n / 1000 : unit === 'ms' ? n : unit === 's' ? n * 1000 : n * 60_000;
+  const scale: Record<string, number> = { us: 1 / 1000, ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+  const ms = n * scale[unit]!;
   if (!(ms > 0)) throw new CliError(`${cmd}: --${name} must be positive, got ${JSON.stringify(value)}`);
   return ms;
 }

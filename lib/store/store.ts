@@ -514,7 +514,10 @@ export class Store {
   }
 
   private checkId(id: string): void {
-    if (typeof id !== 'string' || !/^\d{1,15}$/.test(id) || String(Number(id)) !== id) {
+    if (typeof id !== 'string') {
+      throw new TypeError(`\`checkpoint\` must be a checkpoint id string such as '12' (as list() gives them), got ${typeof id} ${String(id)}`);
+    }
+    if (!/^\d{1,15}$/.test(id) || String(Number(id)) !== id) {
       throw new RangeError(`\`checkpoint\` must be a checkpoint id (a decimal number), got ${JSON.stringify(id)}`);
     }
     if (Number(id) < 1 || !fs.existsSync(this.manifestFile(id))) throw new RangeError(`no checkpoint ${id} in ${this.dir}`);

@@ -13,14 +13,15 @@ export const usage = `usage: understudy checkpoint --workload NAME --to DIR [--e
                            [--seed N] [--steps N] [--memory MiB] [--vcpus N]
                            [--namespace NAME | --shared] [--json]
 
-Runs the workload (as \`understudy run\` does) and every --every (default 1s) pauses it, takes its
-dirty pages and CPU state, resumes it, and commits a checkpoint into the store at DIR (created if
-missing): the first holds every non-zero page, each later one only what changed (deltas against
-the previous version where smaller, zstd where it pays). Identical pages are stored once within
-the namespace (default "default"; --shared uses the namespace "shared"). A checkpoint that fails
-(disk full, I/O error) is reported and its pages are carried into the next one; earlier
-checkpoints are never touched. The first checkpoint is taken as the guest starts, so even a
-short workload leaves one. Prints \`final <checksum>\` when the workload ends.`;
+Runs the workload (as \`understudy run\` does) and every --every (default 1s; also 500ms, 2m;
+a bare number is milliseconds) pauses it, takes its dirty pages and CPU state, resumes it, and
+commits a checkpoint into the store at DIR (created if missing): the first holds every non-zero
+page, each later one only what changed (deltas against the previous version where smaller, zstd
+where it pays). Identical pages are stored once within the namespace (default "default";
+--shared uses the namespace "shared"). A checkpoint that fails (disk full, I/O error) is
+reported and its pages are carried into the next one; earlier checkpoints are never touched,
+and the exit status is 1 if the last attempt failed. The first checkpoint is taken as the guest
+starts, so even a short workload leaves one. Prints \`final <checksum>\` when the workload ends.`;
 
 export async function run(argv: string[]): Promise<number> {
   const { values } = parse('checkpoint', argv, {
@@ -119,7 +120,10 @@ export async function run(argv: string[]): Promise<number> {
       process.stderr.write(`${count} checkpoint(s) in ${values.to}: ${bytes(stored)} stored for ${bytes(raw)} of dirty pages${failures ? `; ${failures} failed attempt(s)` : ''}\n`);
       process.stdout.write(`final ${result.final}\n`);
     }
-    return failures && count === 0 ? 1 : 0;
+    // Failed attempts whose pages a later checkpoint stored cost nothing; a failed last attempt
+    // leaves the store behind the guest, and that is a failure of the run.
+    if (pending) process.stderr.write(`checkpoint: the last attempt failed, so the newest checkpoint in ${values.to} is older than the guest's last pause\n`);
+    return pending || (failures && count === 0) ? 1 : 0;
   } finally {
     writer.close();
     store.close();

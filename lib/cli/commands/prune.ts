@@ -7,9 +7,9 @@ import { openStore, bytes } from '../store-util.js';
 export const summary = 'delete old checkpoints and reclaim their space';
 export const usage = `usage: understudy prune DIR (--keep N | --older-than AGE) [--no-compact]
 
-Deletes all but the newest N checkpoints (--keep), or those older than AGE (--older-than 30m, 2h
-as 120m, 1s, 500ms). Kept checkpoints never lose a page: those that were stored as changes against
-a deleted one are first rewritten with their whole page map. Then the store is compacted (see
+Deletes all but the newest N checkpoints (--keep), or those older than AGE (--older-than 30m,
+2h, 1d, 1s, 500ms; a bare number is milliseconds). Kept checkpoints never lose a page: those
+that were stored as changes against a deleted one are first rewritten with their whole page map. Then the store is compacted (see
 \`understudy compact\`) unless --no-compact. Safe to interrupt at any point.`;
 
 export async function run(argv: string[]): Promise<number> {

@@ -37,7 +37,15 @@ export async function run(argv: string[]): Promise<number> {
     throw new CliError(`restore: checkpoint ${image.id} holds memory only (no CPU state), so it cannot be resumed; use \`understudy export\``, 1);
   }
   const { restoreGuest } = await guests();
-  const guest = await restoreGuest({ type, memoryImage: image.memory, cpu: image.cpu });
+  let guest: Awaited<ReturnType<typeof restoreGuest>>;
+  try {
+    guest = await restoreGuest({ type, memoryImage: image.memory, cpu: image.cpu });
+  } catch (err) {
+    // The library names its own arguments (`cpu`, `memoryImage`); say which checkpoint it was.
+    if (!(err instanceof RangeError || err instanceof TypeError)) throw err;
+    const msg = err.message.replace(/^`cpu`/, 'its CPU state').replace(/^`memoryImage`/, 'its memory');
+    throw new CliError(`restore: checkpoint ${image.id} cannot be resumed${type === 'auto' ? '' : ` on --guest ${type}`}: ${msg}`, 1);
+  }
   process.stderr.write(`restored checkpoint ${image.id} into a ${guest.type} guest (${guest.pageCount} pages, ${guest.vcpus} vCPU(s))\n`);
   const drain = setInterval(() => guest.takeOutput(), 50);
   try {
