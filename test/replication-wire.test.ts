@@ -284,6 +284,32 @@ describe('handshake', () => {
     await expect(startBackup({ listen: { host: '127.0.0.1', port: 0 } })).rejects.toThrow('`key` (32 bytes) is required unless `insecure: true` is asked for explicitly');
     await expect(startPrimary({ guest: null, connect: { host: '127.0.0.1', port: 1 } })).rejects.toThrow(TypeError);
   });
+
+  it('library refuses bad options when called, naming them (a NaN timeout used to turn failover off silently)', async () => {
+    const key = generateKey();
+    const L = { host: '127.0.0.1', port: 0 };
+    type Any = never;
+    const backup = (o: Record<string, unknown>) => startBackup({ key, listen: L, ...o } as Any);
+    const primary = (o: Record<string, unknown>) => startPrimary({ guest: null, key, ...o } as Any);
+    await expect(startBackup(undefined as Any)).rejects.toThrow(new TypeError('`options` must be an object, got undefined'));
+    await expect(startBackup({ key: 'k'.repeat(32), listen: L } as Any)).rejects.toThrow(TypeError);
+    await expect(backup({ timeoutMs: Number.NaN })).rejects.toThrow(new RangeError('`timeoutMs` must be a finite number of milliseconds, at least above 0, got NaN'));
+    await expect(backup({ timeoutMs: '500' })).rejects.toThrow(new TypeError('`timeoutMs` must be a number, got string "500"'));
+    await expect(backup({ timeoutMs: -5 })).rejects.toThrow(RangeError);
+    await expect(backup({ promoted: { intervalMs: 1 } })).rejects.toThrow(new RangeError('`promoted.intervalMs` must be a finite number of milliseconds, at least 5, got 1'));
+    await expect(backup({ listen: { host: '127.0.0.1', port: 'x' } })).rejects.toThrow(new TypeError('`listen.port` must be a number, got string "x"'));
+    await expect(backup({ serve: { host: '127.0.0.1', port: 70000 } })).rejects.toThrow(new RangeError('`serve.port` must be an integer from 0 to 65535, got 70000'));
+    await expect(backup({ fenceCmd: 5 })).rejects.toThrow(new TypeError('`fenceCmd` must be a string, got number'));
+    await expect(backup({ maxEpochBytes: -1 })).rejects.toThrow(RangeError);
+    await expect(primary({ intervalMs: '10' })).rejects.toThrow(new TypeError('`intervalMs` must be a number, got string "10"'));
+    await expect(primary({ intervalMs: Infinity })).rejects.toThrow(RangeError);
+    await expect(primary({ maxInFlight: 0 })).rejects.toThrow(new RangeError('`maxInFlight` must be an integer from 1 to 1024, got 0'));
+    await expect(primary({ onBackupLoss: 'pasue' })).rejects.toThrow(new RangeError('`onBackupLoss` must be "continue" or "pause", got string "pasue"'));
+    await expect(primary({ connect: { host: '127.0.0.1', port: 1.5 } })).rejects.toThrow(new RangeError('`connect.port` must be an integer from 0 to 65535, got 1.5'));
+    // Good options still start (and stop) cleanly.
+    const b = await backup({ timeoutMs: 300, promoted: { intervalMs: 10, onBackupLoss: 'pause' } });
+    await b.close();
+  });
 });
 
 describe('epoch body', () => {

@@ -27,6 +27,7 @@ import {
 } from './kernels.js';
 import { ProtocolError } from '../errors/protocol-error.js';
 import { startPrimary, type Endpoint, type Primary, type PrimaryOptions } from './primary.js';
+import { checkEndpoint, checkInt, checkKey, checkMs, checkOptionsObject, checkPrimaryTuning } from './options.js';
 
 
 export interface BackupOptions {
@@ -156,10 +157,20 @@ export class Backup extends EventEmitter<BackupEvents> {
 
   constructor(readonly opts: BackupOptions) {
     super();
-    if (!opts.insecure && (!opts.key || opts.key.length !== 32)) {
-      throw new TypeError('`key` (32 bytes) is required unless `insecure: true` is asked for explicitly');
-    }
+    checkOptionsObject(opts, 'options');
+    checkKey(opts.key, opts.insecure);
     if (!opts.listen && !opts.connect) throw new TypeError('one of `listen` or `connect` is required');
+    checkEndpoint(opts.listen, 'listen', 'listen');
+    checkEndpoint(opts.connect, 'connect');
+    checkEndpoint(opts.serve, 'serve');
+    checkMs(opts.timeoutMs, 'timeoutMs', 0);
+    checkInt(opts.maxEpochBytes, 'maxEpochBytes', 1, Number.MAX_SAFE_INTEGER);
+    if (opts.fenceCmd !== undefined && typeof opts.fenceCmd !== 'string') throw new TypeError(`\`fenceCmd\` must be a string, got ${typeof opts.fenceCmd}`);
+    if (opts.fence !== undefined && typeof opts.fence !== 'function') throw new TypeError(`\`fence\` must be a function, got ${typeof opts.fence}`);
+    if (opts.promoted !== undefined) {
+      checkOptionsObject(opts.promoted, 'promoted');
+      checkPrimaryTuning(opts.promoted as Record<string, unknown>, 'promoted.');
+    }
     this.timeoutMs = opts.timeoutMs ?? 1000;
     this.log = new OutputLog(opts.retain);
   }

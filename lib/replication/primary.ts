@@ -24,6 +24,7 @@ import { primaryHandshake, SupersededError } from './handshake.js';
 import { defaultKernels, type PageKernels } from './kernels.js';
 import { ProtocolError } from '../errors/protocol-error.js';
 import type { GuestTypeName } from './auth.js';
+import { checkEndpoint, checkKey, checkOptionsObject, checkPrimaryTuning } from './options.js';
 
 
 export interface Endpoint {
@@ -150,13 +151,15 @@ export class Primary extends EventEmitter<PrimaryEvents> {
 
   constructor(readonly opts: PrimaryOptions) {
     super();
+    checkOptionsObject(opts, 'options');
+    checkKey(opts.key, opts.insecure);
+    checkPrimaryTuning(opts as unknown as Record<string, unknown>);
+    checkEndpoint(opts.connect, 'connect');
+    checkEndpoint(opts.listen, 'listen', 'listen');
+    checkEndpoint(opts.serve, 'serve', 'server');
     const interval = opts.intervalMs ?? 25;
-    if (!(interval >= 5)) throw new RangeError(`\`intervalMs\` must be at least 5, got ${interval}`);
     this.intervalMs = interval;
     this.timeoutMs = opts.timeoutMs ?? Math.max(20 * interval, 1000);
-    if (!opts.insecure && (!opts.key || opts.key.length !== 32)) {
-      throw new TypeError('`key` (32 bytes) is required unless `insecure: true` is asked for explicitly');
-    }
     this.log = opts.log ?? new OutputLog(opts.retain);
     this.vmId = opts.vmId ?? randomBytes(16);
     this.generation = opts.generation ?? 1n;
