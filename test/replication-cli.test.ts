@@ -247,6 +247,36 @@ describe('replication commands: options checked before anything starts', () => {
     expect([one.status, one.stderr]).toEqual([2, 'understudy: client: --connect must be HOST:PORT[,HOST:PORT...] with no empty entry, got ""\n']);
   });
 
+  it('a primary waits up to --linger for a client that comes after the run ended, and serves it the whole stream', async () => {
+    // It used to linger only while a client was connected: 100 ms after the end it said BYE and
+    // exited (and its backup with it), so a client started a moment late got nothing from anyone.
+    const seed = 4711;
+    const ref = await reference(seed);
+    const [repl, serveP, serveB] = await Promise.all([freePort(), freePort(), freePort()]);
+    const backup = new Child(backupArgs(repl, serveB));
+    const args = primaryArgs(repl, serveP, seed);
+    args[args.indexOf('--linger') + 1] = '20s';
+    const primary = new Child(args);
+    try {
+      expect(await primary.waitFor((e) => e.event === 'done')).not.toBeNull();
+      await new Promise((r) => setTimeout(r, 800));
+      const res = await followStream({
+        addresses: [{ host: '127.0.0.1', port: serveP }, { host: '127.0.0.1', port: serveB }],
+        verifier: new StreamVerifier(chainHex, ref), timeoutMs: 3000,
+      });
+      expect(res.problems).toEqual([]);
+      expect(res.final).toBe(ref.final);
+      // Served the end: it goes now, not at the end of the 20 s linger.
+      const t0 = performance.now();
+      expect(await primary.exited).toBe(0);
+      expect(performance.now() - t0).toBeLessThan(5000);
+    } finally {
+      primary.kill();
+      backup.kill();
+      await Promise.all([primary.exited, backup.exited]);
+    }
+  }, 60_000);
+
   it('a primary that never had a backup does not say the backup is behind', async () => {
     // --retain 10: output held with no backup soon passes half of it, the guest is paused, and
     // the epoch loop (not ready) lengthens its interval: that is not a backup falling behind.

@@ -21,6 +21,8 @@ export interface ServicePort {
   address(): { host: string; port: number };
   /** Clients connected now. */
   readonly clientCount: number;
+  /** Clients sent the end of the stream (`{"end":true,...}`) so far. */
+  readonly endsServed: number;
   close(): Promise<void>;
 }
 
@@ -34,6 +36,7 @@ export async function startServicePort(
   const requestDeadlineMs = limits.requestDeadlineMs ?? REQUEST_DEADLINE_MS;
   const maxClients = limits.maxClients ?? MAX_CLIENTS;
   const clients = new Set<Socket>();
+  let endsServed = 0;
   let current = log;
   const pumps = new Set<() => void>();
   // Retention must not drop what a connected client has yet to be sent (within its hard limit).
@@ -79,6 +82,7 @@ export async function startServicePort(
       if (!chunk) return;
       const ok = sock.write(chunk);
       if (ended) {
+        endsServed++;
         closed = true;
         sock.end();
         return;
@@ -160,6 +164,9 @@ export async function startServicePort(
     },
     get clientCount() {
       return clients.size;
+    },
+    get endsServed() {
+      return endsServed;
     },
     address() {
       const a = server.address();

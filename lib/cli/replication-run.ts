@@ -12,10 +12,11 @@ export interface RunFlags {
   json: boolean;
   quiet: boolean;
   role: string;
-  /** Max time to wait for service clients to disconnect after the end (ms). */
+  /**
+   * After the end, stay (up to this long, ms) until a client of the service port has been sent
+   * the end of the stream and every connected client is done.
+   */
   lingerMs: number;
-  /** Stay (up to lingerMs) until a client has connected, not only while one is connected. */
-  waitForClient?: boolean;
 }
 
 export function superviseRun(p: Primary, f: RunFlags): Promise<number> {
@@ -78,10 +79,13 @@ export function superviseRun(p: Primary, f: RunFlags): Promise<number> {
       if (f.json) emitJson('done', { role: f.role, final });
       const until = performance.now() + f.lingerMs;
       await new Promise((r) => setTimeout(r, 100));
-      // A promoted backup: its clients lost the old primary and are still cycling through their
-      // addresses, so wait (up to the linger) for one to come back for the rest of the stream.
-      while (f.waitForClient && p.service && p.service.clientCount === 0 && performance.now() < until) await new Promise((r) => setTimeout(r, 50));
-      while (p.service && p.service.clientCount > 0 && performance.now() < until) await new Promise((r) => setTimeout(r, 50));
+      // Wait (up to the linger) for a client to come for the end of the stream: one that starts
+      // after a short run ended (a primary used to exit 100 ms after the end, and its backup on
+      // its BYE, so nothing served the stream any more), or a promoted backup's clients, which
+      // lost the old primary and are still cycling through their addresses; and for every
+      // connected client to be done.
+      const waiting = (s: NonNullable<Primary['service']>): boolean => s.clientCount > 0 || s.endsServed === 0;
+      while (p.service && waiting(p.service) && performance.now() < until) await new Promise((r) => setTimeout(r, 50));
       p.bye();
       await new Promise((r) => setTimeout(r, 50));
       void finish(0);

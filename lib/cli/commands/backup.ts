@@ -99,7 +99,7 @@ export async function run(argv: string[]): Promise<number> {
     b.on('failover', (e) => {
       logLine('backup', `FAILOVER: resumed from epoch ${e.epoch} as generation ${e.generation} (${e.records} records committed)`);
       if (json) emitJson('failover', { role: 'backup', ...e });
-      void superviseRun(b.primary!, { json, quiet, role: 'backup(primary)', waitForClient: true, lingerMs }).then(async (code) => {
+      void superviseRun(b.primary!, { json, quiet, role: 'backup(primary)', lingerMs }).then(async (code) => {
         await b.close();
         resolve(code);
       });

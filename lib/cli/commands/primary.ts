@@ -24,7 +24,8 @@ options:
   --workload NAME       uniform, hotset, sequential, sparse, memcheck, kv (default kv)
   --guest TYPE          kvm, sim or auto (default auto)
   --seed N --steps N    workload seed (default 1) and steps per vCPU (default 200000)
-  --memory MiB          guest RAM (default 32; limits as in \`understudy run --help\`)
+  --memory MiB          guest RAM (default 32; limits as in \`understudy run --help\`, whose
+                        default is 64: a reference run needs the same --memory)
   --vcpus N             1 to 16 (default 1)
   --interval D          epoch length (default 25ms, at least 5ms)
   --timeout D           backup silent, or its oldest epoch unacknowledged, this long = lost (default max(20 epochs, 1s))
@@ -33,7 +34,8 @@ options:
   --serve HOST:PORT     service port for clients (newline-delimited JSON)
   --retain N            released output records kept for late clients and new backups
                         (default 1000000; older ones are dropped, bounding memory)
-  --linger D            after the workload ends, wait this long for clients (default 3s)
+  --linger D            after the workload ends, wait up to this long for a client to read
+                        the end of the stream (default 3s)
   --json                JSON event lines on stdout   --quiet  no progress line`;
 
 const WORKLOADS = ['uniform', 'hotset', 'sequential', 'sparse', 'memcheck', 'kv'];

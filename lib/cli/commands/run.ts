@@ -19,7 +19,8 @@ export const summary = 'run a workload in a guest to the end and print its final
 export const usage = `usage: understudy run [options]
 
 Runs a deterministic workload in a KVM micro-VM or the simulated guest and prints
-\`final <checksum>\`: the same for the same workload, seed, steps and vCPUs on any backend.
+\`final <checksum>\`: the same for the same workload, seed, steps, memory and vCPUs on any
+backend (every workload but kv depends on --memory).
 
 options:
 ${guestOptionUsage}
