@@ -247,6 +247,12 @@ describe('replication commands: options checked before anything starts', () => {
     expect([one.status, one.stderr]).toEqual([2, 'understudy: client: --connect must be HOST:PORT[,HOST:PORT...] with no empty entry, got ""\n']);
   });
 
+  it('client without --verify says why it failed (it exited 1 with nothing on stdout or stderr)', async () => {
+    const { cli } = await import('./helpers/cli.js');
+    const r = cli(['client', '--connect', local(await freePort()), '--timeout', '300ms']);
+    expect([r.status, r.stdout, r.stderr]).toEqual([1, '', 'understudy: client: no address delivered the rest of the stream within 300 ms\n']);
+  });
+
   it('a primary waits up to --linger for a client that comes after the run ended, and serves it the whole stream', async () => {
     // It used to linger only while a client was connected: 100 ms after the end it said BYE and
     // exited (and its backup with it), so a client started a moment late got nothing from anyone.

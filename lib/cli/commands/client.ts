@@ -16,7 +16,8 @@ options:
   --connect LIST      comma-separated HOST:PORT service ports, tried in turn
   --verify            check the stream: no gap, no duplicate, hash chain unbroken; prints only
                       a verdict line; exit status 0 if it passes, 1 if not
-  --reference FILE    also compare with \`understudy run --records\` output (records and final)
+  --reference FILE    also compare with \`understudy run --records\` output (records and final);
+                      run it with the primary's --workload, --seed, --steps, --memory, --vcpus
   --after N           start after seq N (default -1: from the beginning)
   --timeout D         give up when no address answers for this long (default 30s)
   --json              the verdict as JSON`;
@@ -52,6 +53,8 @@ export async function run(argv: string[]): Promise<number> {
   });
   if (!verify) {
     if (res.final !== null) process.stdout.write(`{"end":true,"final":"${res.final}"}\n`);
+    // Records go to stdout; why the stream stopped short goes to stderr (it used to exit 1 silently).
+    for (const p of res.problems) process.stderr.write(`understudy: client: ${p}\n`);
     return res.final !== null && res.problems.length === 0 ? 0 : 1;
   }
   if (values.json) process.stdout.write(JSON.stringify({ verdict: res.ok ? 'pass' : 'fail', ...res }) + '\n');
