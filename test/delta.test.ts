@@ -8,6 +8,7 @@ import {
   encodePages,
   encodePagesSync,
   gatherPages,
+  allocateMemory,
   inspectFrame,
   isa,
   OWN_CODES_MIN_BYTES,
@@ -1345,6 +1346,23 @@ describe('encodePages / applyPages', () => {
       new TypeError('`options` has no option `compres` (known: compress)'),
     );
     expect(hex(shadow) === hex(new Uint8Array(4 * PS))).toBe(true);
+  });
+
+  it('closed guest memory is named as detached by every delta call, not read as zero pages', async () => {
+    const mem = allocateMemory(4 * PS);
+    const view = mem.view;
+    const frame = encodePagesSync(new Uint8Array(4 * PS), new Uint8Array(PS), Uint32Array.of(1));
+    mem.close();
+    const detached = (name: string) => new TypeError(`\`${name}\` is detached (its buffer was transferred or its memory closed)`);
+    expect(() => encodePagesSync(view, new Uint8Array(PS), Uint32Array.of(1))).toThrow(detached('shadow'));
+    expect(() => encodePages(new Uint8Array(4 * PS), view, Uint32Array.of())).toThrow(detached('pages'));
+    expect(() => applyPages(view, frame)).toThrow(detached('replica'));
+    expect(() => applyPagesAsync(view, frame)).toThrow(detached('replica'));
+    expect(() => applyPagesWithUndo(view, frame)).toThrow(detached('replica'));
+    expect(() => applyPages(new Uint8Array(4 * PS), view)).toThrow(detached('frame'));
+    expect(() => inspectFrame(view)).toThrow(detached('frame'));
+    expect(() => encodeDelta(view, view)).toThrow(detached('prev'));
+    expect(() => applyDelta(view, encodeDelta(new Uint8Array(8), new Uint8Array(8)))).toThrow(detached('target'));
   });
 
   it('refuses arguments that overlap the buffer the call writes, and changes nothing', async () => {

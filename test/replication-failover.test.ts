@@ -47,6 +47,30 @@ describe('replication with the stand-in guest', () => {
     await backup.close();
   });
 
+  it('close() after done says BYE: the backup stops instead of taking over; close() mid-run does not', async () => {
+    const backup = await startBackup({ key, listen: LOCAL, restore: restoreFakeGuest, timeoutMs: 300 });
+    const logs: string[] = [];
+    let failovers = 0;
+    backup.on('log', (l: string) => logs.push(l));
+    backup.on('failover', () => failovers++);
+    const primary = await startPrimary({ guest: createFakeGuest({ seed: 5, steps: 2000, memoryMiB: 2 }), key, connect: addr(backup), intervalMs: 10 });
+    await new Promise((r) => primary.once('done', r));
+    await primary.close();
+    await new Promise((r) => setTimeout(r, 900)); // three backup timeouts
+    expect(logs).toContain('primary finished the run and said goodbye');
+    expect(failovers).toBe(0);
+    await backup.close();
+
+    // Mid-run, close() is a primary going away: the backup takes over.
+    const backup2 = await startBackup({ key, listen: LOCAL, restore: restoreFakeGuest, timeoutMs: 300 });
+    const took = new Promise((r) => backup2.once('failover', r));
+    const primary2 = await startPrimary({ guest: createFakeGuest({ seed: 5, steps: 50_000_000, memoryMiB: 2 }), key, connect: addr(backup2), intervalMs: 10 });
+    await new Promise((r) => primary2.once('protected', r));
+    await primary2.close();
+    await took;
+    await backup2.close();
+  }, 30_000);
+
   it('survives the primary dying at random instants (5 instants, a new backup each time)', async () => {
     const steps = 12000;
     const ref = await reference(11, steps);

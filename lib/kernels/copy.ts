@@ -7,7 +7,7 @@
  * streaming stores and, by default, every core.
  */
 import { native } from '../native.js';
-import { optionsArg, pageSizeArg, threadsArg, u8Arg, u32Arg } from './page-args.js';
+import { optionsArg, pageSizeArg, threadsArg, u8Arg, u32Arg, wholePages } from './page-args.js';
 
 export interface GatherOptions {
   /** Bytes per page: a power of two from 512 to 1048576. */
@@ -27,7 +27,8 @@ export interface ScatterOptions {
  * Copies page `pfns[i]` of `memory` to bytes `[i * pageSize, (i + 1) * pageSize)` of a new Buffer
  * (or of `out`, then returning `out.subarray(0, pfns.length * pageSize)`).
  * @throws TypeError for a wrong argument type or a detached buffer; RangeError for a bad
- *   `pageSize` or `threads`, a pfn past the end of `memory` (naming its index), an `out` too small,
+ *   `pageSize` or `threads`, a `memory` length that is not a multiple of `pageSize`, a pfn past
+ *   the end of `memory` (naming its index), an `out` too small,
  *   overlapping `memory` or overlapping `pfns`.
  */
 export function gatherPages(memory: Uint8Array, pfns: Uint32Array, options: GatherOptions): Uint8Array {
@@ -35,6 +36,7 @@ export function gatherPages(memory: Uint8Array, pfns: Uint32Array, options: Gath
   u32Arg(pfns, 'pfns');
   const opts = optionsArg<GatherOptions>(options, 'options', ['pageSize', 'out', 'threads']);
   const pageSize = pageSizeArg(opts.pageSize);
+  wholePages(memory, pageSize, 'memory');
   const bytes = pfns.length * pageSize;
   const threads = threadsArg(opts.threads, bytes);
   if (opts.out === undefined) return native.copy_gather(memory, pfns, pageSize, undefined, threads) as Uint8Array;
@@ -47,8 +49,8 @@ export function gatherPages(memory: Uint8Array, pfns: Uint32Array, options: Gath
  * The inverse of gatherPages: copies bytes `[i * pageSize, (i + 1) * pageSize)` of `pages` to page
  * `pfns[i]` of `memory`, in order of i (a repeated pfn ends with its last copy).
  * @throws TypeError for a wrong argument type or a detached buffer; RangeError for a bad
- *   `pageSize` or `threads`, `pages` not exactly `pfns.length * pageSize` bytes, a pfn past the
- *   end of `memory`, `pages` or `pfns` overlapping `memory`. Nothing is written when it throws.
+ *   `pageSize` or `threads`, `pages` not exactly `pfns.length * pageSize` bytes, a `memory`
+ *   length that is not a multiple of `pageSize`, a pfn past the end of `memory`, `pages` or `pfns` overlapping `memory`. Nothing is written when it throws.
  */
 export function scatterPages(memory: Uint8Array, pfns: Uint32Array, pages: Uint8Array, options: ScatterOptions): void {
   u8Arg(memory, 'memory');
@@ -56,6 +58,7 @@ export function scatterPages(memory: Uint8Array, pfns: Uint32Array, pages: Uint8
   u8Arg(pages, 'pages');
   const opts = optionsArg<ScatterOptions>(options, 'options', ['pageSize', 'threads']);
   const pageSize = pageSizeArg(opts.pageSize);
+  wholePages(memory, pageSize, 'memory');
   const threads = threadsArg(opts.threads, pages.length);
   native.copy_scatter(memory, pfns, pages, pageSize, threads);
 }

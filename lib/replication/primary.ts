@@ -132,6 +132,8 @@ export class Primary extends EventEmitter<PrimaryEvents> {
   private server: Server | null = null;
   private ownServer = false;
   private closed = false;
+  /** The backup acknowledged the final epoch (the run is done): close() says BYE. */
+  private runDone = false;
   private fenced = false;
   private readonly handshakes = new HandshakeSlots();
   private stallGuard: StallGuard | null = null;
@@ -485,6 +487,7 @@ export class Primary extends EventEmitter<PrimaryEvents> {
       if (e.stats.full) this.emit('protected', { generation: this.generation, backupEpoch: f.epoch });
       if (e.final !== null) {
         this.log.releaseFinal();
+        this.runDone = true;
         this.emit('done', { final: e.final });
       }
       return;
@@ -581,12 +584,29 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     this.link?.send(FrameType.BYE, this.generation, 0n);
   }
 
+  /**
+   * Stops the primary and closes its guest. After 'done' (the backup holds the final epoch) it
+   * first says BYE, so the backup stops too; before, closing looks to the backup like a crash
+   * and it takes over, which is what a primary stopped mid-run wants.
+   */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     this.loop?.stop();
     if (this.watchdog) clearInterval(this.watchdog);
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    if (this.link && this.runDone) {
+      this.bye();
+      const s = this.link.socket;
+      // Let the BYE reach the wire before the socket is torn down (bounded: a dead peer).
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, 500);
+        s.end(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
     if (this.link) {
       const s = this.link.socket;
       this.link.fail(null);

@@ -75,10 +75,17 @@ export async function run(argv: string[]): Promise<number> {
     seed, steps, memoryMiB, vcpus,
     nondeterministic: values.nondeterministic === true, start: false,
   });
-  const p = await startPrimary({
-    guest, ...auth, intervalMs, ...endpoints, timeoutMs, onBackupLoss,
-    guestType: guest.type, nondeterministic: values.nondeterministic === true, retain,
-  });
+  let p: Awaited<ReturnType<typeof startPrimary>>;
+  try {
+    p = await startPrimary({
+      guest, ...auth, intervalMs, ...endpoints, timeoutMs, onBackupLoss,
+      guestType: guest.type, nondeterministic: values.nondeterministic === true, retain,
+    });
+  } catch (err) {
+    // e.g. the --serve port in use: say which command failed, as backup does, and free the guest
+    await guest.close().catch(() => undefined);
+    throw new CliError(`${cmd}: ${(err as Error).message}`, 1);
+  }
   return superviseRun(p, {
     json: values.json === true, quiet: values.quiet === true, role: 'primary',
     lingerMs,
