@@ -22,9 +22,9 @@ export const usage = `usage: understudy snapshot --to DIR --vms N [--workload NA
        understudy snapshot --to DIR --qemu QMP_SOCKET --mem-path FILE
   common: [--namespace NAME | --shared] [--no-compare] [--json]
 
---vms: starts N guests (seeds N, N+1, ...; workloads taken in turn from the list, default
-  uniform), lets them run for --after, pauses all of them at one instant, stores each one's memory
-  and CPU state as a checkpoint (restorable with \`understudy restore\`), and stops them.
+--vms: starts N guests (seeds S, S+1, ... from --seed S; workloads taken in turn from the list,
+  default uniform), lets them run for --after, pauses all of them at one instant, stores each
+  one's memory and CPU state as a checkpoint (restorable with \`understudy restore\`), and stops them.
 --image: stores raw memory images (dumps from elsewhere) as stopped guests (memory only);
   \`understudy export\` gives each back byte for byte.
 --qemu: stops the QEMU VM through its QMP socket, copies its RAM from the memory-backend-file
