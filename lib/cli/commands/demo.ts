@@ -17,7 +17,8 @@ import { intervalOption } from '../replication-options.js';
 import { CliError, freePort, intOption, parse, Progress } from '../util.js';
 
 export const summary = 'replicate a guest, kill the primary, watch the backup take over (start here)';
-export const usage = `usage: understudy demo [--guest kvm|sim|auto] [--workload NAME] [--steps N] [--interval 25ms] [--json]
+export const usage = `usage: understudy demo [--guest kvm|sim|auto] [--workload NAME] [--steps N] [--memory MiB]
+                      [--interval 25ms] [--seed N] [--kills N | --no-kill] [--json]
 
 On this machine: a backup, a primary running a workload guest, and a client verifying the
 output stream. The primary is killed (SIGKILL) at a random instant; the backup fences it,

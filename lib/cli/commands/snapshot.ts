@@ -190,7 +190,7 @@ async function snapshotGuests(
 
 async function snapshotQemu(dir: string, qmp: string, memPath: string | undefined, ns: { namespace?: string; shared: boolean }, json: boolean): Promise<number> {
   if (!memPath) throw new CliError('snapshot: --qemu needs --mem-path FILE (the memory-backend-file of the VM)');
-  if (!fs.existsSync(memPath)) throw new CliError(`snapshot: --mem-path ${memPath}: no such file`, 1);
+  if (!fs.existsSync(memPath)) throw new CliError(`snapshot: --mem-path ${memPath}: no such file`);
   const abs = fs.realpathSync(memPath);
   const store = openStore('snapshot', dir, true);
   try {
