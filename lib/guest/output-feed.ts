@@ -57,11 +57,10 @@ export class OutputFeed {
     let records: OutputRecord[] | null;
     try {
       records = this.#take();
-    } catch (err) {
-      // A ring the host cannot read (a corrupt guest): stop draining, tell whoever listens for
-      // errors (as the guests do with their own faults); takeOutput() would throw the same.
+    } catch {
+      // A ring the host cannot read: the guest reports that as its own error ('error', wait()
+      // rejects) and takeOutput() would throw the same; stop draining, never throw from a timer.
       this.stop();
-      if (this.#guest.listenerCount('error') > 0) this.#guest.emit('error', err);
       return;
     }
     if (records && records.length > 0) this.#emit(records);

@@ -8,7 +8,7 @@
  */
 import { native } from '../native.js';
 import { holdForAsync } from './memory.js';
-import { isDetached, optionsArg } from './page-args.js';
+import { notDetached, optionsArg } from './page-args.js';
 
 /** Options of {@link encodeDelta}. */
 export interface EncodeDeltaOptions {
@@ -83,13 +83,9 @@ function u8(value: unknown, name: string): Uint8Array {
   if (!(value instanceof Uint8Array)) {
     throw new TypeError(`\`${name}\` must be a Uint8Array, got ${describe(value)}`);
   }
-  detachedCheck(value, name);
+  // A closed guest memory or a transferred buffer reads as zero length: say what it is.
+  notDetached(value, name);
   return value;
-}
-
-/** A closed guest memory or a transferred buffer reads as zero length: say what it is. */
-function detachedCheck(value: ArrayBufferView, name: string): void {
-  if (isDetached(value)) throw new TypeError(`\`${name}\` is detached (its buffer was transferred or its memory closed)`);
 }
 
 function describe(value: unknown): string {
@@ -179,7 +175,7 @@ function encodeArgs(shadow: Uint8Array, pages: Uint8Array, pfns: Uint32Array, op
   u8(shadow, 'shadow');
   u8(pages, 'pages');
   if (!(pfns instanceof Uint32Array)) throw new TypeError(`\`pfns\` must be a Uint32Array, got ${describe(pfns)}`);
-  detachedCheck(pfns, 'pfns');
+  notDetached(pfns, 'pfns');
   const o = options(opts, 'options', ['pageSize', 'threads', 'compress', 'entropy', 'ownCodes']);
   const pageSize = pageSizeOf(o);
   const threads = threadsOf(o);

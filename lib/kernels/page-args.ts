@@ -31,7 +31,8 @@ export function isDetached(view: ArrayBufferView): boolean {
   }
 }
 
-function notDetached(v: ArrayBufferView, name: string): void {
+/** TypeError when `v` is detached (transferred away, or its guest memory closed). */
+export function notDetached(v: ArrayBufferView, name: string): void {
   if (isDetached(v)) throw new TypeError(`\`${name}\` is detached (its buffer was transferred or its memory closed)`);
 }
 
