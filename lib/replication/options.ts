@@ -3,21 +3,14 @@
  * wrong type is a TypeError, a bad value a RangeError, each naming the option and the value. (A
  * backup's `promoted` options are checked at start too, not only when it takes over.)
  */
-
-function show(v: unknown): string {
-  if (typeof v === 'string') return `string ${JSON.stringify(v)}`;
-  if (typeof v === 'bigint') return `${v}n`;
-  if (v === null) return 'null';
-  if (typeof v === 'object') return (v as object).constructor?.name ?? 'object';
-  return String(v);
-}
+import { describe } from '../kernels/page-args.js';
 
 export function checkOptionsObject(o: unknown, name: string): void {
-  if (typeof o !== 'object' || o === null) throw new TypeError(`\`${name}\` must be an object, got ${show(o)}`);
+  if (typeof o !== 'object' || o === null) throw new TypeError(`\`${name}\` must be an object, got ${describe(o)}`);
 }
 
 function num(v: unknown, name: string): number {
-  if (typeof v !== 'number') throw new TypeError(`\`${name}\` must be a number, got ${show(v)}`);
+  if (typeof v !== 'number') throw new TypeError(`\`${name}\` must be a number, got ${describe(v)}`);
   return v;
 }
 
@@ -35,10 +28,10 @@ export function checkInt(v: unknown, name: string, min: number, max: number): vo
 }
 
 export function checkKey(key: unknown, insecure: unknown): void {
-  if (insecure !== undefined && typeof insecure !== 'boolean') throw new TypeError(`\`insecure\` must be a boolean, got ${show(insecure)}`);
+  if (insecure !== undefined && typeof insecure !== 'boolean') throw new TypeError(`\`insecure\` must be a boolean, got ${describe(insecure)}`);
   if (insecure === true) return;
   if (!(key instanceof Uint8Array) || key.length !== 32) {
-    throw new TypeError(`\`key\` (32 bytes) is required unless \`insecure: true\` is asked for explicitly, got ${show(key)}${key instanceof Uint8Array ? ` of ${key.length} bytes` : ''}`);
+    throw new TypeError(`\`key\` (32 bytes) is required unless \`insecure: true\` is asked for explicitly, got ${describe(key)}${key instanceof Uint8Array ? ` of ${key.length} bytes` : ''}`);
   }
 }
 
@@ -48,7 +41,7 @@ export function checkEndpoint(v: unknown, name: string, passIf?: string): void {
   checkOptionsObject(v, name);
   if (passIf && passIf in (v as object)) return;
   const { host, port } = v as { host?: unknown; port?: unknown };
-  if (typeof host !== 'string') throw new TypeError(`\`${name}.host\` must be a string, got ${show(host)}`);
+  if (typeof host !== 'string') throw new TypeError(`\`${name}.host\` must be a string, got ${describe(host)}`);
   checkInt(port, `${name}.port`, 0, 65535);
   if (port === undefined) throw new TypeError(`\`${name}.port\` must be a number, got undefined`);
 }
@@ -61,6 +54,6 @@ export function checkPrimaryTuning(o: Record<string, unknown>, prefix = ''): voi
   checkInt(o.threads, `${prefix}threads`, 1, 256);
   const loss = o.onBackupLoss;
   if (loss !== undefined && loss !== 'continue' && loss !== 'pause') {
-    throw new RangeError(`\`${prefix}onBackupLoss\` must be "continue" or "pause", got ${show(loss)}`);
+    throw new RangeError(`\`${prefix}onBackupLoss\` must be "continue" or "pause", got ${describe(loss)}`);
   }
 }
